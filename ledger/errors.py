@@ -1,0 +1,36 @@
+"""Errors raised by the ledger.
+
+Every invariant of the ledger is checked with an explicit exception from this module, never a bare
+``assert``: a violated invariant must stop the commit even when Python runs with ``-O``.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base class of every ledger error."""
+
+
+class SupplyIdentityViolated(LedgerError):
+    """total issued − total burned ≠ Σ balances + Σ stakes + Σ locked (after applying a batch)."""
+
+
+class LedgerCorrupted(LedgerError):
+    """The stored ledger does not verify; ``batch_no`` names the first bad batch (or None)."""
+
+    def __init__(self, message: str, *, batch_no: int | None) -> None:
+        super().__init__(message)
+        self.batch_no = batch_no
+
+
+class BatchRejected(LedgerError):
+    """A batch could not be committed because one of its transactions was rejected."""
+
+    def __init__(self, tx_id: str, reason: str) -> None:
+        super().__init__(f"transaction {tx_id!r} rejected: {reason}")
+        self.tx_id = tx_id
+        self.reason = reason
+
+
+class LockTimeout(LedgerError):
+    """Another writer held the ledger lock for longer than the caller was willing to wait."""

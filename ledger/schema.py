@@ -1,0 +1,129 @@
+"""The ledger's transaction schema: one typed, versioned Arrow schema for every kind of entry.
+
+Invariants:
+- ``SCHEMA_VERSION`` names the column layout; a batch written with another version is rejected on
+  read instead of being misinterpreted.
+- Amounts are integer rao (1 TAO = 10**9 rao) in an ``int64`` column, never floats, never negative.
+- ``payload`` is canonical JSON (sorted keys, no spaces) so that equal content means equal bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+RAO_PER_TAO = 1_000_000_000
+
+
+class Kind(StrEnum):
+    """Every kind of ledger entry. System kinds are produced only by genesis and the epoch flow."""
+
+    GENESIS_MINT = "genesis_mint"
+    TRANSFER = "transfer"
+    ADD_STAKE = "add_stake"
+    REMOVE_STAKE = "remove_stake"
+    SUBNET_CREATE = "subnet_create"
+    REGISTER = "register"
+    SUBMISSION_COMMIT = "submission_commit"
+    EPOCH = "epoch"
+    EMISSION_OWNER = "emission_owner"
+    EMISSION_INCENTIVE = "emission_incentive"
+    EMISSION_DIVIDEND = "emission_dividend"
+
+
+SYSTEM_KINDS = frozenset(
+    {
+        Kind.GENESIS_MINT,
+        Kind.EPOCH,
+        Kind.EMISSION_OWNER,
+        Kind.EMISSION_INCENTIVE,
+        Kind.EMISSION_DIVIDEND,
+    }
+)
+
+TX_SCHEMA = pa.schema(
+    [
+        pa.field("tx_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("subnet", pa.string(), nullable=False),
+        pa.field("epoch", pa.int64(), nullable=False),
+        pa.field("block", pa.int64(), nullable=False),
+        pa.field("coldkey", pa.string(), nullable=False),
+        pa.field("hotkey", pa.string(), nullable=False),
+        pa.field("dest", pa.string(), nullable=False),
+        pa.field("uid", pa.int64(), nullable=False),
+        pa.field("amount_rao", pa.int64(), nullable=False),
+        pa.field("payload", pa.string(), nullable=False),
+        pa.field("nonce", pa.int64(), nullable=False),
+        pa.field("signature", pa.binary(), nullable=False),
+    ],
+    metadata={b"taoflow.schema_version": str(SCHEMA_VERSION).encode()},
+)
+
+
+def canonical_json(value: Mapping[str, Any]) -> str:
+    """JSON with sorted keys and no whitespace: equal content gives equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+@dataclass(frozen=True)
+class Tx:
+    """One ledger entry. Unused fields keep their neutral default ("" / -1 / 0)."""
+
+    tx_id: str
+    kind: Kind
+    subnet: str = ""
+    epoch: int = -1
+    block: int = -1
+    coldkey: str = ""
+    hotkey: str = ""
+    dest: str = ""
+    uid: int = -1
+    amount_rao: int = 0
+    payload: str = "{}"
+    nonce: int = 0
+    signature: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.tx_id:
+            raise ValueError("tx_id must not be empty")
+        if not isinstance(self.amount_rao, int) or isinstance(self.amount_rao, bool):
+            raise TypeError(f"amount_rao must be an int, got {type(self.amount_rao).__name__}")
+        if not 0 <= self.amount_rao < 2**63:
+            raise ValueError(f"amount_rao out of range: {self.amount_rao}")
+        object.__setattr__(self, "kind", Kind(self.kind))
+
+    def payload_dict(self) -> dict[str, Any]:
+        """The payload parsed as a JSON object."""
+        value = json.loads(self.payload)
+        if not isinstance(value, dict):
+            raise ValueError(f"payload of {self.tx_id!r} is not a JSON object")
+        return value
+
+    def content(self) -> tuple[object, ...]:
+        """Everything but the id: what "same id, same content" compares."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name != "tx_id")
+
+
+def txs_to_table(txs: Sequence[Tx]) -> pa.Table:
+    """Arrow table (schema ``TX_SCHEMA``) holding ``txs`` in order."""
+    columns: dict[str, list[Any]] = {f.name: [] for f in TX_SCHEMA}
+    for tx in txs:
+        for name, values in columns.items():
+            value = getattr(tx, name)
+            values.append(str(value) if name == "kind" else value)
+    return pa.Table.from_pydict(columns, schema=TX_SCHEMA)
+
+
+def table_to_txs(table: pa.Table) -> list[Tx]:
+    """Inverse of ``txs_to_table``."""
+    if table.schema.remove_metadata() != TX_SCHEMA.remove_metadata():
+        raise ValueError("table does not have the ledger transaction schema")
+    rows: Iterable[dict[str, Any]] = table.to_pylist()
+    return [Tx(**row) for row in rows]

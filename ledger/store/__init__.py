@@ -1,0 +1,5 @@
+"""The only part of the ledger that touches disk: batch files, the commit log, the lock."""
+
+from ledger.store.ledger import CommitResult, Ledger, VerifyReport
+
+__all__ = ["CommitResult", "Ledger", "VerifyReport"]

@@ -1,0 +1,124 @@
+"""Read-only views of the ledger in DuckDB SQL over the memory-mapped Arrow batches.
+
+Every view takes an optional ``as_of_batch`` bound (rows of later batches are ignored), so
+"as of epoch N" is the same query bounded at the batch that committed epoch N. Views never
+write. Invariant: they agree with the state machine's fold (tested), and amounts stay integers
+(HUGEINT sums).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ledger.schema import Kind
+
+_ROWS = "SELECT * FROM ledger_rows WHERE batch_no <= $as_of_batch"
+
+BALANCES_SQL = f"""
+WITH tx AS ({_ROWS}),
+-- Δbalance(coldkey): mints, owner cuts and unstakes add; transfers, stakes and burns subtract
+moves AS (
+    SELECT coldkey AS coldkey,
+           CASE WHEN kind IN ('{Kind.GENESIS_MINT}', '{Kind.EMISSION_OWNER}',
+                              '{Kind.REMOVE_STAKE}') THEN amount_rao
+                WHEN kind IN ('{Kind.TRANSFER}', '{Kind.ADD_STAKE}', '{Kind.REGISTER}',
+                              '{Kind.SUBNET_CREATE}') THEN -amount_rao
+                ELSE 0 END AS delta_rao
+    FROM tx
+    UNION ALL
+    SELECT dest, amount_rao FROM tx WHERE kind = '{Kind.TRANSFER}'
+)
+SELECT coldkey, SUM(delta_rao)::HUGEINT AS balance_rao
+FROM moves GROUP BY coldkey HAVING SUM(delta_rao) <> 0 ORDER BY coldkey
+"""
+
+STAKES_SQL = f"""
+WITH tx AS ({_ROWS}),
+-- Δstake(coldkey, hotkey): stakes and emissions to stake add; unstakes subtract
+moves AS (
+    SELECT coldkey, hotkey,
+           CASE WHEN kind = '{Kind.REMOVE_STAKE}' THEN -amount_rao ELSE amount_rao END AS delta_rao
+    FROM tx
+    WHERE kind IN ('{Kind.ADD_STAKE}', '{Kind.REMOVE_STAKE}', '{Kind.EMISSION_INCENTIVE}',
+                   '{Kind.EMISSION_DIVIDEND}')
+)
+SELECT coldkey, hotkey, SUM(delta_rao)::HUGEINT AS stake_rao
+FROM moves GROUP BY coldkey, hotkey HAVING SUM(delta_rao) <> 0 ORDER BY coldkey, hotkey
+"""
+
+SUPPLY_SQL = f"""
+WITH tx AS ({_ROWS})
+SELECT
+    -- issued = Σ genesis mints + Σ emissions
+    COALESCE(SUM(amount_rao) FILTER (WHERE kind IN ('{Kind.GENESIS_MINT}',
+        '{Kind.EMISSION_OWNER}', '{Kind.EMISSION_INCENTIVE}', '{Kind.EMISSION_DIVIDEND}')), 0)
+        ::HUGEINT AS issued_rao,
+    -- burned = Σ registration burns
+    COALESCE(SUM(amount_rao) FILTER (WHERE kind = '{Kind.REGISTER}'), 0)::HUGEINT AS burned_rao,
+    -- locked = Σ subnet lock costs
+    COALESCE(SUM(amount_rao) FILTER (WHERE kind = '{Kind.SUBNET_CREATE}'), 0)::HUGEINT
+        AS locked_rao
+FROM tx
+"""
+
+EMISSIONS_SQL = f"""
+WITH tx AS ({_ROWS})
+SELECT subnet, epoch,
+       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_OWNER}')::HUGEINT AS owner_rao,
+       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_INCENTIVE}')::HUGEINT AS miners_rao,
+       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DIVIDEND}')::HUGEINT
+           AS validators_rao,
+       SUM(amount_rao)::HUGEINT AS total_rao
+FROM tx
+WHERE kind IN ('{Kind.EMISSION_OWNER}', '{Kind.EMISSION_INCENTIVE}', '{Kind.EMISSION_DIVIDEND}')
+GROUP BY subnet, epoch ORDER BY subnet, epoch
+"""
+
+AS_OF_ALL = 2**62
+
+
+class LedgerViews:
+    """DuckDB views over an Arrow table of ledger rows (``Ledger.table()``)."""
+
+    def __init__(self, rows: pa.Table) -> None:
+        self.connection = duckdb.connect(":memory:")
+        self.connection.register("ledger_rows", rows)
+
+    def _query(self, sql: str, as_of_batch: int | None) -> list[dict[str, Any]]:
+        bound = AS_OF_ALL if as_of_batch is None else as_of_batch
+        cursor = self.connection.execute(sql, {"as_of_batch": bound})
+        names = [column[0] for column in cursor.description or []]
+        return [
+            {
+                k: (int(v) if k.endswith("_rao") and v is not None else v)
+                for k, v in zip(names, row, strict=True)
+            }
+            for row in cursor.fetchall()
+        ]
+
+    def batch_of_epoch(self, *, subnet: str, epoch: int) -> int | None:
+        """The batch that committed ``epoch`` of ``subnet`` (for "as of epoch N" queries)."""
+        row = self.connection.execute(
+            "SELECT MIN(batch_no) FROM ledger_rows WHERE kind = $kind AND subnet = $subnet "
+            "AND epoch = $epoch",
+            {"kind": str(Kind.EPOCH), "subnet": subnet, "epoch": epoch},
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def balances(self, *, as_of_batch: int | None = None) -> list[dict[str, Any]]:
+        return self._query(BALANCES_SQL, as_of_batch)
+
+    def stakes(self, *, as_of_batch: int | None = None) -> list[dict[str, Any]]:
+        return self._query(STAKES_SQL, as_of_batch)
+
+    def emissions(self, *, as_of_batch: int | None = None) -> list[dict[str, Any]]:
+        return self._query(EMISSIONS_SQL, as_of_batch)
+
+    def supply(self, *, as_of_batch: int | None = None) -> dict[str, int]:
+        row = self._query(SUPPLY_SQL, as_of_batch)[0]
+        balances = sum(r["balance_rao"] for r in self.balances(as_of_batch=as_of_batch))
+        stakes = sum(r["stake_rao"] for r in self.stakes(as_of_batch=as_of_batch))
+        return {**row, "balances_rao": balances, "stakes_rao": stakes}
