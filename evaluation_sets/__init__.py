@@ -4,7 +4,11 @@ Imports only ``datasets``/``pyarrow``/``numpy``/``scikit-learn`` -- never prefec
 """
 
 from evaluation_sets.base import EvaluationSet, InvalidEvaluationSet
-from evaluation_sets.registry import UnknownEvaluationSet, known_evaluation_sets, load_evaluation_set
+from evaluation_sets.registry import (
+    UnknownEvaluationSet,
+    known_evaluation_sets,
+    load_evaluation_set,
+)
 
 __all__ = [
     "EvaluationSet",

@@ -58,7 +58,7 @@ def split_features(*, input_dim: int) -> datasets.Features:
 
 
 def dataset_arrays(split: datasets.Dataset, *, input_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(features float32 [n, input_dim], labels int64 [n])`` of one split.
+    """Return fresh ``(features float32 [n, input_dim], labels int64 [n])`` arrays of one split.
 
     Reads the logical rows (respecting any ``select``/``shuffle`` indices mapping) straight from
     Arrow; raises :class:`InvalidEvaluationSet` on missing columns, nulls or ragged rows.
@@ -85,7 +85,8 @@ def dataset_arrays(split: datasets.Dataset, *, input_dim: int) -> tuple[np.ndarr
             )
         features = values.astype(np.float32, copy=False).reshape(n_rows, input_dim)
     labels = label_column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    return np.ascontiguousarray(features), np.ascontiguousarray(labels)
+    # Fresh, writable, C-contiguous copies: callers may mutate them without touching the set.
+    return np.array(features, dtype=np.float32, order="C"), np.array(labels, dtype=np.int64)
 
 
 def canonical_hash(*, features: np.ndarray, labels: np.ndarray) -> str:

@@ -3,21 +3,19 @@
 Invariants: names are fixed at import time; :func:`load_evaluation_set` returns the *same*
 object for the same name within a process (builders are deterministic, so this is only a speed
 optimisation); an unknown name raises :class:`UnknownEvaluationSet` listing the known names.
-Failed builds are not cached (``functools.lru_cache`` never caches exceptions).
+Failed builds are not cached (``functools.cache`` never caches exceptions).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from functools import cache
 from types import MappingProxyType
 
 from evaluation_sets.base import EvaluationSet
 from evaluation_sets.digits import DIGITS_NAME, build_digits
 
-REGISTRY: Mapping[str, Callable[[], EvaluationSet]] = MappingProxyType(
-    {DIGITS_NAME: build_digits}
-)
+REGISTRY: Mapping[str, Callable[[], EvaluationSet]] = MappingProxyType({DIGITS_NAME: build_digits})
 
 
 class UnknownEvaluationSet(KeyError):
@@ -37,7 +35,7 @@ def known_evaluation_sets() -> list[str]:
     return sorted(REGISTRY)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_evaluation_set(name: str) -> EvaluationSet:
     """Build (once per process) and return the evaluation set registered as ``name``."""
     builder = REGISTRY.get(name)

@@ -1,0 +1,1 @@
+"""Prefect flows: they order the stages and nothing else."""

@@ -25,6 +25,7 @@ from ledger.errors import SupplyIdentityViolated
 from ledger.schema import SYSTEM_KINDS, Kind, Tx
 
 UIDS_MAX_DEFAULT = 256
+NEURON_ROLES = frozenset({"miner", "validator"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Neuron:
     hotkey: str
     coldkey: str
     registered_block: int
+    role: str = "miner"
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class LedgerState:
     hotkey_owner: dict[str, str] = field(default_factory=dict)
     submissions: dict[tuple[str, str], SubmissionCommit] = field(default_factory=dict)
     last_epoch: dict[str, int] = field(default_factory=dict)
+    last_epoch_payload: dict[str, dict[str, Any]] = field(default_factory=dict)
     epoch_unpaid_rao: dict[tuple[str, int], int] = field(default_factory=dict)
     tx_contents: dict[str, tuple[object, ...]] = field(default_factory=dict)
 
@@ -241,6 +244,9 @@ class LedgerState:
             return f"hotkey {tx.hotkey!r} belongs to another coldkey"
         if len(self.neurons.get(tx.subnet, {})) >= subnet.uids_max:
             return f"subnet {tx.subnet!r} is full ({subnet.uids_max} uids)"
+        role = tx.payload_dict().get("role", "miner")
+        if role not in NEURON_ROLES:
+            return f"unknown role {role!r}: expected one of {sorted(NEURON_ROLES)}"
         cost = int(subnet.config.get("registration_cost_rao", 0))
         if tx.amount_rao != cost:
             return f"registration burns exactly {cost} rao, not {tx.amount_rao}"
@@ -304,8 +310,9 @@ class LedgerState:
             self.hotkey_owner[tx.hotkey] = tx.coldkey
             uids = self.neurons[tx.subnet]
             uid = len(uids)
+            role = str(tx.payload_dict().get("role", "miner"))
             uids[uid] = Neuron(
-                uid=uid, hotkey=tx.hotkey, coldkey=tx.coldkey, registered_block=tx.block
+                uid=uid, hotkey=tx.hotkey, coldkey=tx.coldkey, registered_block=tx.block, role=role
             )
         elif k == Kind.SUBMISSION_COMMIT:
             payload = tx.payload_dict()
@@ -319,6 +326,7 @@ class LedgerState:
             )
         elif k == Kind.EPOCH:
             self.last_epoch[tx.subnet] = tx.epoch
+            self.last_epoch_payload[tx.subnet] = tx.payload_dict()
             if amount:
                 self.epoch_unpaid_rao[(tx.subnet, tx.epoch)] = amount
         else:  # emissions

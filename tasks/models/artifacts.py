@@ -111,7 +111,7 @@ def _parse_entry(name: str, raw: object, *, data_bytes: int) -> TensorEntry:
             "bad_header", f"tensor {name!r}: entry must have exactly {sorted(_ENTRY_KEYS)}"
         )
     dtype = raw["dtype"]
-    if dtype not in _ALLOWED_DTYPES:
+    if not isinstance(dtype, str) or dtype not in _ALLOWED_DTYPES:
         raise ArtifactRejected("bad_dtype", f"tensor {name!r} has dtype {dtype!r}; only F32")
     shape = raw["shape"]
     if not isinstance(shape, list) or not all(_is_plain_int(d) and d >= 0 for d in shape):

@@ -26,6 +26,7 @@ Imports only torch and the standard library (runs on bare GPU workers).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -189,7 +190,7 @@ def parse_config(raw: bytes | str) -> ModelConfig:
 def _layer_dims(config: ModelConfig) -> list[tuple[int, int]]:
     """``(in_features, out_features)`` of every Linear layer, in order."""
     widths = [config.input_dim, *config.hidden_sizes, config.num_classes]
-    return list(zip(widths[:-1], widths[1:], strict=True))
+    return list(itertools.pairwise(widths))
 
 
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -217,9 +218,7 @@ def check_limits(config: ModelConfig, limits: FamilyLimits) -> None:
             f"num_classes {config.num_classes} does not match the task's {limits.num_classes}"
         )
     if config.linear_layers > limits.layers_max:
-        raise InvalidModelConfig(
-            f"{config.linear_layers} layers > layers_max {limits.layers_max}"
-        )
+        raise InvalidModelConfig(f"{config.linear_layers} layers > layers_max {limits.layers_max}")
     params = count_parameters(config)
     if params > limits.params_max:
         raise InvalidModelConfig(f"{params} parameters > params_max {limits.params_max}")

@@ -1,0 +1,94 @@
+"""The epoch flow: gather → evaluate (Dask) → consensus (DuckDB) → emit (ledger) → track (MLflow).
+
+Invariants: the flow only orders steps; an epoch is paid at most once because the ledger commit
+is idempotent per (subnet, epoch); MLflow comes after the commit and its failure never undoes
+or blocks the commit (it is reported in the result instead).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pyarrow as pa
+from prefect import flow
+from prefect.runtime import flow_run
+
+from tasks import shells
+from tasks.metagraph import build_metagraph
+
+log = logging.getLogger("taoflow.epoch")
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    subnet: str
+    epoch: int
+    batch_no: int | None
+    batch_hash: str | None
+    emission_rao: int
+    metagraph: pa.Table
+    mlflow_run_id: str | None
+    mlflow_error: str | None
+    flow_run_id: str | None
+
+
+@flow(name="epoch", log_prints=False, persist_result=False)
+def epoch_flow(
+    subnet: str = "digits",
+    home: str = ".taoflow",
+    dask_address: str | None = None,
+) -> EpochResult:
+    """Run the next epoch of ``subnet`` for the network stored in ``home``."""
+    from taoflow.settings import Settings
+
+    settings = Settings.load(home, dask_address)
+    ctx = shells.gather(settings.ledger_dir, subnet)
+    evaluation = shells.evaluate(
+        ctx, artifacts_root=settings.artifacts_dir, dask_address=settings.dask_address
+    )
+    outcome = shells.consensus(ctx, evaluation)
+    payouts, commit = shells.emit(settings.ledger_dir, ctx, outcome)
+    mean_scores = evaluation.mean_scores()
+    metagraph = build_metagraph(
+        ctx,
+        outputs=outcome.outputs,
+        payouts=payouts,
+        scores=mean_scores,
+        errors=evaluation.errors,
+    )
+    run_id = str(flow_run.id) if flow_run.id else None
+    mlflow_run_id, mlflow_error = None, None
+    try:
+        mlflow_run_id = shells.track(
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifacts_dir=settings.mlflow_artifacts_dir,
+            ctx=ctx,
+            metagraph=metagraph,
+            aggregates={
+                "emission_tao": payouts.total_rao / 1e9,
+                "best_score": max(mean_scores.values(), default=0.0),
+                "validator_trust_mean": float(outcome.outputs.validator_trust.mean())
+                if ctx.n
+                else 0.0,
+            },
+            tags={
+                "taoflow.ledger_batch_hash": commit.batch_hash or "",
+                "taoflow.prefect_flow_run_id": run_id or "",
+                "taoflow.seed": ctx.seed_hex,
+            },
+        )
+    except Exception as exc:  # MLflow must never undo or block the ledger commit
+        mlflow_error = f"{type(exc).__name__}: {exc}"
+        log.warning("MLflow tracking failed for epoch %s: %s", ctx.epoch, mlflow_error)
+    return EpochResult(
+        subnet=subnet,
+        epoch=ctx.epoch,
+        batch_no=commit.batch_no,
+        batch_hash=commit.batch_hash,
+        emission_rao=payouts.total_rao,
+        metagraph=metagraph,
+        mlflow_run_id=mlflow_run_id,
+        mlflow_error=mlflow_error,
+        flow_run_id=run_id,
+    )

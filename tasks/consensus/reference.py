@@ -1,0 +1,244 @@
+"""Slow, obviously-correct NumPy reference of the Yuma epoch (shared/yuma-spec.md §4, legacy path).
+
+Written straight from the spec with dense n×n float64 matrices and plain loops, for testing the
+production SQL (``sql.py``) on small random inputs. It shares only the data classes and parameters
+with ``sql.py``, never computational code.
+
+Invariants (the same *specification choices* as ``sql.py``, implemented independently)
+--------------------------------------------------------------------------------------
+* Float64 everywhere except the discrete decisions, which are exact:
+  - the κ test of §4.6 uses ``fractions.Fraction`` stakes a_i = s_i / Σ s over the validators taking
+    part, and κ = Fraction(kappa_u16, 65535);
+  - top-k permits (§4.3) sort the integer stakes with Python's stable sort.
+* Stored u16 values are ``min(65535, floor(65535·x + U16_FLOOR_SNAP_LSB))`` (see params.py).
+* Only the legacy bond path is implemented; ``yuma3=True`` raises ``NotImplementedError``.
+* Dense O(n²) memory: meant for n up to a few hundred.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pyarrow as pa
+
+from tasks.consensus.params import U16_FLOOR_SNAP_LSB, U16_MAX, YumaParams
+from tasks.consensus.types import (
+    BONDS_FLOAT_SCHEMA,
+    BONDS_U16_SCHEMA,
+    EpochInputs,
+    EpochOutputs,
+    EpochState,
+)
+
+
+def _normalise(vector: np.ndarray) -> np.ndarray:
+    """x / Σx, or x unchanged if Σx = 0."""
+    total = vector.sum()
+    return vector / total if total > 0 else vector.copy()
+
+
+def _column_normalise(matrix: np.ndarray) -> np.ndarray:
+    """Each column with positive sum divided by its sum."""
+    result = matrix.copy()
+    for j in range(matrix.shape[1]):
+        column_sum = matrix[:, j].sum()
+        if column_sum > 0:
+            result[:, j] = matrix[:, j] / column_sum
+    return result
+
+
+def _dense_from_sparse(table: pa.Table, *, value_column: str, n_uids: int) -> np.ndarray:
+    """Dense n×n float matrix of a sparse (validator, miner, value) table; miners ≥ n dropped."""
+    dense = np.zeros((n_uids, n_uids), dtype=np.float64)
+    rows = table.column("validator").to_pylist()
+    cols = table.column("miner").to_pylist()
+    values = table.column(value_column).to_pylist()
+    for i, j, value in zip(rows, cols, values, strict=True):
+        if j < n_uids:
+            dense[i, j] = float(value)
+    return dense
+
+
+def _weighted_median_column(
+    scores: list[float], stakes: list[Fraction], *, kappa: Fraction
+) -> float:
+    """C = max{v ∈ scores ∪ {0} : Σ_{i: score_i ≥ v} stake_i ≥ κ}; min(scores) if none qualifies."""
+    candidates = sorted(set(scores) | {0.0}, reverse=True)
+    for level in candidates:
+        stake_at_or_above = sum(
+            (stake for score, stake in zip(scores, stakes, strict=True) if score >= level),
+            Fraction(0),
+        )
+        if stake_at_or_above >= kappa:
+            return level
+    return min(scores)
+
+
+def _u16_floor(proportion: float) -> int:
+    return min(U16_MAX, math.floor(proportion * U16_MAX + U16_FLOOR_SNAP_LSB))
+
+
+def reference_epoch(
+    inputs: EpochInputs, params: YumaParams, state: EpochState
+) -> tuple[EpochOutputs, EpochState]:
+    """One Yuma epoch (legacy bond path), dense NumPy float64; same contract as ``run_epoch``."""
+    if params.yuma3:
+        raise NotImplementedError("Yuma3 bond path")
+    n = inputs.n_uids
+    state = state.for_uids(n)
+    owner = inputs.owner_uid
+    uids = range(n)
+
+    # §4.1 activity: inactive_i = last_update_i + cutoff < current_block.
+    active = np.array(
+        [
+            not (
+                int(inputs.last_update_block[i]) + params.activity_cutoff_blocks
+                < inputs.current_block
+            )
+            for i in uids
+        ],
+        dtype=np.bool_,
+    )
+
+    # §4.2 stake: threshold mask (owner exempt), then S = s / Σs.
+    stake_rao = [int(x) for x in inputs.stake_rao]
+    for i in uids:
+        if stake_rao[i] < params.stake_threshold_rao and i != owner:
+            stake_rao[i] = 0
+    stake_total_rao = sum(stake_rao)
+    if stake_total_rao > 0:
+        stake_weight = np.array([s / stake_total_rao for s in stake_rao], dtype=np.float64)
+    else:
+        stake_weight = np.zeros(n, dtype=np.float64)
+
+    # §4.3 permits. Effective old permits (owner forced) decide what counts this epoch.
+    permit_old = [bool(state.validator_permit[i]) or i == owner for i in uids]
+    # New permits: is_topk_nonzero — stable ascending sort, drop the first n − k; owner forced.
+    permit_new = [stake_rao[i] > 0 for i in uids]
+    if n >= params.max_validators:
+        ascending = sorted(uids, key=lambda i: stake_rao[i])  # Python's sort is stable
+        for i in ascending[: n - params.max_validators]:
+            permit_new[i] = False
+    if owner is not None:
+        permit_new[owner] = True
+
+    # §4.4 active stake: S zeroed where inactive or forbidden, normalised.
+    counts = np.array([active[i] and permit_old[i] for i in uids], dtype=np.bool_)
+    active_stake = _normalise(np.where(counts, stake_weight, 0.0))
+
+    # §4.5 weights.
+    weights = _dense_from_sparse(inputs.weights, value_column="weight_u16", n_uids=n)
+    for i in uids:
+        if not permit_old[i]:
+            weights[i, :] = 0.0  # forbidden row
+        if i != owner:
+            weights[i, i] = 0.0  # self-weight, except the owner's
+        for j in uids:
+            if inputs.last_update_block[i] <= inputs.registered_block[j]:
+                weights[i, j] = 0.0  # outdated
+    for i in uids:
+        row_sum = weights[i, :].sum()  # a sum of integers: exact
+        if row_sum > 0:
+            weights[i, :] = weights[i, :] / row_sum
+
+    # §4.6 consensus over validators with A_i > 0, exact stakes a_i = s_i / Σ s.
+    kappa = Fraction(params.kappa_u16, U16_MAX)
+    staked = [i for i in uids if counts[i] and stake_rao[i] > 0]
+    staked_total_rao = sum(stake_rao[i] for i in staked)
+    consensus = np.zeros(n, dtype=np.float64)
+    if staked:
+        stakes = [Fraction(stake_rao[i], staked_total_rao) for i in staked]
+        for j in uids:
+            scores = [float(weights[i, j]) for i in staked]
+            consensus[j] = _weighted_median_column(scores, stakes, kappa=kappa)
+
+    # §4.7 clipping and validator trust.
+    weights_clipped = np.minimum(weights, consensus[np.newaxis, :])
+    validator_trust = weights_clipped.sum(axis=1)
+
+    # §4.8 ranks and incentive.
+    ranks = active_stake @ weights_clipped
+    incentive = _normalise(ranks)
+
+    # §4.9 bond weights, literally W + β(W̄ − W).
+    beta = params.bonds_penalty
+    bond_weights = weights + beta * (weights_clipped - weights)
+
+    # Newly registered columns: reg_j ≥ last_tempo.
+    if inputs.last_step_block == 0:
+        last_tempo_block = max(0, inputs.current_block - inputs.tempo_blocks)
+    else:
+        last_tempo_block = inputs.last_step_block + 1
+    bonds_old = _dense_from_sparse(state.bonds, value_column="bond_u16", n_uids=n)
+    for j in uids:
+        if inputs.registered_block[j] >= last_tempo_block:
+            bonds_old[:, j] = 0.0
+
+    # §4.9a legacy path.
+    bonds_old = _column_normalise(bonds_old)
+    bonds_delta = _column_normalise(bond_weights * active_stake[:, np.newaxis])
+    alpha = params.bonds_alpha
+    bonds = alpha * bonds_delta + (1.0 - alpha) * bonds_old
+    bonds = np.where(bonds > 0, bonds, 0.0)
+    bonds = _column_normalise(bonds)
+    dividends = _normalise(bonds @ incentive)
+
+    # §4.10 emission shares.
+    emission_sum = incentive.sum() + dividends.sum()
+    if emission_sum > 0:
+        server_share = incentive / emission_sum
+        validator_share = dividends / emission_sum
+    else:
+        server_share = np.zeros(n, dtype=np.float64)
+        validator_share = active_stake.copy() if active_stake.sum() > 0 else stake_weight.copy()
+
+    # Storage: column max-upscale, floor to u16, rows of validators with a new permit only.
+    stored: list[tuple[int, int, int]] = []
+    float_entries: list[tuple[int, int, float]] = []
+    for j in uids:
+        column_max = bonds[:, j].max()
+        for i in uids:
+            if bonds[i, j] > 0:
+                float_entries.append((i, j, float(bonds[i, j])))
+                bond_u16 = _u16_floor(bonds[i, j] / column_max)
+                if permit_new[i] and bond_u16 > 0:
+                    stored.append((i, j, bond_u16))
+    stored.sort()
+    float_entries.sort()
+
+    outputs = EpochOutputs(
+        stake_weight=stake_weight,
+        active=active,
+        validator_permit=np.array(permit_new, dtype=np.bool_),
+        validator_trust=validator_trust,
+        consensus=consensus,
+        incentive=incentive,
+        dividends=dividends,
+        server_emission_share=server_share,
+        validator_emission_share=validator_share,
+        bonds=_table(float_entries, schema=BONDS_FLOAT_SCHEMA),
+    )
+    next_state = EpochState(
+        bonds=_table(stored, schema=BONDS_U16_SCHEMA),
+        validator_permit=np.array(permit_new, dtype=np.bool_),
+    )
+    return outputs, next_state
+
+
+def _table(
+    entries: list[tuple[int, int, int]] | list[tuple[int, int, float]], *, schema: pa.Schema
+) -> pa.Table:
+    columns = list(zip(*entries, strict=True)) if entries else [(), (), ()]
+    return pa.Table.from_arrays(
+        [
+            pa.array(list(values), type=field.type)
+            for values, field in zip(columns, schema, strict=True)
+        ],
+        schema=schema,
+    )
+
+
+__all__ = ["reference_epoch"]

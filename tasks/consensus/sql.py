@@ -1,0 +1,501 @@
+"""Yuma consensus epoch in DuckDB SQL — the production implementation (shared/yuma-spec.md §4).
+
+The epoch is a sequence of SQL statements over Arrow tables registered with a DuckDB connection
+(zero copy). Each statement materialises one symbol of the spec, or a few, as a temp table;
+inside a statement every further symbol is a CTE, preceded by a one-line comment with its formula
+and the spec section. Python only registers the inputs, runs the statements in order and reads
+the results back.
+
+Invariants
+----------
+* Arithmetic is float64 (DOUBLE), not the chain's I32F32 fixed point; continuous outputs therefore
+  differ from the chain by O(n·2^-32) (spec §9).
+* Cost grows with the number of non-zero weights and bonds: matrices stay sparse
+  (validator, miner, value) tables, vectors are per-uid tables; nothing materialises n×n.
+* Discrete decisions are exact, never float comparisons near a boundary:
+  - κ test (§4.6). With a_i the integer stake in rao of a validator that takes part in consensus
+    (stake after the threshold mask, zero unless active and permitted), the re-normalised stake is
+    a_i / Σa, and κ = kappa_u16 / 65535. So "Σ_{i: W_ij ≥ v} a_i / Σa ≥ κ" is evaluated exactly as
+    the HUGEINT comparison ``65535 · Σ_{i: W_ij ≥ v} a_i ≥ kappa_u16 · Σ a``; stake exactly at κ
+    counts. (The chain compares I32F32 sums; ours is the exact-rational version of that test.)
+  - Candidate levels v are row-normalised weights u_ij / Σ_k u_ik of integer u16 weights; each is a
+    single correctly rounded division of exact integers, so equal rationals compare equal and
+    different ones (differences ≥ 1/(65535·n)^2) keep their order.
+  - Top-k permits (§4.3) rank the integer stakes s_i (ties: the lower uid loses), which orders
+    exactly like S = s / Σs without float ties between different stakes.
+* Stored u16 bonds are ``min(65535, floor(65535·x + U16_FLOOR_SNAP_LSB))`` (see params.py), so a
+  proportion that is mathematically k/65535 stores k regardless of float summation order.
+* Only the legacy bond path (``yuma3=False``, §4.9a) is implemented. The bond path is one isolated
+  block of statements (``_LEGACY_BOND_PATH``) that must produce ``yuma_B`` (float bonds),
+  ``yuma_D`` (normalised dividends) and ``yuma_B_stored`` (u16 bonds); a Yuma3 block (§4.9b)
+  producing the same three tables can be selected in ``_bond_path_statements``.
+* Commit-reveal masking (§4.5.5) and mechanisms (§5) are not modelled here.
+* A connection passed in is only used through a private ``cursor()``: registered inputs and temp
+  tables live in that cursor and disappear when the epoch returns.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from tasks.consensus.params import U16_FLOOR_SNAP_LSB, YumaParams
+from tasks.consensus.types import (
+    BONDS_FLOAT_SCHEMA,
+    BONDS_U16_SCHEMA,
+    EpochInputs,
+    EpochOutputs,
+    EpochState,
+)
+
+# ------------------------------------------------------------------------------------------------
+# §3 scalars: one row of hyper-parameters and block numbers.
+# ------------------------------------------------------------------------------------------------
+_SCALARS = """
+CREATE OR REPLACE TEMP TABLE yuma_p AS
+SELECT
+    *,
+    -- β = bonds_penalty / 65535                                                       §3
+    bonds_penalty_u16 / 65535.0 AS beta,
+    -- α = 1 − bonds_moving_average / 10^6                                             §4.9a.3
+    1.0 - bonds_moving_average_ppm / 1000000.0 AS alpha,
+    -- last_tempo = lms + 1, or max(0, current_block − tempo) when lms = 0             §4.9
+    CASE
+        WHEN last_step_block = 0 THEN greatest(current_block - tempo_blocks, 0)
+        ELSE last_step_block + 1
+    END AS last_tempo_block
+FROM epoch_params_in
+"""
+
+# ------------------------------------------------------------------------------------------------
+# §4.1–§4.4 per-uid vectors: activity, stake, permits, active stake.
+# ------------------------------------------------------------------------------------------------
+_NEURON_VECTORS = """
+CREATE OR REPLACE TEMP TABLE yuma_neuron AS
+WITH
+-- is_owner_i = (i = owner_uid)
+neuron AS (
+    SELECT nrn.*, coalesce(nrn.uid = p.owner_uid, FALSE) AS is_owner
+    FROM neuron_in AS nrn CROSS JOIN yuma_p AS p
+),
+-- active_i = ¬(last_update_i + cutoff < current_block)                                §4.1
+active AS (
+    SELECT neuron.*,
+        NOT (neuron.last_update_block + p.activity_cutoff_blocks < p.current_block) AS active
+    FROM neuron CROSS JOIN yuma_p AS p
+),
+-- s_i = 0 if stake_i < StakeThreshold ∧ i ≠ owner, else stake_i   (integer rao)         §4.2.1
+stake AS (
+    SELECT active.*,
+        CASE WHEN active.stake_rao < p.stake_threshold_rao AND NOT active.is_owner
+            THEN 0 ELSE active.stake_rao END AS s_rao
+    FROM active CROSS JOIN yuma_p AS p
+),
+-- S_i = s_i / Σ_k s_k   (all 0 when Σ s = 0)                                            §4.2.2
+S AS (
+    SELECT stake.*,
+        CASE WHEN total.s_total_rao = 0 THEN 0.0
+            ELSE stake.s_rao::DOUBLE / total.s_total_rao::DOUBLE END AS S
+    FROM stake CROSS JOIN (SELECT sum(s_rao)::HUGEINT AS s_total_rao FROM stake) AS total
+),
+-- permit_eff_i = permit_old_i ∨ is_owner_i   (forbid_i = ¬permit_eff_i)                 §4.3
+permit_eff AS (
+    SELECT S.*, S.permit_old OR S.is_owner AS permit_eff
+    FROM S
+),
+-- permit_new_i = (s_i > 0 ∧ i among the k largest by (s_i, i)) ∨ is_owner_i            §4.3
+permit_new AS (
+    SELECT permit_eff.*,
+        (permit_eff.s_rao > 0
+            AND row_number() OVER (ORDER BY permit_eff.s_rao DESC, permit_eff.uid DESC)
+                <= p.max_validators)
+        OR permit_eff.is_owner AS permit_new
+    FROM permit_eff CROSS JOIN yuma_p AS p
+),
+-- a_i = s_i · [active_i ∧ permit_eff_i]   (integer rao numerator of A)                  §4.4
+active_stake AS (
+    SELECT permit_new.*,
+        CASE WHEN permit_new.active AND permit_new.permit_eff
+            THEN permit_new.s_rao ELSE 0 END AS a_rao
+    FROM permit_new
+),
+-- A_i = a_i / Σ_k a_k   (all 0 when Σ a = 0)                                            §4.4
+A AS (
+    SELECT active_stake.*,
+        CASE WHEN total.a_total_rao = 0 THEN 0.0
+            ELSE active_stake.a_rao::DOUBLE / total.a_total_rao::DOUBLE END AS A
+    FROM active_stake
+    CROSS JOIN (SELECT sum(a_rao)::HUGEINT AS a_total_rao FROM active_stake) AS total
+)
+SELECT * FROM A
+"""
+
+# ------------------------------------------------------------------------------------------------
+# §4.5 weights W (sparse).
+# ------------------------------------------------------------------------------------------------
+_WEIGHTS = """
+CREATE OR REPLACE TEMP TABLE yuma_W AS
+WITH
+-- W_raw_ij = weight_u16_ij, entries with j ≥ n dropped                                  §4.5.1
+W_raw AS (
+    SELECT w.validator, w.miner, w.weight_u16
+    FROM weights_in AS w CROSS JOIN yuma_p AS p
+    WHERE w.miner < p.n
+),
+-- W_masked_ij = W_raw_ij unless forbid_i ∨ (i = j ∧ i ≠ owner) ∨ last_update_i ≤ reg_j  §4.5.2–4
+W_masked AS (
+    SELECT w.validator, w.miner, w.weight_u16
+    FROM W_raw AS w
+    JOIN yuma_neuron AS vi ON vi.uid = w.validator
+    JOIN yuma_neuron AS mj ON mj.uid = w.miner
+    WHERE vi.permit_eff
+        AND (w.validator <> w.miner OR vi.is_owner)
+        AND NOT (vi.last_update_block <= mj.registered_block)
+),
+-- W_ij = W_masked_ij / Σ_k W_masked_ik   (a row with Σ = 0 stays all-zero)               §4.5.6
+W AS (
+    SELECT validator, miner,
+        CASE WHEN row_sum_u16 > 0 THEN weight_u16 / row_sum_u16::DOUBLE ELSE 0.0 END AS w
+    FROM (
+        SELECT W_masked.*, sum(weight_u16) OVER (PARTITION BY validator) AS row_sum_u16
+        FROM W_masked
+    )
+)
+SELECT * FROM W
+"""
+
+# ------------------------------------------------------------------------------------------------
+# §4.6 consensus C (per miner; absent miner ⇒ C_j = 0).
+# ------------------------------------------------------------------------------------------------
+_CONSENSUS = """
+CREATE OR REPLACE TEMP TABLE yuma_C AS
+WITH
+-- scores W_ij > 0 of validators with a_i > 0 (missing entries are level 0, always a candidate) §4.6
+W_staked AS (
+    SELECT W.miner, W.w, v.a_rao
+    FROM yuma_W AS W JOIN yuma_neuron AS v ON v.uid = W.validator
+    WHERE v.a_rao > 0 AND W.w > 0
+),
+-- stake_at(j, v) = Σ_{i : W_ij = v} a_i   (equal scores pooled)
+stake_at_level AS (
+    SELECT miner, w AS level, sum(a_rao)::HUGEINT AS stake_at_rao
+    FROM W_staked
+    GROUP BY miner, w
+),
+-- stake_ge(j, v) = Σ_{i : W_ij ≥ v} a_i
+stake_ge_level AS (
+    SELECT miner, level,
+        sum(stake_at_rao) OVER (
+            PARTITION BY miner ORDER BY level DESC
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+        )::HUGEINT AS stake_ge_rao
+    FROM stake_at_level
+),
+-- C_j = max{v : Σ_{i: W_ij ≥ v} a_i ≥ κ}  ⇔  65535·stake_ge(j, v) ≥ kappa_u16·Σa  (else 0)  §4.6
+C AS (
+    SELECT lv.miner, max(lv.level) AS C
+    FROM stake_ge_level AS lv
+    CROSS JOIN yuma_p AS p
+    CROSS JOIN (SELECT sum(a_rao)::HUGEINT AS a_total_rao FROM yuma_neuron) AS total
+    WHERE lv.stake_ge_rao * 65535 >= p.kappa_u16::HUGEINT * total.a_total_rao
+    GROUP BY lv.miner
+)
+SELECT * FROM C
+"""
+
+# ------------------------------------------------------------------------------------------------
+# §4.7 clipping: W̄ = min(W, C) (sparse; entries clipped to 0 dropped).
+# ------------------------------------------------------------------------------------------------
+_CLIPPED_WEIGHTS = """
+CREATE OR REPLACE TEMP TABLE yuma_W_clipped AS
+WITH
+-- W̄_ij = min(W_ij, C_j), entries clipped to 0 dropped                                   §4.7
+W_clipped AS (
+    SELECT W.validator, W.miner, least(W.w, C.C) AS w
+    FROM yuma_W AS W JOIN yuma_C AS C ON C.miner = W.miner
+    WHERE least(W.w, C.C) > 0
+)
+SELECT * FROM W_clipped
+"""
+
+# ------------------------------------------------------------------------------------------------
+# §4.8 ranks and incentive (per miner; absent miner ⇒ I_j = 0).
+# ------------------------------------------------------------------------------------------------
+_INCENTIVE = """
+CREATE OR REPLACE TEMP TABLE yuma_I AS
+WITH
+-- R_j = Σ_i A_i · W̄_ij                                                                 §4.8
+R AS (
+    SELECT Wc.miner AS uid, sum(v.A * Wc.w) AS R
+    FROM yuma_W_clipped AS Wc JOIN yuma_neuron AS v ON v.uid = Wc.validator
+    GROUP BY Wc.miner
+),
+-- I_j = R_j / Σ_k R_k   (all 0 when Σ R = 0)                                            §4.8
+I AS (
+    SELECT R.uid, CASE WHEN total.R_total > 0 THEN R.R / total.R_total ELSE 0.0 END AS I
+    FROM R CROSS JOIN (SELECT sum(R) AS R_total FROM R) AS total
+)
+SELECT * FROM I
+"""
+
+# ------------------------------------------------------------------------------------------------
+# §4.9 bond weights (shared by both bond paths).
+# ------------------------------------------------------------------------------------------------
+_BOND_WEIGHTS = """
+CREATE OR REPLACE TEMP TABLE yuma_W_b AS
+WITH
+-- W_b_ij = (1 − β)·W_ij + β·W̄_ij  (= W + β(W̄ − W), exact at β ∈ {0, 1}); entries ≤ 0 dropped §4.9
+W_b AS (
+    SELECT W.validator, W.miner, (1.0 - p.beta) * W.w + p.beta * coalesce(Wc.w, 0.0) AS w
+    FROM yuma_W AS W
+    LEFT JOIN yuma_W_clipped AS Wc ON Wc.validator = W.validator AND Wc.miner = W.miner
+    CROSS JOIN yuma_p AS p
+)
+SELECT * FROM W_b WHERE w > 0
+"""
+
+# ------------------------------------------------------------------------------------------------
+# §4.9a legacy bond path: produces yuma_B, yuma_D, yuma_B_stored.
+# ------------------------------------------------------------------------------------------------
+_LEGACY_BONDS = """
+CREATE OR REPLACE TEMP TABLE yuma_B AS
+WITH
+-- B_old_ij = u_ij / Σ_k u_kj (stored u16 bonds u), columns with reg_j ≥ last_tempo removed §4.9a.1
+B_old AS (
+    SELECT bnd.validator, bnd.miner,
+        bnd.bond_u16 / (sum(bnd.bond_u16) OVER (PARTITION BY bnd.miner))::DOUBLE AS b
+    FROM bonds_in AS bnd
+    JOIN yuma_neuron AS mj ON mj.uid = bnd.miner
+    CROSS JOIN yuma_p AS p
+    WHERE bnd.bond_u16 > 0 AND NOT (mj.registered_block >= p.last_tempo_block)
+),
+-- ΔB_ij = W_b_ij·A_i / Σ_k W_b_kj·A_k                                                  §4.9a.2
+delta_B AS (
+    SELECT validator, miner, wA / (sum(wA) OVER (PARTITION BY miner)) AS b
+    FROM (
+        SELECT Wb.validator, Wb.miner, Wb.w * v.A AS wA
+        FROM yuma_W_b AS Wb JOIN yuma_neuron AS v ON v.uid = Wb.validator
+        WHERE Wb.w * v.A > 0
+    )
+),
+-- B_ema_ij = α·ΔB_ij + (1 − α)·B_old_ij, entries > 0 kept                               §4.9a.3
+B_ema AS (
+    SELECT * FROM (
+        SELECT coalesce(dB.validator, Bo.validator) AS validator,
+            coalesce(dB.miner, Bo.miner) AS miner,
+            p.alpha * coalesce(dB.b, 0.0) + (1.0 - p.alpha) * coalesce(Bo.b, 0.0) AS b
+        FROM delta_B AS dB
+        FULL OUTER JOIN B_old AS Bo ON Bo.validator = dB.validator AND Bo.miner = dB.miner
+        CROSS JOIN yuma_p AS p
+    )
+    WHERE b > 0
+),
+-- B_ij = B_ema_ij / Σ_k B_ema_kj                                                        §4.9a.3
+B AS (
+    SELECT validator, miner, b / (sum(b) OVER (PARTITION BY miner)) AS b
+    FROM B_ema
+)
+SELECT * FROM B
+"""
+
+_LEGACY_DIVIDENDS = """
+CREATE OR REPLACE TEMP TABLE yuma_D AS
+WITH
+-- D_i = Σ_j B_ij · I_j                                                                  §4.9a.4
+D_raw AS (
+    SELECT B.validator AS uid, sum(B.b * I.I) AS d
+    FROM yuma_B AS B JOIN yuma_I AS I ON I.uid = B.miner
+    GROUP BY B.validator
+),
+-- D_i = D_raw_i / Σ_k D_raw_k   (all 0 when Σ D_raw = 0)                                §4.9a.4
+D AS (
+    SELECT D_raw.uid, CASE WHEN total.d_total > 0 THEN D_raw.d / total.d_total ELSE 0.0 END AS D
+    FROM D_raw CROSS JOIN (SELECT sum(d) AS d_total FROM D_raw) AS total
+)
+SELECT * FROM D
+"""
+
+_LEGACY_STORED_BONDS = """
+CREATE OR REPLACE TEMP TABLE yuma_B_stored AS
+WITH
+-- B_up_ij = B_ij / max_k B_kj   (column max-upscale)                                    §4.9a.5
+B_upscaled AS (
+    SELECT validator, miner, b / (max(b) OVER (PARTITION BY miner)) AS b
+    FROM yuma_B
+),
+-- B_u16_ij = min(65535, floor(65535·B_up_ij + snap)) for rows with permit_new_i; 0s dropped §4.10
+B_stored AS (
+    SELECT Bu.validator, Bu.miner,
+        least(65535, floor(Bu.b * 65535 + p.u16_floor_snap_lsb))::INTEGER AS bond_u16
+    FROM B_upscaled AS Bu
+    JOIN yuma_neuron AS v ON v.uid = Bu.validator
+    CROSS JOIN yuma_p AS p
+    WHERE v.permit_new
+)
+SELECT * FROM B_stored WHERE bond_u16 > 0
+"""
+
+# ------------------------------------------------------------------------------------------------
+# §4.7 validator trust and §4.10 emission shares: the per-uid output vectors.
+# ------------------------------------------------------------------------------------------------
+_OUTPUT_VECTORS = """
+WITH
+-- VT_i = Σ_j W̄_ij                                                                     §4.7
+VT AS (
+    SELECT validator AS uid, sum(w) AS VT FROM yuma_W_clipped GROUP BY validator
+),
+-- E_sum = Σ_j (I_j + D_j)                                                             §4.10
+E_sum AS (
+    SELECT (SELECT coalesce(sum(I), 0.0) FROM yuma_I)
+        + (SELECT coalesce(sum(D), 0.0) FROM yuma_D) AS E_sum
+),
+-- fallback_i = A_i, or S_i when Σ A = 0   (validator share when E_sum = 0)              §4.10
+fallback AS (
+    SELECT v.uid,
+        CASE WHEN total.a_total_rao > 0 THEN v.A ELSE v.S END AS share
+    FROM yuma_neuron AS v
+    CROSS JOIN (SELECT sum(a_rao)::HUGEINT AS a_total_rao FROM yuma_neuron) AS total
+),
+vectors AS (
+    SELECT v.uid, v.S AS stake_weight, v.active, v.permit_new AS validator_permit,
+        coalesce(VT.VT, 0.0) AS validator_trust,
+        coalesce(C.C, 0.0) AS consensus,
+        coalesce(I.I, 0.0) AS incentive,
+        coalesce(D.D, 0.0) AS dividends,
+        fb.share AS fallback_share
+    FROM yuma_neuron AS v
+    JOIN fallback AS fb ON fb.uid = v.uid
+    LEFT JOIN VT ON VT.uid = v.uid
+    LEFT JOIN yuma_C AS C ON C.miner = v.uid
+    LEFT JOIN yuma_I AS I ON I.uid = v.uid
+    LEFT JOIN yuma_D AS D ON D.uid = v.uid
+)
+SELECT vectors.uid, stake_weight, active, validator_permit, validator_trust, consensus,
+    incentive, dividends,
+    -- server_share_j = I_j / E_sum   (0 when E_sum = 0)                                §4.10
+    CASE WHEN E_sum > 0 THEN incentive / E_sum ELSE 0.0 END AS server_emission_share,
+    -- validator_share_i = D_i / E_sum, or fallback_i when E_sum = 0                    §4.10
+    CASE WHEN E_sum > 0 THEN dividends / E_sum ELSE fallback_share END
+        AS validator_emission_share
+FROM vectors CROSS JOIN E_sum
+ORDER BY vectors.uid
+"""
+
+_LEGACY_BOND_PATH: tuple[str, ...] = (
+    _BOND_WEIGHTS,
+    _LEGACY_BONDS,
+    _LEGACY_DIVIDENDS,
+    _LEGACY_STORED_BONDS,
+)
+
+
+def _bond_path_statements(params: YumaParams) -> tuple[str, ...]:
+    """The SQL block that turns W, W̄, A, I into yuma_B, yuma_D and yuma_B_stored."""
+    if params.yuma3:
+        raise NotImplementedError("Yuma3 bond path")
+    return _LEGACY_BOND_PATH
+
+
+def _epoch_params_table(inputs: EpochInputs, params: YumaParams) -> pa.Table:
+    row: dict[str, pa.Array] = {
+        "n": pa.array([inputs.n_uids], pa.int64()),
+        "current_block": pa.array([inputs.current_block], pa.int64()),
+        "last_step_block": pa.array([inputs.last_step_block], pa.int64()),
+        "tempo_blocks": pa.array([inputs.tempo_blocks], pa.int64()),
+        "owner_uid": pa.array([inputs.owner_uid], pa.int32()),
+        "activity_cutoff_blocks": pa.array([params.activity_cutoff_blocks], pa.int64()),
+        "stake_threshold_rao": pa.array([params.stake_threshold_rao], pa.int64()),
+        "max_validators": pa.array([params.max_validators], pa.int64()),
+        "kappa_u16": pa.array([params.kappa_u16], pa.int64()),
+        "bonds_penalty_u16": pa.array([params.bonds_penalty_u16], pa.int64()),
+        "bonds_moving_average_ppm": pa.array([params.bonds_moving_average_ppm], pa.int64()),
+        "u16_floor_snap_lsb": pa.array([U16_FLOOR_SNAP_LSB], pa.float64()),
+    }
+    return pa.table(row)
+
+
+def _neuron_table(inputs: EpochInputs, state: EpochState) -> pa.Table:
+    return pa.table(
+        {
+            "uid": pa.array(np.arange(inputs.n_uids, dtype=np.int32)),
+            "stake_rao": pa.array(inputs.stake_rao),
+            "last_update_block": pa.array(inputs.last_update_block),
+            "registered_block": pa.array(inputs.registered_block),
+            "permit_old": pa.array(state.validator_permit),
+        }
+    )
+
+
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy(zero_copy_only=False)
+
+
+def run_epoch(
+    inputs: EpochInputs,
+    params: YumaParams,
+    state: EpochState,
+    *,
+    connection: duckdb.DuckDBPyConnection | None = None,
+) -> tuple[EpochOutputs, EpochState]:
+    """Run one Yuma epoch (legacy bond path) in DuckDB.
+
+    Returns the epoch's outputs and the state for the next epoch (new permits, stored u16 bonds).
+    ``connection`` is used through a private cursor, so the caller's catalogue is left untouched;
+    without one, a fresh in-memory database is used.
+    """
+    bond_path = _bond_path_statements(params)
+    state = state.for_uids(inputs.n_uids)
+    owns_connection = connection is None
+    database = duckdb.connect() if connection is None else connection
+    cursor = database.cursor()
+    try:
+        cursor.register("epoch_params_in", _epoch_params_table(inputs, params))
+        cursor.register("neuron_in", _neuron_table(inputs, state))
+        cursor.register("weights_in", inputs.weights)
+        cursor.register("bonds_in", state.bonds)
+        statements = (
+            _SCALARS,
+            _NEURON_VECTORS,
+            _WEIGHTS,
+            _CONSENSUS,
+            _CLIPPED_WEIGHTS,
+            _INCENTIVE,
+            *bond_path,
+        )
+        for statement in statements:
+            cursor.execute(statement)
+        vectors = cursor.sql(_OUTPUT_VECTORS).to_arrow_table()
+        bonds_float = cursor.sql(
+            "SELECT validator, miner, b AS bond FROM yuma_B ORDER BY validator, miner"
+        ).to_arrow_table()
+        bonds_u16 = cursor.sql(
+            "SELECT validator, miner, bond_u16 FROM yuma_B_stored ORDER BY validator, miner"
+        ).to_arrow_table()
+    finally:
+        cursor.close()  # drops the registered inputs and every yuma_* temp table
+        if owns_connection:
+            database.close()
+
+    if vectors.num_rows != inputs.n_uids:
+        raise RuntimeError(f"epoch SQL returned {vectors.num_rows} uids, expected {inputs.n_uids}")
+    outputs = EpochOutputs(
+        stake_weight=_column(vectors, "stake_weight"),
+        active=_column(vectors, "active").astype(np.bool_),
+        validator_permit=_column(vectors, "validator_permit").astype(np.bool_),
+        validator_trust=_column(vectors, "validator_trust"),
+        consensus=_column(vectors, "consensus"),
+        incentive=_column(vectors, "incentive"),
+        dividends=_column(vectors, "dividends"),
+        server_emission_share=_column(vectors, "server_emission_share"),
+        validator_emission_share=_column(vectors, "validator_emission_share"),
+        bonds=bonds_float.cast(BONDS_FLOAT_SCHEMA),
+    )
+    next_state = EpochState(
+        bonds=bonds_u16.cast(BONDS_U16_SCHEMA),
+        validator_permit=outputs.validator_permit,
+    )
+    return outputs, next_state
+
+
+__all__ = ["run_epoch"]

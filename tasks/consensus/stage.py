@@ -1,0 +1,102 @@
+"""Stage 3 — consensus: build the Yuma inputs of an epoch and run them in DuckDB.
+
+Pure glue between the epoch context (from the ledger), the hosted validators' weights and
+``tasks.consensus.sql.run_epoch``. The previous epoch's consensus state (u16 bonds and validator
+permits) is read from the ledger's last ``epoch`` entry and the new one is returned for the
+next ``epoch`` entry, so consensus depends on the ledger alone.
+
+Invariants: stake is the total stake on each uid's hotkey at the start of the epoch; a validator
+that set weights this epoch has ``last_update = current block``; one that never did keeps its
+registration block; weights are u16 and max-upscaled per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tasks.consensus.params import YumaParams
+from tasks.consensus.sql import run_epoch
+from tasks.consensus.types import EpochInputs, EpochOutputs, EpochState
+from tasks.gather import EpochContext
+
+WEIGHTS_SCHEMA = pa.schema(
+    [("validator", pa.int32()), ("miner", pa.int32()), ("weight_u16", pa.int32())]
+)
+BONDS_SCHEMA = pa.schema(
+    [("validator", pa.int32()), ("miner", pa.int32()), ("bond_u16", pa.int32())]
+)
+
+
+@dataclass(frozen=True)
+class ConsensusOutcome:
+    """The epoch's consensus outputs, the weights that produced them, and the state to store."""
+
+    outputs: EpochOutputs
+    weights: pa.Table
+    state: dict[str, Any]
+
+
+def yuma_params(config: Mapping[str, Any]) -> YumaParams:
+    return YumaParams(**dict(config.get("yuma", {})))
+
+
+def previous_state(ctx: EpochContext) -> EpochState:
+    """The consensus state stored by the previous epoch (empty before the first)."""
+    bonds = ctx.previous.get("bonds", [])
+    permits = ctx.previous.get("permits", [])
+    if not permits:
+        return EpochState.empty(ctx.n)
+    table = pa.Table.from_pylist(
+        [{"validator": v, "miner": m, "bond_u16": b} for v, m, b in bonds], schema=BONDS_SCHEMA
+    )
+    return EpochState(bonds=table, validator_permit=np.array(permits, dtype=bool)).for_uids(ctx.n)
+
+
+def weights_table(weights: Mapping[int, Mapping[int, int]]) -> pa.Table:
+    rows = [
+        {"validator": v, "miner": m, "weight_u16": w}
+        for v, row in sorted(weights.items())
+        for m, w in sorted(row.items())
+    ]
+    return pa.Table.from_pylist(rows, schema=WEIGHTS_SCHEMA)
+
+
+def epoch_inputs(ctx: EpochContext, weights: Mapping[int, Mapping[int, int]]) -> EpochInputs:
+    last_update = np.array([n.registered_block for n in ctx.neurons], dtype=np.int64)
+    for validator in weights:
+        last_update[validator] = ctx.block
+    return EpochInputs(
+        stake_rao=np.array([n.stake_rao for n in ctx.neurons], dtype=np.int64),
+        weights=weights_table(weights),
+        last_update_block=last_update,
+        registered_block=np.array([n.registered_block for n in ctx.neurons], dtype=np.int64),
+        current_block=ctx.block,
+        owner_uid=ctx.owner_uid,
+        last_step_block=int(ctx.previous.get("block", 0)),
+        tempo_blocks=ctx.tempo_blocks,
+    )
+
+
+def run_consensus(ctx: EpochContext, weights: Mapping[int, Mapping[int, int]]) -> ConsensusOutcome:
+    """Yuma consensus of the epoch in DuckDB."""
+    inputs = epoch_inputs(ctx, weights)
+    outputs, state = run_epoch(inputs, yuma_params(ctx.config), previous_state(ctx))
+    bonds = state.bonds.to_pydict()
+    stored = {
+        "bonds": [
+            [int(v), int(m), int(b)]
+            for v, m, b in zip(bonds["validator"], bonds["miner"], bonds["bond_u16"], strict=True)
+        ],
+        "permits": [bool(p) for p in state.validator_permit],
+        "outputs": {
+            name: [float(x) for x in getattr(outputs, name)]
+            for name in ("stake_weight", "validator_trust", "consensus", "incentive", "dividends")
+        },
+        "active": [bool(a) for a in outputs.active],
+    }
+    return ConsensusOutcome(outputs=outputs, weights=inputs.weights, state=stored)

@@ -1,0 +1,230 @@
+"""Evaluate one submitted model on a sample of the held-out split (runs on bare workers).
+
+Purpose: :func:`evaluate_job` turns ``(artifact files, features, labels, limits)`` into an
+:class:`EvalResult` whose ``score`` is top-1 accuracy in ``[0, 1]``.
+
+Fault model:
+
+* the artifact is hostile.  Files are opened non-blocking (a FIFO cannot stall the worker) and
+  must be regular files; reading stops at ``limits.bytes_max + 1`` bytes (resp.
+  ``CONFIG_BYTES_MAX + 1``) so an oversized file is refused without being read in full; loading
+  goes through :func:`tasks.models.artifacts.load_submission` (no unpickling, ever); outputs of
+  the wrong shape or with NaN/inf are refused.  A bad model NEVER raises: every failure becomes
+  ``score == 0.0`` with ``error`` = a one-line reason starting with a stable code
+  (``too_large:``, ``bad_config:``, ``bad_header:``, ``unreadable:``, ``bad_output:``,
+  ``evaluation_failed:`` ...);
+* the caller's own inputs are trusted but checked: malformed ``features``/``labels``/``device``
+  raise ``ValueError`` (a validator bug must not be silently blamed on a miner);
+* no timeout here -- the caller (``tasks.evaluate.fanout``) bounds wall time.
+
+Invariants: ``n_samples`` is always the size of the evaluated sample; ``artifact_digest`` is
+set whenever both files were read in full (also for rejected artifacts, so a miner can see
+*which* upload was scored), else ``None``.  Deterministic: same files, inputs, ``batch_size``,
+device and torch thread count → bit-identical result (argmax ties resolve to the lowest class).
+
+Imports only torch, numpy, safetensors and the standard library -- never prefect/dask/mlflow.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import torch
+
+from tasks.models.artifacts import ArtifactRejected, artifact_digest, load_submission
+from tasks.models.families import CONFIG_BYTES_MAX, FamilyLimits
+
+_ERROR_CHARS_MAX: Final = 300
+_READ_CHUNK_BYTES: Final = 1 << 20
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One model to evaluate: its miner ``uid`` and worker-visible local file paths."""
+
+    uid: int
+    model_path: str
+    config_path: str
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Outcome of one evaluation: ``score`` is accuracy in [0, 1], 0.0 whenever ``error``."""
+
+    uid: int
+    score: float
+    n_samples: int
+    error: str | None
+    artifact_digest: str | None
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace and bound the length of an error message."""
+    return " ".join(text.split())[:_ERROR_CHARS_MAX]
+
+
+def failed_result(*, uid: int, n_samples: int, error: str, digest: str | None = None) -> EvalResult:
+    """A zero-score result carrying a one-line ``error``."""
+    return EvalResult(
+        uid=uid, score=0.0, n_samples=n_samples, error=one_line(error), artifact_digest=digest
+    )
+
+
+def read_capped(path: str, *, bytes_max: int, what: str) -> bytes:
+    """Read a regular file of at most ``bytes_max`` bytes, reading no more than one byte extra.
+
+    Raises :class:`ArtifactRejected` (``unreadable`` / ``too_large``).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as exc:
+        raise ArtifactRejected("unreadable", f"cannot open {what}: {exc.strerror}") from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArtifactRejected("unreadable", f"{what} is not a regular file")
+        if info.st_size > bytes_max:
+            raise ArtifactRejected(
+                "too_large", f"{what} is {info.st_size} bytes > bytes_max {bytes_max}"
+            )
+        chunks: list[bytes] = []
+        total_bytes = 0
+        while total_bytes <= bytes_max:
+            chunk = os.read(descriptor, min(_READ_CHUNK_BYTES, bytes_max + 1 - total_bytes))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total_bytes += len(chunk)
+        if total_bytes > bytes_max:  # the file grew after fstat
+            raise ArtifactRejected("too_large", f"{what} exceeds bytes_max {bytes_max}")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ArtifactRejected("unreadable", f"cannot read {what}: {exc.strerror}") from None
+    finally:
+        os.close(descriptor)
+
+
+def check_inputs(
+    *, features: np.ndarray, labels: np.ndarray, limits: FamilyLimits, batch_size: int
+) -> None:
+    """Raise ``ValueError`` unless the validator's own inputs are well formed."""
+    if not isinstance(features, np.ndarray) or features.dtype != np.float32:
+        raise ValueError("features must be a float32 numpy array")
+    if features.ndim != 2 or features.shape[1] != limits.input_dim:
+        raise ValueError(f"features must have shape [n, {limits.input_dim}], got {features.shape}")
+    if not isinstance(labels, np.ndarray) or labels.dtype != np.int64 or labels.ndim != 1:
+        raise ValueError("labels must be a 1-D int64 numpy array")
+    if labels.shape[0] != features.shape[0] or labels.shape[0] == 0:
+        raise ValueError(
+            f"need the same non-zero number of features and labels, got "
+            f"{features.shape[0]} and {labels.shape[0]}"
+        )
+    if labels.min() < 0 or labels.max() >= limits.num_classes:
+        raise ValueError(f"labels must lie in [0, {limits.num_classes})")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def resolve_device(device: str) -> torch.device:
+    """Parse ``device``; raise ``ValueError`` if it is malformed or CUDA is unavailable."""
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"invalid device {device!r}: {exc}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device type {resolved.type!r}")
+    return resolved
+
+
+def _count_correct(
+    model: torch.nn.Module,
+    *,
+    features: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    batch_size: int,
+    device: torch.device,
+) -> int:
+    """Number of rows whose argmax logit equals the label; ArtifactRejected on bad outputs."""
+    correct = 0
+    with torch.inference_mode():
+        for start in range(0, features.shape[0], batch_size):
+            stop = min(start + batch_size, features.shape[0])
+            # torch.tensor copies, so read-only inputs (e.g. Dask-scattered arrays) are fine.
+            inputs = torch.tensor(features[start:stop], device=device)
+            outputs = model(inputs)
+            if not isinstance(outputs, torch.Tensor):
+                raise ArtifactRejected("bad_output", f"model returned {type(outputs).__name__}")
+            if tuple(outputs.shape) != (stop - start, num_classes):
+                raise ArtifactRejected(
+                    "bad_output",
+                    f"output shape {list(outputs.shape)}, expected [{stop - start}, {num_classes}]",
+                )
+            if not bool(torch.isfinite(outputs).all()):
+                raise ArtifactRejected("bad_output", "model produced NaN or inf logits")
+            predictions = outputs.argmax(dim=1).cpu()
+            targets = torch.tensor(labels[start:stop])
+            correct += int((predictions == targets).sum().item())
+    return correct
+
+
+def evaluate_job(
+    job: EvalJob,
+    *,
+    features: np.ndarray,
+    labels: np.ndarray,
+    limits: FamilyLimits,
+    batch_size: int = 1024,
+    device: str = "cpu",
+) -> EvalResult:
+    """Score ``job``'s model on ``(features, labels)``; never raises because of the model."""
+    check_inputs(features=features, labels=labels, limits=limits, batch_size=batch_size)
+    target = resolve_device(device)
+    n_samples = int(labels.shape[0])
+    digest: str | None = None
+    try:
+        model_bytes = read_capped(
+            job.model_path, bytes_max=limits.bytes_max, what="model.safetensors"
+        )
+        try:
+            config_bytes = read_capped(
+                job.config_path, bytes_max=CONFIG_BYTES_MAX, what="config.json"
+            )
+        except ArtifactRejected as exc:
+            if exc.code == "too_large":
+                raise ArtifactRejected("bad_config", exc.reason) from None
+            raise
+        digest = artifact_digest(model_bytes=model_bytes, config_bytes=config_bytes)
+        model = load_submission(model_bytes=model_bytes, config_bytes=config_bytes, limits=limits)
+        model = model.to(target)
+        correct = _count_correct(
+            model,
+            features=features,
+            labels=labels,
+            num_classes=limits.num_classes,
+            batch_size=batch_size,
+            device=target,
+        )
+    except ArtifactRejected as exc:
+        return failed_result(uid=job.uid, n_samples=n_samples, error=exc.reason, digest=digest)
+    except Exception as exc:  # a bad model must never take the validator down
+        return failed_result(
+            uid=job.uid,
+            n_samples=n_samples,
+            error=f"evaluation_failed: {type(exc).__name__}: {exc}",
+            digest=digest,
+        )
+    return EvalResult(
+        uid=job.uid,
+        score=correct / n_samples,
+        n_samples=n_samples,
+        error=None,
+        artifact_digest=digest,
+    )

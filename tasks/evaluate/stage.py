@@ -1,0 +1,125 @@
+"""Stage 2 — evaluate: every submitted model on the epoch's sample, scored per hosted validator.
+
+The epoch's sample is drawn from the held-out split with the epoch seed (derived from the ledger
+head, the subnet and the epoch); each hosted validator scores its own subsample of it, seeded by
+the epoch seed and its hotkey. Evaluation fans out over Dask (``tasks.evaluate.fanout``).
+
+Invariants: results depend only on the ledger (seed, submissions) and the stored artifacts, not on
+the number of workers; a model that fails scores 0 with its reason and never stops the epoch; a
+neuron without a stored artifact is not scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import distributed
+import numpy as np
+
+from evaluation_sets import load_evaluation_set
+from tasks.artifact_store import locate
+from tasks.evaluate.fanout import evaluate_all
+from tasks.evaluate.runner import EvalJob
+from tasks.evaluate.sampling import derive_seed, sample_indices
+from tasks.gather import EpochContext
+from tasks.models.families import FamilyLimits
+
+EVAL_TIMEOUT_S_DEFAULT = 60.0
+
+
+@dataclass(frozen=True)
+class EvaluationOutcome:
+    """Scores per hosted validator (validator uid → miner uid → score) and failures."""
+
+    scores: dict[int, dict[int, float]]
+    errors: dict[int, str] = field(default_factory=dict)
+    sample_size: int = 0
+
+    def mean_scores(self) -> dict[int, float]:
+        """Each miner's score averaged over the hosted validators."""
+        sums: dict[int, list[float]] = {}
+        for row in self.scores.values():
+            for uid, score in row.items():
+                sums.setdefault(uid, []).append(score)
+        return {uid: float(np.mean(values)) for uid, values in sorted(sums.items())}
+
+
+def family_limits(config: dict[str, object], *, input_dim: int, num_classes: int) -> FamilyLimits:
+    return FamilyLimits(
+        params_max=int(str(config["params_max"])),
+        bytes_max=int(str(config["bytes_max"])),
+        layers_max=int(str(config["layers_max"])),
+        input_dim=input_dim,
+        num_classes=num_classes,
+    )
+
+
+def plan_jobs(ctx: EpochContext, *, artifacts_root: Path) -> tuple[list[EvalJob], dict[int, str]]:
+    """One job per neuron with a committed artifact; neurons whose artifact is missing fail."""
+    jobs: list[EvalJob] = []
+    errors: dict[int, str] = {}
+    for neuron in ctx.neurons:
+        if neuron.artifact_digest is None:
+            continue
+        stored = locate(artifacts_root, neuron.artifact_digest)
+        if not stored.model_path.exists():
+            errors[neuron.uid] = f"artifact {neuron.artifact_digest[:12]} is not in the store"
+            continue
+        jobs.append(EvalJob(neuron.uid, str(stored.model_path), str(stored.config_path)))
+    return jobs, errors
+
+
+def validator_samples(ctx: EpochContext, *, population: int) -> dict[int, np.ndarray]:
+    """Row indices of the held-out split each hosted validator scores this epoch."""
+    epoch_size = min(int(ctx.config["sample_size"]), population)
+    epoch_rows = sample_indices(
+        seed=bytes.fromhex(ctx.seed_hex), population=population, sample_size=epoch_size
+    )
+    sub_size = min(int(ctx.config["validator_sample_size"]), epoch_size)
+    samples = {}
+    for neuron in ctx.neurons:
+        if neuron.role != "validator":
+            continue
+        picks = sample_indices(
+            seed=derive_seed(ctx.seed_hex, neuron.hotkey),
+            population=epoch_size,
+            sample_size=sub_size,
+        )
+        samples[neuron.uid] = epoch_rows[picks]
+    return samples
+
+
+def evaluate_epoch(
+    ctx: EpochContext,
+    *,
+    client: distributed.Client,
+    artifacts_root: Path,
+    timeout_s: float = EVAL_TIMEOUT_S_DEFAULT,
+) -> EvaluationOutcome:
+    """Score every submission for every hosted validator."""
+    eval_set = load_evaluation_set(str(ctx.config["evaluation_set"]))
+    features, labels = eval_set.arrays("test")
+    limits = family_limits(
+        ctx.config, input_dim=eval_set.input_dim, num_classes=eval_set.num_classes
+    )
+    jobs, errors = plan_jobs(ctx, artifacts_root=artifacts_root)
+    scores: dict[int, dict[int, float]] = {}
+    samples = validator_samples(ctx, population=len(labels))
+    for validator_uid, rows in samples.items():
+        row_scores = {uid: 0.0 for uid in errors}
+        if jobs:
+            for result in evaluate_all(
+                client,
+                jobs,
+                features=features[rows],
+                labels=labels[rows],
+                limits=limits,
+                timeout_s=timeout_s,
+            ):
+                row_scores[result.uid] = result.score
+                if result.error:
+                    errors[result.uid] = result.error
+        scores[validator_uid] = dict(sorted(row_scores.items()))
+    sample_size = len(next(iter(samples.values()))) if samples else 0
+    return EvaluationOutcome(scores=scores, errors=errors, sample_size=sample_size)

@@ -1,0 +1,105 @@
+"""Stage 1 — gather: everything an epoch needs, read from the ledger state.
+
+Pure: ``build_context`` is a function of the ledger state and head hash only, so an epoch's
+inputs (and its evaluation seed) are reproducible from the ledger alone.
+
+Invariants: the epoch number is the subnet's last committed epoch + 1; the current block is the
+subnet's creation block + (epoch + 1) · tempo; neurons are listed by uid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.emission import emission_for_blocks
+from ledger.state import LedgerState
+from tasks.evaluate.sampling import derive_seed
+
+
+class UnknownSubnet(KeyError):
+    """The subnet named by the caller does not exist in the ledger."""
+
+
+@dataclass(frozen=True)
+class NeuronView:
+    """One UID as the epoch sees it."""
+
+    uid: int
+    hotkey: str
+    coldkey: str
+    role: str
+    registered_block: int
+    stake_rao: int
+    artifact_digest: str | None
+    artifact_uri: str | None
+
+
+@dataclass(frozen=True)
+class EpochContext:
+    """The inputs of one epoch of one subnet."""
+
+    subnet: str
+    epoch: int
+    block: int
+    tempo_blocks: int
+    emission_rao: int
+    parent_hash: str
+    seed_hex: str
+    owner_coldkey: str
+    owner_hotkey: str
+    config: dict[str, Any]
+    neurons: tuple[NeuronView, ...]
+    previous: dict[str, Any]
+
+    @property
+    def n(self) -> int:
+        return len(self.neurons)
+
+    @property
+    def owner_uid(self) -> int | None:
+        for neuron in self.neurons:
+            if neuron.hotkey == self.owner_hotkey:
+                return neuron.uid
+        return None
+
+
+def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochContext:
+    """The next epoch of ``subnet`` given the committed ledger ``state`` at ``head_hash``."""
+    info = state.subnets.get(subnet)
+    if info is None:
+        raise UnknownSubnet(subnet)
+    epoch = state.last_epoch.get(subnet, -1) + 1
+    tempo = int(info.config["tempo_blocks"])
+    block = info.created_block + (epoch + 1) * tempo
+    neurons = []
+    for uid in sorted(state.neurons.get(subnet, {})):
+        neuron = state.neurons[subnet][uid]
+        commit = state.submissions.get((subnet, neuron.hotkey))
+        neurons.append(
+            NeuronView(
+                uid=uid,
+                hotkey=neuron.hotkey,
+                coldkey=neuron.coldkey,
+                role=neuron.role,
+                registered_block=neuron.registered_block,
+                stake_rao=state.hotkey_stake(neuron.hotkey),
+                artifact_digest=commit.digest if commit else None,
+                artifact_uri=commit.uri if commit else None,
+            )
+        )
+    seed = derive_seed(head_hash, subnet, epoch)
+    return EpochContext(
+        subnet=subnet,
+        epoch=epoch,
+        block=block,
+        tempo_blocks=tempo,
+        emission_rao=emission_for_blocks(issued_rao=state.issued_rao, blocks=tempo),
+        parent_hash=head_hash,
+        seed_hex=seed.hex(),
+        owner_coldkey=info.owner_coldkey,
+        owner_hotkey=info.owner_hotkey,
+        config=dict(info.config),
+        neurons=tuple(neurons),
+        previous=dict(state.last_epoch_payload.get(subnet, {})),
+    )

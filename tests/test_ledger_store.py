@@ -1,0 +1,241 @@
+"""The ledger on disk: chain, verify, tamper detection, recovery, idempotency, crash points."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ledger.errors import BatchRejected, LedgerCorrupted, SupplyIdentityViolated
+from ledger.schema import Kind, Tx
+from ledger.store import Ledger
+from ledger.store.faults import FAULT_ENV, FAULT_POINTS
+from ledger.views import LedgerViews
+
+TAO = 10**9
+
+
+def mint(tx_id: str, who: str, amount: int = TAO) -> Tx:
+    return Tx(tx_id, Kind.GENESIS_MINT, coldkey=who, amount_rao=amount)
+
+
+def three_batches(root: Path) -> Ledger:
+    ledger = Ledger.open(root)
+    ledger.commit([mint("a", "alice", 10 * TAO), mint("b", "bob", 5 * TAO)])
+    ledger.commit([Tx("t1", Kind.TRANSFER, coldkey="alice", dest="bob", amount_rao=7)])
+    ledger.commit([Tx("t2", Kind.TRANSFER, coldkey="bob", dest="carol", amount_rao=3)])
+    return ledger
+
+
+def test_chain_and_verify(tmp_path: Path) -> None:
+    ledger = three_batches(tmp_path)
+    records = ledger.records()
+    assert [r.batch_no for r in records] == [1, 2, 3]
+    assert records[1].parent_hash == records[0].batch_hash
+    report = ledger.verify()
+    assert report.ok and report.batches == 3 and report.rows == 4
+    assert report.supply["issued_rao"] == 15 * TAO
+
+
+def test_reopen_rebuilds_the_same_state(tmp_path: Path) -> None:
+    ledger = three_batches(tmp_path)
+    again = Ledger.open(tmp_path)
+    assert again.state().balances == ledger.state().balances
+    assert again.head_hash() == ledger.head_hash()
+
+
+def test_rejected_batch_writes_nothing(tmp_path: Path) -> None:
+    ledger = three_batches(tmp_path)
+    head = ledger.head_hash()
+    with pytest.raises(BatchRejected, match="insufficient"):
+        ledger.commit(
+            [
+                Tx("ok", Kind.TRANSFER, coldkey="alice", dest="bob", amount_rao=1),
+                Tx("bad", Kind.TRANSFER, coldkey="carol", dest="bob", amount_rao=10**15),
+            ]
+        )
+    assert ledger.head_hash() == head
+    assert len(list((tmp_path / "batches").iterdir())) == 3
+    assert ledger.state().balance("alice") == 10 * TAO - 7
+
+
+def test_unpaid_epoch_batch_is_refused(tmp_path: Path) -> None:
+    ledger = Ledger.open(tmp_path)
+    ledger.commit([mint("a", "alice")])
+    config = '{"tempo_blocks":1}'
+    ledger.commit(
+        [
+            Tx(
+                "s",
+                Kind.SUBNET_CREATE,
+                subnet="sn",
+                coldkey="alice",
+                hotkey="h",
+                amount_rao=1,
+                payload=config,
+            )
+        ]
+    )
+    with pytest.raises(SupplyIdentityViolated, match="not paid"):
+        ledger.commit([Tx("e", Kind.EPOCH, subnet="sn", epoch=0, block=1, amount_rao=5)])
+    assert len(ledger.records()) == 2
+
+
+def test_retry_is_idempotent(tmp_path: Path) -> None:
+    ledger = three_batches(tmp_path)
+    result = ledger.commit([Tx("t1", Kind.TRANSFER, coldkey="alice", dest="bob", amount_rao=7)])
+    assert result.batch_no is None and result.existed == 1
+    assert ledger.state().balance("bob") == 5 * TAO + 7 - 3
+
+
+def _tamper_flip(root: Path) -> None:
+    path = root / "batches" / "000000000002.arrow"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _tamper_remove(root: Path) -> None:
+    (root / "batches" / "000000000002.arrow").unlink()
+
+
+def _tamper_swap(root: Path) -> None:
+    a, b = root / "batches" / "000000000002.arrow", root / "batches" / "000000000003.arrow"
+    tmp = a.with_suffix(".x")
+    a.rename(tmp)
+    b.rename(a)
+    tmp.rename(b)
+
+
+def _tamper_truncate_last(root: Path) -> None:
+    path = root / "batches" / "000000000003.arrow"
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _tamper_zero_last(root: Path) -> None:
+    path = root / "batches" / "000000000003.arrow"
+    path.write_bytes(b"\0" * path.stat().st_size)
+
+
+def _tamper_duplicate(root: Path) -> None:
+    src = root / "batches" / "000000000002.arrow"
+    (root / "batches" / "000000000004.arrow").write_bytes(src.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("tamper", "bad_batch"),
+    [
+        (_tamper_flip, 2),
+        (_tamper_remove, 2),
+        (_tamper_swap, 2),
+        (_tamper_truncate_last, 3),
+        (_tamper_zero_last, 3),
+        (_tamper_duplicate, 4),
+    ],
+    ids=["flipped-byte", "removed", "swapped", "truncated-last", "zero-filled-last", "duplicated"],
+)
+def test_verify_names_the_tampered_batch(tmp_path: Path, tamper: object, bad_batch: int) -> None:
+    three_batches(tmp_path)
+    tamper(tmp_path)  # type: ignore[operator]
+    report = Ledger(tmp_path).verify()
+    assert not report.ok
+    assert report.first_bad_batch == bad_batch, report.problem
+
+
+def test_edited_row_with_rewritten_file_hash_is_still_caught(tmp_path: Path) -> None:
+    """Rewriting a batch with a changed amount (and a fresh valid Arrow file) breaks the chain."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    three_batches(tmp_path)
+    path = tmp_path / "batches" / "000000000002.arrow"
+    table = ipc.open_file(pa.memory_map(str(path))).read_all()
+    amounts = table.column("amount_rao").to_pylist()
+    edited = table.set_column(
+        table.schema.get_field_index("amount_rao"),
+        "amount_rao",
+        pa.array([a + 1 for a in amounts], pa.int64()),
+    )
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, edited.schema) as writer:
+        writer.write_table(edited)
+    report = Ledger(tmp_path).verify()
+    assert not report.ok and report.first_bad_batch == 2
+
+
+def test_recovery_removes_unacknowledged_files_and_is_idempotent(tmp_path: Path) -> None:
+    three_batches(tmp_path)
+    batches = tmp_path / "batches"
+    (batches / "000000000004.arrow").write_bytes(b"half")
+    (batches / ".tmp-5-123").write_bytes(b"junk")
+    with (tmp_path / "COMMITS").open("ab") as log:
+        log.write(b'{"check":"torn')
+    Ledger.open(tmp_path)
+    after_once = sorted(p.name for p in batches.iterdir()), (tmp_path / "COMMITS").read_bytes()
+    Ledger.open(tmp_path)
+    after_twice = sorted(p.name for p in batches.iterdir()), (tmp_path / "COMMITS").read_bytes()
+    assert after_once == after_twice
+    assert after_once[0] == [f"{n:012d}.arrow" for n in (1, 2, 3)]
+    assert Ledger(tmp_path).verify().ok
+
+
+def test_missing_referenced_file_stops_the_writer(tmp_path: Path) -> None:
+    three_batches(tmp_path)
+    _tamper_remove(tmp_path)
+    with pytest.raises(LedgerCorrupted) as info:
+        Ledger.open(tmp_path)
+    assert info.value.batch_no == 2
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from ledger.schema import Kind, Tx
+from ledger.store import Ledger
+ledger = Ledger.open(Path(sys.argv[1]))
+ledger.commit([Tx("t-crash", Kind.TRANSFER, coldkey="alice", dest="bob", amount_rao=11)])
+print("acknowledged", flush=True)
+"""
+
+
+@pytest.mark.parametrize("point", FAULT_POINTS)
+def test_kill_9_at_every_fault_point(tmp_path: Path, point: str) -> None:
+    crashed, clean = tmp_path / "crashed", tmp_path / "clean"
+    three_batches(crashed)
+    three_batches(clean)
+    env = {**os.environ, FAULT_ENV: point}
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(crashed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == -9, proc.stderr
+    reopened = Ledger.open(crashed)
+    acknowledged = point == "after_commit_record"
+    assert len(reopened.records()) == (4 if acknowledged else 3)
+    assert reopened.verify().ok
+    # Finishing the work gives the same bytes as a run with no crash.
+    finish = subprocess.run(
+        [sys.executable, "-c", CHILD, str(crashed)], capture_output=True, text=True, check=True
+    )
+    assert finish.returncode == 0
+    subprocess.run([sys.executable, "-c", CHILD, str(clean)], check=True, capture_output=True)
+    assert (crashed / "COMMITS").read_bytes() == (clean / "COMMITS").read_bytes()
+    for name in sorted(p.name for p in (clean / "batches").iterdir()):
+        assert (crashed / "batches" / name).read_bytes() == (clean / "batches" / name).read_bytes()
+
+
+def test_views_agree_with_the_fold(tmp_path: Path) -> None:
+    ledger = three_batches(tmp_path)
+    views = LedgerViews(ledger.table())
+    state = ledger.state()
+    assert {r["coldkey"]: r["balance_rao"] for r in views.balances()} == state.balances
+    supply = views.supply()
+    for key, value in state.supply().items():
+        assert supply[key] == value
+    as_of_1 = {r["coldkey"]: r["balance_rao"] for r in views.balances(as_of_batch=1)}
+    assert as_of_1 == {"alice": 10 * TAO, "bob": 5 * TAO}
