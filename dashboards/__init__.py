@@ -1,0 +1,1 @@
+"""Read-only dashboards over the ledger views."""

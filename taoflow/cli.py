@@ -15,7 +15,10 @@ from taoflow.settings import HOME_ENV, Settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="taoflow network CLI")
 ledger_app = typer.Typer(no_args_is_help=True, help="Inspect and verify the ledger")
 app.add_typer(ledger_app, name="ledger")
+TABLE_WIDTH_MIN = 150
 console = Console()
+if not console.is_terminal:
+    console = Console(width=TABLE_WIDTH_MIN)
 err = Console(stderr=True)
 
 HomeOption = Annotated[

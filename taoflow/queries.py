@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow.compute as pc
+
 from ledger.schema import RAO_PER_TAO, Kind
 from ledger.store import Ledger
 
@@ -23,9 +25,8 @@ def metagraph(ledger: Ledger, *, subnet: str) -> list[dict[str, Any]]:
     emission_rao: dict[int, int] = {}
     if last_epoch is not None:
         table = ledger.table()
-        for row in table.filter(
-            (table["subnet"] == subnet) & (table["epoch"] == last_epoch)
-        ).to_pylist():
+        mask = pc.and_(pc.equal(table["subnet"], subnet), pc.equal(table["epoch"], last_epoch))
+        for row in table.filter(mask).to_pylist():
             if row["kind"] in (Kind.EMISSION_INCENTIVE, Kind.EMISSION_DIVIDEND):
                 emission_rao[row["uid"]] = emission_rao.get(row["uid"], 0) + row["amount_rao"]
     rows = []

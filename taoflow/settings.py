@@ -30,6 +30,7 @@ PRIVACY_DEFAULTS: dict[str, str] = {
     "PREFECT_LOGGING_TO_API_ENABLED": "true",
     "TOKENIZERS_PARALLELISM": "false",
     "GIT_PYTHON_REFRESH": "quiet",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
 FORCED: dict[str, str] = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
 

@@ -1,0 +1,185 @@
+"""End to end: the demo network for 2 epochs in a temporary home, through the real stack.
+
+Runs ``taoflow demo`` as a user would (a subprocess, Prefect's local API, a Dask LocalCluster,
+DuckDB, the Arrow ledger, MLflow on SQLite), then checks each store independently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluation_sets import load_evaluation_set
+from ledger.emission import emission_for_blocks
+from ledger.schema import Kind, table_to_txs
+from ledger.state import LedgerState
+from ledger.store import Ledger
+from tasks.artifact_store import locate
+from tasks.models.artifacts import load_submission
+from tasks.models.families import FamilyLimits
+
+pytestmark = pytest.mark.integration
+
+EPOCHS = 2
+DEMO_TIMEOUT_S = 600
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env["TAOFLOW_HOME"] = str(home)
+    return env
+
+
+def taoflow(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taoflow.cli", *args, "--home", str(home)],
+        env=clean_env(home),
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+        check=check,
+    )
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("net") / "home"
+    proc = taoflow(home, "demo", "--epochs", str(EPOCHS), check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return home
+
+
+def epoch_batches(ledger: Ledger) -> list[tuple[int, list]]:
+    return [(r.batch_no, table_to_txs(ledger.read_table(r))) for r in ledger.records() if r.epochs]
+
+
+def test_ledger_holds_exactly_the_scheduled_epochs(network: Path) -> None:
+    ledger = Ledger(network / "ledger")
+    batches = epoch_batches(ledger)
+    assert len(batches) == EPOCHS
+    # Replay batch by batch: each epoch pays exactly the schedule given the issuance before it.
+    state = LedgerState()
+    epoch_batch_nos = {b for b, _ in batches}
+    for record in ledger.records():
+        txs = table_to_txs(ledger.read_table(record))
+        if record.batch_no in epoch_batch_nos:
+            marker = next(t for t in txs if t.kind == Kind.EPOCH)
+            tempo = state.subnets[marker.subnet].config["tempo_blocks"]
+            scheduled = emission_for_blocks(issued_rao=state.issued_rao, blocks=tempo)
+            paid = sum(t.amount_rao for t in txs if t.kind.value.startswith("emission_"))
+            assert paid == marker.amount_rao == scheduled > 0
+            assert marker.payload_dict()["unissued_rao"] == 0
+        for tx in txs:
+            state.apply(tx)
+        state.check_supply()
+    assert ledger.verify().ok
+
+
+def test_cli_verify_and_supply(network: Path) -> None:
+    assert taoflow(network, "ledger", "verify").returncode == 0
+    supply = json.loads(taoflow(network, "ledger", "supply", "--json").stdout)
+    held = supply["balances_rao"] + supply["stakes_rao"] + supply["locked_rao"]
+    assert supply["issued_rao"] - supply["burned_rao"] == held
+    assert supply["identity_holds"] is True
+
+
+def full_test_accuracy(network: Path, digest: str, limits: FamilyLimits) -> float:
+    import torch
+
+    stored = locate(network / "artifacts", digest)
+    model = load_submission(
+        model_bytes=stored.model_path.read_bytes(),
+        config_bytes=stored.config_path.read_bytes(),
+        limits=limits,
+    )
+    features, labels = load_evaluation_set("digits").arrays("test")
+    with torch.inference_mode():
+        predictions = model(torch.from_numpy(features)).argmax(dim=1).numpy()
+    return float(np.mean(predictions == labels))
+
+
+def test_most_accurate_miner_earns_more_than_least_accurate(network: Path) -> None:
+    ledger = Ledger(network / "ledger")
+    state = ledger.state()
+    config = state.subnets["digits"].config
+    limits = FamilyLimits(
+        params_max=config["params_max"],
+        bytes_max=config["bytes_max"],
+        layers_max=config["layers_max"],
+        input_dim=64,
+        num_classes=10,
+    )
+    accuracy = {
+        uid: full_test_accuracy(network, state.submissions[("digits", n.hotkey)].digest, limits)
+        for uid, n in state.neurons["digits"].items()
+        if n.role == "miner"
+    }
+    incentive = state.last_epoch_payload["digits"]["outputs"]["incentive"]
+    best = max(accuracy, key=lambda uid: accuracy[uid])
+    worst = min(accuracy, key=lambda uid: accuracy[uid])
+    assert accuracy[best] > accuracy[worst]
+    assert incentive[best] > incentive[worst]
+    metagraph = json.loads(taoflow(network, "metagraph", "--subnet", "digits", "--json").stdout)
+    by_uid = {row["uid"]: row for row in metagraph}
+    assert by_uid[best]["emission_rao"] > by_uid[worst]["emission_rao"]
+
+
+def test_mlflow_holds_one_run_per_epoch_with_per_uid_metrics(network: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{network / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("subnet-digits")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["taoflow.epoch"] for r in runs) == [str(e) for e in range(EPOCHS)]
+    n_uids = len(Ledger(network / "ledger").state().neurons["digits"])
+    for run in runs:
+        incentive_keys = [k for k in run.data.metrics if k.startswith("incentive/uid_")]
+        assert len(incentive_keys) == n_uids
+        assert run.data.params["evaluation_set"] == "digits"
+        assert run.data.tags["taoflow.ledger_batch_hash"]
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "metagraph.parquet" in artifacts
+
+
+PREFECT_QUERY = """
+import asyncio, json
+from prefect.client.orchestration import get_client
+async def main():
+    async with get_client() as client:
+        runs = await client.read_flow_runs()
+        print(json.dumps([[r.name, r.state_type.value if r.state_type else None] for r in runs]))
+asyncio.run(main())
+"""
+
+
+def test_prefect_recorded_the_completed_flow_runs(network: Path) -> None:
+    env = clean_env(network)
+    env["PREFECT_HOME"] = str(network / "prefect")
+    proc = subprocess.run(
+        [sys.executable, "-c", PREFECT_QUERY],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    runs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [state for _, state in runs].count("COMPLETED") == EPOCHS
+    assert len(runs) == EPOCHS
+
+
+def test_running_again_continues_and_never_pays_twice(network: Path) -> None:
+    proc = taoflow(network, "demo", "--epochs", "1", check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ledger = Ledger(network / "ledger")
+    epochs = [r.epochs for r in ledger.records() if r.epochs]
+    assert epochs == [("digits/0",), ("digits/1",), ("digits/2",)]
+    assert ledger.verify().ok
