@@ -31,10 +31,16 @@ class Kind(StrEnum):
     SUBNET_CREATE = "subnet_create"
     REGISTER = "register"
     SUBMISSION_COMMIT = "submission_commit"
+    WEIGHTS_COMMIT = "weights_commit"
+    WEIGHTS_REVEAL = "weights_reveal"
+    SET_TAKE = "set_take"
+    PROPOSAL = "proposal"
+    VOTE = "vote"
     EPOCH = "epoch"
     EMISSION_OWNER = "emission_owner"
     EMISSION_INCENTIVE = "emission_incentive"
     EMISSION_DIVIDEND = "emission_dividend"
+    EMISSION_DELEGATOR = "emission_delegator"
 
 
 SYSTEM_KINDS = frozenset(
@@ -44,8 +50,30 @@ SYSTEM_KINDS = frozenset(
         Kind.EMISSION_OWNER,
         Kind.EMISSION_INCENTIVE,
         Kind.EMISSION_DIVIDEND,
+        Kind.EMISSION_DELEGATOR,
     }
 )
+EMISSION_KINDS = frozenset(
+    {
+        Kind.EMISSION_OWNER,
+        Kind.EMISSION_INCENTIVE,
+        Kind.EMISSION_DIVIDEND,
+        Kind.EMISSION_DELEGATOR,
+    }
+)
+SIGNED_BY_COLDKEY = frozenset(
+    {
+        Kind.TRANSFER,
+        Kind.ADD_STAKE,
+        Kind.REMOVE_STAKE,
+        Kind.SUBNET_CREATE,
+        Kind.REGISTER,
+        Kind.SET_TAKE,
+        Kind.PROPOSAL,
+        Kind.VOTE,
+    }
+)
+SIGNED_BY_HOTKEY = frozenset({Kind.SUBMISSION_COMMIT, Kind.WEIGHTS_COMMIT, Kind.WEIGHTS_REVEAL})
 
 TX_SCHEMA = pa.schema(
     [

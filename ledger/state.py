@@ -12,6 +12,12 @@ Invariants (checked with explicit exceptions, see ``check_supply``):
   with other content is ``Rejected``.
 - An epoch of a subnet is paid at most once, in order (epoch k+1 only after epoch k), and the
   emission entries of an epoch add up exactly to the amount its ``epoch`` entry announces.
+- Every user transaction is signed by its signer (``ledger.signing``) and carries the signer's
+  next nonce (1, 2, 3, …), so a signed transaction cannot be replayed under another id.
+- Only ``epoch`` entries move the block height; registrations and subnets record the block at
+  which they were applied, never a block the sender chose.
+- A validator's take is within [0, ``TAKE_MAX_PPM``]; it can be lowered at any time but raised
+  only once per ``TAKE_INCREASE_INTERVAL_BLOCKS``.
 """
 
 from __future__ import annotations
@@ -22,10 +28,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.errors import SupplyIdentityViolated
-from ledger.schema import SYSTEM_KINDS, Kind, Tx
+from ledger.keys import is_account_id
+from ledger.schema import EMISSION_KINDS, SYSTEM_KINDS, Kind, Tx
+from ledger.signing import signature_problem, signer_of
 
 UIDS_MAX_DEFAULT = 256
 NEURON_ROLES = frozenset({"miner", "validator"})
+TAKE_DEFAULT_PPM = 180_000
+TAKE_MAX_PPM = 180_000
+TAKE_INCREASE_INTERVAL_BLOCKS = 1_000
+HASH_HEX_CHARS = 64
+PROPOSAL_TEXT_CHARS_MAX = 4_000
+PROPOSAL_OPTIONS_MAX = 16
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,13 @@ class LedgerState:
     submissions: dict[tuple[str, str], SubmissionCommit] = field(default_factory=dict)
     last_epoch: dict[str, int] = field(default_factory=dict)
     last_epoch_payload: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nonces: dict[str, int] = field(default_factory=dict)
+    takes_ppm: dict[str, int] = field(default_factory=dict)
+    take_raised_block: dict[str, int] = field(default_factory=dict)
+    weight_commits: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    revealed_weights: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    proposals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    votes: dict[tuple[str, str], int] = field(default_factory=dict)
     epoch_unpaid_rao: dict[tuple[str, int], int] = field(default_factory=dict)
     tx_contents: dict[str, tuple[object, ...]] = field(default_factory=dict)
 
@@ -124,6 +145,13 @@ class LedgerState:
     def hotkey_stake(self, hotkey: str) -> int:
         """Total stake on ``hotkey`` from every coldkey."""
         return sum(v for (_, hk), v in self.stakes.items() if hk == hotkey)
+
+    def take_ppm(self, hotkey: str) -> int:
+        """The validator take of ``hotkey`` in parts per million."""
+        return self.takes_ppm.get(hotkey, TAKE_DEFAULT_PPM)
+
+    def next_nonce(self, account: str) -> int:
+        return self.nonces.get(account, 0) + 1
 
     def uid_of(self, *, subnet: str, hotkey: str) -> int | None:
         for neuron in self.neurons.get(subnet, {}).values():
@@ -160,8 +188,12 @@ class LedgerState:
 
     # ---- rules ---------------------------------------------------------------------------
 
-    def apply(self, tx: Tx, *, allow_system: bool = True) -> Outcome:
-        """Check ``tx`` against the rules; change the state only if it is accepted."""
+    def apply(self, tx: Tx, *, allow_system: bool = True, check_signatures: bool = True) -> Outcome:
+        """Check ``tx`` against the rules; change the state only if it is accepted.
+
+        ``check_signatures=False`` is only for replaying batches whose signatures were checked
+        when they were committed and whose bytes are covered by the hash chain.
+        """
         seen = self.tx_contents.get(tx.tx_id)
         if seen is not None:
             if seen == tx.content():
@@ -169,10 +201,22 @@ class LedgerState:
             return Rejected(tx.tx_id, "transaction id already used with different content")
         if tx.kind in SYSTEM_KINDS and not allow_system:
             return Rejected(tx.tx_id, f"{tx.kind} entries are produced only by the network")
+        if check_signatures:
+            problem = signature_problem(tx)
+            if problem is not None:
+                return Rejected(tx.tx_id, problem)
+        signer = signer_of(tx)
+        if signer is not None and tx.nonce != self.next_nonce(signer):
+            return Rejected(
+                tx.tx_id,
+                f"nonce {tx.nonce} is not the signer's next nonce {self.next_nonce(signer)}",
+            )
         reason = self._check(tx)
         if reason is not None:
             return Rejected(tx.tx_id, reason)
         self._mutate(tx)
+        if signer is not None:
+            self.nonces[signer] = tx.nonce
         self.tx_contents[tx.tx_id] = tx.content()
         return Applied(tx.tx_id)
 
@@ -185,8 +229,8 @@ class LedgerState:
                 return "genesis mints are only allowed before the first epoch"
             return None
         if k == Kind.TRANSFER:
-            if not tx.dest or tx.dest == tx.coldkey:
-                return "transfer needs a destination other than the source"
+            if not is_account_id(tx.dest) or tx.dest == tx.coldkey:
+                return "transfer needs a destination account other than the source"
             return self._need_balance(tx.coldkey, tx.amount_rao)
         if k == Kind.ADD_STAKE:
             if tx.hotkey not in self.hotkey_owner:
@@ -223,14 +267,32 @@ class LedgerState:
             if tx.block < self.block:
                 return f"block {tx.block} is before the current block {self.block}"
             return None
-        if k in (Kind.EMISSION_OWNER, Kind.EMISSION_INCENTIVE, Kind.EMISSION_DIVIDEND):
+        if k == Kind.SET_TAKE:
+            return self._check_take(tx)
+        if k == Kind.WEIGHTS_COMMIT:
+            if self.uid_of(subnet=tx.subnet, hotkey=tx.hotkey) is None:
+                return f"hotkey {tx.hotkey!r} is not registered on {tx.subnet!r}"
+            if not _is_hex_hash(tx.payload_dict().get("commit_hash")):
+                return "weights commit needs a 64-hex-digit commit_hash"
+            return None
+        if k == Kind.WEIGHTS_REVEAL:
+            return self._check_reveal(tx)
+        if k == Kind.PROPOSAL:
+            return _proposal_problem(tx.payload_dict())
+        if k == Kind.VOTE:
+            return self._check_vote(tx)
+        if k in EMISSION_KINDS:
             unpaid = self.epoch_unpaid_rao.get((tx.subnet, tx.epoch))
             if unpaid is None:
                 return f"no open epoch {tx.epoch} of {tx.subnet!r} to pay"
             if tx.amount_rao > unpaid:
                 return f"pays {tx.amount_rao} rao but only {unpaid} rao remain in the epoch"
-            if k != Kind.EMISSION_OWNER and self.hotkey_owner.get(tx.hotkey) != tx.coldkey:
+            if k in (Kind.EMISSION_INCENTIVE, Kind.EMISSION_DIVIDEND) and (
+                self.hotkey_owner.get(tx.hotkey) != tx.coldkey
+            ):
                 return f"hotkey {tx.hotkey!r} is not owned by {tx.coldkey!r}"
+            if k == Kind.EMISSION_DELEGATOR and tx.hotkey not in self.hotkey_owner:
+                return f"hotkey {tx.hotkey!r} is not registered"
             return None
         return f"unknown transaction kind {k!r}"
 
@@ -251,6 +313,58 @@ class LedgerState:
         if tx.amount_rao != cost:
             return f"registration burns exactly {cost} rao, not {tx.amount_rao}"
         return self._need_balance(tx.coldkey, tx.amount_rao)
+
+    def _check_take(self, tx: Tx) -> str | None:
+        if self.hotkey_owner.get(tx.hotkey) != tx.coldkey:
+            return f"hotkey {tx.hotkey!r} is not owned by the signing coldkey"
+        new = tx.payload_dict().get("take_ppm")
+        if not isinstance(new, int) or isinstance(new, bool) or not 0 <= new <= TAKE_MAX_PPM:
+            return f"take_ppm must be an integer in [0, {TAKE_MAX_PPM}]"
+        if new > self.take_ppm(tx.hotkey):
+            last = self.take_raised_block.get(tx.hotkey)
+            if last is not None and self.block < last + TAKE_INCREASE_INTERVAL_BLOCKS:
+                return (
+                    f"take was raised at block {last}; the next increase is allowed from block "
+                    f"{last + TAKE_INCREASE_INTERVAL_BLOCKS}"
+                )
+        return None
+
+    def _check_reveal(self, tx: Tx) -> str | None:
+        import hashlib
+
+        from ledger.schema import canonical_json
+
+        commit = self.weight_commits.get((tx.subnet, tx.hotkey))
+        if commit is None:
+            return "no weights commit to reveal"
+        payload = tx.payload_dict()
+        uids, weights, salt = payload.get("uids"), payload.get("weights"), payload.get("salt")
+        if not (isinstance(uids, list) and isinstance(weights, list) and isinstance(salt, str)):
+            return "weights reveal needs uids, weights and salt"
+        if len(uids) != len(weights) or len(set(uids)) != len(uids):
+            return "uids and weights must have the same length and distinct uids"
+        n = len(self.neurons.get(tx.subnet, {}))
+        for uid, weight in zip(uids, weights, strict=True):
+            if not (isinstance(uid, int) and 0 <= uid < n):
+                return f"uid {uid!r} is not a uid of {tx.subnet!r}"
+            if not (isinstance(weight, int) and 0 <= weight <= 65535):
+                return f"weight {weight!r} is not a u16"
+        body = canonical_json({"uids": uids, "weights": weights, "salt": salt}).encode()
+        if hashlib.sha256(body).hexdigest() != commit[0]:
+            return "revealed weights do not match the commit"
+        return None
+
+    def _check_vote(self, tx: Tx) -> str | None:
+        payload = tx.payload_dict()
+        proposal = self.proposals.get(str(payload.get("proposal_id")))
+        if proposal is None:
+            return f"unknown proposal {payload.get('proposal_id')!r}"
+        choice = payload.get("choice")
+        if not isinstance(choice, int) or not 0 <= choice < len(proposal["options"]):
+            return f"choice must be an option index below {len(proposal['options'])}"
+        if (str(payload["proposal_id"]), tx.coldkey) in self.votes:
+            return "this coldkey already voted on the proposal"
+        return None
 
     def _need_balance(self, coldkey: str, amount_rao: int) -> str | None:
         have = self.balance(coldkey)
@@ -278,8 +392,6 @@ class LedgerState:
 
     def _mutate(self, tx: Tx) -> None:
         k, amount = tx.kind, tx.amount_rao
-        if tx.block > self.block:
-            self.block = tx.block
         if k == Kind.GENESIS_MINT:
             self.issued_rao += amount
             self._credit(tx.coldkey, amount)
@@ -300,7 +412,7 @@ class LedgerState:
                 name=tx.subnet,
                 owner_coldkey=tx.coldkey,
                 owner_hotkey=tx.hotkey,
-                created_block=tx.block,
+                created_block=self.block,
                 config=tx.payload_dict(),
             )
             self.neurons[tx.subnet] = {}
@@ -312,7 +424,11 @@ class LedgerState:
             uid = len(uids)
             role = str(tx.payload_dict().get("role", "miner"))
             uids[uid] = Neuron(
-                uid=uid, hotkey=tx.hotkey, coldkey=tx.coldkey, registered_block=tx.block, role=role
+                uid=uid,
+                hotkey=tx.hotkey,
+                coldkey=tx.coldkey,
+                registered_block=self.block,
+                role=role,
             )
         elif k == Kind.SUBMISSION_COMMIT:
             payload = tx.payload_dict()
@@ -321,10 +437,37 @@ class LedgerState:
                 hotkey=tx.hotkey,
                 digest=str(payload["digest"]),
                 uri=str(payload.get("uri", "")),
-                block=tx.block,
+                block=self.block,
                 tx_id=tx.tx_id,
             )
+        elif k == Kind.SET_TAKE:
+            new = int(tx.payload_dict()["take_ppm"])
+            if new > self.take_ppm(tx.hotkey):
+                self.take_raised_block[tx.hotkey] = self.block
+            self.takes_ppm[tx.hotkey] = new
+        elif k == Kind.WEIGHTS_COMMIT:
+            commit_hash = str(tx.payload_dict()["commit_hash"])
+            self.weight_commits[(tx.subnet, tx.hotkey)] = (commit_hash, self.block)
+        elif k == Kind.WEIGHTS_REVEAL:
+            _, commit_block = self.weight_commits.pop((tx.subnet, tx.hotkey))
+            payload = tx.payload_dict()
+            self.revealed_weights[(tx.subnet, tx.hotkey)] = {
+                "uids": payload["uids"],
+                "weights": payload["weights"],
+                "commit_block": commit_block,
+                "reveal_block": self.block,
+            }
+        elif k == Kind.PROPOSAL:
+            self.proposals[tx.tx_id] = {
+                **tx.payload_dict(),
+                "proposer": tx.coldkey,
+                "block": self.block,
+            }
+        elif k == Kind.VOTE:
+            payload = tx.payload_dict()
+            self.votes[(str(payload["proposal_id"]), tx.coldkey)] = int(payload["choice"])
         elif k == Kind.EPOCH:
+            self.block = tx.block
             self.last_epoch[tx.subnet] = tx.epoch
             self.last_epoch_payload[tx.subnet] = tx.payload_dict()
             if amount:
@@ -361,3 +504,22 @@ def replay(txs: Iterable[Tx]) -> LedgerState:
             raise SupplyIdentityViolated(f"replay rejected {tx.tx_id!r}: {outcome.reason}")
     state.check_supply()
     return state
+
+
+def _is_hex_hash(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == HASH_HEX_CHARS
+        and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+def _proposal_problem(payload: dict[str, Any]) -> str | None:
+    title, options = payload.get("title"), payload.get("options")
+    if not isinstance(title, str) or not 0 < len(title) <= PROPOSAL_TEXT_CHARS_MAX:
+        return f"proposal title must be 1–{PROPOSAL_TEXT_CHARS_MAX} characters"
+    if not isinstance(options, list) or not 2 <= len(options) <= PROPOSAL_OPTIONS_MAX:
+        return f"proposal needs 2–{PROPOSAL_OPTIONS_MAX} options"
+    if not all(isinstance(o, str) and o for o in options):
+        return "proposal options must be non-empty strings"
+    return None

@@ -43,7 +43,7 @@ moves AS (
            CASE WHEN kind = '{Kind.REMOVE_STAKE}' THEN -amount_rao ELSE amount_rao END AS delta_rao
     FROM tx
     WHERE kind IN ('{Kind.ADD_STAKE}', '{Kind.REMOVE_STAKE}', '{Kind.EMISSION_INCENTIVE}',
-                   '{Kind.EMISSION_DIVIDEND}')
+                   '{Kind.EMISSION_DIVIDEND}', '{Kind.EMISSION_DELEGATOR}')
 )
 SELECT coldkey, hotkey, SUM(delta_rao)::HUGEINT AS stake_rao
 FROM moves GROUP BY coldkey, hotkey HAVING SUM(delta_rao) <> 0 ORDER BY coldkey, hotkey
@@ -54,8 +54,8 @@ WITH tx AS ({_ROWS})
 SELECT
     -- issued = Σ genesis mints + Σ emissions
     COALESCE(SUM(amount_rao) FILTER (WHERE kind IN ('{Kind.GENESIS_MINT}',
-        '{Kind.EMISSION_OWNER}', '{Kind.EMISSION_INCENTIVE}', '{Kind.EMISSION_DIVIDEND}')), 0)
-        ::HUGEINT AS issued_rao,
+        '{Kind.EMISSION_OWNER}', '{Kind.EMISSION_INCENTIVE}', '{Kind.EMISSION_DIVIDEND}',
+        '{Kind.EMISSION_DELEGATOR}')), 0)::HUGEINT AS issued_rao,
     -- burned = Σ registration burns
     COALESCE(SUM(amount_rao) FILTER (WHERE kind = '{Kind.REGISTER}'), 0)::HUGEINT AS burned_rao,
     -- locked = Σ subnet lock costs
@@ -71,9 +71,12 @@ SELECT subnet, epoch,
        SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_INCENTIVE}')::HUGEINT AS miners_rao,
        SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DIVIDEND}')::HUGEINT
            AS validators_rao,
+       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DELEGATOR}')::HUGEINT
+           AS delegators_rao,
        SUM(amount_rao)::HUGEINT AS total_rao
 FROM tx
-WHERE kind IN ('{Kind.EMISSION_OWNER}', '{Kind.EMISSION_INCENTIVE}', '{Kind.EMISSION_DIVIDEND}')
+WHERE kind IN ('{Kind.EMISSION_OWNER}', '{Kind.EMISSION_INCENTIVE}', '{Kind.EMISSION_DIVIDEND}',
+               '{Kind.EMISSION_DELEGATOR}')
 GROUP BY subnet, epoch ORDER BY subnet, epoch
 """
 

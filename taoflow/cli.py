@@ -10,11 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from taoflow.cli_wallet import wallet_app
 from taoflow.settings import HOME_ENV, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="taoflow network CLI")
 ledger_app = typer.Typer(no_args_is_help=True, help="Inspect and verify the ledger")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(wallet_app, name="wallet")
 TABLE_WIDTH_MIN = 150
 console = Console()
 if not console.is_terminal:
@@ -80,7 +82,10 @@ def metagraph(
         _print_json(rows)
         return
     epoch = rows[0]["epoch"] if rows else None
-    console.print(metagraph_table(rows, title=f"{subnet} — after epoch {epoch}"))
+    from taoflow.names import account_labels
+
+    labels = account_labels(settings.wallets_dir)
+    console.print(metagraph_table(rows, title=f"{subnet} — after epoch {epoch}", labels=labels))
 
 
 @ledger_app.command("verify")

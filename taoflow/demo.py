@@ -6,6 +6,7 @@ on the same home continues the network from its ledger; ``fresh`` starts over.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -25,14 +26,18 @@ def run_demo(settings: Settings, *, epochs: int, fresh: bool, console: Console) 
 
     from flows.epoch import epoch_flow
     from ledger.store import Ledger
-    from taoflow.network import SUBNET, ensure_genesis
+    from taoflow.names import account_labels
+    from taoflow.network import DEMO_PASSPHRASE, SUBNET, ensure_genesis
     from taoflow.render import metagraph_table
+    from taoflow.wallet import PASSPHRASE_ENV
 
     ledger = Ledger.open(settings.ledger_dir)
     with console.status("genesis: training miners") as status:
         created = ensure_genesis(
             ledger,
             artifacts_root=settings.artifacts_dir,
+            wallets_root=settings.wallets_dir,
+            passphrase=os.environ.get(PASSPHRASE_ENV) or DEMO_PASSPHRASE,
             progress=lambda text: status.update(f"genesis: {text}"),
         )
     if created is not None:
@@ -59,7 +64,8 @@ def run_demo(settings: Settings, *, epochs: int, fresh: bool, console: Console) 
                 f"{SUBNET} — epoch {result.epoch} — batch {result.batch_no} — "
                 f"emission {result.emission_rao / 1e9:,.4f} τ"
             )
-            console.print(metagraph_table(result.metagraph.to_pylist(), title=title))
+            labels = account_labels(settings.wallets_dir)
+            console.print(metagraph_table(result.metagraph.to_pylist(), title=title, labels=labels))
             if result.mlflow_error:
                 console.print(f"[yellow]MLflow run not written:[/] {result.mlflow_error}")
     finally:

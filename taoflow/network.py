@@ -7,6 +7,7 @@ transaction ids, so a second genesis on the same ledger is a no-op.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,11 @@ from typing import Any
 import torch
 
 from evaluation_sets import EvaluationSet, load_evaluation_set
+from ledger.keys import Keypair
 from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
+from ledger.signing import sign, signer_of
 from ledger.store import CommitResult, Ledger
+from taoflow.wallet import create_wallet, list_wallets, load_hotkey, unlock_coldkey
 from tasks import artifact_store
 from tasks.consensus.params import YumaParams
 from tasks.miner_kit import train_mlp
@@ -24,7 +28,6 @@ from tasks.models.artifacts import submission_bytes
 
 SUBNET = "digits"
 OWNER = "owner"
-OWNER_HOTKEY = "owner-hotkey"
 LOCK_COST_RAO = 100 * RAO_PER_TAO
 REGISTRATION_COST_RAO = 1 * RAO_PER_TAO
 
@@ -89,58 +92,90 @@ def subnet_config(eval_set: EvaluationSet) -> dict[str, Any]:
     }
 
 
-def coldkey(name: str) -> str:
-    return f"{name}-coldkey"
+DEMO_PASSPHRASE = "taoflow-demo-network"
+"""The demo network's coldkeys are encrypted with this passphrase unless
+``TAOFLOW_WALLET_PASSPHRASE`` is set. It protects nothing real: the demo's TAO is local."""
+HOTKEY_NAME = "default"
 
 
-def hotkey(name: str) -> str:
-    return f"{name}-hotkey"
+@dataclass(frozen=True)
+class DemoKeys:
+    """The unlocked coldkey and hotkey of one demo participant."""
+
+    coldkey: Keypair
+    hotkey: Keypair
+
+
+def demo_wallets(wallets_root: Path, *, passphrase: str) -> dict[str, DemoKeys]:
+    """Create (once) and unlock the wallets of every demo participant."""
+    names = [OWNER, *(v.name for v in VALIDATORS), *(m.name for m in MINERS)]
+    existing = {info.name for info in list_wallets(wallets_root)}
+    keys = {}
+    for name in names:
+        if name not in existing:
+            create_wallet(wallets_root, name=name, passphrase=passphrase, hotkeys=(HOTKEY_NAME,))
+        keys[name] = DemoKeys(
+            coldkey=unlock_coldkey(wallets_root, name=name, passphrase=passphrase),
+            hotkey=load_hotkey(wallets_root, wallet=name, hotkey=HOTKEY_NAME),
+        )
+    return keys
+
+
+class _Signer:
+    """Signs a sequence of user transactions with consecutive nonces per signer."""
+
+    def __init__(self, keys: dict[str, DemoKeys]) -> None:
+        self.by_account = {}
+        for k in keys.values():
+            self.by_account[k.coldkey.public_hex] = k.coldkey
+            self.by_account[k.hotkey.public_hex] = k.hotkey
+        self.nonces: dict[str, int] = {}
+
+    def __call__(self, tx: Tx) -> Tx:
+        account = signer_of(tx)
+        if account is None:
+            return tx
+        nonce = self.nonces.get(account, 0) + 1
+        self.nonces[account] = nonce
+        return sign(dataclasses.replace(tx, nonce=nonce), self.by_account[account])
 
 
 def genesis_transactions(
-    *, artifacts_root: Path, progress: Callable[[str], None] = lambda _: None
+    *,
+    artifacts_root: Path,
+    keys: dict[str, DemoKeys],
+    progress: Callable[[str], None] = lambda _: None,
 ) -> list[Tx]:
-    """Train the miners, store their artifacts and return the genesis batch."""
+    """Train the miners, store their artifacts and return the signed genesis batch."""
     eval_set = load_evaluation_set(SUBNET)
+    signer = _Signer(keys)
+    cold = {name: k.coldkey.public_hex for name, k in keys.items()}
+    hot = {name: k.hotkey.public_hex for name, k in keys.items()}
+    balances = {
+        OWNER: OWNER_BALANCE_TAO,
+        **{v.name: v.balance_tao for v in VALIDATORS},
+        **{m.name: MINER_BALANCE_TAO for m in MINERS},
+    }
     txs: list[Tx] = [
         Tx(
-            "genesis/mint/owner",
+            f"genesis/mint/{name}",
             Kind.GENESIS_MINT,
-            coldkey=coldkey(OWNER),
-            block=0,
-            amount_rao=OWNER_BALANCE_TAO * RAO_PER_TAO,
+            coldkey=cold[name],
+            amount_rao=tao * RAO_PER_TAO,
         )
+        for name, tao in balances.items()
     ]
-    for v in VALIDATORS:
-        txs.append(
-            Tx(
-                f"genesis/mint/{v.name}",
-                Kind.GENESIS_MINT,
-                coldkey=coldkey(v.name),
-                block=0,
-                amount_rao=v.balance_tao * RAO_PER_TAO,
-            )
-        )
-    for m in MINERS:
-        txs.append(
-            Tx(
-                f"genesis/mint/{m.name}",
-                Kind.GENESIS_MINT,
-                coldkey=coldkey(m.name),
-                block=0,
-                amount_rao=MINER_BALANCE_TAO * RAO_PER_TAO,
-            )
-        )
     txs.append(
-        Tx(
-            f"genesis/subnet/{SUBNET}",
-            Kind.SUBNET_CREATE,
-            subnet=SUBNET,
-            block=0,
-            coldkey=coldkey(OWNER),
-            hotkey=OWNER_HOTKEY,
-            amount_rao=LOCK_COST_RAO,
-            payload=canonical_json(subnet_config(eval_set)),
+        signer(
+            Tx(
+                f"genesis/subnet/{SUBNET}",
+                Kind.SUBNET_CREATE,
+                subnet=SUBNET,
+                coldkey=cold[OWNER],
+                hotkey=hot[OWNER],
+                amount_rao=LOCK_COST_RAO,
+                payload=canonical_json(subnet_config(eval_set)),
+            )
         )
     )
     for role, names in (
@@ -149,26 +184,28 @@ def genesis_transactions(
     ):
         for name in names:
             txs.append(
-                Tx(
-                    f"genesis/register/{SUBNET}/{name}",
-                    Kind.REGISTER,
-                    subnet=SUBNET,
-                    block=0,
-                    coldkey=coldkey(name),
-                    hotkey=hotkey(name),
-                    amount_rao=REGISTRATION_COST_RAO,
-                    payload=canonical_json({"role": role}),
+                signer(
+                    Tx(
+                        f"genesis/register/{SUBNET}/{name}",
+                        Kind.REGISTER,
+                        subnet=SUBNET,
+                        coldkey=cold[name],
+                        hotkey=hot[name],
+                        amount_rao=REGISTRATION_COST_RAO,
+                        payload=canonical_json({"role": role}),
+                    )
                 )
             )
     for v in VALIDATORS:
         txs.append(
-            Tx(
-                f"genesis/stake/{v.name}",
-                Kind.ADD_STAKE,
-                coldkey=coldkey(v.name),
-                hotkey=hotkey(v.name),
-                block=0,
-                amount_rao=v.stake_tao * RAO_PER_TAO,
+            signer(
+                Tx(
+                    f"genesis/stake/{v.name}",
+                    Kind.ADD_STAKE,
+                    coldkey=cold[v.name],
+                    hotkey=hot[v.name],
+                    amount_rao=v.stake_tao * RAO_PER_TAO,
+                )
             )
         )
     torch.set_num_threads(1)
@@ -182,23 +219,32 @@ def genesis_transactions(
             artifacts_root, model_bytes=model_bytes, config_bytes=config_bytes
         )
         txs.append(
-            Tx(
-                f"genesis/submit/{SUBNET}/{m.name}",
-                Kind.SUBMISSION_COMMIT,
-                subnet=SUBNET,
-                block=0,
-                coldkey=coldkey(m.name),
-                hotkey=hotkey(m.name),
-                payload=canonical_json({"digest": stored.digest, "uri": stored.uri}),
+            signer(
+                Tx(
+                    f"genesis/submit/{SUBNET}/{m.name}",
+                    Kind.SUBMISSION_COMMIT,
+                    subnet=SUBNET,
+                    coldkey=cold[m.name],
+                    hotkey=hot[m.name],
+                    payload=canonical_json({"digest": stored.digest, "uri": stored.uri}),
+                )
             )
         )
     return txs
 
 
 def ensure_genesis(
-    ledger: Ledger, *, artifacts_root: Path, progress: Callable[[str], None] = lambda _: None
+    ledger: Ledger,
+    *,
+    artifacts_root: Path,
+    wallets_root: Path,
+    passphrase: str,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> CommitResult | None:
     """Write the genesis batch unless the ledger already has one."""
     if ledger.records():
         return None
-    return ledger.commit(genesis_transactions(artifacts_root=artifacts_root, progress=progress))
+    progress("creating and unlocking wallets")
+    keys = demo_wallets(wallets_root, passphrase=passphrase)
+    txs = genesis_transactions(artifacts_root=artifacts_root, keys=keys, progress=progress)
+    return ledger.commit(txs)

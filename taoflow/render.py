@@ -20,7 +20,14 @@ METAGRAPH_COLUMNS = (
 )
 
 
-def metagraph_table(rows: Sequence[Mapping[str, Any]], *, title: str) -> Table:
+def metagraph_table(
+    rows: Sequence[Mapping[str, Any]], *, title: str, labels: Mapping[str, str] | None = None
+) -> Table:
+    """The metagraph as a rich table; hotkeys shown by wallet name where ``labels`` knows them."""
+    from taoflow.names import label
+
+    known = dict(labels or {})
+    rows = [{**row, "hotkey": label(str(row.get("hotkey", "")), known)} for row in rows]
     present = [c for c in METAGRAPH_COLUMNS if not rows or c[0] in rows[0]]
     table = Table(title=title, header_style="bold cyan")
     for key, header, _ in present:

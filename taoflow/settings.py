@@ -53,6 +53,10 @@ class Settings:
         return self.home / "ledger"
 
     @property
+    def wallets_dir(self) -> Path:
+        return self.home / "wallets"
+
+    @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
 

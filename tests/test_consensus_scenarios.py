@@ -317,7 +317,8 @@ def _first_bond_epoch(epoch_fn: EpochFn, params: YumaParams) -> EpochState:
     [
         # Registered at block 100 = lms: not new. B_old column 3 = (65535, 21845)/87380 =
         # (0.75, 0.25). ΔB column 3 = (0.75·1, 0.25·0.5)/0.875 = (6/7, 1/7).
-        # B = 0.1·ΔB + 0.9·B_old = (0.675 + 0.6/7, 0.225 + 0.1/7), which sums to 1; I_3 = 1 so D = B.
+        # B = 0.1·ΔB + 0.9·B_old = (0.675 + 0.6/7, 0.225 + 0.1/7) = (213, 67)/280, which sums
+        # to 1; I_3 = 1 so D = B.
         (100, (Fraction(27, 40) + Fraction(3, 35), Fraction(9, 40) + Fraction(1, 70))),
         # Re-registered at block 101 = lms + 1: its old bonds are dropped, B column 3 = ΔB.
         (101, (Fraction(6, 7), Fraction(1, 7))),

@@ -1,10 +1,10 @@
 """Property test: the DuckDB SQL epoch equals the dense NumPy reference on random inputs.
 
-Each example is a short chain of three epochs over a small subnet (1–12 uids, possibly growing). Each
-implementation is fed its *own* returned state, so the stored u16 bonds and permits are compared
-through the feedback loop, not just once. Continuous outputs must agree to 1e-9 absolute; booleans,
-permits and stored u16 bonds must agree exactly (both implementations quantise with the same
-``floor(65535·x + U16_FLOOR_SNAP_LSB)`` rule, so no ±1 allowance is needed).
+Each example is a short chain of three epochs over a small subnet (1–12 uids, possibly growing).
+Each implementation is fed its *own* returned state, so the stored u16 bonds and permits are
+compared through the feedback loop, not just once. Continuous outputs must agree to 1e-9
+absolute; booleans, permits and stored u16 bonds must agree exactly (both implementations quantise
+with the same ``floor(65535·x + U16_FLOOR_SNAP_LSB)`` rule, so no ±1 allowance is needed).
 
 The generators deliberately produce the awkward cases of the spec: explicit zero weights, tied
 weights, zero stakes, stakes whose cumulative sum hits κ exactly (e.g. 32767 vs 32768 with
@@ -63,30 +63,63 @@ class Scenario:
     epochs: tuple[EpochInputs, ...]
 
 
-def _stake(draw: st.DrawFn) -> int:
-    return draw(st.one_of(st.sampled_from(STAKE_POOL_RAO), st.integers(0, 100)))
+# κ values that m equal stakes hit exactly with k of them: k/m = kappa_u16/65535 for m ∈ {3, 5, 15}.
+EQUAL_STAKE_KAPPA_POOL_U16 = [21_845, 43_690, 13_107, 26_214, 39_321, 52_428, 4_369]
 
 
-def _block(draw: st.DrawFn, *, specials: list[int], upper: int) -> int:
-    candidates = sorted({b for b in specials if 0 <= b <= upper})
-    return draw(st.one_of(st.sampled_from(candidates), st.integers(0, upper)))
+def _stake(draw: st.DrawFn, *, mode: str) -> int:
+    if mode == "equal":  # every uid holds the same stake or nothing
+        return draw(st.sampled_from([0, 7, 7, 7]))
+    if mode == "split":  # 32767 + 32768 = 65535: one of two validators holds exactly κ
+        return draw(st.sampled_from([0, 32_767, 32_768]))
+    return draw(st.one_of(st.sampled_from(STAKE_POOL_RAO), st.integers(1, 100)))
 
 
-def _weights(draw: st.DrawFn, *, n_uids: int) -> pa.Table:
-    if draw(st.integers(0, 9)) == 0:
-        entries: list[tuple[int, int, int]] = []  # no weights at all
-    else:
-        entries = draw(
-            st.lists(
-                st.tuples(
-                    st.integers(0, n_uids - 1),
-                    st.integers(0, n_uids + 1),  # uids ≥ n are dropped by the epoch
-                    st.one_of(st.sampled_from(WEIGHT_POOL_U16), st.integers(0, 65_535)),
-                ),
-                max_size=3 * n_uids + 2,
-                unique_by=lambda entry: (entry[0], entry[1]),
-            )
+def _registered_block(draw: st.DrawFn, *, specials: list[int], upper: int) -> int:
+    kind = draw(st.sampled_from(["genesis", "genesis", "special", "any"]))
+    if kind == "genesis":
+        return 0
+    if kind == "special":
+        return draw(st.sampled_from(sorted({b for b in specials if 0 <= b <= upper})))
+    return draw(st.integers(0, upper))
+
+
+def _last_update_block(draw: st.DrawFn, *, specials: list[int], upper: int) -> int:
+    kind = draw(st.sampled_from(["now", "now", "special", "any"]))
+    if kind == "now":
+        return upper
+    if kind == "special":
+        return draw(st.sampled_from(sorted({b for b in specials if 0 <= b <= upper})))
+    return draw(st.integers(0, upper))
+
+
+def _weight_u16(draw: st.DrawFn) -> int:
+    return draw(st.one_of(st.sampled_from(WEIGHT_POOL_U16), st.integers(0, 65_535)))
+
+
+def _weight_row(draw: st.DrawFn, *, n_uids: int) -> list[tuple[int, int]]:
+    """One validator's (miner, weight_u16) row; miners ≥ n are legal and dropped by the epoch."""
+    if not draw(st.sampled_from([True, True, True, False])):
+        return []
+    miners = draw(st.lists(st.integers(0, n_uids + 1), min_size=1, max_size=4, unique=True))
+    return [(miner, _weight_u16(draw)) for miner in miners]
+
+
+def _scattered_weights(draw: st.DrawFn, *, n_uids: int) -> list[tuple[int, int, int]]:
+    return draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, n_uids - 1),
+                st.integers(0, n_uids + 1),
+                st.one_of(st.sampled_from(WEIGHT_POOL_U16), st.integers(0, 65_535)),
+            ),
+            max_size=3 * n_uids + 2,
+            unique_by=lambda entry: (entry[0], entry[1]),
         )
+    )
+
+
+def _weights_table(entries: list[tuple[int, int, int]]) -> pa.Table:
     validators, miners, values = zip(*entries, strict=True) if entries else ((), (), ())
     return pa.table(
         {
@@ -97,10 +130,17 @@ def _weights(draw: st.DrawFn, *, n_uids: int) -> pa.Table:
     )
 
 
-@st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
-    params = YumaParams(
-        kappa_u16=draw(st.one_of(st.sampled_from(KAPPA_POOL_U16), st.integers(0, 65_535))),
+def _params(draw: st.DrawFn, *, stake_mode: str) -> YumaParams:
+    if stake_mode == "equal":
+        kappa_u16 = draw(st.sampled_from(EQUAL_STAKE_KAPPA_POOL_U16))
+    elif stake_mode == "split":
+        kappa_u16 = 32_767
+    else:
+        kappa_u16 = draw(st.one_of(st.sampled_from(KAPPA_POOL_U16), st.integers(0, 65_535)))
+    # A threshold above the "equal"/"split" stakes would zero every stake: keep it low there.
+    threshold_pool_rao = [0, 0, 0, 1, 3, 32_768] if stake_mode == "random" else [0, 1]
+    return YumaParams(
+        kappa_u16=kappa_u16,
         bonds_moving_average_ppm=draw(
             st.one_of(st.sampled_from(BMA_POOL_PPM), st.integers(0, 1_000_000))
         ),
@@ -109,15 +149,14 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         ),
         max_validators=draw(st.integers(1, MAX_UIDS + 2)),
         activity_cutoff_blocks=draw(st.integers(1, 40)),
-        stake_threshold_rao=draw(st.sampled_from([0, 0, 1, 3, 32_768])),
+        stake_threshold_rao=draw(st.sampled_from(threshold_pool_rao)),
     )
-    n_uids = draw(st.integers(1, 10))
-    owner_uid = draw(st.one_of(st.none(), st.integers(0, n_uids - 1)))
-    tempo_blocks = draw(st.integers(1, 20))
-    current_block = draw(st.integers(0, 60))
-    last_step_block = draw(st.sampled_from([0, 0, current_block // 2, current_block]))
 
-    initial_permits = np.array(draw(st.lists(st.booleans(), min_size=n_uids, max_size=n_uids)))
+
+def _initial_state(draw: st.DrawFn, *, n_uids: int) -> EpochState:
+    permits = draw(
+        st.lists(st.sampled_from([True, True, True, False]), min_size=n_uids, max_size=n_uids)
+    )
     bond_entries = draw(
         st.lists(
             st.tuples(
@@ -130,34 +169,61 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         )
     )
     bond_columns = zip(*bond_entries, strict=True) if bond_entries else ((), (), ())
-    initial_bonds = pa.Table.from_arrays(
+    bonds = pa.Table.from_arrays(
         [pa.array(list(column), pa.int32()) for column in bond_columns],
         names=["validator", "miner", "bond_u16"],
     )
-    initial_state = EpochState(bonds=initial_bonds, validator_permit=initial_permits)
+    return EpochState(bonds=bonds, validator_permit=np.array(permits, dtype=np.bool_))
 
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    """Three consecutive epochs; stakes and weight rows mostly persist, uids may be appended."""
+    stake_mode = draw(st.sampled_from(["random", "random", "equal", "split"]))
+    weights_mode = draw(st.sampled_from(["rows"] * 6 + ["scattered", "none"]))
+    params = _params(draw, stake_mode=stake_mode)
+    n_uids = draw(st.integers(1, 10))
+    initial_state = _initial_state(draw, n_uids=n_uids)
+    owner_uid = draw(st.one_of(st.none(), st.integers(0, n_uids - 1)))
+    tempo_blocks = draw(st.integers(1, 20))
+    current_block = draw(st.integers(0, 60))
+    last_step_block = draw(st.sampled_from([0, 0, current_block // 2, current_block]))
+
+    stake_rao: list[int] = []
+    rows: dict[int, list[tuple[int, int]]] = {}
     epochs = []
-    for _ in range(N_EPOCHS):
+    for epoch in range(N_EPOCHS):
+        # Existing uids sometimes restake; appended uids get a fresh stake.
+        for uid in range(len(stake_rao)):
+            if draw(st.sampled_from([False, False, False, True])):
+                stake_rao[uid] = _stake(draw, mode=stake_mode)
+        stake_rao.extend(_stake(draw, mode=stake_mode) for _ in range(n_uids - len(stake_rao)))
+        # Validators sometimes set new weights; otherwise their last row stays stored.
+        for validator in range(n_uids):
+            if epoch == 0 or validator not in rows or draw(st.booleans()):
+                rows[validator] = _weight_row(draw, n_uids=n_uids)
+        if weights_mode == "rows":
+            entries = [(i, j, w) for i, row in rows.items() for j, w in row]
+        elif weights_mode == "scattered":
+            entries = _scattered_weights(draw, n_uids=n_uids)
+        else:
+            entries = []
+
         last_tempo = last_step_block + 1 if last_step_block else current_block - tempo_blocks
         specials = [0, current_block, last_step_block, last_tempo, last_tempo - 1]
-        stake_rao = np.array([_stake(draw) for _ in range(n_uids)], dtype=np.int64)
-        registered = np.array(
-            [_block(draw, specials=specials, upper=current_block) for _ in range(n_uids)],
-            dtype=np.int64,
-        )
-        last_update = np.array(
-            [
-                _block(draw, specials=[*specials, int(registered[i])], upper=current_block)
-                for i in range(n_uids)
-            ],
-            dtype=np.int64,
-        )
+        registered = [
+            _registered_block(draw, specials=specials, upper=current_block) for _ in range(n_uids)
+        ]
+        last_update = [
+            _last_update_block(draw, specials=[*specials, registered[i]], upper=current_block)
+            for i in range(n_uids)
+        ]
         epochs.append(
             EpochInputs(
-                stake_rao=stake_rao,
-                weights=_weights(draw, n_uids=n_uids),
-                last_update_block=last_update,
-                registered_block=registered,
+                stake_rao=np.array(stake_rao, dtype=np.int64),
+                weights=_weights_table(entries),
+                last_update_block=np.array(last_update, dtype=np.int64),
+                registered_block=np.array(registered, dtype=np.int64),
                 current_block=current_block,
                 owner_uid=owner_uid,
                 last_step_block=last_step_block,

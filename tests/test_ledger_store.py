@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ledger_helpers import TAO, acct, mint, signed
 
 from ledger.errors import BatchRejected, LedgerCorrupted, SupplyIdentityViolated
 from ledger.schema import Kind, Tx
@@ -15,18 +16,17 @@ from ledger.store import Ledger
 from ledger.store.faults import FAULT_ENV, FAULT_POINTS
 from ledger.views import LedgerViews
 
-TAO = 10**9
 
-
-def mint(tx_id: str, who: str, amount: int = TAO) -> Tx:
-    return Tx(tx_id, Kind.GENESIS_MINT, coldkey=who, amount_rao=amount)
+def transfer(ledger: Ledger, tx_id: str, src: str, dst: str, amount: int) -> Tx:
+    tx = Tx(tx_id, Kind.TRANSFER, coldkey=acct(src), dest=acct(dst), amount_rao=amount)
+    return signed(ledger.state(), tx)
 
 
 def three_batches(root: Path) -> Ledger:
     ledger = Ledger.open(root)
     ledger.commit([mint("a", "alice", 10 * TAO), mint("b", "bob", 5 * TAO)])
-    ledger.commit([Tx("t1", Kind.TRANSFER, coldkey="alice", dest="bob", amount_rao=7)])
-    ledger.commit([Tx("t2", Kind.TRANSFER, coldkey="bob", dest="carol", amount_rao=3)])
+    ledger.commit([transfer(ledger, "t1", "alice", "bob", 7)])
+    ledger.commit([transfer(ledger, "t2", "bob", "carol", 3)])
     return ledger
 
 
@@ -50,35 +50,29 @@ def test_reopen_rebuilds_the_same_state(tmp_path: Path) -> None:
 def test_rejected_batch_writes_nothing(tmp_path: Path) -> None:
     ledger = three_batches(tmp_path)
     head = ledger.head_hash()
+    ok = transfer(ledger, "ok", "alice", "bob", 1)
+    bad = transfer(ledger, "bad", "carol", "bob", 10**15)
     with pytest.raises(BatchRejected, match="insufficient"):
-        ledger.commit(
-            [
-                Tx("ok", Kind.TRANSFER, coldkey="alice", dest="bob", amount_rao=1),
-                Tx("bad", Kind.TRANSFER, coldkey="carol", dest="bob", amount_rao=10**15),
-            ]
-        )
+        ledger.commit([ok, bad])
     assert ledger.head_hash() == head
     assert len(list((tmp_path / "batches").iterdir())) == 3
-    assert ledger.state().balance("alice") == 10 * TAO - 7
+    assert ledger.state().balance(acct("alice")) == 10 * TAO - 7
 
 
 def test_unpaid_epoch_batch_is_refused(tmp_path: Path) -> None:
     ledger = Ledger.open(tmp_path)
-    ledger.commit([mint("a", "alice")])
+    ledger.commit([mint("a", "alice", TAO)])
     config = '{"tempo_blocks":1}'
-    ledger.commit(
-        [
-            Tx(
-                "s",
-                Kind.SUBNET_CREATE,
-                subnet="sn",
-                coldkey="alice",
-                hotkey="h",
-                amount_rao=1,
-                payload=config,
-            )
-        ]
+    create = Tx(
+        "s",
+        Kind.SUBNET_CREATE,
+        subnet="sn",
+        coldkey=acct("alice"),
+        hotkey=acct("alice-hot"),
+        amount_rao=1,
+        payload=config,
     )
+    ledger.commit([signed(ledger.state(), create)])
     with pytest.raises(SupplyIdentityViolated, match="not paid"):
         ledger.commit([Tx("e", Kind.EPOCH, subnet="sn", epoch=0, block=1, amount_rao=5)])
     assert len(ledger.records()) == 2
@@ -86,9 +80,18 @@ def test_unpaid_epoch_batch_is_refused(tmp_path: Path) -> None:
 
 def test_retry_is_idempotent(tmp_path: Path) -> None:
     ledger = three_batches(tmp_path)
-    result = ledger.commit([Tx("t1", Kind.TRANSFER, coldkey="alice", dest="bob", amount_rao=7)])
+    first = ledger.read_table(ledger.records()[1])
+    from ledger.schema import table_to_txs
+
+    result = ledger.commit(table_to_txs(first))
     assert result.batch_no is None and result.existed == 1
-    assert ledger.state().balance("bob") == 5 * TAO + 7 - 3
+    assert ledger.state().balance(acct("bob")) == 5 * TAO + 7 - 3
+
+
+def test_users_cannot_commit_system_entries(tmp_path: Path) -> None:
+    ledger = three_batches(tmp_path)
+    with pytest.raises(BatchRejected, match="network"):
+        ledger.commit([mint("sneaky", "eve", TAO)], allow_system=False)
 
 
 def _tamper_flip(root: Path) -> None:
@@ -192,12 +195,16 @@ def test_missing_referenced_file_stops_the_writer(tmp_path: Path) -> None:
 CHILD = """
 import sys
 from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from ledger_helpers import acct, signed
 from ledger.schema import Kind, Tx
 from ledger.store import Ledger
 ledger = Ledger.open(Path(sys.argv[1]))
-ledger.commit([Tx("t-crash", Kind.TRANSFER, coldkey="alice", dest="bob", amount_rao=11)])
+tx = Tx("t-crash", Kind.TRANSFER, coldkey=acct("alice"), dest=acct("bob"), amount_rao=11)
+ledger.commit([signed(ledger.state(), tx, nonce=2)])
 print("acknowledged", flush=True)
 """
+TESTS_DIR = str(Path(__file__).parent)
 
 
 @pytest.mark.parametrize("point", FAULT_POINTS)
@@ -207,7 +214,7 @@ def test_kill_9_at_every_fault_point(tmp_path: Path, point: str) -> None:
     three_batches(clean)
     env = {**os.environ, FAULT_ENV: point}
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(crashed)],
+        [sys.executable, "-c", CHILD, str(crashed), TESTS_DIR],
         env=env,
         capture_output=True,
         text=True,
@@ -220,10 +227,15 @@ def test_kill_9_at_every_fault_point(tmp_path: Path, point: str) -> None:
     assert reopened.verify().ok
     # Finishing the work gives the same bytes as a run with no crash.
     finish = subprocess.run(
-        [sys.executable, "-c", CHILD, str(crashed)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD, str(crashed), TESTS_DIR],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert finish.returncode == 0
-    subprocess.run([sys.executable, "-c", CHILD, str(clean)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", CHILD, str(clean), TESTS_DIR], check=True, capture_output=True
+    )
     assert (crashed / "COMMITS").read_bytes() == (clean / "COMMITS").read_bytes()
     for name in sorted(p.name for p in (clean / "batches").iterdir()):
         assert (crashed / "batches" / name).read_bytes() == (clean / "batches" / name).read_bytes()
@@ -238,4 +250,4 @@ def test_views_agree_with_the_fold(tmp_path: Path) -> None:
     for key, value in state.supply().items():
         assert supply[key] == value
     as_of_1 = {r["coldkey"]: r["balance_rao"] for r in views.balances(as_of_batch=1)}
-    assert as_of_1 == {"alice": 10 * TAO, "bob": 5 * TAO}
+    assert as_of_1 == {acct("alice"): 10 * TAO, acct("bob"): 5 * TAO}

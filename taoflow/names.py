@@ -1,0 +1,31 @@
+"""Human labels for account ids (64-hex ed25519 public keys) from the local wallets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from taoflow.wallet import WalletError, list_wallets
+
+SHORT_ID_CHARS = 10
+
+
+def short_id(account: str) -> str:
+    return account if len(account) <= SHORT_ID_CHARS else f"{account[:SHORT_ID_CHARS]}…"
+
+
+def account_labels(wallets_root: Path) -> dict[str, str]:
+    """account id → "wallet" (coldkey) or "wallet/hotkey" for every local wallet."""
+    labels: dict[str, str] = {}
+    try:
+        wallets = list_wallets(wallets_root)
+    except WalletError:
+        return labels
+    for info in wallets:
+        labels[info.coldkey_public_hex] = info.name
+        for hotkey, account in info.hotkeys.items():
+            labels[account] = f"{info.name}/{hotkey}"
+    return labels
+
+
+def label(account: str, labels: dict[str, str]) -> str:
+    return labels.get(account, short_id(account))
