@@ -67,17 +67,40 @@ FROM tx
 EMISSIONS_SQL = f"""
 WITH tx AS ({_ROWS})
 SELECT subnet, epoch,
-       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_OWNER}')::HUGEINT AS owner_rao,
-       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_INCENTIVE}')::HUGEINT AS miners_rao,
-       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DIVIDEND}')::HUGEINT
+       COALESCE(SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_OWNER}'), 0)::HUGEINT
+           AS owner_rao,
+       COALESCE(SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_INCENTIVE}'), 0)::HUGEINT
+           AS miners_rao,
+       COALESCE(SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DIVIDEND}'), 0)::HUGEINT
            AS validators_rao,
-       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DELEGATOR}')::HUGEINT
+       COALESCE(SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DELEGATOR}'), 0)::HUGEINT
            AS delegators_rao,
        SUM(amount_rao)::HUGEINT AS total_rao
 FROM tx
 WHERE kind IN ('{Kind.EMISSION_OWNER}', '{Kind.EMISSION_INCENTIVE}', '{Kind.EMISSION_DIVIDEND}',
                '{Kind.EMISSION_DELEGATOR}')
 GROUP BY subnet, epoch ORDER BY subnet, epoch
+"""
+
+REGISTRATIONS_SQL = f"""
+WITH tx AS ({_ROWS})
+-- uid = order of registration within the subnet (0, 1, 2, …)
+SELECT subnet,
+       (ROW_NUMBER() OVER (PARTITION BY subnet ORDER BY batch_no, row_no) - 1)::BIGINT AS uid,
+       hotkey, coldkey, json_extract_string(payload, '$.role') AS role,
+       amount_rao::HUGEINT AS burned_rao, batch_no
+FROM tx WHERE kind = '{Kind.REGISTER}'
+ORDER BY subnet, uid
+"""
+
+LOG_SQL = """
+SELECT batch_no, row_no, tx_id, kind, subnet, epoch, coldkey, hotkey, dest, uid,
+       amount_rao::HUGEINT AS amount_rao, nonce, payload
+FROM ledger_rows
+WHERE batch_no <= $as_of_batch AND ($kind = '' OR kind = $kind)
+  AND ($account = '' OR coldkey = $account OR hotkey = $account OR dest = $account)
+ORDER BY batch_no DESC, row_no DESC
+LIMIT $limit
 """
 
 AS_OF_ALL = 2**62
@@ -90,9 +113,9 @@ class LedgerViews:
         self.connection = duckdb.connect(":memory:")
         self.connection.register("ledger_rows", rows)
 
-    def _query(self, sql: str, as_of_batch: int | None) -> list[dict[str, Any]]:
+    def _query(self, sql: str, as_of_batch: int | None, **params: object) -> list[dict[str, Any]]:
         bound = AS_OF_ALL if as_of_batch is None else as_of_batch
-        cursor = self.connection.execute(sql, {"as_of_batch": bound})
+        cursor = self.connection.execute(sql, {"as_of_batch": bound, **params})
         names = [column[0] for column in cursor.description or []]
         return [
             {
@@ -116,6 +139,15 @@ class LedgerViews:
 
     def stakes(self, *, as_of_batch: int | None = None) -> list[dict[str, Any]]:
         return self._query(STAKES_SQL, as_of_batch)
+
+    def registrations(self, *, as_of_batch: int | None = None) -> list[dict[str, Any]]:
+        return self._query(REGISTRATIONS_SQL, as_of_batch)
+
+    def log(
+        self, *, limit: int, kind: str = "", account: str = "", as_of_batch: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` entries (optionally of one kind / touching one account)."""
+        return self._query(LOG_SQL, as_of_batch, limit=limit, kind=kind, account=account)
 
     def emissions(self, *, as_of_batch: int | None = None) -> list[dict[str, Any]]:
         return self._query(EMISSIONS_SQL, as_of_batch)

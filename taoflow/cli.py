@@ -111,14 +111,158 @@ def ledger_verify(home: HomeOption = None, as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-@ledger_app.command("supply")
-def ledger_supply(home: HomeOption = None, as_json: JsonOption = False) -> None:
-    """Total issued, burned, Σ balances, Σ stakes, Σ locked (rao), and whether they agree."""
+AsOfEpochOption = Annotated[
+    int | None,
+    typer.Option("--as-of-epoch", min=0, help="State right after this epoch of --subnet"),
+]
+SubnetOption = Annotated[str, typer.Option("--subnet", help="Subnet for --as-of-epoch")]
+
+
+def _views_and_bound(
+    settings: Settings, *, as_of_epoch: int | None, subnet: str
+) -> tuple[Any, int | None]:
     from ledger.store import Ledger
     from ledger.views import LedgerViews
 
+    views = LedgerViews(Ledger(settings.ledger_dir).table())
+    if as_of_epoch is None:
+        return views, None
+    batch = views.batch_of_epoch(subnet=subnet, epoch=as_of_epoch)
+    if batch is None:
+        raise _fail(f"epoch {as_of_epoch} of subnet {subnet!r} is not in the ledger")
+    return views, batch
+
+
+def _resolve_account(settings: Settings, value: str) -> str:
+    """An account id from a hex id, a wallet name (its coldkey) or wallet/hotkey."""
+    from ledger.keys import is_account_id
+    from taoflow.names import account_labels
+
+    if is_account_id(value):
+        return value
+    by_label = {label: account for account, label in account_labels(settings.wallets_dir).items()}
+    if value in by_label:
+        return by_label[value]
+    raise _fail(f"{value!r} is neither an account id nor a local wallet (or wallet/hotkey)")
+
+
+def _tao(rao: int) -> str:
+    return f"{rao / 1e9:,.9f}"
+
+
+@ledger_app.command("log")
+def ledger_log(
+    home: HomeOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Newest entries to show")] = 30,
+    kind: Annotated[str, typer.Option(help="Only entries of this kind")] = "",
+    account: Annotated[str, typer.Option(help="Only entries touching this account")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """The newest ledger entries."""
+    from ledger.schema import Kind
+    from taoflow.names import account_labels, label
+
     settings = _settings(home)
-    supply = LedgerViews(Ledger(settings.ledger_dir).table()).supply()
+    if kind and kind not in {k.value for k in Kind}:
+        raise _fail(f"unknown kind {kind!r}; kinds: {', '.join(k.value for k in Kind)}")
+    resolved = _resolve_account(settings, account) if account else ""
+    views, _ = _views_and_bound(settings, as_of_epoch=None, subnet="")
+    rows = views.log(limit=limit, kind=kind, account=resolved)
+    if as_json:
+        _print_json(rows)
+        return
+    labels = account_labels(settings.wallets_dir)
+    table = Table(title="ledger log (newest first)", header_style="bold cyan")
+    for column in ("batch", "kind", "tx id", "from", "to / hotkey", "τ"):
+        table.add_column(column, justify="right" if column == "τ" else "left")
+    for row in rows:
+        target = row["dest"] or row["hotkey"]
+        table.add_row(
+            str(row["batch_no"]),
+            row["kind"],
+            row["tx_id"],
+            label(row["coldkey"], labels) if row["coldkey"] else "",
+            label(target, labels) if target else "",
+            _tao(row["amount_rao"]),
+        )
+    console.print(table)
+
+
+@ledger_app.command("balance")
+def ledger_balance(
+    home: HomeOption = None,
+    account: Annotated[str, typer.Option(help="Only this account (id or wallet name)")] = "",
+    as_of_epoch: AsOfEpochOption = None,
+    subnet: SubnetOption = "digits",
+    as_json: JsonOption = False,
+) -> None:
+    """Free balances per coldkey (optionally as of an epoch)."""
+    from taoflow.names import account_labels, label
+
+    settings = _settings(home)
+    resolved = _resolve_account(settings, account) if account else ""
+    views, bound = _views_and_bound(settings, as_of_epoch=as_of_epoch, subnet=subnet)
+    rows = [
+        r for r in views.balances(as_of_batch=bound) if not resolved or r["coldkey"] == resolved
+    ]
+    if resolved and not rows:
+        rows = [{"coldkey": resolved, "balance_rao": 0}]
+    if as_json:
+        _print_json(rows)
+        return
+    labels = account_labels(settings.wallets_dir)
+    table = Table(title="balances", header_style="bold cyan")
+    table.add_column("coldkey")
+    table.add_column("balance τ", justify="right")
+    for row in rows:
+        table.add_row(label(row["coldkey"], labels), _tao(row["balance_rao"]))
+    console.print(table)
+
+
+@ledger_app.command("stakes")
+def ledger_stakes(
+    home: HomeOption = None,
+    account: Annotated[str, typer.Option(help="Only this coldkey or hotkey")] = "",
+    as_of_epoch: AsOfEpochOption = None,
+    subnet: SubnetOption = "digits",
+    as_json: JsonOption = False,
+) -> None:
+    """Stake per (coldkey, hotkey) (optionally as of an epoch)."""
+    from taoflow.names import account_labels, label
+
+    settings = _settings(home)
+    resolved = _resolve_account(settings, account) if account else ""
+    views, bound = _views_and_bound(settings, as_of_epoch=as_of_epoch, subnet=subnet)
+    rows = [
+        r
+        for r in views.stakes(as_of_batch=bound)
+        if not resolved or resolved in (r["coldkey"], r["hotkey"])
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    labels = account_labels(settings.wallets_dir)
+    table = Table(title="stakes", header_style="bold cyan")
+    for column in ("coldkey", "hotkey", "stake τ"):
+        table.add_column(column, justify="right" if column == "stake τ" else "left")
+    for row in rows:
+        table.add_row(
+            label(row["coldkey"], labels), label(row["hotkey"], labels), _tao(row["stake_rao"])
+        )
+    console.print(table)
+
+
+@ledger_app.command("supply")
+def ledger_supply(
+    home: HomeOption = None,
+    as_of_epoch: AsOfEpochOption = None,
+    subnet: SubnetOption = "digits",
+    as_json: JsonOption = False,
+) -> None:
+    """Total issued, burned, Σ balances, Σ stakes, Σ locked (rao), and whether they agree."""
+    settings = _settings(home)
+    views, bound = _views_and_bound(settings, as_of_epoch=as_of_epoch, subnet=subnet)
+    supply = views.supply(as_of_batch=bound)
     held = supply["balances_rao"] + supply["stakes_rao"] + supply["locked_rao"]
     supply["identity_holds"] = supply["issued_rao"] - supply["burned_rao"] == held
     if as_json:
@@ -130,7 +274,7 @@ def ledger_supply(home: HomeOption = None, as_json: JsonOption = False) -> None:
     table.add_column("τ", justify="right")
     for key, value in supply.items():
         if key.endswith("_rao"):
-            table.add_row(key.removesuffix("_rao"), f"{value:,}", f"{value / 1e9:,.9f}")
+            table.add_row(key.removesuffix("_rao"), f"{value:,}", _tao(value))
     console.print(table)
     console.print("identity " + ("[green]holds[/]" if supply["identity_holds"] else "[red]BROKEN"))
     if not supply["identity_holds"]:

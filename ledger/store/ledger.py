@@ -136,12 +136,14 @@ class Ledger:
         for record in self.records():
             t = self.read_table(record).replace_schema_metadata(None)
             t = t.append_column("batch_no", pa.array([record.batch_no] * t.num_rows, pa.int64()))
+            t = t.append_column("row_no", pa.array(range(t.num_rows), pa.int64()))
             tables.append(t)
         if not tables:
             from ledger.schema import TX_SCHEMA
 
             empty = TX_SCHEMA.empty_table().replace_schema_metadata(None)
-            return empty.append_column("batch_no", pa.array([], pa.int64()))
+            empty = empty.append_column("batch_no", pa.array([], pa.int64()))
+            return empty.append_column("row_no", pa.array([], pa.int64()))
         return pa.concat_tables(tables)
 
     def state(self) -> LedgerState:
