@@ -43,8 +43,54 @@ def signed(state: LedgerState, tx: Tx, *, nonce: int | None = None) -> Tx:
     return sign(dataclasses.replace(tx, nonce=chosen), keypair)
 
 
-NAMES = ("alice", "bob", "carol", "dave", "alice-hot", "bob-hot", "carol-hot", "eve")
+NAMES = ("alice", "bob", "carol", "dave", "alice-hot", "bob-hot", "carol-hot", "eve", "frank")
 
 
 def mint(tx_id: str, name: str, amount_rao: int) -> Tx:
     return Tx(tx_id, Kind.GENESIS_MINT, coldkey=acct(name), amount_rao=amount_rao)
+
+
+def concurrent_worker(
+    root: str, name: str, transfers: int, barrier: object, results: object
+) -> None:
+    """Commit ``transfers`` signed transfers from ``name`` to carol, each as its own batch."""
+    from pathlib import Path
+
+    from ledger.store import Ledger
+
+    ledger = Ledger.open(Path(root))
+    barrier.wait()  # type: ignore[attr-defined]
+    for i in range(transfers):
+        tx = Tx(
+            f"{name}/{i}", Kind.TRANSFER, coldkey=acct(name), dest=acct("carol"), amount_rao=i + 1
+        )
+        result = ledger.commit([signed(ledger.state(), tx, nonce=i + 1)])
+        results.put((name, i, result.batch_no))  # type: ignore[attr-defined]
+
+
+def epoch_worker(root: str, amount_rao: int, barrier: object, results: object) -> None:
+    """Try to commit epoch 0 of subnet "sn" paying ``amount_rao`` to alice."""
+    from pathlib import Path
+
+    from ledger.errors import BatchRejected
+    from ledger.store import Ledger
+
+    ledger = Ledger.open(Path(root))
+    batch = [
+        Tx("epoch/sn/0", Kind.EPOCH, subnet="sn", epoch=0, block=10, amount_rao=amount_rao),
+        Tx(
+            "epoch/sn/0/owner",
+            Kind.EMISSION_OWNER,
+            subnet="sn",
+            epoch=0,
+            block=10,
+            coldkey=acct("alice"),
+            amount_rao=amount_rao,
+        ),
+    ]
+    barrier.wait()  # type: ignore[attr-defined]
+    try:
+        result = ledger.commit(batch)
+        results.put(("epoch", amount_rao, result.batch_no))  # type: ignore[attr-defined]
+    except BatchRejected as exc:
+        results.put(("epoch", amount_rao, f"rejected: {exc.reason}"))  # type: ignore[attr-defined]
