@@ -264,17 +264,23 @@ def test_topk_permit_ties_drop_lower_uid(
 def test_new_permit_counts_only_from_next_epoch(epoch_fn: EpochFn) -> None:
     # Equal stakes; only validator 0 held a permit last epoch. Validator 1 enters the top-k now but
     # its weights are ignored until the next epoch (forbid uses the old permits).
-    inputs = make_inputs([10, 10, 0, 0], {0: {2: 1}, 1: {3: 1}})
+    # W_0 = (1, 0) and W_1 = (0.5, 0.5) on miners (2, 3).
+    inputs = make_inputs([10, 10, 0, 0], {0: {2: 1}, 1: {2: 1, 3: 1}})
     first, state = epoch_fn(inputs, YumaParams(), state_with_permits([True, False, False, False]))
-    # A = (1, 0): column 2 level 1 met by all active stake → C_2 = 1; column 3 has no voter.
+    # A = (1, 0): column 2 level 1 met by all active stake → C_2 = 1; column 3: only level 0.
     assert first.consensus.tolist() == approx([0, 0, 1, 0])
     assert first.incentive.tolist() == approx([0, 0, 1, 0])
+    # The forbidden row is emptied, so validator 1 keeps no clipped weight: VT_1 = 0 (had its row
+    # been kept, min(0.5, C_2 = 1) would give VT_1 = 0.5).
+    assert first.validator_trust.tolist() == approx([1, 0, 0, 0])
     assert state.validator_permit.tolist() == [True, True, False, False]
 
     second, _ = epoch_fn(inputs, YumaParams(), state)
-    # Now A = (0.5, 0.5): each column's level 1 is met by stake 0.5 ≥ κ → C = 1, I = (0.5, 0.5).
-    assert second.consensus.tolist() == approx([0, 0, 1, 1])
-    assert second.incentive.tolist() == approx([0, 0, 0.5, 0.5])
+    # Now A = (0.5, 0.5). Column 2: level 1 met by 0.5 ≥ κ → C_2 = 1. Column 3: level 0.5 met by
+    # 0.5 → C_3 = 0.5. R = (0.5·1 + 0.5·0.5, 0.5·0.5) = (0.75, 0.25) = I.
+    assert second.consensus.tolist() == approx([0, 0, 1, 0.5])
+    assert second.incentive.tolist() == approx([0, 0, 0.75, 0.25])
+    assert second.validator_trust.tolist() == approx([1, 1, 0, 0])
 
 
 @pytest.mark.parametrize(
@@ -375,6 +381,59 @@ def test_new_uids_get_no_permit_and_state_is_padded(epoch_fn: EpochFn) -> None:
     # uid 3 has stake but no old permit, so its weights are ignored this epoch.
     assert outputs.incentive.tolist() == approx([0, 0, 1, 0])
     assert state.validator_permit.tolist() == [True, False, False, True]
+
+
+def test_losing_the_permit_clears_stored_bonds(epoch_fn: EpochFn) -> None:
+    # Both validators were permitted last epoch, but with max_validators = 1 only validator 0
+    # (stake 3 > 1) keeps a permit. Both still count this epoch (old permits), so B column 3 =
+    # (0.75, 0.25), yet only validator 0's row is stored: upscaled 0.75/0.75 → 65535.
+    inputs = make_inputs([3, 1, 0, 0], {0: {3: 1}, 1: {3: 1}})
+    params = YumaParams(max_validators=1)
+    outputs, state = epoch_fn(inputs, params, state_with_permits([True, True, False, False]))
+    assert outputs.validator_permit.tolist() == [True, False, False, False]
+    assert outputs.bonds.column("bond").to_pylist() == approx([0.75, 0.25])
+    assert stored_bonds(state) == {(0, 3): 65_535}
+
+
+@pytest.mark.parametrize(
+    ("owner_uid", "expected_stake_weight"),
+    [
+        # s_i < threshold (5) is zeroed: stake 4 drops out, stake 5 (exactly at it) stays.
+        (None, [1, 0, 0]),
+        # The owner is exempt from the threshold.
+        (1, [5 / 9, 4 / 9, 0]),
+    ],
+)
+def test_stake_threshold(
+    epoch_fn: EpochFn, owner_uid: int | None, expected_stake_weight: list[float]
+) -> None:
+    inputs = make_inputs([5, 4, 0], {}, owner_uid=owner_uid)
+    outputs, _ = epoch_fn(inputs, YumaParams(stake_threshold_rao=5), EpochState.empty(3))
+    assert outputs.stake_weight.tolist() == approx(expected_stake_weight)
+
+
+def test_activity_cutoff_boundary(epoch_fn: EpochFn) -> None:
+    # inactive ⇔ last_update + cutoff < current_block: 90 + 10 = 100 is still active, 89 is not.
+    inputs = make_inputs([1, 1, 0], {0: {2: 1}, 1: {2: 1}}, last_update_block=[90, 89, 0])
+    outputs, _ = epoch_fn(
+        inputs, YumaParams(activity_cutoff_blocks=10), state_with_permits([True, True, False])
+    )
+    assert outputs.active.tolist() == [True, False, False]
+    # Only validator 0 carries active stake: A = (1, 0, 0) → D = B·I with B column 2 = ΔB = (1, 0).
+    assert outputs.dividends.tolist() == approx([1, 0, 0])
+
+
+def test_zero_stake_validators_take_no_part_in_consensus(epoch_fn: EpochFn) -> None:
+    # κ = 0: C_j is the largest weight any *staked* validator gives j. Validator 0 (stake 1) gives
+    # (0.5, 0.5) to miners 2, 3; permitted validator 1 has no stake and gives 1.0 to miner 2,
+    # which must not raise C_2 above 0.5.
+    inputs = make_inputs([1, 0, 0, 0], {0: {2: 1, 3: 1}, 1: {2: 1}})
+    outputs, _ = epoch_fn(
+        inputs, YumaParams(kappa_u16=0), state_with_permits([True] * 2 + [False] * 2)
+    )
+    assert outputs.consensus.tolist() == approx([0, 0, 0.5, 0.5])
+    # Validator 1's row is clipped to 0.5 too: VT_1 = 0.5.
+    assert outputs.validator_trust.tolist() == approx([1, 0.5, 0, 0])
 
 
 def test_yuma3_is_not_implemented_yet(epoch_fn: EpochFn) -> None:

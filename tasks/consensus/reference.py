@@ -115,7 +115,7 @@ def reference_epoch(
         stake_weight = np.zeros(n, dtype=np.float64)
 
     # §4.3 permits. Effective old permits (owner forced) decide what counts this epoch.
-    permit_old = [bool(state.validator_permit[i]) or i == owner for i in uids]
+    permit_effective = [bool(state.validator_permit[i]) or i == owner for i in uids]
     # New permits: is_topk_nonzero — stable ascending sort, drop the first n − k; owner forced.
     permit_new = [stake_rao[i] > 0 for i in uids]
     if n >= params.max_validators:
@@ -126,13 +126,13 @@ def reference_epoch(
         permit_new[owner] = True
 
     # §4.4 active stake: S zeroed where inactive or forbidden, normalised.
-    counts = np.array([active[i] and permit_old[i] for i in uids], dtype=np.bool_)
+    counts = np.array([active[i] and permit_effective[i] for i in uids], dtype=np.bool_)
     active_stake = _normalise(np.where(counts, stake_weight, 0.0))
 
     # §4.5 weights.
     weights = _dense_from_sparse(inputs.weights, value_column="weight_u16", n_uids=n)
     for i in uids:
-        if not permit_old[i]:
+        if not permit_effective[i]:
             weights[i, :] = 0.0  # forbidden row
         if i != owner:
             weights[i, i] = 0.0  # self-weight, except the owner's

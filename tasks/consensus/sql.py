@@ -19,8 +19,9 @@ Invariants
     the HUGEINT comparison ``65535 · Σ_{i: W_ij ≥ v} a_i ≥ kappa_u16 · Σ a``; stake exactly at κ
     counts. (The chain compares I32F32 sums; ours is the exact-rational version of that test.)
   - Candidate levels v are row-normalised weights u_ij / Σ_k u_ik of integer u16 weights; each is a
-    single correctly rounded division of exact integers, so equal rationals compare equal and
-    different ones (differences ≥ 1/(65535·n)^2) keep their order.
+    single correctly rounded division of exact integers, so equal rationals compare equal, and
+    different ones (relative difference ≥ 1/(65535²·n), far above float64 resolution for any
+    n < 10^5) keep their order.
   - Top-k permits (§4.3) rank the integer stakes s_i (ties: the lower uid loses), which orders
     exactly like S = s / Σs without float ties between different stakes.
 * Stored u16 bonds are ``min(65535, floor(65535·x + U16_FLOOR_SNAP_LSB))`` (see params.py), so a
@@ -357,6 +358,7 @@ fallback AS (
     FROM yuma_neuron AS v
     CROSS JOIN (SELECT sum(a_rao)::HUGEINT AS a_total_rao FROM yuma_neuron) AS total
 ),
+-- per-uid outputs; a uid absent from a sparse result has VT = C = I = D = 0
 vectors AS (
     SELECT v.uid, v.S AS stake_weight, v.active, v.permit_new AS validator_permit,
         coalesce(VT.VT, 0.0) AS validator_trust,

@@ -266,7 +266,10 @@ class EpochOutputs:
             object.__setattr__(self, name, vector)
         if not isinstance(self.bonds, pa.Table):
             raise TypeError(f"bonds must be a pyarrow.Table, got {type(self.bonds).__name__}")
-        object.__setattr__(self, "bonds", self.bonds.select(BONDS_FLOAT_SCHEMA.names))
+        if self.bonds.schema != BONDS_FLOAT_SCHEMA:
+            raise ValueError(
+                f"bonds must have schema {BONDS_FLOAT_SCHEMA}, got {self.bonds.schema}"
+            )
 
     @property
     def n_uids(self) -> int:
@@ -279,8 +282,3 @@ class EpochOutputs:
         for name in _VECTOR_FIELDS:
             columns[name] = getattr(self, name)
         return pa.table(columns)
-
-
-def vector_field_names() -> tuple[str, ...]:
-    """Names of the per-uid vectors of :class:`EpochOutputs`, in table order."""
-    return _VECTOR_FIELDS
