@@ -29,8 +29,10 @@ from typing import Any
 
 from ledger.errors import SupplyIdentityViolated
 from ledger.keys import is_account_id
+from ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
 from ledger.schema import EMISSION_KINDS, SYSTEM_KINDS, Kind, Tx
 from ledger.signing import signature_problem, signer_of
+from ledger.submissions import HISTORY_MAX, SubmissionCommit, SubmissionPolicy, submission_binding
 
 UIDS_MAX_DEFAULT = 256
 NEURON_ROLES = frozenset({"miner", "validator"})
@@ -93,18 +95,6 @@ class Subnet:
         return int(self.config.get("uids_max", UIDS_MAX_DEFAULT))
 
 
-@dataclass(frozen=True)
-class SubmissionCommit:
-    """A miner's commitment to an artifact, by content digest."""
-
-    subnet: str
-    hotkey: str
-    digest: str
-    uri: str
-    block: int
-    tx_id: str
-
-
 @dataclass
 class LedgerState:
     """Everything the rules need, derived from the committed transactions."""
@@ -119,6 +109,11 @@ class LedgerState:
     neurons: dict[str, dict[int, Neuron]] = field(default_factory=dict)
     hotkey_owner: dict[str, str] = field(default_factory=dict)
     submissions: dict[tuple[str, str], SubmissionCommit] = field(default_factory=dict)
+    submission_history: dict[tuple[str, str], tuple[SubmissionCommit, ...]] = field(
+        default_factory=dict
+    )
+    registration_cost_rao: dict[str, int] = field(default_factory=dict)
+    uid_emission_rao: dict[str, dict[int, int]] = field(default_factory=dict)
     last_epoch: dict[str, int] = field(default_factory=dict)
     last_epoch_payload: dict[str, dict[str, Any]] = field(default_factory=dict)
     nonces: dict[str, int] = field(default_factory=dict)
@@ -252,12 +247,7 @@ class LedgerState:
         if k == Kind.REGISTER:
             return self._check_register(tx)
         if k == Kind.SUBMISSION_COMMIT:
-            if self.uid_of(subnet=tx.subnet, hotkey=tx.hotkey) is None:
-                return f"hotkey {tx.hotkey!r} is not registered on {tx.subnet!r}"
-            payload = tx.payload_dict()
-            if not isinstance(payload.get("digest"), str) or len(payload["digest"]) != 64:
-                return "submission commit needs a 64-hex-digit digest"
-            return None
+            return self._check_submission(tx)
         if k == Kind.EPOCH:
             if tx.subnet not in self.subnets:
                 return f"unknown subnet {tx.subnet!r}"
@@ -304,12 +294,12 @@ class LedgerState:
             return f"hotkey {tx.hotkey!r} is already registered on {tx.subnet!r}"
         if self.hotkey_owner.get(tx.hotkey, tx.coldkey) != tx.coldkey:
             return f"hotkey {tx.hotkey!r} belongs to another coldkey"
-        if len(self.neurons.get(tx.subnet, {})) >= subnet.uids_max:
-            return f"subnet {tx.subnet!r} is full ({subnet.uids_max} uids)"
+        if self._full(tx.subnet) and self._uid_to_replace(tx.subnet) is None:
+            return f"subnet {tx.subnet!r} is full ({subnet.uids_max} uids) and every uid is immune"
         role = tx.payload_dict().get("role", "miner")
         if role not in NEURON_ROLES:
             return f"unknown role {role!r}: expected one of {sorted(NEURON_ROLES)}"
-        cost = int(subnet.config.get("registration_cost_rao", 0))
+        cost = self.registration_cost(tx.subnet)
         if tx.amount_rao != cost:
             return f"registration burns exactly {cost} rao, not {tx.amount_rao}"
         return self._need_balance(tx.coldkey, tx.amount_rao)
@@ -364,6 +354,59 @@ class LedgerState:
             return f"choice must be an option index below {len(proposal['options'])}"
         if (str(payload["proposal_id"]), tx.coldkey) in self.votes:
             return "this coldkey already voted on the proposal"
+        return None
+
+    def registration_cost(self, subnet: str) -> int:
+        """What registering on ``subnet`` burns right now."""
+        if subnet in self.registration_cost_rao:
+            return self.registration_cost_rao[subnet]
+        return RegistrationPolicy.from_config(self.subnets[subnet].config).initial_cost_rao
+
+    def _full(self, subnet: str) -> bool:
+        return len(self.neurons.get(subnet, {})) >= self.subnets[subnet].uids_max
+
+    def _uid_to_replace(self, subnet: str) -> int | None:
+        info = self.subnets[subnet]
+        policy = RegistrationPolicy.from_config(info.config)
+        emission = self.uid_emission_rao.get(subnet, {})
+        owner_uid = self.uid_of(subnet=subnet, hotkey=info.owner_hotkey)
+        return uid_to_prune(
+            (
+                Candidate(
+                    uid=n.uid,
+                    registered_block=n.registered_block,
+                    emission_rao=emission.get(n.uid, 0),
+                )
+                for n in self.neurons[subnet].values()
+            ),
+            current_block=self.block,
+            immunity_period_blocks=policy.immunity_period_blocks,
+            protected=frozenset() if owner_uid is None else frozenset({owner_uid}),
+        )
+
+    def submission_commits(self, *, subnet: str, hotkey: str) -> tuple[SubmissionCommit, ...]:
+        return self.submission_history.get((subnet, hotkey), ())
+
+    def _check_submission(self, tx: Tx) -> str | None:
+        if self.uid_of(subnet=tx.subnet, hotkey=tx.hotkey) is None:
+            return f"hotkey {tx.hotkey!r} is not registered on {tx.subnet!r}"
+        payload = tx.payload_dict()
+        digest = payload.get("digest")
+        if not _is_hex_hash(digest):
+            return "submission commit needs a 64-hex-digit digest"
+        if payload.get("binding") != submission_binding(digest=str(digest), hotkey=tx.hotkey):
+            return "binding does not match sha256(digest ‖ hotkey): not this hotkey's commit"
+        policy = SubmissionPolicy.from_config(self.subnets[tx.subnet].config)
+        this_epoch = [
+            c
+            for c in self.submission_commits(subnet=tx.subnet, hotkey=tx.hotkey)
+            if c.block == self.block
+        ]
+        if len(this_epoch) >= policy.per_epoch_max:
+            return (
+                f"quota reached: {policy.per_epoch_max} submissions per epoch per hotkey; "
+                "try again after the next epoch"
+            )
         return None
 
     def _need_balance(self, coldkey: str, amount_rao: int) -> str | None:
@@ -422,6 +465,19 @@ class LedgerState:
             self.hotkey_owner[tx.hotkey] = tx.coldkey
             uids = self.neurons[tx.subnet]
             uid = len(uids)
+            if self._full(tx.subnet):
+                replaced = self._uid_to_replace(tx.subnet)
+                if replaced is None:  # guarded by _check_register
+                    raise SupplyIdentityViolated(
+                        "registration on a full subnet with no prunable uid"
+                    )
+                old = uids.pop(replaced)
+                self.submission_history.pop((tx.subnet, old.hotkey), None)
+                self.submissions.pop((tx.subnet, old.hotkey), None)
+                self.uid_emission_rao.get(tx.subnet, {}).pop(replaced, None)
+                uid = replaced
+            policy = RegistrationPolicy.from_config(self.subnets[tx.subnet].config)
+            self.registration_cost_rao[tx.subnet] = policy.after_registration(amount)
             role = str(tx.payload_dict().get("role", "miner"))
             uids[uid] = Neuron(
                 uid=uid,
@@ -432,7 +488,7 @@ class LedgerState:
             )
         elif k == Kind.SUBMISSION_COMMIT:
             payload = tx.payload_dict()
-            self.submissions[(tx.subnet, tx.hotkey)] = SubmissionCommit(
+            commit = SubmissionCommit(
                 subnet=tx.subnet,
                 hotkey=tx.hotkey,
                 digest=str(payload["digest"]),
@@ -440,6 +496,11 @@ class LedgerState:
                 block=self.block,
                 tx_id=tx.tx_id,
             )
+            key = (tx.subnet, tx.hotkey)
+            self.submissions[key] = commit
+            self.submission_history[key] = (*self.submission_history.get(key, ()), commit)[
+                -HISTORY_MAX:
+            ]
         elif k == Kind.SET_TAKE:
             new = int(tx.payload_dict()["take_ppm"])
             if new > self.take_ppm(tx.hotkey):
@@ -469,17 +530,25 @@ class LedgerState:
         elif k == Kind.EPOCH:
             self.block = tx.block
             self.last_epoch[tx.subnet] = tx.epoch
+            policy = RegistrationPolicy.from_config(self.subnets[tx.subnet].config)
+            self.registration_cost_rao[tx.subnet] = policy.after_epoch(
+                self.registration_cost(tx.subnet)
+            )
+            self.uid_emission_rao[tx.subnet] = {}
             self.last_epoch_payload[tx.subnet] = tx.payload_dict()
             if amount:
                 self.epoch_unpaid_rao[(tx.subnet, tx.epoch)] = amount
         else:  # emissions
             self.issued_rao += amount
-            key = (tx.subnet, tx.epoch)
-            unpaid = self.epoch_unpaid_rao[key] - amount
+            epoch_key = (tx.subnet, tx.epoch)
+            unpaid = self.epoch_unpaid_rao[epoch_key] - amount
             if unpaid:
-                self.epoch_unpaid_rao[key] = unpaid
+                self.epoch_unpaid_rao[epoch_key] = unpaid
             else:
-                del self.epoch_unpaid_rao[key]
+                del self.epoch_unpaid_rao[epoch_key]
+            if k in (Kind.EMISSION_INCENTIVE, Kind.EMISSION_DIVIDEND) and tx.uid >= 0:
+                per_uid = self.uid_emission_rao.setdefault(tx.subnet, {})
+                per_uid[tx.uid] = per_uid.get(tx.uid, 0) + amount
             if k == Kind.EMISSION_OWNER:
                 self._credit(tx.coldkey, amount)
             else:

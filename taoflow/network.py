@@ -17,9 +17,11 @@ import torch
 
 from evaluation_sets import EvaluationSet, load_evaluation_set
 from ledger.keys import Keypair
+from ledger.registration import RegistrationPolicy
 from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
 from ledger.signing import sign, signer_of
 from ledger.store import CommitResult, Ledger
+from ledger.submissions import submission_binding
 from taoflow.wallet import create_wallet, list_wallets, load_hotkey, unlock_coldkey
 from tasks import artifact_store
 from tasks.consensus.params import YumaParams
@@ -84,6 +86,13 @@ def subnet_config(eval_set: EvaluationSet) -> dict[str, Any]:
         "tempo_blocks": 100,
         "uids_max": 64,
         "registration_cost_rao": REGISTRATION_COST_RAO,
+        "registration_cost_min_rao": REGISTRATION_COST_RAO // 10,
+        "registration_cost_max_rao": 100 * REGISTRATION_COST_RAO,
+        "registration_cost_increase_ppm": 100_000,
+        "registration_cost_decay_ppm": 50_000,
+        "immunity_period_blocks": 4_096,
+        "evaluation_delay_blocks": 0,
+        "submissions_per_epoch_max": 2,
         "sample_size": 300,
         "validator_sample_size": 200,
         "weights_temperature": 0.02,
@@ -148,6 +157,7 @@ def genesis_transactions(
 ) -> list[Tx]:
     """Train the miners, store their artifacts and return the signed genesis batch."""
     eval_set = load_evaluation_set(SUBNET)
+    subnet_cfg = subnet_config(eval_set)
     signer = _Signer(keys)
     cold = {name: k.coldkey.public_hex for name, k in keys.items()}
     hot = {name: k.hotkey.public_hex for name, k in keys.items()}
@@ -174,10 +184,12 @@ def genesis_transactions(
                 coldkey=cold[OWNER],
                 hotkey=hot[OWNER],
                 amount_rao=LOCK_COST_RAO,
-                payload=canonical_json(subnet_config(eval_set)),
+                payload=canonical_json(subnet_cfg),
             )
         )
     )
+    policy = RegistrationPolicy.from_config(subnet_cfg)
+    cost_rao = policy.initial_cost_rao
     for role, names in (
         ("validator", [v.name for v in VALIDATORS]),
         ("miner", [m.name for m in MINERS]),
@@ -191,11 +203,12 @@ def genesis_transactions(
                         subnet=SUBNET,
                         coldkey=cold[name],
                         hotkey=hot[name],
-                        amount_rao=REGISTRATION_COST_RAO,
+                        amount_rao=cost_rao,
                         payload=canonical_json({"role": role}),
                     )
                 )
             )
+            cost_rao = policy.after_registration(cost_rao)
     for v in VALIDATORS:
         txs.append(
             signer(
@@ -226,7 +239,13 @@ def genesis_transactions(
                     subnet=SUBNET,
                     coldkey=cold[m.name],
                     hotkey=hot[m.name],
-                    payload=canonical_json({"digest": stored.digest, "uri": stored.uri}),
+                    payload=canonical_json(
+                        {
+                            "digest": stored.digest,
+                            "uri": stored.uri,
+                            "binding": submission_binding(digest=stored.digest, hotkey=hot[m.name]),
+                        }
+                    ),
                 )
             )
         )

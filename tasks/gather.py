@@ -14,6 +14,7 @@ from typing import Any
 
 from ledger.emission import emission_for_blocks
 from ledger.state import LedgerState
+from ledger.submissions import SubmissionPolicy, eligible
 from tasks.evaluate.sampling import derive_seed
 
 
@@ -72,10 +73,15 @@ def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochCo
     epoch = state.last_epoch.get(subnet, -1) + 1
     tempo = int(info.config["tempo_blocks"])
     block = info.created_block + (epoch + 1) * tempo
+    delay_blocks = SubmissionPolicy.from_config(info.config).evaluation_delay_blocks
     neurons = []
     for uid in sorted(state.neurons.get(subnet, {})):
         neuron = state.neurons[subnet][uid]
-        commit = state.submissions.get((subnet, neuron.hotkey))
+        commit = eligible(
+            state.submission_commits(subnet=subnet, hotkey=neuron.hotkey),
+            current_block=block,
+            delay_blocks=delay_blocks,
+        )
         neurons.append(
             NeuronView(
                 uid=uid,

@@ -67,6 +67,7 @@ def test_ledger_matches_model(ops: list[tuple[str, str, str, str, int]]) -> None
     owner = {acct("alice-hot"): acct("alice")}
     registered: set[str] = set()
     history: list[Tx] = []
+    reg_cost = TAO  # model of the rising registration cost: +10 % per registration
     for n, (op, a, b, hot, amount) in enumerate(ops):
         src, dst, hk = acct(a), acct(b), acct(hot)
         expect: type = Applied
@@ -103,12 +104,15 @@ def test_ledger_matches_model(ops: list[tuple[str, str, str, str, int]]) -> None
                 tx = Tx(f"x{n}", Kind.REMOVE_STAKE, coldkey=src, hotkey=hk, amount_rao=amount)
                 ok = 0 < amount <= stake.get((src, hk), 0)
             else:
-                tx = Tx(f"x{n}", Kind.REGISTER, subnet="sn", coldkey=src, hotkey=hk, amount_rao=TAO)
+                tx = Tx(
+                    f"x{n}", Kind.REGISTER, subnet="sn", coldkey=src, hotkey=hk,
+                    amount_rao=reg_cost,
+                )
                 ok = (
                     hk not in registered
                     and owner.get(hk, src) == src
                     and len(registered) < UIDS_MAX
-                    and balance[src] >= TAO
+                    and balance[src] >= reg_cost
                 )
             tx = signed(state, tx)
             expect = Applied if ok else Rejected
@@ -130,7 +134,8 @@ def test_ledger_matches_model(ops: list[tuple[str, str, str, str, int]]) -> None
             stake[(src, hk)] -= amount
             balance[src] += amount
         elif tx.kind == Kind.REGISTER:
-            balance[src] -= TAO
+            balance[src] -= reg_cost
+            reg_cost = reg_cost * 11 // 10
             registered.add(hk)
             owner[hk] = src
         state.check_supply()

@@ -5,7 +5,10 @@ Invariants
 * Every field holds the integer (or bool) exactly as subtensor stores it: u16 proportions are raw
   0..65535 integers (read back as x/65535), the bond moving average is in parts per million.
 * A constructed :class:`YumaParams` is always valid; invalid values raise
-  :class:`InvalidHyperparameter` (a ``ValueError``) naming the field and the reason.
+  :class:`InvalidHyperparameter` (a ``ValueError``) naming the field and the reason. The accepted
+  ranges are what a subnet owner may set on chain (spec §3): kappa ≥ 1, bonds moving average
+  ≤ 975 000 ppm, alpha_low ≥ 1638 and ≤ alpha_high, steepness ≥ 0 (negative values are
+  root-only on chain and rejected here).
 * Derived real-valued quantities (κ, β, α) are exposed as properties so every implementation reads
   the same definition of them.
 """
@@ -23,6 +26,9 @@ PPM_ONE = 1_000_000
 ALPHA_LOW_MIN_U16 = 1_638
 """Smallest ``alpha_low`` the chain's setter accepts (≈ 0.025)."""
 
+BONDS_MOVING_AVERAGE_OWNER_MAX_PPM = 975_000
+"""Largest bonds moving average a subnet owner may set (α ≥ 0.025)."""
+
 U16_FLOOR_SNAP_LSB = 1e-6
 """Quantisation tolerance, in u16 LSBs, used where a float proportion x is stored as
 ``floor(x·65535)``: both implementations store ``min(65535, floor(x·65535 + U16_FLOOR_SNAP_LSB))``
@@ -30,7 +36,6 @@ so that a value that is mathematically exactly k/65535 (e.g. 1/3 → 21845) land
 float summation order, instead of on k − 1 for some orders. The chain itself may store k − 1 there
 (spec §9: compare u16 outputs with the chain at ±1 LSB)."""
 
-_I16_MIN = -32_768
 _I16_MAX = 32_767
 
 
@@ -53,7 +58,13 @@ def _require_range(name: str, value: object, *, low: int, high: int | None) -> N
 
 @dataclass(frozen=True)
 class YumaParams:
-    """Per-subnet hyper-parameters that the Yuma epoch reads (defaults = subtensor defaults)."""
+    """Per-subnet hyper-parameters that the Yuma epoch reads (defaults = subtensor defaults).
+
+    ``commit_reveal`` is the one deliberate exception: the chain enables commit-reveal by default
+    (``CommitRevealWeightsEnabled``), but this project's hosted validators set weights directly,
+    so the mask of spec §4.5.5 is off unless a subnet turns it on. ``immunity_period_blocks`` is
+    carried here for pruning (spec §7); the epoch itself never reads it.
+    """
 
     kappa_u16: int = 32_767
     bonds_moving_average_ppm: int = 900_000
@@ -66,18 +77,28 @@ class YumaParams:
     alpha_low_u16: int = 45_875
     alpha_high_u16: int = 58_982
     alpha_sigmoid_steepness: int = 1_000
+    commit_reveal: bool = False
+    immunity_period_blocks: int = 4_096
 
     def __post_init__(self) -> None:
-        _require_range("kappa_u16", self.kappa_u16, low=0, high=U16_MAX)
-        # The owner may set at most 975 000 on chain; anything up to 10^6 (α = 0) is meaningful.
-        _require_range(
-            "bonds_moving_average_ppm", self.bonds_moving_average_ppm, low=0, high=PPM_ONE
-        )
+        if _require_int("kappa_u16", self.kappa_u16) == 0:
+            raise InvalidHyperparameter(
+                "kappa_u16 must be in [1, 65535], got 0: κ = 0 would make the largest weight of "
+                "any single staked validator the consensus"
+            )
+        _require_range("kappa_u16", self.kappa_u16, low=1, high=U16_MAX)
+        _require_range("bonds_moving_average_ppm", self.bonds_moving_average_ppm, low=0, high=None)
+        if self.bonds_moving_average_ppm > BONDS_MOVING_AVERAGE_OWNER_MAX_PPM:
+            raise InvalidHyperparameter(
+                f"bonds_moving_average_ppm must be <= {BONDS_MOVING_AVERAGE_OWNER_MAX_PPM} "
+                f"(the subnet owner's maximum on chain, α >= 0.025), "
+                f"got {self.bonds_moving_average_ppm}"
+            )
         _require_range("bonds_penalty_u16", self.bonds_penalty_u16, low=0, high=U16_MAX)
         _require_range("max_validators", self.max_validators, low=1, high=None)
         _require_range("activity_cutoff_blocks", self.activity_cutoff_blocks, low=1, high=None)
         _require_range("stake_threshold_rao", self.stake_threshold_rao, low=0, high=None)
-        for flag_name in ("yuma3", "liquid_alpha"):
+        for flag_name in ("yuma3", "liquid_alpha", "commit_reveal"):
             flag = getattr(self, flag_name)
             if not isinstance(flag, bool):
                 raise InvalidHyperparameter(
@@ -90,9 +111,16 @@ class YumaParams:
                 f"alpha_low_u16 ({self.alpha_low_u16}) must be <= alpha_high_u16 "
                 f"({self.alpha_high_u16})"
             )
+        if _require_int("alpha_sigmoid_steepness", self.alpha_sigmoid_steepness) < 0:
+            raise InvalidHyperparameter(
+                f"alpha_sigmoid_steepness must be >= 0, got {self.alpha_sigmoid_steepness}: "
+                "on chain only root may set a negative steepness"
+            )
         _require_range(
-            "alpha_sigmoid_steepness", self.alpha_sigmoid_steepness, low=_I16_MIN, high=_I16_MAX
+            "alpha_sigmoid_steepness", self.alpha_sigmoid_steepness, low=0, high=_I16_MAX
         )
+        # The chain stores ImmunityPeriod as a u16.
+        _require_range("immunity_period_blocks", self.immunity_period_blocks, low=0, high=U16_MAX)
 
     @property
     def kappa(self) -> float:
@@ -103,6 +131,21 @@ class YumaParams:
     def bonds_penalty(self) -> float:
         """β = bonds_penalty_u16 / 65535."""
         return self.bonds_penalty_u16 / U16_MAX
+
+    @property
+    def alpha_low(self) -> float:
+        """Liquid-alpha lower bound, alpha_low_u16 / 65535."""
+        return self.alpha_low_u16 / U16_MAX
+
+    @property
+    def alpha_high(self) -> float:
+        """Liquid-alpha upper bound, alpha_high_u16 / 65535."""
+        return self.alpha_high_u16 / U16_MAX
+
+    @property
+    def sigmoid_steepness(self) -> float:
+        """Liquid-alpha sigmoid steepness as the epoch uses it: alpha_sigmoid_steepness / 100."""
+        return self.alpha_sigmoid_steepness / 100
 
     @property
     def bonds_alpha(self) -> float:

@@ -9,6 +9,10 @@ Invariants
   ``miner >= n`` are legal input and are dropped by the epoch (spec §4.5.1).
 * All stored integers keep the chain's units: stake in rao, blocks as block numbers, weights and
   bonds as raw u16 integers (0..65535).
+* ``EpochInputs.commit_block`` (optional) is, per uid, the block of its smallest *unexpired*
+  weight commit, or :data:`NO_COMMIT_BLOCK` when it has none (the chain's ``u64::MAX``). ``None``
+  means no uid has an unexpired commit. It is only read when commit-reveal is enabled
+  (``YumaParams.commit_reveal``, spec §4.5.5).
 * Every dataclass is frozen and its numpy arrays are read-only copies, so an epoch can never mutate
   its caller's data. Validation raises ``ValueError`` / ``TypeError`` with the reason; nothing here
   uses ``assert``.
@@ -35,6 +39,9 @@ BONDS_U16_SCHEMA = pa.schema(
 BONDS_FLOAT_SCHEMA = pa.schema(
     [("validator", pa.int32()), ("miner", pa.int32()), ("bond", pa.float64())]
 )
+
+NO_COMMIT_BLOCK: int = int(np.iinfo(np.int64).max)
+"""``commit_block`` sentinel: the uid has no unexpired commit (never masks anything, §4.5.5)."""
 
 
 def _frozen_int64_vector(name: str, values: object, *, length: int | None) -> np.ndarray:
@@ -124,7 +131,12 @@ def _max_uid(table: pa.Table, column: str) -> int:
 
 @dataclass(frozen=True)
 class EpochInputs:
-    """Everything one epoch reads from chain storage besides hyper-parameters and bond state."""
+    """Everything one epoch reads from chain storage besides hyper-parameters and bond state.
+
+    ``commit_block[i]`` is the block of uid i's smallest unexpired weight commit, or
+    :data:`NO_COMMIT_BLOCK` if it has none; ``None`` (the default) means nobody has one. Under
+    commit-reveal the epoch drops weight (i, j) when ``commit_block[i] < registered_block[j]``.
+    """
 
     stake_rao: np.ndarray
     weights: pa.Table
@@ -134,6 +146,7 @@ class EpochInputs:
     owner_uid: int | None
     last_step_block: int
     tempo_blocks: int
+    commit_block: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         stake_rao = _frozen_int64_vector("stake_rao", self.stake_rao, length=None)
@@ -144,6 +157,9 @@ class EpochInputs:
         for name in ("last_update_block", "registered_block"):
             vector = _frozen_int64_vector(name, getattr(self, name), length=n_uids)
             object.__setattr__(self, name, vector)
+        if self.commit_block is not None:
+            commit_block = _frozen_int64_vector("commit_block", self.commit_block, length=n_uids)
+            object.__setattr__(self, "commit_block", commit_block)
         weights = _sparse_u16_table(
             "weights", self.weights, schema=WEIGHTS_SCHEMA, value_column="weight_u16"
         )
@@ -172,6 +188,12 @@ class EpochInputs:
     def n_uids(self) -> int:
         """Number of UIDs, n."""
         return int(self.stake_rao.shape[0])
+
+    def commit_blocks(self) -> np.ndarray:
+        """``commit_block`` with ``None`` expanded to :data:`NO_COMMIT_BLOCK` for every uid."""
+        if self.commit_block is None:
+            return np.full(self.n_uids, NO_COMMIT_BLOCK, dtype=np.int64)
+        return self.commit_block
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,56 @@
+"""Submission rules: binding an artifact to its submitter, quotas, evaluation delay.
+
+Invariants:
+- A commit binds the artifact to the hotkey: ``binding = sha256(digest ‖ hotkey)``; a copied
+  commit under another hotkey has a different binding, and the ledger refuses a mismatch.
+- At most ``per_epoch_max`` commits per hotkey between two epochs of the subnet.
+- A commit is eligible for evaluation from block ``commit_block + evaluation_delay_blocks``;
+  the newest eligible commit of a hotkey is the one evaluated. History is bounded
+  (``HISTORY_MAX`` commits per hotkey).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+HISTORY_MAX = 8
+
+
+def submission_binding(*, digest: str, hotkey: str) -> str:
+    return hashlib.sha256(f"taoflow-binding|{digest}|{hotkey}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SubmissionPolicy:
+    evaluation_delay_blocks: int = 0
+    per_epoch_max: int = 2
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SubmissionPolicy:
+        return cls(
+            evaluation_delay_blocks=int(config.get("evaluation_delay_blocks", 0)),
+            per_epoch_max=int(config.get("submissions_per_epoch_max", 2)),
+        )
+
+
+@dataclass(frozen=True)
+class SubmissionCommit:
+    """A miner's commitment to an artifact, by content digest."""
+
+    subnet: str
+    hotkey: str
+    digest: str
+    uri: str
+    block: int
+    tx_id: str
+
+
+def eligible(
+    history: Sequence[SubmissionCommit], *, current_block: int, delay_blocks: int
+) -> SubmissionCommit | None:
+    """The newest commit whose evaluation delay has passed at ``current_block``."""
+    ready = [c for c in history if c.block + delay_blocks <= current_block]
+    return ready[-1] if ready else None
