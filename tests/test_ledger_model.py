@@ -105,7 +105,11 @@ def test_ledger_matches_model(ops: list[tuple[str, str, str, str, int]]) -> None
                 ok = 0 < amount <= stake.get((src, hk), 0)
             else:
                 tx = Tx(
-                    f"x{n}", Kind.REGISTER, subnet="sn", coldkey=src, hotkey=hk,
+                    f"x{n}",
+                    Kind.REGISTER,
+                    subnet="sn",
+                    coldkey=src,
+                    hotkey=hk,
                     amount_rao=reg_cost,
                 )
                 ok = (

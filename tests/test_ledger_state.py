@@ -133,10 +133,14 @@ def test_delegation_to_any_registered_hotkey() -> None:
     assert isinstance(outcome, Rejected) and "not registered" in outcome.reason
 
 
-def register(state: LedgerState, tx_id: str, who: str, hot: str, amount: int | None = None) -> object:
+def register(
+    state: LedgerState, tx_id: str, who: str, hot: str, amount: int | None = None
+) -> object:
     cost = state.registration_cost("sn") if amount is None else amount
-    return do(state, Tx(tx_id, Kind.REGISTER, subnet="sn", coldkey=acct(who), hotkey=acct(hot),
-                        amount_rao=cost))
+    return do(
+        state,
+        Tx(tx_id, Kind.REGISTER, subnet="sn", coldkey=acct(who), hotkey=acct(hot), amount_rao=cost),
+    )
 
 
 def test_registration_burns_exact_current_cost_which_rises() -> None:
@@ -165,8 +169,16 @@ def test_full_subnet_replaces_lowest_emission_non_immune_uid() -> None:
     # Epoch 0 far past the immunity period pays bob's uid 0 but not carol's uid 1.
     epoch = Tx("e0", Kind.EPOCH, subnet="sn", epoch=0, block=10_000, amount_rao=5)
     assert isinstance(state.apply(epoch), Applied)
-    pay = Tx("p", Kind.EMISSION_INCENTIVE, subnet="sn", epoch=0, coldkey=acct("bob"),
-             hotkey=acct("bob-hot"), uid=0, amount_rao=5)
+    pay = Tx(
+        "p",
+        Kind.EMISSION_INCENTIVE,
+        subnet="sn",
+        epoch=0,
+        coldkey=acct("bob"),
+        hotkey=acct("bob-hot"),
+        uid=0,
+        amount_rao=5,
+    )
     assert isinstance(state.apply(pay), Applied)
     assert isinstance(register(state, "r4", "alice", "dave"), Applied)
     assert state.neurons["sn"][1].hotkey == acct("dave")
@@ -180,15 +192,23 @@ def test_registration_cost_decays_each_epoch_down_to_the_minimum() -> None:
     state.apply(Tx("e0", Kind.EPOCH, subnet="sn", epoch=0, block=10, amount_rao=0))
     assert state.registration_cost("sn") == before * 95 // 100
     for epoch in range(1, 200):
-        state.apply(Tx(f"e{epoch}", Kind.EPOCH, subnet="sn", epoch=epoch, block=10 + epoch,
-                       amount_rao=0))
+        state.apply(
+            Tx(f"e{epoch}", Kind.EPOCH, subnet="sn", epoch=epoch, block=10 + epoch, amount_rao=0)
+        )
     assert state.registration_cost("sn") == TAO // 10
 
 
 def test_registration_records_the_ledger_block_not_the_senders() -> None:
     state = funded()
-    tx = Tx("r3", Kind.REGISTER, subnet="sn", coldkey=acct("alice"), hotkey=acct("carol-hot"),
-            amount_rao=state.registration_cost("sn"), block=10**9)
+    tx = Tx(
+        "r3",
+        Kind.REGISTER,
+        subnet="sn",
+        coldkey=acct("alice"),
+        hotkey=acct("carol-hot"),
+        amount_rao=state.registration_cost("sn"),
+        block=10**9,
+    )
     assert isinstance(do(state, tx), Applied)
     assert state.neurons["sn"][1].registered_block == 0
     assert state.block == 0
