@@ -48,7 +48,7 @@ def epoch_flow(
         ctx, artifacts_root=settings.artifacts_dir, dask_address=settings.dask_address
     )
     outcome = shells.consensus(ctx, evaluation)
-    payouts, commit = shells.emit(settings.ledger_dir, ctx, outcome)
+    payouts, commit = shells.emit(settings.ledger_dir, ctx, outcome, evaluation)
     mean_scores = evaluation.mean_scores()
     metagraph = build_metagraph(
         ctx,

@@ -78,6 +78,7 @@ class Neuron:
     coldkey: str
     registered_block: int
     role: str = "miner"
+    validator_settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,8 @@ class LedgerState:
         role = tx.payload_dict().get("role", "miner")
         if role not in NEURON_ROLES:
             return f"unknown role {role!r}: expected one of {sorted(NEURON_ROLES)}"
+        if not isinstance(tx.payload_dict().get("validator_settings", {}), dict):
+            return "validator_settings must be a JSON object"
         cost = self.registration_cost(tx.subnet)
         if tx.amount_rao != cost:
             return f"registration burns exactly {cost} rao, not {tx.amount_rao}"
@@ -479,12 +482,14 @@ class LedgerState:
             policy = RegistrationPolicy.from_config(self.subnets[tx.subnet].config)
             self.registration_cost_rao[tx.subnet] = policy.after_registration(amount)
             role = str(tx.payload_dict().get("role", "miner"))
+            settings = tx.payload_dict().get("validator_settings", {})
             uids[uid] = Neuron(
                 uid=uid,
                 hotkey=tx.hotkey,
                 coldkey=tx.coldkey,
                 registered_block=self.block,
                 role=role,
+                validator_settings=dict(settings),
             )
         elif k == Kind.SUBMISSION_COMMIT:
             payload = tx.payload_dict()

@@ -95,7 +95,7 @@ def subnet_config(eval_set: EvaluationSet) -> dict[str, Any]:
         "submissions_per_epoch_max": 2,
         "sample_size": 300,
         "validator_sample_size": 200,
-        "weights_temperature": 0.02,
+        "validator_policy": {"temperature": 0.1, "epsilon": 0.005, "epsilon_decay_blocks": 7_200},
         "emission_split_ppm": {"owner": 180_000, "miners": 410_000, "validators": 410_000},
         "yuma": YumaParams().to_dict(),
     }

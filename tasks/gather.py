@@ -34,6 +34,8 @@ class NeuronView:
     stake_rao: int
     artifact_digest: str | None
     artifact_uri: str | None
+    artifact_block: int | None = None
+    validator_settings: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochCo
                 stake_rao=state.hotkey_stake(neuron.hotkey),
                 artifact_digest=commit.digest if commit else None,
                 artifact_uri=commit.uri if commit else None,
+                artifact_block=commit.block if commit else None,
+                validator_settings=dict(neuron.validator_settings),
             )
         )
     seed = derive_seed(head_hash, subnet, epoch)

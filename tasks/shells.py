@@ -20,7 +20,7 @@ from tasks.emit import Payouts, compute_payouts, epoch_transactions
 from tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
 from tasks.gather import EpochContext, build_context
 from tasks.track import log_epoch
-from tasks.weights import scores_to_weights
+from tasks.weights import ValidatorPolicy, scores_to_weights
 
 
 @task(name="gather", cache_policy=NO_CACHE)
@@ -49,19 +49,29 @@ def evaluate(
         return evaluate_epoch(ctx, client=client, artifacts_root=artifacts_root)
 
 
+def hosted_weights(ctx: EpochContext, evaluation: EvaluationOutcome) -> dict[int, dict[int, int]]:
+    """Each hosted validator's u16 weights from its own scores (SN9 pairwise wins)."""
+    commit_blocks = {n.uid: n.artifact_block for n in ctx.neurons if n.artifact_block is not None}
+    default = dict(ctx.config.get("validator_policy", {}))
+    weights = {}
+    for validator, row in evaluation.scores.items():
+        neuron = ctx.neurons[validator]
+        policy = ValidatorPolicy.from_settings(default, neuron.validator_settings or {})
+        scored = {uid: score for uid, score in row.items() if uid in commit_blocks}
+        weights[validator] = scores_to_weights(
+            scored, commit_blocks=commit_blocks, current_block=ctx.block, policy=policy
+        )
+    return weights
+
+
 @task(name="consensus", cache_policy=NO_CACHE)
 def consensus(ctx: EpochContext, evaluation: EvaluationOutcome) -> ConsensusOutcome:
-    temperature = float(ctx.config.get("weights_temperature", 0.02))
-    weights = {
-        validator: scores_to_weights(row, temperature=temperature)
-        for validator, row in evaluation.scores.items()
-    }
-    return run_consensus(ctx, weights)
+    return run_consensus(ctx, hosted_weights(ctx, evaluation))
 
 
 @task(name="emit", cache_policy=NO_CACHE)
 def emit(
-    ledger_dir: Path, ctx: EpochContext, outcome: ConsensusOutcome
+    ledger_dir: Path, ctx: EpochContext, outcome: ConsensusOutcome, evaluation: EvaluationOutcome
 ) -> tuple[Payouts, CommitResult]:
     out = outcome.outputs
     payouts = compute_payouts(
@@ -71,7 +81,16 @@ def emit(
         validator_share=out.validator_emission_share.tolist(),
         split_ppm=dict(ctx.config["emission_split_ppm"]),
     )
-    txs = epoch_transactions(ctx, payouts, consensus_state=outcome.state)
+    record = {
+        **outcome.state,
+        "evaluation": {
+            "scores": {str(uid): score for uid, score in evaluation.mean_scores().items()},
+            "errors": {str(uid): reason for uid, reason in sorted(evaluation.errors.items())},
+            "digests": {str(n.uid): n.artifact_digest for n in ctx.neurons if n.artifact_digest},
+            "sample_size": evaluation.sample_size,
+        },
+    }
+    txs = epoch_transactions(ctx, payouts, consensus_state=record)
     return payouts, Ledger.open(ledger_dir).commit(txs)
 
 
@@ -96,7 +115,10 @@ def track(
         "evaluation_set_hash": ctx.config.get("evaluation_set_hash"),
         "model_family": ctx.config.get("model_family"),
         "sample_size": ctx.config.get("sample_size"),
-        "weights_temperature": ctx.config.get("weights_temperature"),
+        **{
+            f"validator_policy.{k}": v
+            for k, v in dict(ctx.config.get("validator_policy", {})).items()
+        },
         **{f"yuma.{k}": v for k, v in dict(ctx.config.get("yuma", {})).items()},
     }
     return log_epoch(

@@ -424,22 +424,17 @@ def test_activity_cutoff_boundary(epoch_fn: EpochFn) -> None:
 
 
 def test_zero_stake_validators_take_no_part_in_consensus(epoch_fn: EpochFn) -> None:
-    # κ = 0: C_j is the largest weight any *staked* validator gives j. Validator 0 (stake 1) gives
+    # κ = 1/65535 (the smallest accepted): C_j is the largest weight that any staked validator
+    # holding ≥ κ of the active stake gives j. Validator 0 (stake 1, all the active stake) gives
     # (0.5, 0.5) to miners 2, 3; permitted validator 1 has no stake and gives 1.0 to miner 2,
     # which must not raise C_2 above 0.5.
     inputs = make_inputs([1, 0, 0, 0], {0: {2: 1, 3: 1}, 1: {2: 1}})
     outputs, _ = epoch_fn(
-        inputs, YumaParams(kappa_u16=0), state_with_permits([True] * 2 + [False] * 2)
+        inputs, YumaParams(kappa_u16=1), state_with_permits([True] * 2 + [False] * 2)
     )
     assert outputs.consensus.tolist() == approx([0, 0, 0.5, 0.5])
     # Validator 1's row is clipped to 0.5 too: VT_1 = 0.5.
     assert outputs.validator_trust.tolist() == approx([1, 0.5, 0, 0])
-
-
-def test_yuma3_is_not_implemented_yet(epoch_fn: EpochFn) -> None:
-    inputs = make_inputs([1, 0], {0: {1: 1}})
-    with pytest.raises(NotImplementedError, match="Yuma3"):
-        epoch_fn(inputs, YumaParams(yuma3=True), EpochState.empty(2))
 
 
 def test_sql_leaves_callers_connection_clean(connection: duckdb.DuckDBPyConnection) -> None:

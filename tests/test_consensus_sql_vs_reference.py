@@ -1,6 +1,8 @@
 """Property test: the DuckDB SQL epoch equals the dense NumPy reference on random inputs.
 
-Each example is a short chain of three epochs over a small subnet (1–12 uids, possibly growing).
+Each example is a short chain of epochs (three on the legacy bond path, four on the Yuma3 path,
+with and without liquid alpha) over a small subnet (1–12 uids, possibly growing), with the
+commit-reveal mask on or off.
 Each implementation is fed its *own* returned state, so the stored u16 bonds and permits are
 compared through the feedback loop, not just once. Continuous outputs must agree to 1e-9
 absolute; booleans, permits and stored u16 bonds must agree exactly (both implementations quantise
@@ -10,7 +12,12 @@ The generators deliberately produce the awkward cases of the spec: explicit zero
 weights, zero stakes, stakes whose cumulative sum hits κ exactly (e.g. 32767 vs 32768 with
 kappa_u16 = 32767, or three equal stakes with kappa_u16 = 21845 = 65535/3), inactive validators,
 validators without permits, miners registered at or after their validator's last weight update,
-weights to uids ≥ n, owner self-weights, a single uid, and no weights at all.
+commit blocks before / at / after a miner's registration, weights to uids ≥ n, owner self-weights,
+a single uid, and no weights at all. For Yuma3 they add stored bonds equal to the new weight
+(65535 vs a weight of 1, 21845 vs 1/3: the W_b ≥ B_old tie of liquid alpha), weight rows that omit
+a miner the validator holds a bond to (the sparse-path quirk), explicit zero weights (which keep
+the bond decaying), β ∈ {0, 1} and in between, and the liquid-alpha parameter extremes
+(alpha_low = alpha_high, steepness 0 and 32767, whose exp argument hits the ±20 clamp).
 """
 
 from __future__ import annotations
@@ -33,16 +40,22 @@ from tasks.consensus import (
     reference_epoch,
     run_epoch,
 )
+from tasks.consensus.types import NO_COMMIT_BLOCK
 
-N_EPOCHS = 3
+LEGACY_EPOCHS = 3
+YUMA3_EPOCHS = 4
 MAX_UIDS = 12
 ATOL = 1e-9
 
 STAKE_POOL_RAO = [0, 1, 2, 3, 5, 7, 32_767, 32_768, 65_535, 1_000_000, 10**12, 10**18]
 WEIGHT_POOL_U16 = [0, 1, 2, 3, 21_845, 32_767, 32_768, 65_535]
-KAPPA_POOL_U16 = [32_767, 32_768, 21_845, 43_690, 13_107, 0, 1, 65_535]
-BMA_POOL_PPM = [900_000, 975_000, 0, 1_000_000, 500_000]
+KAPPA_POOL_U16 = [32_767, 32_768, 21_845, 43_690, 13_107, 1, 65_535]
+BMA_POOL_PPM = [900_000, 975_000, 0, 500_000]
 PENALTY_POOL_U16 = [65_535, 0, 32_768, 1]
+# (0.1, 0.3) as subtensor's tests store them, the chain default (0.7, 0.9), the setter's minimum.
+ALPHA_LOW_POOL_U16 = [6_553, 45_875, 1_638]
+ALPHA_HIGH_POOL_U16 = [19_660, 58_982, 65_535]
+STEEPNESS_POOL = [1_000, 0, 100, 32_767]
 
 FLOAT_VECTORS = (
     "stake_weight",
@@ -130,19 +143,36 @@ def _weights_table(entries: list[tuple[int, int, int]]) -> pa.Table:
     )
 
 
-def _params(draw: st.DrawFn, *, stake_mode: str) -> YumaParams:
+def _liquid_alpha_params(draw: st.DrawFn) -> dict[str, int]:
+    alpha_low_u16 = draw(st.one_of(st.sampled_from(ALPHA_LOW_POOL_U16), st.integers(1_638, 65_535)))
+    high_pool = [alpha_low_u16, *(h for h in ALPHA_HIGH_POOL_U16 if h >= alpha_low_u16)]
+    alpha_high_u16 = draw(st.one_of(st.sampled_from(high_pool), st.integers(alpha_low_u16, 65_535)))
+    steepness = draw(st.one_of(st.sampled_from(STEEPNESS_POOL), st.integers(0, 32_767)))
+    return {
+        "alpha_low_u16": alpha_low_u16,
+        "alpha_high_u16": alpha_high_u16,
+        "alpha_sigmoid_steepness": steepness,
+    }
+
+
+def _params(draw: st.DrawFn, *, stake_mode: str, bond_path: str) -> YumaParams:
     if stake_mode == "equal":
         kappa_u16 = draw(st.sampled_from(EQUAL_STAKE_KAPPA_POOL_U16))
     elif stake_mode == "split":
         kappa_u16 = 32_767
     else:
-        kappa_u16 = draw(st.one_of(st.sampled_from(KAPPA_POOL_U16), st.integers(0, 65_535)))
+        kappa_u16 = draw(st.one_of(st.sampled_from(KAPPA_POOL_U16), st.integers(1, 65_535)))
     # A threshold above the "equal"/"split" stakes would zero every stake: keep it low there.
     threshold_pool_rao = [0, 0, 0, 1, 3, 32_768] if stake_mode == "random" else [0, 1]
+    liquid = bond_path == "yuma3_liquid"
     return YumaParams(
+        yuma3=bond_path != "legacy",
+        liquid_alpha=liquid,
+        commit_reveal=draw(st.booleans()),
+        **(_liquid_alpha_params(draw) if liquid else {}),
         kappa_u16=kappa_u16,
         bonds_moving_average_ppm=draw(
-            st.one_of(st.sampled_from(BMA_POOL_PPM), st.integers(0, 1_000_000))
+            st.one_of(st.sampled_from(BMA_POOL_PPM), st.integers(0, 975_000))
         ),
         bonds_penalty_u16=draw(
             st.one_of(st.sampled_from(PENALTY_POOL_U16), st.integers(0, 65_535))
@@ -176,12 +206,24 @@ def _initial_state(draw: st.DrawFn, *, n_uids: int) -> EpochState:
     return EpochState(bonds=bonds, validator_permit=np.array(permits, dtype=np.bool_))
 
 
+def _commit_blocks(draw: st.DrawFn, *, specials: list[int], n_uids: int) -> np.ndarray | None:
+    """None (nobody has a commit), or per uid: no commit, or a commit at an interesting block."""
+    if draw(st.sampled_from([True, False, False])):
+        return None
+    pool = sorted({b for b in specials if b >= 0})
+    blocks = [
+        draw(st.one_of(st.just(NO_COMMIT_BLOCK), st.sampled_from(pool), st.integers(0, 80)))
+        for _ in range(n_uids)
+    ]
+    return np.array(blocks, dtype=np.int64)
+
+
 @st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
-    """Three consecutive epochs; stakes and weight rows mostly persist, uids may be appended."""
+def scenarios(draw: st.DrawFn, *, bond_path: str, n_epochs: int) -> Scenario:
+    """Consecutive epochs; stakes and weight rows mostly persist, uids may be appended."""
     stake_mode = draw(st.sampled_from(["random", "random", "equal", "split"]))
     weights_mode = draw(st.sampled_from(["rows"] * 6 + ["scattered", "none"]))
-    params = _params(draw, stake_mode=stake_mode)
+    params = _params(draw, stake_mode=stake_mode, bond_path=bond_path)
     n_uids = draw(st.integers(1, 10))
     initial_state = _initial_state(draw, n_uids=n_uids)
     owner_uid = draw(st.one_of(st.none(), st.integers(0, n_uids - 1)))
@@ -192,7 +234,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     stake_rao: list[int] = []
     rows: dict[int, list[tuple[int, int]]] = {}
     epochs = []
-    for epoch in range(N_EPOCHS):
+    for epoch in range(n_epochs):
         # Existing uids sometimes restake; appended uids get a fresh stake.
         for uid in range(len(stake_rao)):
             if draw(st.sampled_from([False, False, False, True])):
@@ -228,6 +270,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 owner_uid=owner_uid,
                 last_step_block=last_step_block,
                 tempo_blocks=tempo_blocks,
+                commit_block=_commit_blocks(draw, specials=[*specials, *registered], n_uids=n_uids),
             )
         )
         last_step_block = current_block
@@ -298,15 +341,9 @@ def connection() -> Iterator[duckdb.DuckDBPyConnection]:
     database.close()
 
 
-@settings(
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(scenario=scenarios())
-def test_sql_matches_reference_over_three_epochs(
-    scenario: Scenario, connection: duckdb.DuckDBPyConnection
-) -> None:
+def _run_both(scenario: Scenario, connection: duckdb.DuckDBPyConnection) -> None:
+    """Feed each implementation its own state through the epochs and compare every epoch."""
+
     def sql_epoch(
         inputs: EpochInputs, params: YumaParams, state: EpochState
     ) -> tuple[EpochOutputs, EpochState]:
@@ -324,3 +361,34 @@ def test_sql_matches_reference_over_three_epochs(
         }
         _assert_same_epoch(sql=results["sql"], reference=results["reference"], epoch=epoch)
         states = {name: result[1] for name, result in results.items()}
+
+
+_SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@_SETTINGS
+@given(scenario=scenarios(bond_path="legacy", n_epochs=LEGACY_EPOCHS))
+def test_sql_matches_reference_over_three_epochs(
+    scenario: Scenario, connection: duckdb.DuckDBPyConnection
+) -> None:
+    _run_both(scenario, connection)
+
+
+@_SETTINGS
+@given(scenario=scenarios(bond_path="yuma3", n_epochs=YUMA3_EPOCHS))
+def test_yuma3_sql_matches_reference_over_four_epochs(
+    scenario: Scenario, connection: duckdb.DuckDBPyConnection
+) -> None:
+    _run_both(scenario, connection)
+
+
+@_SETTINGS
+@given(scenario=scenarios(bond_path="yuma3_liquid", n_epochs=YUMA3_EPOCHS))
+def test_yuma3_liquid_alpha_sql_matches_reference_over_four_epochs(
+    scenario: Scenario, connection: duckdb.DuckDBPyConnection
+) -> None:
+    _run_both(scenario, connection)

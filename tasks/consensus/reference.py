@@ -1,4 +1,4 @@
-"""Slow, obviously-correct NumPy reference of the Yuma epoch (shared/yuma-spec.md §4, legacy path).
+"""Slow, obviously-correct NumPy reference of the Yuma epoch (shared/yuma-spec.md §4).
 
 Written straight from the spec with dense n×n float64 matrices and plain loops, for testing the
 production SQL (``sql.py``) on small random inputs. It shares only the data classes and parameters
@@ -11,7 +11,13 @@ Invariants (the same *specification choices* as ``sql.py``, implemented independ
     part, and κ = Fraction(kappa_u16, 65535);
   - top-k permits (§4.3) sort the integer stakes with Python's stable sort.
 * Stored u16 values are ``min(65535, floor(65535·x + U16_FLOOR_SNAP_LSB))`` (see params.py).
-* Only the legacy bond path is implemented; ``yuma3=True`` raises ``NotImplementedError``.
+* Both bond paths: legacy (§4.9a) and Yuma3 (§4.9b, with or without liquid alpha).
+* Matrices are dense, but which (i, j) the chain's *sparse* code holds as an entry is tracked
+  beside each value matrix (boolean ``*_entry`` matrices): explicit zero weights are entries, and
+  the Yuma3 liquid-alpha EMA treats a bond without a W_b entry differently from one with an
+  explicit zero weight (§4.9 "Sparse-path quirk"), which this reference replicates literally.
+* Yuma3 branch decisions (W_b ≥ B_old, β ∈ {0, 1}) use the spec's formulas with the same float
+  operands as ``sql.py``: W = u/Σu, B_old = u/65535, W_b = W + β(W̄ − W).
 * Dense O(n²) memory: meant for n up to a few hundred.
 """
 
@@ -61,6 +67,17 @@ def _dense_from_sparse(table: pa.Table, *, value_column: str, n_uids: int) -> np
     return dense
 
 
+def _entries_from_sparse(table: pa.Table, *, n_uids: int) -> np.ndarray:
+    """n×n bool: which (validator, miner) pairs the sparse table holds; miners ≥ n dropped."""
+    entries = np.zeros((n_uids, n_uids), dtype=np.bool_)
+    rows = table.column("validator").to_pylist()
+    cols = table.column("miner").to_pylist()
+    for i, j in zip(rows, cols, strict=True):
+        if j < n_uids:
+            entries[i, j] = True
+    return entries
+
+
 def _weighted_median_column(
     scores: list[float], stakes: list[Fraction], *, kappa: Fraction
 ) -> float:
@@ -80,12 +97,92 @@ def _u16_floor(proportion: float) -> int:
     return min(U16_MAX, math.floor(proportion * U16_MAX + U16_FLOOR_SNAP_LSB))
 
 
+def _liquid_alpha(*, weight: float, bond: float, consensus: float, params: YumaParams) -> float:
+    """α_ij of spec §4.9b (``alpha_sigmoid``), from W_b_ij, B_old_ij and the current C_j."""
+    buy = min(max(weight - consensus, 0.0), 1.0)
+    sell = min(max(bond - weight, 0.0), 1.0)
+    difference = buy if weight >= bond else sell
+    exponent = min(max(-params.sigmoid_steepness * (difference - 0.5), -20.0), 20.0)
+    sigmoid = 1.0 / (1.0 + math.exp(exponent))
+    alpha = params.alpha_low + sigmoid * (params.alpha_high - params.alpha_low)
+    return min(max(alpha, params.alpha_low), params.alpha_high)
+
+
+def _legacy_bonds(
+    *,
+    bonds_old_u16: np.ndarray,
+    bond_weights: np.ndarray,
+    active_stake: np.ndarray,
+    incentive: np.ndarray,
+    params: YumaParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """§4.9a: (B, D, stored-scale B) from raw u16 old bonds (new-registration columns zeroed)."""
+    bonds_old = _column_normalise(bonds_old_u16)
+    bonds_delta = _column_normalise(bond_weights * active_stake[:, np.newaxis])
+    alpha = params.bonds_alpha
+    bonds = alpha * bonds_delta + (1.0 - alpha) * bonds_old
+    bonds = np.where(bonds > 0, bonds, 0.0)
+    bonds = _column_normalise(bonds)
+    dividends = _normalise(bonds @ incentive)
+    # Storage scale: column max-upscale (each column's max → 1).
+    upscaled = bonds.copy()
+    for j in range(bonds.shape[1]):
+        column_max = bonds[:, j].max()
+        if column_max > 0:
+            upscaled[:, j] = bonds[:, j] / column_max
+    return bonds, dividends, upscaled
+
+
+def _yuma3_bonds(
+    *,
+    bonds_old_u16: np.ndarray,
+    bond_weights: np.ndarray,
+    bond_weight_entries: np.ndarray,
+    consensus: np.ndarray,
+    active_stake: np.ndarray,
+    incentive: np.ndarray,
+    params: YumaParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """§4.9b: (B, D, stored-scale B) from raw u16 old bonds (new-registration columns zeroed)."""
+    n = bond_weights.shape[0]
+    # 1. Absolute old bonds, not normalised.
+    bonds_old = bonds_old_u16 / U16_MAX
+    # 2. New bonds.
+    liquid = params.liquid_alpha and bool(np.any(consensus != 0))
+    bonds = np.zeros((n, n), dtype=np.float64)
+    if liquid:
+        for i in range(n):
+            for j in range(n):
+                if not bond_weight_entries[i, j]:
+                    # Sparse-path quirk (spec §4.9): the chain's liquid-alpha EMA
+                    # (mat_ema_alpha_sparse) only emits the entries of the W_b row, so a bond
+                    # whose validator holds no W_b entry for miner j is dropped to 0 instead of
+                    # decaying as (1 − α)·B_old. An explicit zero weight *is* an entry and decays.
+                    bonds[i, j] = 0.0
+                    continue
+                alpha = _liquid_alpha(
+                    weight=float(bond_weights[i, j]),
+                    bond=float(bonds_old[i, j]),
+                    consensus=float(consensus[j]),
+                    params=params,
+                )
+                decayed = (1.0 - alpha) * bonds_old[i, j]
+                bonds[i, j] = min(1.0, decayed + max(0.0, alpha * bond_weights[i, j]))
+    else:
+        alpha = params.bonds_alpha
+        bonds = alpha * bond_weights + (1.0 - alpha) * bonds_old
+    bonds = np.where(bonds > 0, bonds, 0.0)
+    # 3.–4. Dividends from the column-normalised copy, times active stake.
+    bonds_normalised = _column_normalise(bonds)
+    dividends = _normalise(active_stake * (bonds_normalised @ incentive))
+    # 5. Storage scale: the absolute bonds themselves (no upscale).
+    return bonds, dividends, bonds
+
+
 def reference_epoch(
     inputs: EpochInputs, params: YumaParams, state: EpochState
 ) -> tuple[EpochOutputs, EpochState]:
-    """One Yuma epoch (legacy bond path), dense NumPy float64; same contract as ``run_epoch``."""
-    if params.yuma3:
-        raise NotImplementedError("Yuma3 bond path")
+    """One Yuma epoch, dense NumPy float64; same contract as ``run_epoch``."""
     n = inputs.n_uids
     state = state.for_uids(n)
     owner = inputs.owner_uid
@@ -129,16 +226,21 @@ def reference_epoch(
     counts = np.array([active[i] and permit_effective[i] for i in uids], dtype=np.bool_)
     active_stake = _normalise(np.where(counts, stake_weight, 0.0))
 
-    # §4.5 weights.
+    # §4.5 weights; weight_entries[i, j] says whether the sparse row holds (i, j) (zeros included).
     weights = _dense_from_sparse(inputs.weights, value_column="weight_u16", n_uids=n)
+    weight_entries = _entries_from_sparse(inputs.weights, n_uids=n)
+    commit_block = inputs.commit_blocks()
     for i in uids:
         if not permit_effective[i]:
-            weights[i, :] = 0.0  # forbidden row
+            weight_entries[i, :] = False  # forbidden row
         if i != owner:
-            weights[i, i] = 0.0  # self-weight, except the owner's
+            weight_entries[i, i] = False  # self-weight, except the owner's
         for j in uids:
             if inputs.last_update_block[i] <= inputs.registered_block[j]:
-                weights[i, j] = 0.0  # outdated
+                weight_entries[i, j] = False  # outdated
+            if params.commit_reveal and commit_block[i] < inputs.registered_block[j]:
+                weight_entries[i, j] = False  # committed before j registered (§4.5.5)
+    weights = np.where(weight_entries, weights, 0.0)
     for i in uids:
         row_sum = weights[i, :].sum()  # a sum of integers: exact
         if row_sum > 0:
@@ -155,17 +257,28 @@ def reference_epoch(
             scores = [float(weights[i, j]) for i in staked]
             consensus[j] = _weighted_median_column(scores, stakes, kappa=kappa)
 
-    # §4.7 clipping and validator trust.
+    # §4.7 clipping and validator trust. As the chain's col_clip_sparse: an entry is kept if
+    # W_ij ≤ C_j (explicit zeros always), else clipped to C_j, or dropped when C_j = 0.
     weights_clipped = np.minimum(weights, consensus[np.newaxis, :])
+    clipped_entries = weight_entries & ((weights == 0.0) | (consensus[np.newaxis, :] > 0.0))
     validator_trust = weights_clipped.sum(axis=1)
 
     # §4.8 ranks and incentive.
     ranks = active_stake @ weights_clipped
     incentive = _normalise(ranks)
 
-    # §4.9 bond weights, literally W + β(W̄ − W).
-    beta = params.bonds_penalty
-    bond_weights = weights + beta * (weights_clipped - weights)
+    # §4.9 bond weights, literally W + β(W̄ − W), with the chain's interpolate_sparse entry sets:
+    # β = 0 → W's entries, β = 1 → W̄'s entries, otherwise entries with a positive result.
+    if params.bonds_penalty_u16 == 0:
+        bond_weights = weights.copy()
+        bond_weight_entries = weight_entries.copy()
+    elif params.bonds_penalty_u16 == U16_MAX:
+        bond_weights = weights_clipped.copy()
+        bond_weight_entries = clipped_entries.copy()
+    else:
+        bond_weights = weights + params.bonds_penalty * (weights_clipped - weights)
+        bond_weight_entries = weight_entries & (bond_weights > 0)
+    bond_weights = np.where(bond_weight_entries, bond_weights, 0.0)
 
     # Newly registered columns: reg_j ≥ last_tempo.
     if inputs.last_step_block == 0:
@@ -177,14 +290,24 @@ def reference_epoch(
         if inputs.registered_block[j] >= last_tempo_block:
             bonds_old[:, j] = 0.0
 
-    # §4.9a legacy path.
-    bonds_old = _column_normalise(bonds_old)
-    bonds_delta = _column_normalise(bond_weights * active_stake[:, np.newaxis])
-    alpha = params.bonds_alpha
-    bonds = alpha * bonds_delta + (1.0 - alpha) * bonds_old
-    bonds = np.where(bonds > 0, bonds, 0.0)
-    bonds = _column_normalise(bonds)
-    dividends = _normalise(bonds @ incentive)
+    if params.yuma3:
+        bonds, dividends, bonds_to_store = _yuma3_bonds(
+            bonds_old_u16=bonds_old,
+            bond_weights=bond_weights,
+            bond_weight_entries=bond_weight_entries,
+            consensus=consensus,
+            active_stake=active_stake,
+            incentive=incentive,
+            params=params,
+        )
+    else:
+        bonds, dividends, bonds_to_store = _legacy_bonds(
+            bonds_old_u16=bonds_old,
+            bond_weights=bond_weights,
+            active_stake=active_stake,
+            incentive=incentive,
+            params=params,
+        )
 
     # §4.10 emission shares.
     emission_sum = incentive.sum() + dividends.sum()
@@ -195,15 +318,15 @@ def reference_epoch(
         server_share = np.zeros(n, dtype=np.float64)
         validator_share = active_stake.copy() if active_stake.sum() > 0 else stake_weight.copy()
 
-    # Storage: column max-upscale, floor to u16, rows of validators with a new permit only.
+    # Storage: floor to u16 (legacy: of the column max-upscaled bonds), rows of validators with
+    # a new permit only.
     stored: list[tuple[int, int, int]] = []
     float_entries: list[tuple[int, int, float]] = []
     for j in uids:
-        column_max = bonds[:, j].max()
         for i in uids:
             if bonds[i, j] > 0:
                 float_entries.append((i, j, float(bonds[i, j])))
-                bond_u16 = _u16_floor(bonds[i, j] / column_max)
+                bond_u16 = _u16_floor(bonds_to_store[i, j])
                 if permit_new[i] and bond_u16 > 0:
                     stored.append((i, j, bond_u16))
     stored.sort()

@@ -26,11 +26,20 @@ Invariants
     exactly like S = s / Σs without float ties between different stakes.
 * Stored u16 bonds are ``min(65535, floor(65535·x + U16_FLOOR_SNAP_LSB))`` (see params.py), so a
   proportion that is mathematically k/65535 stores k regardless of float summation order.
-* Only the legacy bond path (``yuma3=False``, §4.9a) is implemented. The bond path is one isolated
-  block of statements (``_LEGACY_BOND_PATH``) that must produce ``yuma_B`` (float bonds),
-  ``yuma_D`` (normalised dividends) and ``yuma_B_stored`` (u16 bonds); a Yuma3 block (§4.9b)
-  producing the same three tables can be selected in ``_bond_path_statements``.
-* Commit-reveal masking (§4.5.5) and mechanisms (§5) are not modelled here.
+* Sparse matrices follow the chain's sparse code entry by entry, not just value by value: explicit
+  zero weights survive masking, normalisation and clipping (``col_clip_sparse`` keeps an entry
+  w ≤ C_j, drops a positive one clipped to C_j = 0). Only the Yuma3 liquid-alpha EMA can tell
+  an explicit zero from an absent entry (§4.9 "Sparse-path quirk").
+* The bond path is one isolated block of statements, chosen by ``_bond_path_statements``:
+  ``_LEGACY_BOND_PATH`` (``yuma3=False``, §4.9a) or ``_YUMA3_BOND_PATH`` (``yuma3=True``, §4.9b).
+  Each produces ``yuma_B`` (float bonds), ``yuma_D`` (normalised dividends) and ``yuma_B_stored``
+  (u16 bonds, rows of validators with a new permit only) and nothing else outside the block reads
+  its intermediate tables.
+* Yuma3 comparisons that pick a branch (W_b ≥ B_old in liquid alpha, β ∈ {0, 1} short-cuts) see
+  bit-identical operands in every implementation: W is one division of integers, B_old = u/65535,
+  and W_b = W + β(W̄ − W) is evaluated in exactly that operation order.
+* Commit-reveal masking (§4.5.5) is applied when ``commit_reveal`` is on; mechanisms (§5) are not
+  modelled here.
 * A connection passed in is only used through a private ``cursor()``: registered inputs and temp
   tables live in that cursor and disappear when the epoch returns.
 """
@@ -61,6 +70,11 @@ SELECT
     bonds_penalty_u16 / 65535.0 AS beta,
     -- α = 1 − bonds_moving_average / 10^6                                             §4.9a.3
     1.0 - bonds_moving_average_ppm / 1000000.0 AS alpha,
+    -- liquid-alpha bounds alpha_low/high = u16 / 65535                                §4.9b
+    alpha_low_u16 / 65535.0 AS alpha_low,
+    alpha_high_u16 / 65535.0 AS alpha_high,
+    -- sigmoid steepness = alpha_sigmoid_steepness / 100                               §4.9b
+    alpha_sigmoid_steepness / 100.0 AS steepness,
     -- last_tempo = lms + 1, or max(0, current_block − tempo) when lms = 0             §4.9
     CASE
         WHEN last_step_block = 0 THEN greatest(current_block - tempo_blocks, 0)
@@ -144,15 +158,18 @@ W_raw AS (
     FROM weights_in AS w CROSS JOIN yuma_p AS p
     WHERE w.miner < p.n
 ),
--- W_masked_ij = W_raw_ij unless forbid_i ∨ (i = j ∧ i ≠ owner) ∨ last_update_i ≤ reg_j  §4.5.2–4
+-- W_masked_ij = W_raw_ij unless forbid_i ∨ (i = j ∧ i ≠ owner) ∨ last_update_i ≤ reg_j
+--              ∨ (commit_reveal ∧ commit_block_i < reg_j)                              §4.5.2–5
 W_masked AS (
     SELECT w.validator, w.miner, w.weight_u16
     FROM W_raw AS w
     JOIN yuma_neuron AS vi ON vi.uid = w.validator
     JOIN yuma_neuron AS mj ON mj.uid = w.miner
+    CROSS JOIN yuma_p AS p
     WHERE vi.permit_eff
         AND (w.validator <> w.miner OR vi.is_owner)
         AND NOT (vi.last_update_block <= mj.registered_block)
+        AND NOT (p.commit_reveal AND vi.commit_block < mj.registered_block)
 ),
 -- W_ij = W_masked_ij / Σ_k W_masked_ik   (a row with Σ = 0 stays all-zero)               §4.5.6
 W AS (
@@ -206,16 +223,16 @@ SELECT * FROM C
 """
 
 # ------------------------------------------------------------------------------------------------
-# §4.7 clipping: W̄ = min(W, C) (sparse; entries clipped to 0 dropped).
+# §4.7 clipping: W̄ = min(W, C) (sparse, as the chain's col_clip_sparse).
 # ------------------------------------------------------------------------------------------------
 _CLIPPED_WEIGHTS = """
 CREATE OR REPLACE TEMP TABLE yuma_W_clipped AS
 WITH
--- W̄_ij = min(W_ij, C_j), entries clipped to 0 dropped                                   §4.7
+-- W̄_ij = min(W_ij, C_j); positive entries clipped to C_j = 0 dropped, explicit zeros kept  §4.7
 W_clipped AS (
-    SELECT W.validator, W.miner, least(W.w, C.C) AS w
-    FROM yuma_W AS W JOIN yuma_C AS C ON C.miner = W.miner
-    WHERE least(W.w, C.C) > 0
+    SELECT W.validator, W.miner, least(W.w, coalesce(C.C, 0.0)) AS w
+    FROM yuma_W AS W LEFT JOIN yuma_C AS C ON C.miner = W.miner
+    WHERE W.w = 0 OR coalesce(C.C, 0.0) > 0
 )
 SELECT * FROM W_clipped
 """
@@ -241,7 +258,7 @@ SELECT * FROM I
 """
 
 # ------------------------------------------------------------------------------------------------
-# §4.9 bond weights (shared by both bond paths).
+# §4.9 bond weights for the legacy path (zero entries are irrelevant there and dropped).
 # ------------------------------------------------------------------------------------------------
 _BOND_WEIGHTS = """
 CREATE OR REPLACE TEMP TABLE yuma_W_b AS
@@ -338,6 +355,153 @@ SELECT * FROM B_stored WHERE bond_u16 > 0
 """
 
 # ------------------------------------------------------------------------------------------------
+# §4.9b Yuma3 bond path: produces yuma_B, yuma_D, yuma_B_stored (plus yuma_W_b, yuma3_B_old).
+# ------------------------------------------------------------------------------------------------
+_YUMA3_BOND_WEIGHTS = """
+CREATE OR REPLACE TEMP TABLE yuma_W_b AS
+WITH
+-- W_b_ij = W_ij (β = 0), W̄_ij (β = 1), else W_ij + β·(W̄_ij − W_ij) with entries ≤ 0 dropped;
+-- entry sets as the chain's interpolate_sparse (explicit zeros kept at β ∈ {0, 1})       §4.9
+W_b AS (
+    SELECT W.validator, W.miner,
+        CASE
+            WHEN p.bonds_penalty_u16 = 0 THEN W.w
+            WHEN p.bonds_penalty_u16 = 65535 THEN Wc.w
+            ELSE W.w + p.beta * (coalesce(Wc.w, 0.0) - W.w)
+        END AS w,
+        CASE
+            WHEN p.bonds_penalty_u16 = 0 THEN TRUE
+            WHEN p.bonds_penalty_u16 = 65535 THEN Wc.w IS NOT NULL
+            ELSE W.w + p.beta * (coalesce(Wc.w, 0.0) - W.w) > 0
+        END AS is_entry
+    FROM yuma_W AS W
+    LEFT JOIN yuma_W_clipped AS Wc ON Wc.validator = W.validator AND Wc.miner = W.miner
+    CROSS JOIN yuma_p AS p
+)
+SELECT validator, miner, w FROM W_b WHERE is_entry
+"""
+
+_YUMA3_OLD_BONDS = """
+CREATE OR REPLACE TEMP TABLE yuma3_B_old AS
+WITH
+-- B_old_ij = u_ij / 65535 (absolute, not normalised); reg_j ≥ last_tempo removed     §4.9b.1
+B_old AS (
+    SELECT bnd.validator, bnd.miner, bnd.bond_u16 / 65535.0 AS b
+    FROM bonds_in AS bnd
+    JOIN yuma_neuron AS mj ON mj.uid = bnd.miner
+    CROSS JOIN yuma_p AS p
+    WHERE bnd.bond_u16 > 0 AND NOT (mj.registered_block >= p.last_tempo_block)
+)
+SELECT * FROM B_old
+"""
+
+_YUMA3_BONDS = """
+CREATE OR REPLACE TEMP TABLE yuma_B AS
+WITH
+-- liquid = liquid_alpha ∧ ∃j: C_j ≠ 0                                                   §4.9b.2
+liquid AS (
+    SELECT p.liquid_alpha AND EXISTS (SELECT 1 FROM yuma_C WHERE C <> 0) AS is_on
+    FROM yuma_p AS p
+),
+-- (W_b_ij, B_old_ij, C_j) over the W_b entries only: the sparse liquid EMA emits nothing else,
+-- so a bond without a W_b entry is dropped to 0 (chain's mat_ema_alpha_sparse)    §4.9 quirk
+liquid_entries AS (
+    SELECT Wb.validator, Wb.miner, Wb.w AS w_b,
+        coalesce(Bo.b, 0.0) AS b_old, coalesce(C.C, 0.0) AS c
+    FROM yuma_W_b AS Wb
+    LEFT JOIN yuma3_B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
+    LEFT JOIN yuma_C AS C ON C.miner = Wb.miner
+    WHERE (SELECT is_on FROM liquid)
+),
+-- d_ij = clamp(W_b − C_j, 0, 1) if W_b_ij ≥ B_old_ij else clamp(B_old − W_b, 0, 1)     §4.9b
+liquid_d AS (
+    SELECT *,
+        CASE
+            WHEN w_b >= b_old THEN least(greatest(w_b - c, 0.0), 1.0)
+            ELSE least(greatest(b_old - w_b, 0.0), 1.0)
+        END AS d
+    FROM liquid_entries
+),
+-- σ_ij = 1 / (1 + exp(clamp(−steepness·(d_ij − 0.5), −20, 20)))                          §4.9b
+liquid_sigma AS (
+    SELECT ld.*,
+        1.0 / (1.0 + exp(least(greatest(-p.steepness * (ld.d - 0.5), -20.0), 20.0))) AS sigma
+    FROM liquid_d AS ld CROSS JOIN yuma_p AS p
+),
+-- α_ij = clamp(alpha_low + σ_ij·(alpha_high − alpha_low), alpha_low, alpha_high)         §4.9b
+liquid_alpha_ij AS (
+    SELECT ls.*,
+        least(
+            greatest(p.alpha_low + ls.sigma * (p.alpha_high - p.alpha_low), p.alpha_low),
+            p.alpha_high
+        ) AS alpha
+    FROM liquid_sigma AS ls CROSS JOIN yuma_p AS p
+),
+-- B_ij = min(1, (1 − α_ij)·B_old_ij + max(0, α_ij·W_b_ij)), entries > 0 kept            §4.9b.2
+B_liquid AS (
+    SELECT validator, miner,
+        least(1.0, (1.0 - alpha) * b_old + greatest(0.0, alpha * w_b)) AS b
+    FROM liquid_alpha_ij
+),
+-- B_ij = α·W_b_ij + (1 − α)·B_old_ij over the union of entries, entries > 0 kept         §4.9b.2
+B_fixed AS (
+    SELECT coalesce(Wb.validator, Bo.validator) AS validator,
+        coalesce(Wb.miner, Bo.miner) AS miner,
+        p.alpha * coalesce(Wb.w, 0.0) + (1.0 - p.alpha) * coalesce(Bo.b, 0.0) AS b
+    FROM yuma_W_b AS Wb
+    FULL OUTER JOIN yuma3_B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
+    CROSS JOIN yuma_p AS p
+    WHERE NOT (SELECT is_on FROM liquid)
+),
+-- B = B_liquid when liquid, else B_fixed (the other CTE is empty)                      §4.9b.2
+B AS (
+    SELECT * FROM B_liquid
+    UNION ALL
+    SELECT * FROM B_fixed
+)
+SELECT * FROM B WHERE b > 0
+"""
+
+_YUMA3_DIVIDENDS = """
+CREATE OR REPLACE TEMP TABLE yuma_D AS
+WITH
+-- B̂_ij = B_ij / Σ_k B_kj   (copy used only for dividends)                               §4.9b.3
+B_hat AS (
+    SELECT validator, miner, b / (sum(b) OVER (PARTITION BY miner)) AS b
+    FROM yuma_B
+),
+-- D_raw_i = A_i · Σ_j B̂_ij · I_j                                                        §4.9b.4
+D_raw AS (
+    SELECT Bh.validator AS uid, v.A * sum(Bh.b * I.I) AS d
+    FROM B_hat AS Bh
+    JOIN yuma_I AS I ON I.uid = Bh.miner
+    JOIN yuma_neuron AS v ON v.uid = Bh.validator
+    GROUP BY Bh.validator, v.A
+),
+-- D_i = D_raw_i / Σ_k D_raw_k   (all 0 when Σ D_raw = 0)                                §4.9b.4
+D AS (
+    SELECT D_raw.uid, CASE WHEN total.d_total > 0 THEN D_raw.d / total.d_total ELSE 0.0 END AS D
+    FROM D_raw CROSS JOIN (SELECT sum(d) AS d_total FROM D_raw) AS total
+)
+SELECT * FROM D
+"""
+
+_YUMA3_STORED_BONDS = """
+CREATE OR REPLACE TEMP TABLE yuma_B_stored AS
+WITH
+-- B_u16_ij = min(65535, floor(65535·B_ij + snap)), no upscale; rows with permit_new_i   §4.9b.5
+B_stored AS (
+    SELECT B.validator, B.miner,
+        least(65535, floor(B.b * 65535 + p.u16_floor_snap_lsb))::INTEGER AS bond_u16
+    FROM yuma_B AS B
+    JOIN yuma_neuron AS v ON v.uid = B.validator
+    CROSS JOIN yuma_p AS p
+    WHERE v.permit_new
+)
+SELECT * FROM B_stored WHERE bond_u16 > 0
+"""
+
+# ------------------------------------------------------------------------------------------------
 # §4.7 validator trust and §4.10 emission shares: the per-uid output vectors.
 # ------------------------------------------------------------------------------------------------
 _OUTPUT_VECTORS = """
@@ -391,12 +555,18 @@ _LEGACY_BOND_PATH: tuple[str, ...] = (
     _LEGACY_STORED_BONDS,
 )
 
+_YUMA3_BOND_PATH: tuple[str, ...] = (
+    _YUMA3_BOND_WEIGHTS,
+    _YUMA3_OLD_BONDS,
+    _YUMA3_BONDS,
+    _YUMA3_DIVIDENDS,
+    _YUMA3_STORED_BONDS,
+)
+
 
 def _bond_path_statements(params: YumaParams) -> tuple[str, ...]:
-    """The SQL block that turns W, W̄, A, I into yuma_B, yuma_D and yuma_B_stored."""
-    if params.yuma3:
-        raise NotImplementedError("Yuma3 bond path")
-    return _LEGACY_BOND_PATH
+    """The SQL block that turns W, W̄, C, A, I into yuma_B, yuma_D and yuma_B_stored."""
+    return _YUMA3_BOND_PATH if params.yuma3 else _LEGACY_BOND_PATH
 
 
 def _epoch_params_table(inputs: EpochInputs, params: YumaParams) -> pa.Table:
@@ -412,6 +582,11 @@ def _epoch_params_table(inputs: EpochInputs, params: YumaParams) -> pa.Table:
         "kappa_u16": pa.array([params.kappa_u16], pa.int64()),
         "bonds_penalty_u16": pa.array([params.bonds_penalty_u16], pa.int64()),
         "bonds_moving_average_ppm": pa.array([params.bonds_moving_average_ppm], pa.int64()),
+        "liquid_alpha": pa.array([params.liquid_alpha], pa.bool_()),
+        "alpha_low_u16": pa.array([params.alpha_low_u16], pa.int64()),
+        "alpha_high_u16": pa.array([params.alpha_high_u16], pa.int64()),
+        "alpha_sigmoid_steepness": pa.array([params.alpha_sigmoid_steepness], pa.int64()),
+        "commit_reveal": pa.array([params.commit_reveal], pa.bool_()),
         "u16_floor_snap_lsb": pa.array([U16_FLOOR_SNAP_LSB], pa.float64()),
     }
     return pa.table(row)
@@ -424,6 +599,7 @@ def _neuron_table(inputs: EpochInputs, state: EpochState) -> pa.Table:
             "stake_rao": pa.array(inputs.stake_rao),
             "last_update_block": pa.array(inputs.last_update_block),
             "registered_block": pa.array(inputs.registered_block),
+            "commit_block": pa.array(inputs.commit_blocks()),
             "permit_old": pa.array(state.validator_permit),
         }
     )
@@ -440,7 +616,7 @@ def run_epoch(
     *,
     connection: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[EpochOutputs, EpochState]:
-    """Run one Yuma epoch (legacy bond path) in DuckDB.
+    """Run one Yuma epoch in DuckDB (legacy or Yuma3 bond path, per ``params.yuma3``).
 
     Returns the epoch's outputs and the state for the next epoch (new permits, stored u16 bonds).
     ``connection`` is used through a private cursor, so the caller's catalogue is left untouched;

@@ -1,0 +1,597 @@
+"""Vectorised NumPy float64 Yuma epoch (shared/yuma-spec.md §4.1–§4.10): the benchmark baseline.
+
+``benchmarks/consensus.py`` times the production DuckDB epoch (``tasks.consensus.sql.run_epoch``)
+against this module. It is meant to be a fair, competent NumPy implementation — whole-array
+operations only, no per-uid Python loops — not the slow loop-based ``reference.py`` (which is kept
+for obviously-correct testing at n ≤ a few hundred).
+
+Contract: :func:`numpy_epoch` takes the same ``(EpochInputs, YumaParams, EpochState)`` and returns
+the same ``(EpochOutputs, EpochState)`` as ``run_epoch``, for the legacy bond path (§4.9a) and the
+Yuma3 path (§4.9b, with or without liquid alpha).
+
+Layouts
+-------
+* ``dense``: the weight, bond and clipped matrices are dense float64 arrays of shape (R, n), one row
+  per uid that can carry a weight or bond row (validators with an effective permit, plus uids with a
+  stored bond row); non-validators have no row at all. Used when the masked weights fill at least
+  ``DENSE_MIN_DENSITY`` of that matrix.
+* ``sparse``: canonical ``scipy.sparse`` CSR arrays (n × n) whose ``data`` vectors carry the
+  element-wise maths; unions of patterns (the bond EMA) use scipy's O(nnz) merge.
+* ``auto`` (default) picks by density.
+
+Invariants (same specification choices as ``sql.py`` and ``reference.py``)
+--------------------------------------------------------------------------
+* float64 everywhere except the discrete decisions, which are exact integer arithmetic:
+  - κ median (§4.6): with a_i the integer stake (rao) of the validators taking part and T = Σa,
+    "Σ_{i: w_ij ≥ v} a_i / T ≥ κ" ⇔ "cum ≥ ceil(kappa_u16 · T / 65535)" for an integer cum, so the
+    cumulative stakes are compared to one exact integer threshold. Cumulative stakes are int64
+    (exact while T < 2^63; segment sums use wrap-around subtraction, exact modulo 2^64) or Python
+    ints (object arrays) beyond that.
+  - top-k permits (§4.3) rank the integer stakes, ties broken by uid (lower uid loses).
+* Per column, the weights are sorted in descending order together with their stakes; the first
+  position whose cumulative stake reaches the threshold holds C_j (equal levels need no pooling:
+  the first qualifying position of a tie group carries the same level as its last).
+* Stored u16 values are ``min(65535, floor(65535·x + U16_FLOOR_SNAP_LSB))`` (see params.py).
+* Explicit zero weights carry no mass, so they are dropped after row normalisation. The liquid-alpha
+  EMA (§4.9b) emits only entries with W_b > 0 (the pattern of ``sql.py``'s ``yuma_W_b``): a bond
+  whose validator has no positive bond weight for that miner is dropped, as the chain's sparse
+  ``mat_ema_alpha_sparse`` does (spec §4.9 "sparse-path quirk").
+* ``EpochOutputs.bonds`` holds the new float bonds B: column-normalised in the legacy path, absolute
+  (in [0, 1]) in the Yuma3 path; entries ≤ 0 are absent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from tasks.consensus.params import U16_FLOOR_SNAP_LSB, U16_MAX, YumaParams
+from tasks.consensus.types import (
+    BONDS_FLOAT_SCHEMA,
+    BONDS_U16_SCHEMA,
+    EpochInputs,
+    EpochOutputs,
+    EpochState,
+)
+
+Layout = Literal["auto", "dense", "sparse"]
+
+DENSE_MIN_DENSITY = 0.1
+"""``auto`` uses dense (R, n) matrices when the masked weights fill at least this fraction."""
+
+_INT64_LIMIT = 2**63
+_UINT16_SPAN = 1 << 16
+
+
+@dataclass(frozen=True)
+class _Vectors:
+    """Per-uid quantities of §4.1–§4.4 (length n each, except the scalars)."""
+
+    is_owner: np.ndarray
+    active: np.ndarray
+    stake_weight: np.ndarray
+    permit_eff: np.ndarray
+    permit_new: np.ndarray
+    a_rao: np.ndarray
+    a_total_rao: int
+    active_stake: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Entries:
+    """Masked, row-normalised weights W as row-major COO arrays (only entries with W_ij > 0)."""
+
+    validator: np.ndarray
+    miner: np.ndarray
+    w: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Triplets:
+    """A sparse matrix as (validator, miner, value) arrays, sorted by (validator, miner)."""
+
+    validator: np.ndarray
+    miner: np.ndarray
+    value: np.ndarray
+
+
+@dataclass(frozen=True)
+class _MatrixResults:
+    """What the matrix part (§4.6–§4.9) hands back to the vector outputs."""
+
+    validator_trust: np.ndarray
+    consensus: np.ndarray
+    incentive: np.ndarray
+    dividends: np.ndarray
+    bonds: _Triplets
+    bonds_u16: _Triplets
+
+
+# ------------------------------------------------------------------------------------------------
+# Small helpers
+# ------------------------------------------------------------------------------------------------
+def _exact_sum(values: np.ndarray) -> int:
+    """Σ of an integer vector as a Python int (no int64 overflow)."""
+    return int(sum(values.tolist()))
+
+
+def _normalise(vector: np.ndarray) -> np.ndarray:
+    """x / Σx, or x unchanged when Σx ≤ 0."""
+    total = float(vector.sum())
+    return vector / total if total > 0 else vector
+
+
+def _u16_floor(proportion: np.ndarray) -> np.ndarray:
+    """Stored u16 of proportions: min(65535, floor(65535·x + snap))."""
+    return np.minimum(U16_MAX, np.floor(proportion * U16_MAX + U16_FLOOR_SNAP_LSB)).astype(np.int64)
+
+
+def _kappa_threshold(params: YumaParams, a_total_rao: int) -> int:
+    """Smallest integer stake c with 65535·c ≥ kappa_u16·T, i.e. ceil(kappa_u16·T / 65535)."""
+    return -(-params.kappa_u16 * a_total_rao // U16_MAX)
+
+
+def _stake_dtype_values(a_rao: np.ndarray, a_total_rao: int) -> np.ndarray:
+    """Integer stakes as int64 when every partial sum fits, else as exact Python ints."""
+    return a_rao if a_total_rao < _INT64_LIMIT else a_rao.astype(object)
+
+
+def _last_tempo_block(inputs: EpochInputs) -> int:
+    if inputs.last_step_block == 0:
+        return max(0, inputs.current_block - inputs.tempo_blocks)
+    return inputs.last_step_block + 1
+
+
+def _liquid_alpha_ema(
+    bond_weight: np.ndarray, bond_old: np.ndarray, consensus: np.ndarray, params: YumaParams
+) -> np.ndarray:
+    """B = min(1, (1 − α)·B_old + max(0, α·W_b)) with the per-entry liquid α (§4.9b)."""
+    alpha_low = params.alpha_low_u16 / U16_MAX
+    alpha_high = params.alpha_high_u16 / U16_MAX
+    steepness = params.alpha_sigmoid_steepness / 100.0
+    buy = np.clip(bond_weight - consensus, 0.0, 1.0)
+    sell = np.clip(bond_old - bond_weight, 0.0, 1.0)
+    disagreement = np.where(bond_weight >= bond_old, buy, sell)
+    exponent = np.clip(-steepness * (disagreement - 0.5), -20.0, 20.0)
+    sigma = 1.0 / (1.0 + np.exp(exponent))
+    alpha = np.clip(alpha_low + sigma * (alpha_high - alpha_low), alpha_low, alpha_high)
+    return np.minimum(1.0, (1.0 - alpha) * bond_old + np.maximum(0.0, alpha * bond_weight))
+
+
+def _bond_weights(w: np.ndarray, w_clipped: np.ndarray, beta: float) -> np.ndarray:
+    """W_b = (1 − β)·W + β·W̄ (exact at β ∈ {0, 1}); entries ≤ 0 are zero."""
+    if beta == 1.0:
+        return w_clipped
+    if beta == 0.0:
+        return w
+    return np.maximum((1.0 - beta) * w + beta * w_clipped, 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# §4.1–§4.5: vectors and weight entries (shared by both layouts)
+# ------------------------------------------------------------------------------------------------
+def _vectors(inputs: EpochInputs, params: YumaParams, state: EpochState) -> _Vectors:
+    n = inputs.n_uids
+    uids = np.arange(n, dtype=np.int64)
+    is_owner = np.zeros(n, dtype=np.bool_)
+    if inputs.owner_uid is not None:
+        is_owner[inputs.owner_uid] = True
+    # §4.1 active_i = ¬(last_update_i + cutoff < current_block)
+    active = ~(inputs.last_update_block + params.activity_cutoff_blocks < inputs.current_block)
+    # §4.2 threshold mask (owner exempt), S = s / Σs
+    s_rao = np.where(
+        (inputs.stake_rao < params.stake_threshold_rao) & ~is_owner, 0, inputs.stake_rao
+    )
+    s_total_rao = _exact_sum(s_rao)
+    if s_total_rao > 0:
+        stake_weight = s_rao.astype(np.float64) / float(s_total_rao)
+    else:
+        stake_weight = np.zeros(n, dtype=np.float64)
+    # §4.3 permits: effective old permits; new = top-k by (s desc, uid desc), s > 0, owner forced
+    permit_eff = state.validator_permit | is_owner
+    by_stake_desc = np.lexsort((-uids, -s_rao))
+    permit_new = np.zeros(n, dtype=np.bool_)
+    permit_new[by_stake_desc[: params.max_validators]] = True
+    permit_new = (permit_new & (s_rao > 0)) | is_owner
+    # §4.4 a_i = s_i·[active_i ∧ permit_eff_i], A = a / Σa
+    a_rao = np.where(active & permit_eff, s_rao, 0)
+    a_total_rao = _exact_sum(a_rao)
+    if a_total_rao > 0:
+        active_stake = a_rao.astype(np.float64) / float(a_total_rao)
+    else:
+        active_stake = np.zeros(n, dtype=np.float64)
+    return _Vectors(
+        is_owner=is_owner,
+        active=active,
+        stake_weight=stake_weight,
+        permit_eff=permit_eff,
+        permit_new=permit_new,
+        a_rao=a_rao,
+        a_total_rao=a_total_rao,
+        active_stake=active_stake,
+    )
+
+
+def _weight_entries(inputs: EpochInputs, vectors: _Vectors) -> _Entries:
+    """§4.5: drop j ≥ n, forbidden rows, self-weights (not the owner's), outdated; row-normalise."""
+    n = inputs.n_uids
+    table = inputs.weights
+    validator = table.column("validator").to_numpy().astype(np.int64)
+    miner = table.column("miner").to_numpy().astype(np.int64)
+    weight_u16 = table.column("weight_u16").to_numpy()
+    in_range = miner < n
+    validator, miner, weight_u16 = validator[in_range], miner[in_range], weight_u16[in_range]
+    keep = (
+        vectors.permit_eff[validator]
+        & ((validator != miner) | vectors.is_owner[validator])
+        & (inputs.last_update_block[validator] > inputs.registered_block[miner])
+        & (weight_u16 > 0)  # explicit zeros carry no mass (see module invariants)
+    )
+    validator, miner, weight_u16 = validator[keep], miner[keep], weight_u16[keep]
+    row_sum = np.bincount(validator, weights=weight_u16, minlength=n)  # integer sums: exact
+    w = weight_u16 / row_sum[validator]
+    order = np.lexsort((miner, validator)) if validator.size else validator
+    return _Entries(validator=validator[order], miner=miner[order], w=w[order])
+
+
+def _stored_bond_entries(
+    inputs: EpochInputs, state: EpochState
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored u16 bonds with u > 0, new-registration columns (reg_j ≥ last_tempo) removed."""
+    table = state.bonds
+    validator = table.column("validator").to_numpy().astype(np.int64)
+    miner = table.column("miner").to_numpy().astype(np.int64)
+    bond_u16 = table.column("bond_u16").to_numpy().astype(np.float64)
+    keep = (bond_u16 > 0) & (inputs.registered_block[miner] < _last_tempo_block(inputs))
+    return validator[keep], miner[keep], bond_u16[keep]
+
+
+# ------------------------------------------------------------------------------------------------
+# §4.6 κ median
+# ------------------------------------------------------------------------------------------------
+def _consensus_dense(
+    scores_by_column: np.ndarray, stakes: np.ndarray, threshold: int
+) -> np.ndarray:
+    """C_j per row of ``scores_by_column`` (shape n × V_staked, dense, zeros are level 0)."""
+    n_columns, n_staked = scores_by_column.shape
+    consensus = np.zeros(n_columns, dtype=np.float64)
+    if n_staked == 0:
+        return consensus
+    order = np.argsort(-scores_by_column, axis=1)
+    cumulative = np.cumsum(stakes[order], axis=1)
+    below = np.count_nonzero(cumulative < threshold, axis=1)
+    found = below < n_staked
+    picked = order[np.flatnonzero(found), below[found]]
+    consensus[found] = scores_by_column[np.flatnonzero(found), picked]
+    return consensus
+
+
+def _column_value_order(columns: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Permutation sorting entries by column ascending, then value descending (stable radix)."""
+    order = np.argsort(-values)
+    keys = columns[order]
+    # LSD radix on 16-bit digits: numpy's stable argsort of uint16 is a counting sort.
+    low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    order, keys = order[low], keys[low]
+    if keys.size and int(keys.max()) >= _UINT16_SPAN:
+        high = np.argsort((keys >> 16).astype(np.uint16), kind="stable")
+        order = order[high]
+    return order
+
+
+def _consensus_sparse(
+    columns: np.ndarray, scores: np.ndarray, stakes: np.ndarray, threshold: int, n: int
+) -> np.ndarray:
+    """C_j from entries (column, score > 0, stake); absent entries are level 0."""
+    consensus = np.zeros(n, dtype=np.float64)
+    if columns.size == 0:
+        return consensus
+    order = _column_value_order(columns, scores)
+    column, score, stake = columns[order], scores[order], stakes[order]
+    counts = np.bincount(column, minlength=n)
+    starts = np.cumsum(counts) - counts
+    # Segmented cumulative stake: global running sum minus the sum before the segment (int64
+    # wrap-around cancels exactly because every segment's true sum is ≤ T < 2^63).
+    with np.errstate(over="ignore"):
+        running = np.cumsum(stake)
+        nonempty = counts > 0
+        before = np.zeros(n, dtype=running.dtype)
+        before[nonempty] = running[starts[nonempty]] - stake[starts[nonempty]]
+        cumulative = running - before[column]
+    below = np.bincount(column, weights=cumulative < threshold, minlength=n).astype(np.int64)
+    found = below < counts
+    consensus[found] = score[starts[found] + below[found]]
+    return consensus
+
+
+# ------------------------------------------------------------------------------------------------
+# §4.6–§4.9, dense (R × n) layout
+# ------------------------------------------------------------------------------------------------
+def _column_normalise_dense(matrix: np.ndarray) -> np.ndarray:
+    column_sum = matrix.sum(axis=0)
+    return matrix / np.where(column_sum > 0, column_sum, 1.0)
+
+
+def _dense_triplets(matrix: np.ndarray, row_uids: np.ndarray, mask: np.ndarray) -> _Triplets:
+    rows, columns = np.nonzero(mask)  # row-major: sorted by (row, column)
+    return _Triplets(
+        validator=row_uids[rows], miner=columns.astype(np.int64), value=matrix[rows, columns]
+    )
+
+
+def _matrices_dense(
+    inputs: EpochInputs,
+    params: YumaParams,
+    state: EpochState,
+    vectors: _Vectors,
+    entries: _Entries,
+) -> _MatrixResults:
+    n = inputs.n_uids
+    bond_validator, bond_miner, bond_u16 = _stored_bond_entries(inputs, state)
+    has_row = vectors.permit_eff.copy()
+    has_row[bond_validator] = True
+    row_uids = np.flatnonzero(has_row)
+    row_of_uid = np.full(n, -1, dtype=np.int64)
+    row_of_uid[row_uids] = np.arange(row_uids.size)
+    n_rows = row_uids.size
+    active_stake = vectors.active_stake[row_uids]
+
+    # §4.5 W (rows with no entry stay zero)
+    w = np.zeros((n_rows, n), dtype=np.float64)
+    w[row_of_uid[entries.validator], entries.miner] = entries.w
+
+    # §4.6 consensus over validators with a_i > 0
+    staked = np.flatnonzero(vectors.a_rao[row_uids] > 0)
+    stakes = _stake_dtype_values(vectors.a_rao[row_uids[staked]], vectors.a_total_rao)
+    consensus = _consensus_dense(
+        np.ascontiguousarray(w[staked].T),
+        stakes,
+        _kappa_threshold(params, vectors.a_total_rao),
+    )
+
+    # §4.7 W̄ = min(W, C), VT = row sums; §4.8 R = A·W̄, I = R / ΣR
+    w_clipped = np.minimum(w, consensus[np.newaxis, :])
+    validator_trust = np.zeros(n, dtype=np.float64)
+    validator_trust[row_uids] = w_clipped.sum(axis=1)
+    incentive = _normalise(active_stake @ w_clipped)
+
+    # §4.9 bond weights and old bonds
+    bond_weight = _bond_weights(w, w_clipped, params.bonds_penalty)
+    bond_old = np.zeros((n_rows, n), dtype=np.float64)
+    bond_old[row_of_uid[bond_validator], bond_miner] = bond_u16
+    permit_rows = vectors.permit_new[row_uids][:, np.newaxis]
+    alpha = params.bonds_alpha
+
+    if not params.yuma3:
+        # §4.9a legacy: column-normalised old bonds, ΔB = colnorm(W_b·A), EMA, colnorm again
+        bond_old = _column_normalise_dense(bond_old)
+        delta = _column_normalise_dense(bond_weight * active_stake[:, np.newaxis])
+        bonds = _column_normalise_dense(alpha * delta + (1.0 - alpha) * bond_old)
+        dividends_rows = _normalise(bonds @ incentive)
+        column_max = bonds.max(axis=0)
+        stored = _u16_floor(bonds / np.where(column_max > 0, column_max, 1.0))
+    else:
+        # §4.9b Yuma3: absolute bonds in [0, 1]
+        bond_old /= U16_MAX
+        if params.liquid_alpha and bool(np.any(consensus != 0)):
+            present = bond_weight > 0
+            ema = _liquid_alpha_ema(bond_weight, bond_old, consensus[np.newaxis, :], params)
+            bonds = np.where(present, ema, 0.0)
+        else:
+            bonds = alpha * bond_weight + (1.0 - alpha) * bond_old
+        dividends_rows = _normalise(active_stake * (_column_normalise_dense(bonds) @ incentive))
+        stored = _u16_floor(bonds)
+
+    dividends = np.zeros(n, dtype=np.float64)
+    dividends[row_uids] = dividends_rows
+    positive = bonds > 0
+    stored_mask = positive & permit_rows & (stored > 0)
+    return _MatrixResults(
+        validator_trust=validator_trust,
+        consensus=consensus,
+        incentive=incentive,
+        dividends=dividends,
+        bonds=_dense_triplets(bonds, row_uids, positive),
+        bonds_u16=_dense_triplets(stored, row_uids, stored_mask),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# §4.6–§4.9, sparse (CSR) layout
+# ------------------------------------------------------------------------------------------------
+def _csr_from_sorted(
+    rows: np.ndarray, columns: np.ndarray, data: np.ndarray, n: int
+) -> sp.csr_array:
+    """Canonical CSR from COO arrays already sorted by (row, column) without duplicates."""
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return sp.csr_array((data, columns, indptr), shape=(n, n))
+
+
+def _csr_rows(matrix: sp.csr_array) -> np.ndarray:
+    return np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+
+
+def _column_normalise_csr(matrix: sp.csr_array, n: int) -> sp.csr_array:
+    column_sum = np.bincount(matrix.indices, weights=matrix.data, minlength=n)
+    data = matrix.data / column_sum[matrix.indices]
+    return sp.csr_array((data, matrix.indices, matrix.indptr), shape=(n, n))
+
+
+def _positive(matrix: sp.csr_array, n: int) -> sp.csr_array:
+    matrix.sum_duplicates()  # canonical (sorted) order; a no-op for scipy's own results
+    keep = matrix.data > 0
+    rows = _csr_rows(matrix)[keep]
+    return _csr_from_sorted(rows, matrix.indices[keep], matrix.data[keep], n)
+
+
+def _csr_triplets(matrix: sp.csr_array, data: np.ndarray, keep: np.ndarray) -> _Triplets:
+    rows = _csr_rows(matrix)
+    return _Triplets(
+        validator=rows[keep], miner=matrix.indices[keep].astype(np.int64), value=data[keep]
+    )
+
+
+def _values_on_pattern(target: sp.csr_array, source: sp.csr_array, n: int) -> np.ndarray:
+    """source's values at target's entries (0 where source has none); both canonical CSR."""
+    target_keys = _csr_rows(target) * n + target.indices
+    source_keys = _csr_rows(source) * n + source.indices
+    if source_keys.size == 0:
+        return np.zeros(target_keys.size, dtype=np.float64)
+    position = np.minimum(np.searchsorted(source_keys, target_keys), source_keys.size - 1)
+    return np.where(source_keys[position] == target_keys, source.data[position], 0.0)
+
+
+def _matrices_sparse(
+    inputs: EpochInputs,
+    params: YumaParams,
+    state: EpochState,
+    vectors: _Vectors,
+    entries: _Entries,
+) -> _MatrixResults:
+    n = inputs.n_uids
+    rows, columns, w = entries.validator, entries.miner, entries.w
+
+    # §4.6 consensus from the entries of validators with a_i > 0
+    staked = vectors.a_rao[rows] > 0
+    stakes = _stake_dtype_values(vectors.a_rao, vectors.a_total_rao)
+    consensus = _consensus_sparse(
+        columns[staked],
+        w[staked],
+        stakes[rows[staked]],
+        _kappa_threshold(params, vectors.a_total_rao),
+        n,
+    )
+
+    # §4.7 W̄ = min(W, C) (zeros carry nothing), VT; §4.8 R = A·W̄, I = R / ΣR
+    w_clipped = np.minimum(w, consensus[columns])
+    validator_trust = np.bincount(rows, weights=w_clipped, minlength=n)
+    incentive = _normalise(
+        np.bincount(columns, weights=vectors.active_stake[rows] * w_clipped, minlength=n)
+    )
+
+    # §4.9 bond weights (entries ≤ 0 dropped) and old bonds
+    bond_weight = _positive(
+        _csr_from_sorted(rows, columns, _bond_weights(w, w_clipped, params.bonds_penalty), n), n
+    )
+    bond_validator, bond_miner, bond_u16 = _stored_bond_entries(inputs, state)
+    bond_old = sp.csr_array((bond_u16, (bond_validator, bond_miner)), shape=(n, n))
+    bond_old.sum_duplicates()
+    alpha = params.bonds_alpha
+
+    if not params.yuma3:
+        # §4.9a legacy
+        bond_old = _column_normalise_csr(bond_old, n)
+        weighted = bond_weight.data * vectors.active_stake[_csr_rows(bond_weight)]
+        delta = _column_normalise_csr(
+            _positive(
+                sp.csr_array((weighted, bond_weight.indices, bond_weight.indptr), shape=(n, n)), n
+            ),
+            n,
+        )
+        bonds = _column_normalise_csr(_positive(alpha * delta + (1.0 - alpha) * bond_old, n), n)
+        dividends = _normalise(bonds @ incentive)
+        column_max = np.zeros(n, dtype=np.float64)
+        np.maximum.at(column_max, bonds.indices, bonds.data)
+        stored = _u16_floor(bonds.data / column_max[bonds.indices])
+    else:
+        # §4.9b Yuma3
+        bond_old = sp.csr_array(
+            (bond_old.data / U16_MAX, bond_old.indices, bond_old.indptr), shape=(n, n)
+        )
+        if params.liquid_alpha and bool(np.any(consensus != 0)):
+            old_on_pattern = _values_on_pattern(bond_weight, bond_old, n)
+            ema = _liquid_alpha_ema(
+                bond_weight.data, old_on_pattern, consensus[bond_weight.indices], params
+            )
+            bonds = _positive(
+                sp.csr_array((ema, bond_weight.indices, bond_weight.indptr), shape=(n, n)), n
+            )
+        else:
+            bonds = _positive(alpha * bond_weight + (1.0 - alpha) * bond_old, n)
+        dividends = _normalise(vectors.active_stake * (_column_normalise_csr(bonds, n) @ incentive))
+        stored = _u16_floor(bonds.data)
+
+    stored_keep = vectors.permit_new[_csr_rows(bonds)] & (stored > 0)
+    return _MatrixResults(
+        validator_trust=validator_trust,
+        consensus=consensus,
+        incentive=incentive,
+        dividends=dividends,
+        bonds=_csr_triplets(bonds, bonds.data, np.ones(bonds.data.size, dtype=np.bool_)),
+        bonds_u16=_csr_triplets(bonds, stored, stored_keep),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Public entry point: §4.10 outputs
+# ------------------------------------------------------------------------------------------------
+def choose_layout(inputs: EpochInputs, state: EpochState) -> Literal["dense", "sparse"]:
+    """The layout ``auto`` uses: dense when the weights fill ≥ DENSE_MIN_DENSITY of (R, n)."""
+    n = inputs.n_uids
+    permit = state.for_uids(n).validator_permit
+    if inputs.owner_uid is not None:
+        permit = permit.copy()
+        permit[inputs.owner_uid] = True
+    n_rows = max(1, int(np.count_nonzero(permit)))
+    return "dense" if inputs.weights.num_rows >= DENSE_MIN_DENSITY * n_rows * n else "sparse"
+
+
+def _table(triplets: _Triplets, schema: pa.Schema) -> pa.Table:
+    value_type = schema.field(2).type
+    return pa.Table.from_arrays(
+        [
+            pa.array(triplets.validator.astype(np.int32)),
+            pa.array(triplets.miner.astype(np.int32)),
+            pa.array(triplets.value.astype(value_type.to_pandas_dtype())),
+        ],
+        schema=schema,
+    )
+
+
+def numpy_epoch(
+    inputs: EpochInputs, params: YumaParams, state: EpochState, *, layout: Layout = "auto"
+) -> tuple[EpochOutputs, EpochState]:
+    """One Yuma epoch, vectorised NumPy float64; same contract as ``run_epoch``."""
+    state = state.for_uids(inputs.n_uids)
+    if layout == "auto":
+        layout = choose_layout(inputs, state)
+    vectors = _vectors(inputs, params, state)
+    entries = _weight_entries(inputs, vectors)
+    matrices = _matrices_dense if layout == "dense" else _matrices_sparse
+    results = matrices(inputs, params, state, vectors, entries)
+
+    # §4.10 emission shares; fallback to A (or S) when nothing is emitted
+    emission_sum = float(results.incentive.sum()) + float(results.dividends.sum())
+    if emission_sum > 0:
+        server_share = results.incentive / emission_sum
+        validator_share = results.dividends / emission_sum
+    else:
+        server_share = np.zeros(inputs.n_uids, dtype=np.float64)
+        fallback = vectors.active_stake if vectors.a_total_rao > 0 else vectors.stake_weight
+        validator_share = fallback
+
+    outputs = EpochOutputs(
+        stake_weight=vectors.stake_weight,
+        active=vectors.active,
+        validator_permit=vectors.permit_new,
+        validator_trust=results.validator_trust,
+        consensus=results.consensus,
+        incentive=results.incentive,
+        dividends=results.dividends,
+        server_emission_share=server_share,
+        validator_emission_share=validator_share,
+        bonds=_table(results.bonds, BONDS_FLOAT_SCHEMA),
+    )
+    next_state = EpochState(
+        bonds=_table(results.bonds_u16, BONDS_U16_SCHEMA),
+        validator_permit=vectors.permit_new,
+    )
+    return outputs, next_state
+
+
+__all__ = ["DENSE_MIN_DENSITY", "Layout", "choose_layout", "numpy_epoch"]
