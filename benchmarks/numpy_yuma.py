@@ -7,35 +7,37 @@ for obviously-correct testing at n ≤ a few hundred).
 
 Contract: :func:`numpy_epoch` takes the same ``(EpochInputs, YumaParams, EpochState)`` and returns
 the same ``(EpochOutputs, EpochState)`` as ``run_epoch``, for the legacy bond path (§4.9a) and the
-Yuma3 path (§4.9b, with or without liquid alpha).
+Yuma3 path (§4.9b, with or without liquid alpha), commit-reveal masking (§4.5.5) included.
 
 Layouts
 -------
-* ``dense``: the weight, bond and clipped matrices are dense float64 arrays of shape (R, n), one row
-  per uid that can carry a weight or bond row (validators with an effective permit, plus uids with a
-  stored bond row); non-validators have no row at all. Used when the masked weights fill at least
-  ``DENSE_MIN_DENSITY`` of that matrix.
-* ``sparse``: canonical ``scipy.sparse`` CSR arrays (n × n) whose ``data`` vectors carry the
-  element-wise maths; unions of patterns (the bond EMA) use scipy's O(nnz) merge.
-* ``auto`` (default) picks by density.
+* ``dense``: weights, clipped weights, bond weights and bonds are dense float64 arrays of shape
+  (R, n), one row per uid that can carry a weight or bond row (validators with an effective permit,
+  plus uids with a stored bond row); other uids have no row at all. ``auto`` picks it when the
+  weights fill at least ``DENSE_MIN_DENSITY`` of that matrix.
+* ``sparse``: the weights stay row-major COO arrays; bond matrices are canonical ``scipy.sparse``
+  CSR arrays (n × n) whose ``data`` vectors carry the element-wise maths, and unions of patterns
+  (the bond EMA) use scipy's O(nnz) merge.
 
-Invariants (same specification choices as ``sql.py`` and ``reference.py``)
+Invariants (the specification choices of ``sql.py`` and ``reference.py``)
 --------------------------------------------------------------------------
 * float64 everywhere except the discrete decisions, which are exact integer arithmetic:
   - κ median (§4.6): with a_i the integer stake (rao) of the validators taking part and T = Σa,
-    "Σ_{i: w_ij ≥ v} a_i / T ≥ κ" ⇔ "cum ≥ ceil(kappa_u16 · T / 65535)" for an integer cum, so the
-    cumulative stakes are compared to one exact integer threshold. Cumulative stakes are int64
-    (exact while T < 2^63; segment sums use wrap-around subtraction, exact modulo 2^64) or Python
-    ints (object arrays) beyond that.
-  - top-k permits (§4.3) rank the integer stakes, ties broken by uid (lower uid loses).
-* Per column, the weights are sorted in descending order together with their stakes; the first
+    "Σ_{i: w_ij ≥ v} a_i / T ≥ κ" ⇔ "cum ≥ ceil(kappa_u16 · T / 65535)" for an integer cum, so
+    cumulative stakes are compared with one exact integer threshold. They are int64 (exact while
+    T < 2^63; segmented sums use wrap-around subtraction, exact modulo 2^64) or Python ints
+    (object arrays) beyond that.
+  - top-k permits (§4.3) rank the integer stakes, ties broken by uid (the lower uid loses).
+* Per column the weights are sorted in descending order together with their stakes; the first
   position whose cumulative stake reaches the threshold holds C_j (equal levels need no pooling:
-  the first qualifying position of a tie group carries the same level as its last).
+  the first qualifying position of a tie group carries the level of the whole group).
+* Entry sets follow the chain's sparse code: explicit zero weights are entries; W̄ keeps an entry
+  if W_ij = 0 or C_j > 0 (``col_clip_sparse``); Yuma3 W_b entries are W's (β = 0), W̄'s (β = 1) or
+  those with W_b > 0; the liquid-alpha EMA emits W_b's entries only (spec §4.9 "sparse-path
+  quirk"). Only the Yuma3 liquid EMA can tell these sets apart from "value > 0".
+* Yuma3 W_b = W + β(W̄ − W) in that operation order (legacy: (1 − β)·W + β·W̄), as ``sql.py``, so
+  branch decisions (W_b ≥ B_old) see the same operands.
 * Stored u16 values are ``min(65535, floor(65535·x + U16_FLOOR_SNAP_LSB))`` (see params.py).
-* Explicit zero weights carry no mass, so they are dropped after row normalisation. The liquid-alpha
-  EMA (§4.9b) emits only entries with W_b > 0 (the pattern of ``sql.py``'s ``yuma_W_b``): a bond
-  whose validator has no positive bond weight for that miner is dropped, as the chain's sparse
-  ``mat_ema_alpha_sparse`` does (spec §4.9 "sparse-path quirk").
 * ``EpochOutputs.bonds`` holds the new float bonds B: column-normalised in the legacy path, absolute
   (in [0, 1]) in the Yuma3 path; entries ≤ 0 are absent.
 """
@@ -61,7 +63,7 @@ from tasks.consensus.types import (
 Layout = Literal["auto", "dense", "sparse"]
 
 DENSE_MIN_DENSITY = 0.1
-"""``auto`` uses dense (R, n) matrices when the masked weights fill at least this fraction."""
+"""``auto`` uses dense (R, n) matrices when the weights fill at least this fraction of them."""
 
 _INT64_LIMIT = 2**63
 _UINT16_SPAN = 1 << 16
@@ -69,7 +71,7 @@ _UINT16_SPAN = 1 << 16
 
 @dataclass(frozen=True)
 class _Vectors:
-    """Per-uid quantities of §4.1–§4.4 (length n each, except the scalars)."""
+    """Per-uid quantities of §4.1–§4.4 (length n each, except the scalar)."""
 
     is_owner: np.ndarray
     active: np.ndarray
@@ -83,7 +85,10 @@ class _Vectors:
 
 @dataclass(frozen=True)
 class _Entries:
-    """Masked, row-normalised weights W as row-major COO arrays (only entries with W_ij > 0)."""
+    """Masked, row-normalised weights W as COO arrays sorted by (validator, miner).
+
+    Explicit zero weights are kept as entries with w = 0.
+    """
 
     validator: np.ndarray
     miner: np.ndarray
@@ -92,7 +97,7 @@ class _Entries:
 
 @dataclass(frozen=True)
 class _Triplets:
-    """A sparse matrix as (validator, miner, value) arrays, sorted by (validator, miner)."""
+    """A sparse matrix as (validator, miner, value) arrays sorted by (validator, miner)."""
 
     validator: np.ndarray
     miner: np.ndarray
@@ -101,7 +106,7 @@ class _Triplets:
 
 @dataclass(frozen=True)
 class _MatrixResults:
-    """What the matrix part (§4.6–§4.9) hands back to the vector outputs."""
+    """What the matrix part (§4.6–§4.9) hands to the per-uid outputs."""
 
     validator_trust: np.ndarray
     consensus: np.ndarray
@@ -127,7 +132,8 @@ def _normalise(vector: np.ndarray) -> np.ndarray:
 
 def _u16_floor(proportion: np.ndarray) -> np.ndarray:
     """Stored u16 of proportions: min(65535, floor(65535·x + snap))."""
-    return np.minimum(U16_MAX, np.floor(proportion * U16_MAX + U16_FLOOR_SNAP_LSB)).astype(np.int64)
+    stored = np.floor(proportion * U16_MAX + U16_FLOOR_SNAP_LSB)
+    return np.minimum(U16_MAX, stored).astype(np.int64)
 
 
 def _kappa_threshold(params: YumaParams, a_total_rao: int) -> int:
@@ -135,7 +141,7 @@ def _kappa_threshold(params: YumaParams, a_total_rao: int) -> int:
     return -(-params.kappa_u16 * a_total_rao // U16_MAX)
 
 
-def _stake_dtype_values(a_rao: np.ndarray, a_total_rao: int) -> np.ndarray:
+def _exact_stakes(a_rao: np.ndarray, a_total_rao: int) -> np.ndarray:
     """Integer stakes as int64 when every partial sum fits, else as exact Python ints."""
     return a_rao if a_total_rao < _INT64_LIMIT else a_rao.astype(object)
 
@@ -150,25 +156,43 @@ def _liquid_alpha_ema(
     bond_weight: np.ndarray, bond_old: np.ndarray, consensus: np.ndarray, params: YumaParams
 ) -> np.ndarray:
     """B = min(1, (1 − α)·B_old + max(0, α·W_b)) with the per-entry liquid α (§4.9b)."""
-    alpha_low = params.alpha_low_u16 / U16_MAX
-    alpha_high = params.alpha_high_u16 / U16_MAX
-    steepness = params.alpha_sigmoid_steepness / 100.0
+    alpha_low, alpha_high = params.alpha_low, params.alpha_high
     buy = np.clip(bond_weight - consensus, 0.0, 1.0)
     sell = np.clip(bond_old - bond_weight, 0.0, 1.0)
     disagreement = np.where(bond_weight >= bond_old, buy, sell)
-    exponent = np.clip(-steepness * (disagreement - 0.5), -20.0, 20.0)
+    exponent = np.clip(-params.sigmoid_steepness * (disagreement - 0.5), -20.0, 20.0)
     sigma = 1.0 / (1.0 + np.exp(exponent))
     alpha = np.clip(alpha_low + sigma * (alpha_high - alpha_low), alpha_low, alpha_high)
     return np.minimum(1.0, (1.0 - alpha) * bond_old + np.maximum(0.0, alpha * bond_weight))
 
 
-def _bond_weights(w: np.ndarray, w_clipped: np.ndarray, beta: float) -> np.ndarray:
-    """W_b = (1 − β)·W + β·W̄ (exact at β ∈ {0, 1}); entries ≤ 0 are zero."""
+def _legacy_bond_weights(w: np.ndarray, w_clipped: np.ndarray, beta: float) -> np.ndarray:
+    """Legacy W_b = (1 − β)·W + β·W̄ (exact at β ∈ {0, 1}); only W_b > 0 is used."""
     if beta == 1.0:
         return w_clipped
     if beta == 0.0:
         return w
-    return np.maximum((1.0 - beta) * w + beta * w_clipped, 0.0)
+    return (1.0 - beta) * w + beta * w_clipped
+
+
+def _yuma3_bond_weights(w: np.ndarray, w_clipped: np.ndarray, params: YumaParams) -> np.ndarray:
+    """Yuma3 W_b: W at β = 0, W̄ at β = 1, else W + β(W̄ − W) (that operation order)."""
+    if params.bonds_penalty_u16 == 0:
+        return w
+    if params.bonds_penalty_u16 == U16_MAX:
+        return w_clipped
+    return w + params.bonds_penalty * (w_clipped - w)
+
+
+def _yuma3_bond_weight_entries(
+    bond_weight: np.ndarray, w_entry: np.ndarray, clipped_entry: np.ndarray, params: YumaParams
+) -> np.ndarray:
+    """Which W_b entries exist: W's (β = 0), W̄'s (β = 1), else those with W_b > 0."""
+    if params.bonds_penalty_u16 == 0:
+        return w_entry
+    if params.bonds_penalty_u16 == U16_MAX:
+        return clipped_entry
+    return w_entry & (bond_weight > 0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -183,14 +207,10 @@ def _vectors(inputs: EpochInputs, params: YumaParams, state: EpochState) -> _Vec
     # §4.1 active_i = ¬(last_update_i + cutoff < current_block)
     active = ~(inputs.last_update_block + params.activity_cutoff_blocks < inputs.current_block)
     # §4.2 threshold mask (owner exempt), S = s / Σs
-    s_rao = np.where(
-        (inputs.stake_rao < params.stake_threshold_rao) & ~is_owner, 0, inputs.stake_rao
-    )
+    below_threshold = (inputs.stake_rao < params.stake_threshold_rao) & ~is_owner
+    s_rao = np.where(below_threshold, 0, inputs.stake_rao)
     s_total_rao = _exact_sum(s_rao)
-    if s_total_rao > 0:
-        stake_weight = s_rao.astype(np.float64) / float(s_total_rao)
-    else:
-        stake_weight = np.zeros(n, dtype=np.float64)
+    stake_weight = s_rao / float(s_total_rao) if s_total_rao > 0 else np.zeros(n)
     # §4.3 permits: effective old permits; new = top-k by (s desc, uid desc), s > 0, owner forced
     permit_eff = state.validator_permit | is_owner
     by_stake_desc = np.lexsort((-uids, -s_rao))
@@ -200,10 +220,7 @@ def _vectors(inputs: EpochInputs, params: YumaParams, state: EpochState) -> _Vec
     # §4.4 a_i = s_i·[active_i ∧ permit_eff_i], A = a / Σa
     a_rao = np.where(active & permit_eff, s_rao, 0)
     a_total_rao = _exact_sum(a_rao)
-    if a_total_rao > 0:
-        active_stake = a_rao.astype(np.float64) / float(a_total_rao)
-    else:
-        active_stake = np.zeros(n, dtype=np.float64)
+    active_stake = a_rao / float(a_total_rao) if a_total_rao > 0 else np.zeros(n)
     return _Vectors(
         is_owner=is_owner,
         active=active,
@@ -216,8 +233,9 @@ def _vectors(inputs: EpochInputs, params: YumaParams, state: EpochState) -> _Vec
     )
 
 
-def _weight_entries(inputs: EpochInputs, vectors: _Vectors) -> _Entries:
-    """§4.5: drop j ≥ n, forbidden rows, self-weights (not the owner's), outdated; row-normalise."""
+def _weight_entries(inputs: EpochInputs, params: YumaParams, vectors: _Vectors) -> _Entries:
+    """§4.5: drop j ≥ n, forbidden rows, self-weights (not the owner's), outdated and
+    commit-reveal-masked entries; row-normalise (a row summing to 0 keeps its zero entries)."""
     n = inputs.n_uids
     table = inputs.weights
     validator = table.column("validator").to_numpy().astype(np.int64)
@@ -225,16 +243,19 @@ def _weight_entries(inputs: EpochInputs, vectors: _Vectors) -> _Entries:
     weight_u16 = table.column("weight_u16").to_numpy()
     in_range = miner < n
     validator, miner, weight_u16 = validator[in_range], miner[in_range], weight_u16[in_range]
+    registered = inputs.registered_block[miner]
     keep = (
         vectors.permit_eff[validator]
         & ((validator != miner) | vectors.is_owner[validator])
-        & (inputs.last_update_block[validator] > inputs.registered_block[miner])
-        & (weight_u16 > 0)  # explicit zeros carry no mass (see module invariants)
+        & (inputs.last_update_block[validator] > registered)
     )
+    if params.commit_reveal:
+        keep &= ~(inputs.commit_blocks()[validator] < registered)
     validator, miner, weight_u16 = validator[keep], miner[keep], weight_u16[keep]
     row_sum = np.bincount(validator, weights=weight_u16, minlength=n)  # integer sums: exact
-    w = weight_u16 / row_sum[validator]
-    order = np.lexsort((miner, validator)) if validator.size else validator
+    row_sum_of_entry = row_sum[validator]
+    w = np.where(row_sum_of_entry > 0, weight_u16 / np.maximum(row_sum_of_entry, 1.0), 0.0)
+    order = np.lexsort((miner, validator))
     return _Entries(validator=validator[order], miner=miner[order], w=w[order])
 
 
@@ -253,57 +274,57 @@ def _stored_bond_entries(
 # ------------------------------------------------------------------------------------------------
 # §4.6 κ median
 # ------------------------------------------------------------------------------------------------
-def _consensus_dense(
-    scores_by_column: np.ndarray, stakes: np.ndarray, threshold: int
-) -> np.ndarray:
-    """C_j per row of ``scores_by_column`` (shape n × V_staked, dense, zeros are level 0)."""
-    n_columns, n_staked = scores_by_column.shape
-    consensus = np.zeros(n_columns, dtype=np.float64)
+def _consensus_dense(scores_by_miner: np.ndarray, stakes: np.ndarray, threshold: int) -> np.ndarray:
+    """C_j for each row j of ``scores_by_miner`` (n × V_staked, dense: a missing entry is 0)."""
+    n_miners, n_staked = scores_by_miner.shape
+    consensus = np.zeros(n_miners, dtype=np.float64)
     if n_staked == 0:
         return consensus
-    order = np.argsort(-scores_by_column, axis=1)
+    order = np.argsort(-scores_by_miner, axis=1)
     cumulative = np.cumsum(stakes[order], axis=1)
     below = np.count_nonzero(cumulative < threshold, axis=1)
-    found = below < n_staked
-    picked = order[np.flatnonzero(found), below[found]]
-    consensus[found] = scores_by_column[np.flatnonzero(found), picked]
+    found = np.flatnonzero(below < n_staked)
+    consensus[found] = scores_by_miner[found, order[found, below[found]]]
     return consensus
 
 
-def _column_value_order(columns: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Permutation sorting entries by column ascending, then value descending (stable radix)."""
-    order = np.argsort(-values)
-    keys = columns[order]
-    # LSD radix on 16-bit digits: numpy's stable argsort of uint16 is a counting sort.
+def _miner_then_score_order(miners: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Permutation sorting entries by miner ascending, then score descending.
+
+    One float argsort by score, then a stable LSD radix sort of the miner uid in 16-bit digits
+    (numpy's stable argsort of uint16 is a counting sort): O(nnz log nnz) + O(nnz).
+    """
+    order = np.argsort(-scores)
+    keys = miners[order]
     low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
     order, keys = order[low], keys[low]
     if keys.size and int(keys.max()) >= _UINT16_SPAN:
-        high = np.argsort((keys >> 16).astype(np.uint16), kind="stable")
-        order = order[high]
+        order = order[np.argsort((keys >> 16).astype(np.uint16), kind="stable")]
     return order
 
 
 def _consensus_sparse(
-    columns: np.ndarray, scores: np.ndarray, stakes: np.ndarray, threshold: int, n: int
+    miners: np.ndarray, scores: np.ndarray, stakes: np.ndarray, threshold: int, n: int
 ) -> np.ndarray:
-    """C_j from entries (column, score > 0, stake); absent entries are level 0."""
+    """C_j from entries (miner, score > 0, stake); absent entries are level 0."""
     consensus = np.zeros(n, dtype=np.float64)
-    if columns.size == 0:
+    if miners.size == 0:
         return consensus
-    order = _column_value_order(columns, scores)
-    column, score, stake = columns[order], scores[order], stakes[order]
-    counts = np.bincount(column, minlength=n)
+    order = _miner_then_score_order(miners, scores)
+    miner, score, stake = miners[order], scores[order], stakes[order]
+    counts = np.bincount(miner, minlength=n)
     starts = np.cumsum(counts) - counts
-    # Segmented cumulative stake: global running sum minus the sum before the segment (int64
-    # wrap-around cancels exactly because every segment's true sum is ≤ T < 2^63).
+    # Segmented cumulative stake: the running sum minus the running sum before the segment
+    # (int64 wrap-around cancels exactly: every segment's true sum is ≤ T < 2^63).
     with np.errstate(over="ignore"):
         running = np.cumsum(stake)
-        nonempty = counts > 0
+        nonempty = np.flatnonzero(counts)
         before = np.zeros(n, dtype=running.dtype)
         before[nonempty] = running[starts[nonempty]] - stake[starts[nonempty]]
-        cumulative = running - before[column]
-    below = np.bincount(column, weights=cumulative < threshold, minlength=n).astype(np.int64)
-    found = below < counts
+        cumulative = running - before[miner]
+    short = (cumulative < threshold).astype(np.bool_)
+    below = np.bincount(miner, weights=short, minlength=n).astype(np.int64)
+    found = np.flatnonzero(below < counts)
     consensus[found] = score[starts[found] + below[found]]
     return consensus
 
@@ -317,10 +338,8 @@ def _column_normalise_dense(matrix: np.ndarray) -> np.ndarray:
 
 
 def _dense_triplets(matrix: np.ndarray, row_uids: np.ndarray, mask: np.ndarray) -> _Triplets:
-    rows, columns = np.nonzero(mask)  # row-major: sorted by (row, column)
-    return _Triplets(
-        validator=row_uids[rows], miner=columns.astype(np.int64), value=matrix[rows, columns]
-    )
+    rows, miners = np.nonzero(mask)  # row-major: sorted by (row, miner)
+    return _Triplets(validator=row_uids[rows], miner=miners, value=matrix[rows, miners])
 
 
 def _matrices_dense(
@@ -339,17 +358,17 @@ def _matrices_dense(
     row_of_uid[row_uids] = np.arange(row_uids.size)
     n_rows = row_uids.size
     active_stake = vectors.active_stake[row_uids]
+    entry_rows = row_of_uid[entries.validator]
 
-    # §4.5 W (rows with no entry stay zero)
+    # §4.5 W (no entry ⇒ 0)
     w = np.zeros((n_rows, n), dtype=np.float64)
-    w[row_of_uid[entries.validator], entries.miner] = entries.w
+    w[entry_rows, entries.miner] = entries.w
 
     # §4.6 consensus over validators with a_i > 0
     staked = np.flatnonzero(vectors.a_rao[row_uids] > 0)
-    stakes = _stake_dtype_values(vectors.a_rao[row_uids[staked]], vectors.a_total_rao)
     consensus = _consensus_dense(
         np.ascontiguousarray(w[staked].T),
-        stakes,
+        _exact_stakes(vectors.a_rao[row_uids[staked]], vectors.a_total_rao),
         _kappa_threshold(params, vectors.a_total_rao),
     )
 
@@ -359,37 +378,43 @@ def _matrices_dense(
     validator_trust[row_uids] = w_clipped.sum(axis=1)
     incentive = _normalise(active_stake @ w_clipped)
 
-    # §4.9 bond weights and old bonds
-    bond_weight = _bond_weights(w, w_clipped, params.bonds_penalty)
+    # §4.9 old bonds (new-registration columns removed)
     bond_old = np.zeros((n_rows, n), dtype=np.float64)
     bond_old[row_of_uid[bond_validator], bond_miner] = bond_u16
-    permit_rows = vectors.permit_new[row_uids][:, np.newaxis]
     alpha = params.bonds_alpha
 
     if not params.yuma3:
         # §4.9a legacy: column-normalised old bonds, ΔB = colnorm(W_b·A), EMA, colnorm again
+        bond_weight = _legacy_bond_weights(w, w_clipped, params.bonds_penalty)
         bond_old = _column_normalise_dense(bond_old)
-        delta = _column_normalise_dense(bond_weight * active_stake[:, np.newaxis])
+        delta = _column_normalise_dense(np.maximum(bond_weight, 0.0) * active_stake[:, None])
         bonds = _column_normalise_dense(alpha * delta + (1.0 - alpha) * bond_old)
         dividends_rows = _normalise(bonds @ incentive)
-        column_max = bonds.max(axis=0)
+        column_max = bonds.max(axis=0, initial=0.0)
         stored = _u16_floor(bonds / np.where(column_max > 0, column_max, 1.0))
     else:
         # §4.9b Yuma3: absolute bonds in [0, 1]
         bond_old /= U16_MAX
+        bond_weight = _yuma3_bond_weights(w, w_clipped, params)
         if params.liquid_alpha and bool(np.any(consensus != 0)):
-            present = bond_weight > 0
+            w_entry = np.zeros((n_rows, n), dtype=np.bool_)
+            w_entry[entry_rows, entries.miner] = True
+            clipped_entry = w_entry & ((w == 0.0) | (consensus > 0.0)[np.newaxis, :])
+            bond_weight_entry = _yuma3_bond_weight_entries(
+                bond_weight, w_entry, clipped_entry, params
+            )
             ema = _liquid_alpha_ema(bond_weight, bond_old, consensus[np.newaxis, :], params)
-            bonds = np.where(present, ema, 0.0)
+            bonds = np.where(bond_weight_entry, ema, 0.0)
         else:
-            bonds = alpha * bond_weight + (1.0 - alpha) * bond_old
+            bonds = alpha * np.maximum(bond_weight, 0.0) + (1.0 - alpha) * bond_old
+        bonds = np.maximum(bonds, 0.0)
         dividends_rows = _normalise(active_stake * (_column_normalise_dense(bonds) @ incentive))
         stored = _u16_floor(bonds)
 
     dividends = np.zeros(n, dtype=np.float64)
     dividends[row_uids] = dividends_rows
     positive = bonds > 0
-    stored_mask = positive & permit_rows & (stored > 0)
+    stored_mask = positive & vectors.permit_new[row_uids][:, np.newaxis] & (stored > 0)
     return _MatrixResults(
         validator_trust=validator_trust,
         consensus=consensus,
@@ -401,49 +426,51 @@ def _matrices_dense(
 
 
 # ------------------------------------------------------------------------------------------------
-# §4.6–§4.9, sparse (CSR) layout
+# §4.6–§4.9, sparse (COO entries + CSR bonds) layout
 # ------------------------------------------------------------------------------------------------
-def _csr_from_sorted(
-    rows: np.ndarray, columns: np.ndarray, data: np.ndarray, n: int
-) -> sp.csr_array:
-    """Canonical CSR from COO arrays already sorted by (row, column) without duplicates."""
+def _csr(rows: np.ndarray, miners: np.ndarray, data: np.ndarray, n: int) -> sp.csr_array:
+    """Canonical CSR from COO arrays already sorted by (row, miner), without duplicates."""
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
-    return sp.csr_array((data, columns, indptr), shape=(n, n))
+    return sp.csr_array((data, miners, indptr), shape=(n, n))
 
 
 def _csr_rows(matrix: sp.csr_array) -> np.ndarray:
     return np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
 
 
-def _column_normalise_csr(matrix: sp.csr_array, n: int) -> sp.csr_array:
-    column_sum = np.bincount(matrix.indices, weights=matrix.data, minlength=n)
-    data = matrix.data / column_sum[matrix.indices]
-    return sp.csr_array((data, matrix.indices, matrix.indptr), shape=(n, n))
+def _with_data(matrix: sp.csr_array, data: np.ndarray) -> sp.csr_array:
+    return sp.csr_array((data, matrix.indices, matrix.indptr), shape=matrix.shape)
 
 
-def _positive(matrix: sp.csr_array, n: int) -> sp.csr_array:
-    matrix.sum_duplicates()  # canonical (sorted) order; a no-op for scipy's own results
+def _column_normalise_csr(matrix: sp.csr_array) -> sp.csr_array:
+    column_sum = np.bincount(matrix.indices, weights=matrix.data, minlength=matrix.shape[1])
+    return _with_data(matrix, matrix.data / column_sum[matrix.indices])
+
+
+def _positive(matrix: sp.csr_array) -> sp.csr_array:
+    """The entries > 0 of ``matrix``, canonical."""
+    matrix.sum_duplicates()  # sorts indices if needed; a no-op on scipy's canonical results
     keep = matrix.data > 0
-    rows = _csr_rows(matrix)[keep]
-    return _csr_from_sorted(rows, matrix.indices[keep], matrix.data[keep], n)
+    return _csr(_csr_rows(matrix)[keep], matrix.indices[keep], matrix.data[keep], matrix.shape[0])
 
 
 def _csr_triplets(matrix: sp.csr_array, data: np.ndarray, keep: np.ndarray) -> _Triplets:
-    rows = _csr_rows(matrix)
     return _Triplets(
-        validator=rows[keep], miner=matrix.indices[keep].astype(np.int64), value=data[keep]
+        validator=_csr_rows(matrix)[keep],
+        miner=matrix.indices[keep].astype(np.int64),
+        value=data[keep],
     )
 
 
-def _values_on_pattern(target: sp.csr_array, source: sp.csr_array, n: int) -> np.ndarray:
-    """source's values at target's entries (0 where source has none); both canonical CSR."""
-    target_keys = _csr_rows(target) * n + target.indices
+def _values_at(rows: np.ndarray, miners: np.ndarray, source: sp.csr_array, n: int) -> np.ndarray:
+    """``source`` at the sorted positions (rows, miners); 0 where it has no entry."""
     source_keys = _csr_rows(source) * n + source.indices
     if source_keys.size == 0:
-        return np.zeros(target_keys.size, dtype=np.float64)
-    position = np.minimum(np.searchsorted(source_keys, target_keys), source_keys.size - 1)
-    return np.where(source_keys[position] == target_keys, source.data[position], 0.0)
+        return np.zeros(rows.size, dtype=np.float64)
+    keys = rows * n + miners
+    position = np.minimum(np.searchsorted(source_keys, keys), source_keys.size - 1)
+    return np.where(source_keys[position] == keys, source.data[position], 0.0)
 
 
 def _matrices_sparse(
@@ -454,30 +481,27 @@ def _matrices_sparse(
     entries: _Entries,
 ) -> _MatrixResults:
     n = inputs.n_uids
-    rows, columns, w = entries.validator, entries.miner, entries.w
+    rows, miners, w = entries.validator, entries.miner, entries.w
 
-    # §4.6 consensus from the entries of validators with a_i > 0
-    staked = vectors.a_rao[rows] > 0
-    stakes = _stake_dtype_values(vectors.a_rao, vectors.a_total_rao)
+    # §4.6 consensus from the positive entries of validators with a_i > 0
+    staked = (vectors.a_rao[rows] > 0) & (w > 0)
+    stakes = _exact_stakes(vectors.a_rao, vectors.a_total_rao)
     consensus = _consensus_sparse(
-        columns[staked],
+        miners[staked],
         w[staked],
         stakes[rows[staked]],
         _kappa_threshold(params, vectors.a_total_rao),
         n,
     )
 
-    # §4.7 W̄ = min(W, C) (zeros carry nothing), VT; §4.8 R = A·W̄, I = R / ΣR
-    w_clipped = np.minimum(w, consensus[columns])
+    # §4.7 W̄ = min(W, C) (an entry clipped to C_j = 0 is 0), VT; §4.8 R = A·W̄, I = R / ΣR
+    consensus_of_entry = consensus[miners]
+    w_clipped = np.minimum(w, consensus_of_entry)
     validator_trust = np.bincount(rows, weights=w_clipped, minlength=n)
-    incentive = _normalise(
-        np.bincount(columns, weights=vectors.active_stake[rows] * w_clipped, minlength=n)
-    )
+    ranks = np.bincount(miners, weights=vectors.active_stake[rows] * w_clipped, minlength=n)
+    incentive = _normalise(ranks)
 
-    # §4.9 bond weights (entries ≤ 0 dropped) and old bonds
-    bond_weight = _positive(
-        _csr_from_sorted(rows, columns, _bond_weights(w, w_clipped, params.bonds_penalty), n), n
-    )
+    # §4.9 old bonds (new-registration columns removed)
     bond_validator, bond_miner, bond_u16 = _stored_bond_entries(inputs, state)
     bond_old = sp.csr_array((bond_u16, (bond_validator, bond_miner)), shape=(n, n))
     bond_old.sum_duplicates()
@@ -485,35 +509,35 @@ def _matrices_sparse(
 
     if not params.yuma3:
         # §4.9a legacy
-        bond_old = _column_normalise_csr(bond_old, n)
-        weighted = bond_weight.data * vectors.active_stake[_csr_rows(bond_weight)]
-        delta = _column_normalise_csr(
-            _positive(
-                sp.csr_array((weighted, bond_weight.indices, bond_weight.indptr), shape=(n, n)), n
-            ),
-            n,
-        )
-        bonds = _column_normalise_csr(_positive(alpha * delta + (1.0 - alpha) * bond_old, n), n)
+        bond_weight = _legacy_bond_weights(w, w_clipped, params.bonds_penalty)
+        weighted = bond_weight * vectors.active_stake[rows]
+        delta = _column_normalise_csr(_positive(_csr(rows, miners, weighted, n)))
+        bond_old = _column_normalise_csr(bond_old)
+        bonds = _column_normalise_csr(_positive(alpha * delta + (1.0 - alpha) * bond_old))
         dividends = _normalise(bonds @ incentive)
         column_max = np.zeros(n, dtype=np.float64)
         np.maximum.at(column_max, bonds.indices, bonds.data)
         stored = _u16_floor(bonds.data / column_max[bonds.indices])
     else:
         # §4.9b Yuma3
-        bond_old = sp.csr_array(
-            (bond_old.data / U16_MAX, bond_old.indices, bond_old.indptr), shape=(n, n)
-        )
+        bond_old = _with_data(bond_old, bond_old.data / U16_MAX)
+        bond_weight = _yuma3_bond_weights(w, w_clipped, params)
         if params.liquid_alpha and bool(np.any(consensus != 0)):
-            old_on_pattern = _values_on_pattern(bond_weight, bond_old, n)
-            ema = _liquid_alpha_ema(
-                bond_weight.data, old_on_pattern, consensus[bond_weight.indices], params
+            bond_weight_entry = _yuma3_bond_weight_entries(
+                bond_weight,
+                np.ones(w.size, dtype=np.bool_),
+                (w == 0.0) | (consensus_of_entry > 0.0),
+                params,
             )
-            bonds = _positive(
-                sp.csr_array((ema, bond_weight.indices, bond_weight.indptr), shape=(n, n)), n
-            )
+            b_rows, b_miners = rows[bond_weight_entry], miners[bond_weight_entry]
+            bond_weight = bond_weight[bond_weight_entry]
+            old_here = _values_at(b_rows, b_miners, bond_old, n)
+            ema = _liquid_alpha_ema(bond_weight, old_here, consensus[b_miners], params)
+            bonds = _positive(_csr(b_rows, b_miners, ema, n))
         else:
-            bonds = _positive(alpha * bond_weight + (1.0 - alpha) * bond_old, n)
-        dividends = _normalise(vectors.active_stake * (_column_normalise_csr(bonds, n) @ incentive))
+            positive_weight = _positive(_csr(rows, miners, bond_weight, n))
+            bonds = _positive(alpha * positive_weight + (1.0 - alpha) * bond_old)
+        dividends = _normalise(vectors.active_stake * (_column_normalise_csr(bonds) @ incentive))
         stored = _u16_floor(bonds.data)
 
     stored_keep = vectors.permit_new[_csr_rows(bonds)] & (stored > 0)
@@ -528,26 +552,25 @@ def _matrices_sparse(
 
 
 # ------------------------------------------------------------------------------------------------
-# Public entry point: §4.10 outputs
+# Public entry point and §4.10 outputs
 # ------------------------------------------------------------------------------------------------
 def choose_layout(inputs: EpochInputs, state: EpochState) -> Literal["dense", "sparse"]:
     """The layout ``auto`` uses: dense when the weights fill ≥ DENSE_MIN_DENSITY of (R, n)."""
     n = inputs.n_uids
-    permit = state.for_uids(n).validator_permit
+    permit = state.for_uids(n).validator_permit.copy()
     if inputs.owner_uid is not None:
-        permit = permit.copy()
         permit[inputs.owner_uid] = True
     n_rows = max(1, int(np.count_nonzero(permit)))
     return "dense" if inputs.weights.num_rows >= DENSE_MIN_DENSITY * n_rows * n else "sparse"
 
 
 def _table(triplets: _Triplets, schema: pa.Schema) -> pa.Table:
-    value_type = schema.field(2).type
+    value_type = np.float64 if schema.field(2).type == pa.float64() else np.int32
     return pa.Table.from_arrays(
         [
             pa.array(triplets.validator.astype(np.int32)),
             pa.array(triplets.miner.astype(np.int32)),
-            pa.array(triplets.value.astype(value_type.to_pandas_dtype())),
+            pa.array(triplets.value.astype(value_type)),
         ],
         schema=schema,
     )
@@ -561,19 +584,19 @@ def numpy_epoch(
     if layout == "auto":
         layout = choose_layout(inputs, state)
     vectors = _vectors(inputs, params, state)
-    entries = _weight_entries(inputs, vectors)
+    entries = _weight_entries(inputs, params, vectors)
     matrices = _matrices_dense if layout == "dense" else _matrices_sparse
     results = matrices(inputs, params, state, vectors, entries)
 
-    # §4.10 emission shares; fallback to A (or S) when nothing is emitted
+    # §4.10 emission shares; validators fall back to A (or S) when nothing is emitted
     emission_sum = float(results.incentive.sum()) + float(results.dividends.sum())
     if emission_sum > 0:
         server_share = results.incentive / emission_sum
         validator_share = results.dividends / emission_sum
     else:
         server_share = np.zeros(inputs.n_uids, dtype=np.float64)
-        fallback = vectors.active_stake if vectors.a_total_rao > 0 else vectors.stake_weight
-        validator_share = fallback
+        has_active = vectors.a_total_rao > 0
+        validator_share = vectors.active_stake if has_active else vectors.stake_weight
 
     outputs = EpochOutputs(
         stake_weight=vectors.stake_weight,

@@ -216,11 +216,14 @@ class EvaluationSet:
                     f"{self.name}/{split_name}: labels outside [0, {self.num_classes})"
                 )
             vocab_size = self.vocab_size
-            if vocab_size is not None and features.size:
-                if features.min() < 0 or features.max() >= vocab_size:
-                    raise InvalidEvaluationSet(
-                        f"{self.name}/{split_name}: token ids outside [0, {vocab_size})"
-                    )
+            if (
+                vocab_size is not None
+                and features.size
+                and (features.min() < 0 or features.max() >= vocab_size)
+            ):
+                raise InvalidEvaluationSet(
+                    f"{self.name}/{split_name}: token ids outside [0, {vocab_size})"
+                )
 
     @property
     def vocab_size(self) -> int | None:

@@ -50,7 +50,9 @@ REGISTRY: Mapping[str, Callable[[], EvaluationSet]] = MappingProxyType(
 )
 HUB_PREFIX: Final = "hub:"
 _HUB_PART: Final = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_HUB_ID: Final = re.compile(rf"(?P<repo>{_HUB_PART}/{_HUB_PART})(?:@(?P<revision>[A-Za-z0-9._-]{{1,64}}))?")
+_HUB_ID: Final = re.compile(
+    rf"(?P<repo>{_HUB_PART}/{_HUB_PART})(?:@(?P<revision>[A-Za-z0-9._-]{{1,64}}))?"
+)
 
 
 class UnknownEvaluationSet(KeyError):

@@ -10,6 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from taoflow.cli_network import (
+    miner_app,
+    register,
+    submissions,
+    submit,
+    subnet_app,
+    weights_app,
+)
 from taoflow.cli_wallet import wallet_app
 from taoflow.settings import HOME_ENV, Settings
 
@@ -19,6 +27,14 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(wallet_app, name="wallet")
 consensus_app = typer.Typer(no_args_is_help=True, help="Run Yuma consensus on scenarios")
 app.add_typer(consensus_app, name="consensus")
+app.add_typer(subnet_app, name="subnet")
+app.add_typer(miner_app, name="miner")
+app.add_typer(weights_app, name="weights")
+epoch_app = typer.Typer(no_args_is_help=True, help="Run epochs")
+app.add_typer(epoch_app, name="epoch")
+app.command("register")(register)
+app.command("submit")(submit)
+app.command("submissions")(submissions)
 TABLE_WIDTH_MIN = 150
 console = Console()
 if not console.is_terminal:
@@ -281,6 +297,46 @@ def ledger_supply(
     console.print("identity " + ("[green]holds[/]" if supply["identity_holds"] else "[red]BROKEN"))
     if not supply["identity_holds"]:
         raise typer.Exit(1)
+
+
+@epoch_app.command("run")
+def epoch_run(
+    subnet: Annotated[str, typer.Option("--subnet", help="Subnet name")] = "digits",
+    home: HomeOption = None,
+    dask_address: Annotated[
+        str | None, typer.Option("--dask-address", help="Join an existing Dask scheduler")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the next epoch of SUBNET as a Prefect flow run."""
+    from ledger.store import Ledger
+
+    settings = Settings.load(home, dask_address)
+    settings.apply_environment()
+    if subnet not in Ledger.open(settings.ledger_dir).state().subnets:
+        raise _fail(f"no subnet {subnet!r} in {settings.home}")
+    from flows.epoch import epoch_flow
+    from taoflow.names import account_labels
+    from taoflow.render import metagraph_table
+
+    result = epoch_flow(subnet=subnet, home=str(settings.home), dask_address=dask_address)
+    if as_json:
+        _print_json(
+            {
+                "subnet": result.subnet,
+                "epoch": result.epoch,
+                "batch_no": result.batch_no,
+                "batch_hash": result.batch_hash,
+                "emission_rao": result.emission_rao,
+                "mlflow_run_id": result.mlflow_run_id,
+                "flow_run_id": result.flow_run_id,
+                "metagraph": result.metagraph.to_pylist(),
+            }
+        )
+        return
+    title = f"{subnet} — epoch {result.epoch} — batch {result.batch_no}"
+    labels = account_labels(settings.wallets_dir)
+    console.print(metagraph_table(result.metagraph.to_pylist(), title=title, labels=labels))
 
 
 @consensus_app.command("run")

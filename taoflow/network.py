@@ -72,8 +72,15 @@ MINER_BALANCE_TAO = 5
 OWNER_BALANCE_TAO = 1_000
 
 
-def subnet_config(eval_set: EvaluationSet) -> dict[str, Any]:
-    """The ``digits`` subnet: task, evaluation set, model family limits, hyper-parameters."""
+def subnet_config(eval_set: EvaluationSet, **overrides: Any) -> dict[str, Any]:
+    """A subnet on ``eval_set``: task, model family limits, hyper-parameters (with overrides)."""
+    unknown = sorted(set(overrides) - set(_subnet_defaults(eval_set)))
+    if unknown:
+        raise ValueError(f"unknown subnet setting(s) {unknown}")
+    return {**_subnet_defaults(eval_set), **overrides}
+
+
+def _subnet_defaults(eval_set: EvaluationSet) -> dict[str, Any]:
     return {
         "task": eval_set.task,
         "evaluation_set": eval_set.name,

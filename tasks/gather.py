@@ -9,7 +9,7 @@ subnet's creation block + (epoch + 1) · tempo; neurons are listed by uid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.emission import emission_for_blocks
@@ -54,6 +54,14 @@ class EpochContext:
     config: dict[str, Any]
     neurons: tuple[NeuronView, ...]
     previous: dict[str, Any]
+    external_weights: dict[int, tuple[dict[int, int], int]] = field(default_factory=dict)
+    """Revealed weights of external validators: uid → ({miner uid: u16}, commit block)."""
+
+    def is_hosted_validator(self, uid: int) -> bool:
+        neuron = self.neurons[uid]
+        return neuron.role == "validator" and bool(
+            (neuron.validator_settings or {}).get("hosted", True)
+        )
 
     @property
     def n(self) -> int:
@@ -98,6 +106,15 @@ def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochCo
                 validator_settings=dict(neuron.validator_settings),
             )
         )
+    external: dict[int, tuple[dict[int, int], int]] = {}
+    for view in neurons:
+        revealed = state.revealed_weights.get((subnet, view.hotkey))
+        if revealed is not None and view.role == "validator":
+            row = dict(zip(revealed["uids"], revealed["weights"], strict=True))
+            external[view.uid] = (
+                {int(m): int(w) for m, w in row.items() if int(m) < len(neurons)},
+                int(revealed["commit_block"]),
+            )
     seed = derive_seed(head_hash, subnet, epoch)
     return EpochContext(
         subnet=subnet,
@@ -112,4 +129,5 @@ def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochCo
         config=dict(info.config),
         neurons=tuple(neurons),
         previous=dict(state.last_epoch_payload.get(subnet, {})),
+        external_weights=external,
     )

@@ -66,7 +66,13 @@ def hosted_weights(ctx: EpochContext, evaluation: EvaluationOutcome) -> dict[int
 
 @task(name="consensus", cache_policy=NO_CACHE)
 def consensus(ctx: EpochContext, evaluation: EvaluationOutcome) -> ConsensusOutcome:
-    return run_consensus(ctx, hosted_weights(ctx, evaluation))
+    weights = hosted_weights(ctx, evaluation)
+    last_update: dict[int, int] = {}
+    for uid, (row, commit_block) in ctx.external_weights.items():
+        if uid not in weights:  # hosted validators' own evaluation takes precedence
+            weights[uid] = row
+            last_update[uid] = commit_block
+    return run_consensus(ctx, weights, last_update_block=last_update)
 
 
 @task(name="emit", cache_policy=NO_CACHE)

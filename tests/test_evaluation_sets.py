@@ -94,7 +94,7 @@ def test_unknown_name_lists_known_sets() -> None:
     with pytest.raises(UnknownEvaluationSet) as info:
         load_evaluation_set("imagenet")
     assert isinstance(info.value, KeyError)
-    assert info.value.known == ["digits"]
+    assert info.value.known == ["digits", "reviews", "wine"]
     assert "imagenet" in str(info.value) and "digits" in str(info.value)
 
 

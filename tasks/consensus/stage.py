@@ -66,10 +66,16 @@ def weights_table(weights: Mapping[int, Mapping[int, int]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=WEIGHTS_SCHEMA)
 
 
-def epoch_inputs(ctx: EpochContext, weights: Mapping[int, Mapping[int, int]]) -> EpochInputs:
+def epoch_inputs(
+    ctx: EpochContext,
+    weights: Mapping[int, Mapping[int, int]],
+    *,
+    last_update_block: Mapping[int, int] | None = None,
+) -> EpochInputs:
+    """Yuma inputs; a validator's last update is ``last_update_block[uid]`` or this block."""
     last_update = np.array([n.registered_block for n in ctx.neurons], dtype=np.int64)
     for validator in weights:
-        last_update[validator] = ctx.block
+        last_update[validator] = (last_update_block or {}).get(validator, ctx.block)
     return EpochInputs(
         stake_rao=np.array([n.stake_rao for n in ctx.neurons], dtype=np.int64),
         weights=weights_table(weights),
@@ -82,9 +88,14 @@ def epoch_inputs(ctx: EpochContext, weights: Mapping[int, Mapping[int, int]]) ->
     )
 
 
-def run_consensus(ctx: EpochContext, weights: Mapping[int, Mapping[int, int]]) -> ConsensusOutcome:
+def run_consensus(
+    ctx: EpochContext,
+    weights: Mapping[int, Mapping[int, int]],
+    *,
+    last_update_block: Mapping[int, int] | None = None,
+) -> ConsensusOutcome:
     """Yuma consensus of the epoch in DuckDB."""
-    inputs = epoch_inputs(ctx, weights)
+    inputs = epoch_inputs(ctx, weights, last_update_block=last_update_block)
     outputs, state = run_epoch(inputs, yuma_params(ctx.config), previous_state(ctx))
     bonds = state.bonds.to_pydict()
     stored = {

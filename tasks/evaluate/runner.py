@@ -14,7 +14,14 @@ Fault model:
   (``too_large:``, ``bad_config:``, ``bad_header:``, ``unreadable:``, ``bad_output:``,
   ``evaluation_failed:`` ...);
 * the caller's own inputs are trusted but checked: malformed ``features``/``labels``/``device``
-  raise ``ValueError`` (a validator bug must not be silently blamed on a miner);
+  raise ``ValueError`` (a validator bug must not be silently blamed on a miner).  ``features``
+  must have the dtype every family in ``limits.families`` takes (``limits.feature_dtype``):
+  ``float32`` for ``mlp``/``cnn``, ``int64`` token ids for ``embedding_bag`` -- and token ids
+  must lie in ``[0, limits.vocab_size)``; nothing is ever cast or clamped;
+* a model whose family takes another input dtype than the features (an evaluation-set / model
+  mismatch) scores 0 with ``input_mismatch:`` (``check_limits`` already refuses families the
+  subnet does not allow, so this is a second line of defence); the models check their own
+  inputs again (dtype, shape, token-id range) and a refusal there is ``evaluation_failed:``;
 * no timeout here -- the caller (``tasks.evaluate.fanout``) bounds wall time.
 
 Invariants: ``n_samples`` is always the size of the evaluated sample; ``artifact_digest`` is
@@ -35,8 +42,12 @@ from typing import Final
 import numpy as np
 import torch
 
-from tasks.models.artifacts import ArtifactRejected, artifact_digest, load_submission
-from tasks.models.families import CONFIG_BYTES_MAX, FamilyLimits
+from tasks.models.artifacts import (
+    ArtifactRejected,
+    artifact_digest,
+    load_submission_with_config,
+)
+from tasks.models.families import CONFIG_BYTES_MAX, TOKEN_FEATURES, FamilyLimits
 
 _ERROR_CHARS_MAX: Final = 300
 _READ_CHUNK_BYTES: Final = 1 << 20
@@ -112,11 +123,20 @@ def read_capped(path: str, *, bytes_max: int, what: str) -> bytes:
 def check_inputs(
     *, features: np.ndarray, labels: np.ndarray, limits: FamilyLimits, batch_size: int
 ) -> None:
-    """Raise ``ValueError`` unless the validator's own inputs are well formed."""
-    if not isinstance(features, np.ndarray) or features.dtype != np.float32:
-        raise ValueError("features must be a float32 numpy array")
+    """Raise ``ValueError`` unless the validator's own inputs are well formed for ``limits``."""
+    expected = limits.feature_dtype
+    if not isinstance(features, np.ndarray) or features.dtype != np.dtype(expected):
+        got = features.dtype if isinstance(features, np.ndarray) else type(features).__name__
+        raise ValueError(
+            f"features must be a {expected} numpy array for families "
+            f"{sorted(limits.families)}, got {got}"
+        )
     if features.ndim != 2 or features.shape[1] != limits.input_dim:
         raise ValueError(f"features must have shape [n, {limits.input_dim}], got {features.shape}")
+    if expected == TOKEN_FEATURES and features.size:
+        vocab_size = limits.vocab_size if limits.vocab_size is not None else 0
+        if features.min() < 0 or features.max() >= vocab_size:
+            raise ValueError(f"token ids must lie in [0, {vocab_size})")
     if not isinstance(labels, np.ndarray) or labels.dtype != np.int64 or labels.ndim != 1:
         raise ValueError("labels must be a 1-D int64 numpy array")
     if labels.shape[0] != features.shape[0] or labels.shape[0] == 0:
@@ -202,7 +222,15 @@ def evaluate_job(
                 raise ArtifactRejected("bad_config", exc.reason) from None
             raise
         digest = artifact_digest(model_bytes=model_bytes, config_bytes=config_bytes)
-        model = load_submission(model_bytes=model_bytes, config_bytes=config_bytes, limits=limits)
+        model, config = load_submission_with_config(
+            model_bytes=model_bytes, config_bytes=config_bytes, limits=limits
+        )
+        if np.dtype(config.feature_dtype) != features.dtype:
+            raise ArtifactRejected(
+                "input_mismatch",
+                f"family {config.family!r} takes {config.feature_dtype} features, "
+                f"the evaluation set provides {features.dtype}",
+            )
         model = model.to(target)
         correct = _count_correct(
             model,

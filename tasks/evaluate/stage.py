@@ -79,7 +79,7 @@ def validator_samples(ctx: EpochContext, *, population: int) -> dict[int, np.nda
     sub_size = min(int(ctx.config["validator_sample_size"]), epoch_size)
     samples = {}
     for neuron in ctx.neurons:
-        if neuron.role != "validator":
+        if not ctx.is_hosted_validator(neuron.uid):
             continue
         picks = sample_indices(
             seed=derive_seed(ctx.seed_hex, neuron.hotkey),

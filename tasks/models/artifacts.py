@@ -9,7 +9,9 @@ ready ``eval()``-mode float32 module on CPU or raises :class:`ArtifactRejected` 
 
 1. ``too_large``       the model file is larger than ``limits.bytes_max``;
 2. ``bad_config``      the config does not parse (see ``families.parse_config``);
-3. ``over_limits``     the config does not match the task or exceeds layer/parameter caps;
+3. ``over_limits``     the config's family is not in ``limits.families``, or the config does not
+                       match the task (input_dim, num_classes, vocab_size) or exceeds the
+                       layer/parameter caps;
 4. ``bad_header``      the safetensors framing is wrong: fewer than 8 bytes, header length over
                        ``HEADER_BYTES_MAX`` or past the end of the file, header not UTF-8 JSON
                        object, malformed entries or ``__metadata__`` (must be str → str), offsets
@@ -19,6 +21,10 @@ ready ``eval()``-mode float32 module on CPU or raises :class:`ArtifactRejected` 
    ``tensor_mismatch`` a tensor is missing, unexpected, or has the wrong shape for the config;
 5. ``load_failed``     the safetensors loader or ``load_state_dict(strict=True)`` refused it;
 6. ``non_finite``      a parameter contains NaN or ±inf.
+
+The same rules hold for every family of the allow-list (``mlp``, ``cnn``, ``embedding_bag``):
+every tensor must be ``F32``, and the exact set of names and shapes comes from
+``families.expected_shapes(config)``.
 
 The module is built on the ``meta`` device and the loaded tensors are assigned into it, so no
 memory is spent initialising parameters that are then overwritten, and loading is deterministic.
@@ -214,6 +220,16 @@ def load_submission(*, model_bytes: bytes, config_bytes: bytes, limits: FamilyLi
 
     Returns a float32 module on CPU in ``eval()`` mode with ``requires_grad`` off.
     """
+    model, _ = load_submission_with_config(
+        model_bytes=model_bytes, config_bytes=config_bytes, limits=limits
+    )
+    return model
+
+
+def load_submission_with_config(
+    *, model_bytes: bytes, config_bytes: bytes, limits: FamilyLimits
+) -> tuple[nn.Module, ModelConfig]:
+    """:func:`load_submission` that also returns the validated :class:`ModelConfig`."""
     model_bytes = bytes(model_bytes)
     if len(model_bytes) > limits.bytes_max:
         raise ArtifactRejected(
@@ -253,7 +269,7 @@ def load_submission(*, model_bytes: bytes, config_bytes: bytes, limits: FamilyLi
         if not bool(torch.isfinite(parameter).all()):
             raise ArtifactRejected("non_finite", f"parameter {name!r} contains NaN or inf")
     model.requires_grad_(False)
-    return model.eval()
+    return model.eval(), config
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

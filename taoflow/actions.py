@@ -1,0 +1,99 @@
+"""User actions: build a transaction, sign it with a local wallet, commit it to the ledger.
+
+Imperative shell over ``ledger`` and ``taoflow.wallet``. Every action either commits exactly one
+signed transaction or raises ``ActionError`` with a one-line reason, changing nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import BatchRejected, LedgerError
+from ledger.keys import Keypair
+from ledger.schema import Kind, Tx, canonical_json
+from ledger.signing import sign
+from ledger.store import CommitResult, Ledger
+from ledger.submissions import submission_binding
+from taoflow.settings import Settings
+from taoflow.wallet import WalletError, load_hotkey, passphrase_from_env_or_prompt, unlock_coldkey
+
+TX_ID_RANDOM_BYTES = 12
+
+
+class ActionError(Exception):
+    """An action could not be carried out; the message says why. Nothing was committed."""
+
+
+@dataclass(frozen=True)
+class Done:
+    tx_id: str
+    batch_no: int | None
+    detail: dict[str, Any]
+
+
+def new_tx_id(kind: Kind) -> str:
+    return f"{kind.value}/{secrets.token_hex(TX_ID_RANDOM_BYTES)}"
+
+
+def coldkey(settings: Settings, wallet: str) -> Keypair:
+    try:
+        return unlock_coldkey(
+            settings.wallets_dir,
+            name=wallet,
+            passphrase=passphrase_from_env_or_prompt(confirm=False),
+        )
+    except WalletError as exc:
+        raise ActionError(str(exc)) from None
+
+
+def hotkey(settings: Settings, wallet: str, name: str) -> Keypair:
+    try:
+        return load_hotkey(settings.wallets_dir, wallet=wallet, hotkey=name)
+    except WalletError as exc:
+        raise ActionError(str(exc)) from None
+
+
+def commit_signed(settings: Settings, tx: Tx, keypair: Keypair) -> CommitResult:
+    """Sign ``tx`` with the signer's next nonce and commit it alone, as a user transaction."""
+    ledger = Ledger.open(settings.ledger_dir)
+    state = ledger.state()
+    signed = sign(dataclasses.replace(tx, nonce=state.next_nonce(keypair.public_hex)), keypair)
+    try:
+        return ledger.commit([signed], allow_system=False)
+    except BatchRejected as exc:
+        raise ActionError(exc.reason) from None
+    except LedgerError as exc:
+        raise ActionError(str(exc)) from None
+
+
+def weights_commit_hash(*, uids: list[int], weights: list[int], salt: str) -> str:
+    body = canonical_json({"uids": uids, "weights": weights, "salt": salt}).encode()
+    return hashlib.sha256(body).hexdigest()
+
+
+def pending_weights_path(settings: Settings, *, subnet: str, hotkey_hex: str) -> Path:
+    return settings.home / "pending-weights" / subnet / f"{hotkey_hex}.json"
+
+
+def save_pending_weights(path: Path, body: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def submission_payload(*, digest: str, uri: str, hotkey_hex: str) -> str:
+    return canonical_json(
+        {
+            "digest": digest,
+            "uri": uri,
+            "binding": submission_binding(digest=digest, hotkey=hotkey_hex),
+        }
+    )
