@@ -155,15 +155,36 @@ def _last_tempo_block(inputs: EpochInputs) -> int:
 def _liquid_alpha_ema(
     bond_weight: np.ndarray, bond_old: np.ndarray, consensus: np.ndarray, params: YumaParams
 ) -> np.ndarray:
-    """B = min(1, (1 − α)·B_old + max(0, α·W_b)) with the per-entry liquid α (§4.9b)."""
+    """B = min(1, (1 − α)·B_old + max(0, α·W_b)) with the per-entry liquid α (§4.9b).
+
+    Evaluated in place on two work arrays (same float operations as the formula).
+    """
     alpha_low, alpha_high = params.alpha_low, params.alpha_high
-    buy = np.clip(bond_weight - consensus, 0.0, 1.0)
-    sell = np.clip(bond_old - bond_weight, 0.0, 1.0)
-    disagreement = np.where(bond_weight >= bond_old, buy, sell)
-    exponent = np.clip(-params.sigmoid_steepness * (disagreement - 0.5), -20.0, 20.0)
-    sigma = 1.0 / (1.0 + np.exp(exponent))
-    alpha = np.clip(alpha_low + sigma * (alpha_high - alpha_low), alpha_low, alpha_high)
-    return np.minimum(1.0, (1.0 - alpha) * bond_old + np.maximum(0.0, alpha * bond_weight))
+    # d = clamp(W_b − C, 0, 1) where W_b ≥ B_old, else clamp(B_old − W_b, 0, 1)
+    work = np.subtract(bond_weight, consensus)
+    np.clip(work, 0.0, 1.0, out=work)
+    other = np.subtract(bond_old, bond_weight)
+    np.clip(other, 0.0, 1.0, out=other)
+    np.copyto(work, other, where=bond_weight < bond_old)
+    # σ = 1 / (1 + exp(clamp(−steepness·(d − 0.5), −20, 20)))
+    work -= 0.5
+    work *= -params.sigmoid_steepness
+    np.clip(work, -20.0, 20.0, out=work)
+    np.exp(work, out=work)
+    work += 1.0
+    np.divide(1.0, work, out=work)
+    # α = clamp(alpha_low + σ·(alpha_high − alpha_low), alpha_low, alpha_high)
+    work *= alpha_high - alpha_low
+    work += alpha_low
+    np.clip(work, alpha_low, alpha_high, out=work)
+    # B = min(1, (1 − α)·B_old + max(0, α·W_b))
+    np.multiply(work, bond_weight, out=other)
+    np.maximum(other, 0.0, out=other)
+    np.subtract(1.0, work, out=work)
+    work *= bond_old
+    work += other
+    np.minimum(work, 1.0, out=work)
+    return work
 
 
 def _legacy_bond_weights(w: np.ndarray, w_clipped: np.ndarray, beta: float) -> np.ndarray:
@@ -255,8 +276,11 @@ def _weight_entries(inputs: EpochInputs, params: YumaParams, vectors: _Vectors) 
     row_sum = np.bincount(validator, weights=weight_u16, minlength=n)  # integer sums: exact
     row_sum_of_entry = row_sum[validator]
     w = np.where(row_sum_of_entry > 0, weight_u16 / np.maximum(row_sum_of_entry, 1.0), 0.0)
-    order = np.lexsort((miner, validator))
-    return _Entries(validator=validator[order], miner=miner[order], w=w[order])
+    key = validator * n + miner
+    if key.size and not bool(np.all(key[1:] > key[:-1])):  # stored rows are usually sorted
+        order = np.argsort(key, kind="stable")
+        validator, miner, w = validator[order], miner[order], w[order]
+    return _Entries(validator=validator, miner=miner, w=w)
 
 
 def _stored_bond_entries(
@@ -403,8 +427,8 @@ def _matrices_dense(
             bond_weight_entry = _yuma3_bond_weight_entries(
                 bond_weight, w_entry, clipped_entry, params
             )
-            ema = _liquid_alpha_ema(bond_weight, bond_old, consensus[np.newaxis, :], params)
-            bonds = np.where(bond_weight_entry, ema, 0.0)
+            bonds = _liquid_alpha_ema(bond_weight, bond_old, consensus[np.newaxis, :], params)
+            np.copyto(bonds, 0.0, where=~bond_weight_entry)
         else:
             bonds = alpha * np.maximum(bond_weight, 0.0) + (1.0 - alpha) * bond_old
         bonds = np.maximum(bonds, 0.0)

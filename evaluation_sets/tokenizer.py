@@ -6,7 +6,8 @@ download) is needed at run time.
 
 Rules (all deterministic, independent of process, locale and ``PYTHONHASHSEED``):
 
-* :func:`words` lowercases with ``str.lower`` and keeps the maximal runs matching
+* :func:`words` lowercases ASCII letters only (a fixed table, so the result does not depend on
+  the Python version's Unicode database) and keeps the maximal runs matching
   ``[a-z0-9]+('[a-z]+)*`` -- ASCII letters/digits with inner apostrophes ("don't"); everything
   else (punctuation, markup, non-ASCII letters) separates words;
 * the vocabulary is built from the TRAIN texts only (:meth:`WordTokenizer.fit`): words ordered
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -44,6 +46,7 @@ PAD_ID: Final = 0
 UNK_ID: Final = 1
 RESERVED_TOKENS: Final = (PAD_TOKEN, UNK_TOKEN)
 _WORD_PATTERN: Final = re.compile(r"[a-z0-9]+(?:'[a-z]+)*")
+_ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _DIGEST_DOMAIN: Final = b"taoflow.word-tokenizer.v1\x00"
 
 
@@ -53,7 +56,7 @@ class InvalidTokenizer(ValueError):
 
 def words(text: str) -> list[str]:
     """The lowercase words of ``text`` in order (see the module docstring for the rule)."""
-    return _WORD_PATTERN.findall(text.lower())
+    return _WORD_PATTERN.findall(text.translate(_ASCII_LOWER))
 
 
 @dataclass(frozen=True, eq=False)

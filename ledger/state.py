@@ -551,7 +551,7 @@ class LedgerState:
                 self.epoch_unpaid_rao[epoch_key] = unpaid
             else:
                 del self.epoch_unpaid_rao[epoch_key]
-            if k in (Kind.EMISSION_INCENTIVE, Kind.EMISSION_DIVIDEND) and tx.uid >= 0:
+            if k != Kind.EMISSION_OWNER and tx.uid >= 0:
                 per_uid = self.uid_emission_rao.setdefault(tx.subnet, {})
                 per_uid[tx.uid] = per_uid.get(tx.uid, 0) + amount
             if k == Kind.EMISSION_OWNER:

@@ -13,9 +13,11 @@ from rich.table import Table
 from taoflow.cli_network import (
     miner_app,
     register,
+    stake_app,
     submissions,
     submit,
     subnet_app,
+    transfer,
     weights_app,
 )
 from taoflow.cli_wallet import wallet_app
@@ -32,6 +34,8 @@ app.add_typer(miner_app, name="miner")
 app.add_typer(weights_app, name="weights")
 epoch_app = typer.Typer(no_args_is_help=True, help="Run epochs")
 app.add_typer(epoch_app, name="epoch")
+app.add_typer(stake_app, name="stake")
+app.command("transfer")(transfer)
 app.command("register")(register)
 app.command("submit")(submit)
 app.command("submissions")(submissions)

@@ -398,3 +398,169 @@ def weights_reveal(
         raise _fail(str(exc)) from None
     path.unlink()
     console.print(f"[green]revealed[/] {len(body['uids'])} weights on {subnet!r}")
+
+
+stake_app = typer.Typer(no_args_is_help=True, help="Stake, unstake, delegate, set your take")
+AmountOption = Annotated[float, typer.Option("--amount", min=0, help="Amount in τ")]
+
+
+def _account_of(settings: Settings, value: str) -> str:
+    """An account id from a hex id, a wallet name (coldkey) or wallet/hotkey."""
+    from ledger.keys import is_account_id
+    from taoflow.names import account_labels
+
+    if is_account_id(value):
+        return value
+    by_label = {lab: acc for acc, lab in account_labels(settings.wallets_dir).items()}
+    if value in by_label:
+        return by_label[value]
+    raise _fail(f"{value!r} is neither an account id nor a local wallet (or wallet/hotkey)")
+
+
+def _stake_tx(
+    kind_name: str, *, wallet: str, hotkey: str, amount: float, home: Path | None
+) -> tuple[str, int | None]:
+    from ledger.schema import RAO_PER_TAO, Kind, Tx
+    from taoflow.actions import ActionError, coldkey, commit_signed, new_tx_id
+
+    settings = _settings(home)
+    kind = Kind(kind_name)
+    target = _account_of(settings, hotkey)
+    try:
+        cold = coldkey(settings, wallet)
+        tx = Tx(
+            new_tx_id(kind),
+            kind,
+            coldkey=cold.public_hex,
+            hotkey=target,
+            amount_rao=round(amount * RAO_PER_TAO),
+        )
+        result = commit_signed(settings, tx, cold)
+    except ActionError as exc:
+        raise _fail(str(exc)) from None
+    return target, result.batch_no
+
+
+@stake_app.command("add")
+def stake_add(
+    wallet: WalletOption,
+    hotkey: Annotated[str, typer.Option("--hotkey", help="Validator hotkey: id or wallet/hotkey")],
+    amount: AmountOption,
+    home: HomeOption = None,
+) -> None:
+    """Stake (or delegate) AMOUNT τ from WALLET's coldkey to a validator hotkey."""
+    target, batch = _stake_tx("add_stake", wallet=wallet, hotkey=hotkey, amount=amount, home=home)
+    console.print(
+        f"[green]staked[/] {amount:,.9f} τ to {target[:16]}… (batch {batch}); "
+        "it counts from the next epoch"
+    )
+
+
+@stake_app.command("remove")
+def stake_remove(
+    wallet: WalletOption,
+    hotkey: Annotated[str, typer.Option("--hotkey", help="Validator hotkey: id or wallet/hotkey")],
+    amount: AmountOption,
+    home: HomeOption = None,
+) -> None:
+    """Unstake AMOUNT τ from a hotkey back to WALLET's free balance."""
+    target, batch = _stake_tx(
+        "remove_stake", wallet=wallet, hotkey=hotkey, amount=amount, home=home
+    )
+    console.print(f"[green]unstaked[/] {amount:,.9f} τ from {target[:16]}… (batch {batch})")
+
+
+@stake_app.command("list")
+def stake_list(
+    wallet: Annotated[str | None, typer.Option("--wallet", "-w", help="Only this wallet")] = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stakes per (coldkey, hotkey) with each hotkey's take."""
+    from ledger.store import Ledger
+    from taoflow.names import account_labels, label
+
+    settings = _settings(home)
+    state = Ledger.open(settings.ledger_dir).state()
+    only = _account_of(settings, wallet) if wallet else None
+    rows: list[dict[str, Any]] = [
+        {"coldkey": c, "hotkey": h, "stake_rao": v, "take_ppm": state.take_ppm(h)}
+        for (c, h), v in sorted(state.stakes.items())
+        if only is None or c == only
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    labels = account_labels(settings.wallets_dir)
+    table = Table(title="stakes", header_style="bold cyan")
+    for column in ("coldkey", "hotkey", "stake τ", "take"):
+        table.add_column(column, justify="right" if column in ("stake τ", "take") else "left")
+    for r in rows:
+        table.add_row(
+            label(r["coldkey"], labels),
+            label(r["hotkey"], labels),
+            f"{r['stake_rao'] / 1e9:,.9f}",
+            f"{r['take_ppm'] / 1e4:.2f} %",
+        )
+    console.print(table)
+
+
+@stake_app.command("take")
+def stake_take(
+    wallet: WalletOption,
+    percent: Annotated[float, typer.Option("--percent", min=0, max=18, help="New take, %")],
+    hotkey: HotkeyOption = "default",
+    home: HomeOption = None,
+) -> None:
+    """Set your validator hotkey's take (decreases apply now; increases are rate-limited)."""
+    from ledger.schema import Kind, Tx, canonical_json
+    from taoflow.actions import ActionError, coldkey, commit_signed, new_tx_id
+    from taoflow.actions import hotkey as load_hot
+
+    settings = _settings(home)
+    try:
+        cold = coldkey(settings, wallet)
+        hot = load_hot(settings, wallet, hotkey)
+        tx = Tx(
+            new_tx_id(Kind.SET_TAKE),
+            Kind.SET_TAKE,
+            coldkey=cold.public_hex,
+            hotkey=hot.public_hex,
+            payload=canonical_json({"take_ppm": round(percent * 10_000)}),
+        )
+        commit_signed(settings, tx, cold)
+    except ActionError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"[green]take set[/] to {percent:.2f} %")
+
+
+def transfer(
+    wallet: WalletOption,
+    dest: Annotated[str, typer.Option("--dest", help="Destination: account id or wallet name")],
+    amount: AmountOption,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Transfer AMOUNT τ from WALLET's coldkey to DEST."""
+    from ledger.schema import RAO_PER_TAO, Kind, Tx
+    from taoflow.actions import ActionError, coldkey, commit_signed, new_tx_id
+
+    settings = _settings(home)
+    target = _account_of(settings, dest)
+    try:
+        cold = coldkey(settings, wallet)
+        tx = Tx(
+            new_tx_id(Kind.TRANSFER),
+            Kind.TRANSFER,
+            coldkey=cold.public_hex,
+            dest=target,
+            amount_rao=round(amount * RAO_PER_TAO),
+        )
+        result = commit_signed(settings, tx, cold)
+    except ActionError as exc:
+        raise _fail(str(exc)) from None
+    _emit(
+        {"tx_id": tx.tx_id, "batch_no": result.batch_no, "amount_rao": tx.amount_rao},
+        as_json=as_json,
+        text=f"[green]sent[/] {amount:,.9f} τ to {target[:16]}… (batch {result.batch_no})",
+    )

@@ -27,7 +27,11 @@ def metagraph(ledger: Ledger, *, subnet: str) -> list[dict[str, Any]]:
         table = ledger.table()
         mask = pc.and_(pc.equal(table["subnet"], subnet), pc.equal(table["epoch"], last_epoch))
         for row in table.filter(mask).to_pylist():
-            if row["kind"] in (Kind.EMISSION_INCENTIVE, Kind.EMISSION_DIVIDEND):
+            if row["kind"] in (
+                Kind.EMISSION_INCENTIVE,
+                Kind.EMISSION_DIVIDEND,
+                Kind.EMISSION_DELEGATOR,
+            ):
                 emission_rao[row["uid"]] = emission_rao.get(row["uid"], 0) + row["amount_rao"]
     rows = []
     for uid, neuron in sorted(state.neurons[subnet].items()):

@@ -6,7 +6,10 @@ Invariants:
 - The batch starts with one ``epoch`` entry whose amount equals the sum of the batch's emission
   entries (the ledger rejects the batch otherwise), and every split is exact (``split_by_weights``).
 - Owner cut → the owner's coldkey balance; miner incentive → stake on the miner's hotkey;
-  validator dividends → stake on the validator's hotkey (compounding).
+  validator dividends: the validator's take (``take_ppm`` of the dividend, floored) → stake of
+  the validator's coldkey on its hotkey; the rest → every coldkey staked on the hotkey (the
+  validator's own stake included) pro rata to stake, exactly (largest remainder, ties by
+  coldkey), as stake on that hotkey (compounding). Stake is the snapshot the epoch gathered.
 - If no miner earns incentive, the miner pool goes to validators by their emission share (spec
   §4.10 fallback). A pool that nobody can receive is not minted at all (recorded as unissued).
 - Transaction ids are derived from (subnet, epoch, kind, uid): a retried epoch is idempotent and
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.emission import quantise_shares, split_by_weights, split_subnet_emission
+from ledger.emission import PPM, quantise_shares, split_by_weights, split_subnet_emission
 from ledger.schema import Kind, Tx, canonical_json
 from tasks.gather import EpochContext
 
@@ -77,6 +80,31 @@ def compute_payouts(
     )
 
 
+@dataclass(frozen=True)
+class DelegationSplit:
+    """How one validator's dividend is shared: its take and each staker's part, in rao."""
+
+    take_rao: int
+    stakers_rao: tuple[tuple[str, int], ...]
+
+
+def split_dividend(
+    dividend_rao: int, *, take_ppm: int, stakers: Sequence[tuple[str, int]]
+) -> DelegationSplit:
+    """Validator take first, the rest pro rata to stake; exact to the rao."""
+    if not 0 <= take_ppm <= PPM:
+        raise ValueError(f"take_ppm must be in [0, {PPM}]")
+    staked = [(coldkey, stake) for coldkey, stake in stakers if stake > 0]
+    if not staked:
+        return DelegationSplit(take_rao=dividend_rao, stakers_rao=())
+    take = dividend_rao * take_ppm // PPM
+    parts = split_by_weights(dividend_rao - take, [stake for _, stake in staked])
+    return DelegationSplit(
+        take_rao=take,
+        stakers_rao=tuple((c, part) for (c, _), part in zip(staked, parts, strict=True)),
+    )
+
+
 def epoch_transactions(
     ctx: EpochContext, payouts: Payouts, *, consensus_state: dict[str, Any]
 ) -> list[Tx]:
@@ -107,20 +135,46 @@ def epoch_transactions(
             )
         )
     for neuron in ctx.neurons:
-        for kind, amounts in (
-            (Kind.EMISSION_INCENTIVE, payouts.incentive_rao),
-            (Kind.EMISSION_DIVIDEND, payouts.dividends_rao),
-        ):
-            if amounts[neuron.uid]:
+        incentive = payouts.incentive_rao[neuron.uid]
+        if incentive:
+            txs.append(
+                _entry(
+                    ctx,
+                    f"{prefix}/{Kind.EMISSION_INCENTIVE.value}/{neuron.uid}",
+                    Kind.EMISSION_INCENTIVE,
+                    coldkey=neuron.coldkey,
+                    hotkey=neuron.hotkey,
+                    uid=neuron.uid,
+                    amount_rao=incentive,
+                )
+            )
+        dividend = payouts.dividends_rao[neuron.uid]
+        if not dividend:
+            continue
+        split = split_dividend(dividend, take_ppm=neuron.take_ppm, stakers=neuron.stakers)
+        if split.take_rao:
+            txs.append(
+                _entry(
+                    ctx,
+                    f"{prefix}/{Kind.EMISSION_DIVIDEND.value}/{neuron.uid}",
+                    Kind.EMISSION_DIVIDEND,
+                    coldkey=neuron.coldkey,
+                    hotkey=neuron.hotkey,
+                    uid=neuron.uid,
+                    amount_rao=split.take_rao,
+                )
+            )
+        for coldkey, amount in split.stakers_rao:
+            if amount:
                 txs.append(
                     _entry(
                         ctx,
-                        f"{prefix}/{kind.value}/{neuron.uid}",
-                        kind,
-                        coldkey=neuron.coldkey,
+                        f"{prefix}/{Kind.EMISSION_DELEGATOR.value}/{neuron.uid}/{coldkey}",
+                        Kind.EMISSION_DELEGATOR,
+                        coldkey=coldkey,
                         hotkey=neuron.hotkey,
                         uid=neuron.uid,
-                        amount_rao=amounts[neuron.uid],
+                        amount_rao=amount,
                     )
                 )
     return txs

@@ -36,6 +36,9 @@ class NeuronView:
     artifact_uri: str | None
     artifact_block: int | None = None
     validator_settings: dict[str, Any] | None = None
+    stakers: tuple[tuple[str, int], ...] = ()
+    """(coldkey, stake in rao) of everyone staked on this hotkey, by coldkey."""
+    take_ppm: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,14 @@ def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochCo
                 artifact_uri=commit.uri if commit else None,
                 artifact_block=commit.block if commit else None,
                 validator_settings=dict(neuron.validator_settings),
+                stakers=tuple(
+                    sorted(
+                        (coldkey, stake)
+                        for (coldkey, hotkey), stake in state.stakes.items()
+                        if hotkey == neuron.hotkey and stake > 0
+                    )
+                ),
+                take_ppm=state.take_ppm(neuron.hotkey),
             )
         )
     external: dict[int, tuple[dict[int, int], int]] = {}

@@ -216,3 +216,48 @@ def test_wrong_passphrase_is_a_clear_error(network: Path) -> None:
         check=False,
     )
     assert proc.returncode == 1 and "wrong passphrase" in proc.stderr
+
+
+def test_transfer_delegate_and_unstake(network: Path) -> None:
+    tf(network, "transfer", "--wallet", "owner", "--dest", "miner", "--amount", "2.5")
+    tf(
+        network,
+        "stake",
+        "add",
+        "--wallet",
+        "miner",
+        "--hotkey",
+        "validator/default",
+        "--amount",
+        "1.25",
+    )
+    stakes = json.loads(tf(network, "stake", "list", "--wallet", "miner", "--json").stdout)
+    assert [s["stake_rao"] for s in stakes] == [1_250_000_000]
+    assert stakes[0]["take_ppm"] == 180_000
+    too_much = tf(
+        network,
+        "stake",
+        "remove",
+        "--wallet",
+        "miner",
+        "--hotkey",
+        "validator/default",
+        "--amount",
+        "2",
+        ok=False,
+    )
+    assert too_much.returncode == 1 and "staked" in too_much.stderr
+    tf(
+        network,
+        "stake",
+        "remove",
+        "--wallet",
+        "miner",
+        "--hotkey",
+        "validator/default",
+        "--amount",
+        "0.25",
+    )
+    stakes = json.loads(tf(network, "stake", "list", "--wallet", "miner", "--json").stdout)
+    assert [s["stake_rao"] for s in stakes] == [1_000_000_000]
+    assert Ledger(network / "ledger").verify().ok

@@ -18,8 +18,8 @@ from torch import nn
 from evaluation_sets import EvaluationSet, load_evaluation_set
 from tasks.evaluate import EvalJob, EvalResult, derive_seed, evaluate_job, sample_indices
 from tasks.evaluate.runner import _count_correct
-from tasks.miner_kit import train_mlp
-from tasks.models import FamilyLimits, artifact_digest, save_submission
+from tasks.miner_kit import train_mlp, train_model
+from tasks.models import FamilyLimits, ModelConfig, artifact_digest, save_submission
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LIMITS = FamilyLimits(
@@ -334,3 +334,160 @@ def test_fanout_matches_direct_results_for_one_and_two_workers(world: Fixture) -
     assert [r.uid for r in direct] == [0, 1, 2, 10, 11]
     assert all(r.error is None for r in direct[:3])
     assert all(r.score == 0.0 and r.error for r in direct[3:])
+
+
+# --- every family on its own set ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FamilyCase:
+    eval_set: EvaluationSet
+    job: EvalJob
+    model: nn.Module
+    config: ModelConfig
+    limits: FamilyLimits
+
+
+# (set, family, overrides, epochs, learning rate, batch size)
+FAMILY_RECIPES: dict[str, tuple[str, dict[str, object], int, float, int]] = {
+    "cnn": ("digits", {"channels": [8, 16]}, 6, 0.03, 32),
+    "embedding_bag": ("reviews", {"embedding_dim": 16, "hidden_sizes": [16]}, 2, 0.01, 64),
+    "mlp": ("wine", {"hidden_sizes": [16]}, 5, 0.01, 64),
+}
+
+
+@pytest.fixture(scope="module")
+def family_cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FamilyCase]:
+    root = tmp_path_factory.mktemp("families")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cases: dict[str, FamilyCase] = {}
+    for uid, (family, recipe) in enumerate(sorted(FAMILY_RECIPES.items())):
+        name, overrides, epochs, learning_rate, batch_size = recipe
+        eval_set = load_evaluation_set(name)
+        model, config = train_model(
+            eval_set,
+            family=family,
+            config_overrides=overrides,
+            epochs=epochs,
+            seed=uid,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+        )
+        model_path, config_path = save_submission(model, config, root / family)
+        limits = FamilyLimits(
+            params_max=100_000,
+            bytes_max=500_000,
+            layers_max=4,
+            input_dim=eval_set.input_dim,
+            num_classes=eval_set.num_classes,
+            vocab_size=eval_set.vocab_size,
+            families=frozenset({family}),
+        )
+        job = EvalJob(uid, str(model_path), str(config_path))
+        cases[family] = FamilyCase(eval_set, job, model, config, limits)
+    torch.set_num_threads(previous)
+    return cases
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_RECIPES))
+def test_evaluate_job_on_each_family(family_cases: dict[str, FamilyCase], family: str) -> None:
+    case = family_cases[family]
+    features, labels = case.eval_set.arrays("test")
+    assert features.dtype == np.dtype(case.config.feature_dtype)
+    result = evaluate_job(case.job, features=features, labels=labels, limits=case.limits)
+    assert result.error is None and result.n_samples == len(labels)
+    assert result.score == _by_hand(case.model, features, labels)
+    majority = float(np.max(np.bincount(labels)) / len(labels))
+    assert result.score > majority + 0.05
+    again = evaluate_job(
+        case.job, features=features, labels=labels, limits=case.limits, batch_size=13
+    )
+    assert again == result
+
+
+def test_features_of_the_wrong_dtype_for_the_subnet_raise(
+    family_cases: dict[str, FamilyCase],
+) -> None:
+    text, image = family_cases["embedding_bag"], family_cases["cnn"]
+    ids, labels = text.eval_set.arrays("test")
+    pixels, digit_labels = image.eval_set.arrays("test")
+    with pytest.raises(ValueError, match="int64 numpy array"):
+        evaluate_job(text.job, features=ids.astype(np.float32), labels=labels, limits=text.limits)
+    with pytest.raises(ValueError, match="int64 numpy array"):
+        evaluate_job(text.job, features=ids.astype(np.int32), labels=labels, limits=text.limits)
+    with pytest.raises(ValueError, match="float32 numpy array"):
+        evaluate_job(
+            image.job, features=pixels.astype(np.int64), labels=digit_labels, limits=image.limits
+        )
+
+
+def test_out_of_range_token_ids_are_refused_not_clamped(
+    family_cases: dict[str, FamilyCase],
+) -> None:
+    case = family_cases["embedding_bag"]
+    ids, labels = case.eval_set.arrays("test")
+    assert case.limits.vocab_size is not None
+    for bad_id in (case.limits.vocab_size, -1):
+        hostile = ids.copy()
+        hostile[7, 0] = bad_id
+        with pytest.raises(ValueError, match="token ids"):
+            evaluate_job(case.job, features=hostile, labels=labels, limits=case.limits)
+    # The model itself refuses too (a second line of defence on the worker).
+    beyond = ids[:4].copy()
+    beyond[0, 0] = case.limits.vocab_size
+    with pytest.raises(ValueError, match="no clamping"):
+        _count_correct(
+            case.model,
+            features=beyond,
+            labels=labels[:4],
+            num_classes=2,
+            batch_size=4,
+            device=torch.device("cpu"),
+        )
+
+
+def test_model_and_evaluation_set_mismatch_scores_zero_with_a_reason(
+    family_cases: dict[str, FamilyCase],
+) -> None:
+    text, image, tabular = (family_cases[f] for f in ("embedding_bag", "cnn", "mlp"))
+    pixels, digit_labels = image.eval_set.arrays("test")
+    mlp_only = FamilyLimits(**{**image.limits.__dict__, "families": frozenset({"mlp"})})
+    result = evaluate_job(image.job, features=pixels, labels=digit_labels, limits=mlp_only)
+    assert result.score == 0.0 and result.error is not None
+    assert result.error.startswith("over_limits:") and "'cnn' is not allowed" in result.error
+
+    # A text model submitted to the digits subnet (which allows both float families).
+    float_subnet = FamilyLimits(**{**image.limits.__dict__, "families": frozenset({"mlp", "cnn"})})
+    result = evaluate_job(text.job, features=pixels, labels=digit_labels, limits=float_subnet)
+    assert result.error is not None and "'embedding_bag' is not allowed" in result.error
+
+    # A wine model on the digits subnet: its input_dim does not match the task.
+    result = evaluate_job(tabular.job, features=pixels, labels=digit_labels, limits=float_subnet)
+    assert result.error is not None and result.error.startswith("over_limits:")
+    assert "input_dim" in result.error
+
+    # A reviews model whose vocabulary differs from the subnet's.
+    ids, labels = text.eval_set.arrays("test")
+    assert text.limits.vocab_size is not None
+    other_vocab = FamilyLimits(**{**text.limits.__dict__, "vocab_size": text.limits.vocab_size + 1})
+    result = evaluate_job(text.job, features=ids, labels=labels, limits=other_vocab)
+    assert result.error is not None and "vocab_size" in result.error
+
+
+def test_input_kind_mismatch_is_a_model_failure(
+    family_cases: dict[str, FamilyCase], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth: should a float-only subnet ever load a token model, it scores 0."""
+    import tasks.evaluate.runner as runner
+
+    text, image = family_cases["embedding_bag"], family_cases["cnn"]
+    monkeypatch.setattr(
+        runner,
+        "load_submission_with_config",
+        lambda **_: (text.model, text.config),
+    )
+    pixels, digit_labels = image.eval_set.arrays("test")
+    result = evaluate_job(image.job, features=pixels, labels=digit_labels, limits=image.limits)
+    assert result.score == 0.0 and result.error is not None
+    assert result.error.startswith("input_mismatch:") and "int64" in result.error

@@ -330,3 +330,35 @@ def test_yuma3_bonds_are_proportions_stored_by_floor() -> None:
             }
             expected = {key: value for key, value in expected.items() if value > 0}
             assert {(v, m): b for v, m, b in _stored(state)} == expected
+
+
+def test_yuma3_liquid_explicit_zero_weight_keeps_bond_decaying() -> None:
+    """Spec §4.9 sparse-path quirk: with liquid alpha, a bond whose W_b entry is an explicit zero
+    decays as (1 − α)·B_old, while a bond with no W_b entry at all is dropped."""
+    n_uids = 4
+    inputs = EpochInputs(
+        stake_rao=np.array([3_000, 1_000, 0, 0], dtype=np.int64),
+        weights=_weights_table([(0, 2, 65_535), (0, 3, 0), (1, 2, 65_535)]),
+        last_update_block=np.full(n_uids, 100, dtype=np.int64),
+        registered_block=np.zeros(n_uids, dtype=np.int64),
+        current_block=100,
+        owner_uid=None,
+        last_step_block=90,
+        tempo_blocks=10,
+    )
+    bonds = pa.table(
+        {
+            "validator": pa.array([0, 1], pa.int32()),
+            "miner": pa.array([3, 3], pa.int32()),
+            "bond_u16": pa.array([30_000, 30_000], pa.int32()),
+        }
+    )
+    state = EpochState(bonds=bonds, validator_permit=np.array([True, True, False, False]))
+    params = YumaParams(yuma3=True, liquid_alpha=True, max_validators=2)
+    want = reference_epoch(inputs, params, state)
+    for layout in ("dense", "sparse"):
+        got = _layout_fn(layout)(inputs, params, state)
+        _assert_same(got, want, f"{layout}: ")
+        stored = {(v, m): b for v, m, b in _stored(got[1])}
+        assert 0 < stored[(0, 3)] < 30_000  # explicit zero weight: decayed
+        assert (1, 3) not in stored  # no W_b entry: dropped

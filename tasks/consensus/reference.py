@@ -238,7 +238,7 @@ def reference_epoch(
         for j in uids:
             if inputs.last_update_block[i] <= inputs.registered_block[j]:
                 weight_entries[i, j] = False  # outdated
-            if params.commit_reveal and commit_block[i] < inputs.registered_block[j]:
+            if params.commit_reveal and commit_block[i] <= inputs.registered_block[j]:
                 weight_entries[i, j] = False  # committed before j registered (§4.5.5)
     weights = np.where(weight_entries, weights, 0.0)
     for i in uids:

@@ -406,11 +406,11 @@ liquid AS (
 -- (W_b_ij, B_old_ij, C_j) over the W_b entries only: the sparse liquid EMA emits nothing else,
 -- so a bond without a W_b entry is dropped to 0 (chain's mat_ema_alpha_sparse)    §4.9 quirk
 liquid_entries AS (
-    SELECT coalesce(Wb.validator, Bo.validator) AS validator, coalesce(Wb.miner, Bo.miner) AS miner, coalesce(Wb.w, 0.0) AS w_b,
+    SELECT Wb.validator, Wb.miner, Wb.w AS w_b,
         coalesce(Bo.b, 0.0) AS b_old, coalesce(C.C, 0.0) AS c
     FROM yuma_W_b AS Wb
-    FULL OUTER JOIN yuma3_B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
-    LEFT JOIN yuma_C AS C ON C.miner = coalesce(Wb.miner, Bo.miner)
+    LEFT JOIN yuma3_B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
+    LEFT JOIN yuma_C AS C ON C.miner = Wb.miner
     WHERE (SELECT is_on FROM liquid)
 ),
 -- d_ij = clamp(W_b − C_j, 0, 1) if W_b_ij ≥ B_old_ij else clamp(B_old − W_b, 0, 1)     §4.9b

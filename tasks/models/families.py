@@ -172,7 +172,7 @@ def _check_sizes(name: str, value: object, *, count_min: int, count_max: int) ->
     if not isinstance(value, (list, tuple)):
         raise InvalidModelConfig(f"{name} must be a list of integers, got {type(value).__name__}")
     if len(value) > count_max:
-        label = "hidden layers" if name == "hidden_sizes" else f"{name} entries"
+        label = "hidden layers" if name == "hidden_sizes" else f"conv layers ({name})"
         raise InvalidModelConfig(f"too many {label}: {len(value)} > {count_max}")
     if len(value) < count_min:
         raise InvalidModelConfig(f"{name} needs at least {count_min} entry, got {len(value)}")
