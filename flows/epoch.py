@@ -57,6 +57,7 @@ def epoch_flow(
         scores=mean_scores,
         errors=evaluation.errors,
     )
+    shells.publish(ctx=ctx, metagraph=metagraph, emission_rao=payouts.total_rao, commit=commit)
     run_id = str(flow_run.id) if flow_run.id else None
     mlflow_run_id, mlflow_error = None, None
     try:

@@ -137,3 +137,33 @@ def track(
         aggregates=aggregates,
         tags=tags,
     )
+
+
+@task(name="publish", cache_policy=NO_CACHE)
+def publish(
+    *, ctx: EpochContext, metagraph: pa.Table, emission_rao: int, commit: CommitResult
+) -> None:
+    """Prefect artifacts: the metagraph table and a markdown summary of the epoch."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from tasks.summary import artifact_key, markdown_summary, table_rows
+
+    rows = metagraph.to_pylist()
+    create_table_artifact(
+        table=table_rows(rows),
+        key=artifact_key(ctx.subnet, "metagraph"),
+        description=f"{ctx.subnet} metagraph after epoch {ctx.epoch}",
+    )
+    create_markdown_artifact(
+        markdown=markdown_summary(
+            subnet=ctx.subnet,
+            epoch=ctx.epoch,
+            block=ctx.block,
+            emission_rao=emission_rao,
+            batch_no=commit.batch_no,
+            batch_hash=commit.batch_hash,
+            metagraph=rows,
+        ),
+        key=artifact_key(ctx.subnet, "summary"),
+        description=f"{ctx.subnet} epoch {ctx.epoch}",
+    )

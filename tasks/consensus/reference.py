@@ -238,7 +238,7 @@ def reference_epoch(
         for j in uids:
             if inputs.last_update_block[i] <= inputs.registered_block[j]:
                 weight_entries[i, j] = False  # outdated
-            if params.commit_reveal and commit_block[i] <= inputs.registered_block[j]:
+            if params.commit_reveal and commit_block[i] < inputs.registered_block[j]:
                 weight_entries[i, j] = False  # committed before j registered (§4.5.5)
     weights = np.where(weight_entries, weights, 0.0)
     for i in uids:
@@ -271,7 +271,7 @@ def reference_epoch(
     # β = 0 → W's entries, β = 1 → W̄'s entries, otherwise entries with a positive result.
     if params.bonds_penalty_u16 == 0:
         bond_weights = weights.copy()
-        bond_weight_entries = weight_entries.copy()
+        bond_weight_entries = weight_entries & (weights > 0)
     elif params.bonds_penalty_u16 == U16_MAX:
         bond_weights = weights_clipped.copy()
         bond_weight_entries = clipped_entries.copy()

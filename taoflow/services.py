@@ -1,0 +1,184 @@
+"""Local services: a Prefect server and the MLflow UI on 127.0.0.1, and serving the epochs.
+
+Imperative shell. Fault model: a child service that fails to come up within its start-up bound is
+stopped and reported; on Ctrl-C (SIGINT) or SIGTERM every child is terminated, then killed after
+``STOP_TIMEOUT_S``. Nothing here touches the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from taoflow.settings import Settings
+
+HOST = "127.0.0.1"
+PREFECT_PORT_DEFAULT = 4200
+MLFLOW_PORT_DEFAULT = 5000
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 10.0
+POLL_INTERVAL_S = 0.5
+BLOCK_TIME_S_DEFAULT = 12.0
+BLOCK_TIME_S_FAST = 0.1
+EPOCH_INTERVAL_S_MIN = 5.0
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    url: str
+    health_url: str
+    process: subprocess.Popen[bytes]
+
+
+def _module_command(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def _wait_healthy(service: Service, *, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise ServiceError(f"{service.name} exited with code {service.process.returncode}")
+        try:
+            with urllib.request.urlopen(service.health_url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(POLL_INTERVAL_S)
+    raise ServiceError(f"{service.name} did not answer on {service.health_url} in {timeout_s} s")
+
+
+def _stop(services: list[Service]) -> None:
+    for service in services:
+        if service.process.poll() is None:
+            service.process.send_signal(signal.SIGTERM)
+    for service in services:
+        try:
+            service.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait()
+
+
+def start_prefect(settings: Settings, *, port: int) -> Service:
+    env = {**os.environ, "PREFECT_HOME": str(settings.prefect_home)}
+    env.pop("PREFECT_API_URL", None)
+    process = subprocess.Popen(
+        _module_command("prefect", "server", "start", "--host", HOST, "--port", str(port)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://{HOST}:{port}"
+    return Service("Prefect", url, f"{url}/api/health", process)
+
+
+def start_mlflow(settings: Settings, *, port: int) -> Service:
+    settings.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        _module_command(
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            settings.mlflow_tracking_uri,
+            "--default-artifact-root",
+            settings.mlflow_artifacts_dir.resolve().as_uri(),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+        ),
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://{HOST}:{port}"
+    return Service("MLflow", url, f"{url}/health", process)
+
+
+@contextmanager
+def running(
+    settings: Settings,
+    *,
+    prefect_port: int | None,
+    mlflow_port: int | None,
+    report: Callable[[str], None],
+) -> Iterator[list[Service]]:
+    """Start the requested services, wait until healthy, stop them on exit."""
+    services: list[Service] = []
+    try:
+        if prefect_port is not None:
+            services.append(start_prefect(settings, port=prefect_port))
+        if mlflow_port is not None:
+            services.append(start_mlflow(settings, port=mlflow_port))
+        for service in services:
+            report(f"starting {service.name} …")
+            _wait_healthy(service, timeout_s=START_TIMEOUT_S)
+            report(f"{service.name}: {service.url}")
+        yield services
+    finally:
+        _stop(services)
+
+
+def wait_forever() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = False
+
+    def _handler(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    previous = signal.signal(signal.SIGTERM, _handler)
+    try:
+        while not stop:
+            time.sleep(POLL_INTERVAL_S)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def epoch_interval(*, tempo_blocks: int, block_time_s: float) -> timedelta:
+    return timedelta(seconds=max(EPOCH_INTERVAL_S_MIN, tempo_blocks * block_time_s))
+
+
+def serve_epochs(settings: Settings, *, block_time_s: float, dask_address: str | None) -> None:
+    """One deployment per subnet, scheduled every tempo × block time; serve until stopped."""
+    from prefect import serve
+
+    from flows.epoch import epoch_flow
+    from ledger.store import Ledger
+
+    state = Ledger.open(settings.ledger_dir).state()
+    if not state.subnets:
+        raise ServiceError(f"no subnet in {settings.home}: run `taoflow demo` or create one")
+    deployments: list[Any] = [
+        epoch_flow.to_deployment(
+            name=f"epoch-{name}",
+            interval=epoch_interval(
+                tempo_blocks=int(info.config["tempo_blocks"]), block_time_s=block_time_s
+            ),
+            parameters={"subnet": name, "home": str(settings.home), "dask_address": dask_address},
+            concurrency_limit=1,
+            tags=["taoflow", f"subnet-{name}"],
+            description=f"Yuma epochs of subnet {name!r} ({info.config.get('task')})",
+        )
+        for name, info in sorted(state.subnets.items())
+    ]
+    serve(*deployments)
