@@ -362,8 +362,9 @@ def _column_normalise_dense(matrix: np.ndarray) -> np.ndarray:
 
 
 def _dense_triplets(matrix: np.ndarray, row_uids: np.ndarray, mask: np.ndarray) -> _Triplets:
-    rows, miners = np.nonzero(mask)  # row-major: sorted by (row, miner)
-    return _Triplets(validator=row_uids[rows], miner=miners, value=matrix[rows, miners])
+    flat = np.flatnonzero(mask)  # row-major: sorted by (row, miner)
+    rows, miners = np.divmod(flat, matrix.shape[1])
+    return _Triplets(validator=row_uids[rows], miner=miners, value=matrix.ravel()[flat])
 
 
 def _matrices_dense(

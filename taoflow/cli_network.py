@@ -216,9 +216,7 @@ def submit(
     from evaluation_sets import load_evaluation_set
 
     eval_set = load_evaluation_set(str(info.config["evaluation_set"]))
-    limits = family_limits(
-        info.config, input_dim=eval_set.input_dim, num_classes=eval_set.num_classes
-    )
+    limits = family_limits(info.config, eval_set=eval_set)
     try:
         with model.open("rb") as handle:
             model_bytes = handle.read(limits.bytes_max + 1)
@@ -294,6 +292,9 @@ def submissions(subnet: SubnetOption, home: HomeOption = None, as_json: JsonOpti
 def miner_train(
     subnet: SubnetOption,
     out: Annotated[Path, typer.Option("--out", help="Directory for the submission files")],
+    family: Annotated[
+        str | None, typer.Option(help="Model family (default: the subnet's first family)")
+    ] = None,
     hidden: Annotated[list[int], typer.Option("--hidden", help="Hidden layer sizes")] = [64],  # noqa: B006
     epochs: Annotated[int, typer.Option(min=1, max=1000)] = 10,
     seed: Annotated[int, typer.Option()] = 0,
@@ -302,7 +303,7 @@ def miner_train(
     """Train a model for SUBNET's task and write model.safetensors + config.json."""
     from evaluation_sets import load_evaluation_set
     from ledger.store import Ledger
-    from tasks.miner_kit import train_mlp
+    from tasks.miner_kit import train_model
     from tasks.models.artifacts import save_submission
 
     settings = _settings(home)
@@ -310,8 +311,16 @@ def miner_train(
     if info is None:
         raise _fail(f"no subnet {subnet!r}")
     eval_set = load_evaluation_set(str(info.config["evaluation_set"]))
-    with console.status(f"training on {eval_set.name} ({epochs} epochs)"):
-        model, config = train_mlp(eval_set, hidden_sizes=tuple(hidden), epochs=epochs, seed=seed)
+    configured = info.config.get("model_families") or [info.config.get("model_family", "mlp")]
+    chosen = family or str(configured[0])
+    overrides: dict[str, object] = {} if chosen == "cnn" else {"hidden_sizes": list(hidden)}
+    try:
+        with console.status(f"training a {chosen} on {eval_set.name} ({epochs} epochs)"):
+            model, config = train_model(
+                eval_set, family=chosen, config_overrides=overrides, epochs=epochs, seed=seed
+            )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     model_path, config_path = save_submission(model, config, out)
     console.print(f"[green]wrote[/] {model_path} and {config_path}")
 

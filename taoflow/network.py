@@ -86,9 +86,12 @@ def _subnet_defaults(eval_set: EvaluationSet) -> dict[str, Any]:
         "evaluation_set": eval_set.name,
         "evaluation_set_hash": eval_set.content_hash,
         "metric": eval_set.metric,
-        "model_family": "mlp",
-        "params_max": 20_000,
-        "bytes_max": 256 * 1024,
+        "model_family": "mlp" if eval_set.feature_dtype == "float32" else "embedding_bag",
+        "model_families": ["mlp", "cnn"]
+        if eval_set.feature_dtype == "float32"
+        else ["embedding_bag"],
+        "params_max": 20_000 if eval_set.feature_dtype == "float32" else 200_000,
+        "bytes_max": 256 * 1024 if eval_set.feature_dtype == "float32" else 1024 * 1024,
         "layers_max": 4,
         "tempo_blocks": 100,
         "uids_max": 64,

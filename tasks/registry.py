@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import pyarrow as pa
 import torch
 from mlflow.artifacts import download_artifacts
 from mlflow.entities.model_registry import ModelVersion
@@ -41,6 +42,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 
+from tasks.artifact_store import locate
 from tasks.models.artifacts import ArtifactRejected, artifact_digest, load_submission
 from tasks.models.families import CONFIG_BYTES_MAX, FamilyLimits
 
@@ -88,6 +90,43 @@ class ChampionDecision:
     promoted: bool
     version: str | None
     reason: str
+
+
+def champion_from_metagraph(
+    metagraph: pa.Table, *, artifacts_root: Path
+) -> ChampionCandidate | None:
+    """The epoch's best submission as a candidate, or ``None`` if no uid qualifies.
+
+    Qualifies: a stored artifact (``artifact_digest`` set and its files present under
+    ``artifacts_root``), no evaluation ``error``, and a finite ``score`` > 0. Highest score
+    wins; ties go to the lowest uid.
+    """
+    needed = ("uid", "hotkey", "score", "artifact_digest", "error")
+    if any(column not in metagraph.column_names for column in needed):
+        return None
+    best: ChampionCandidate | None = None
+    rows = zip(*(metagraph.column(c).to_pylist() for c in needed), strict=True)
+    for uid, hotkey, score, digest, error in rows:
+        if digest is None or error is not None or score is None:
+            continue
+        if not (math.isfinite(float(score)) and float(score) > 0.0):
+            continue
+        if best is not None and (float(score), -int(uid)) <= (best.score, -best.uid):
+            continue
+        try:
+            stored = locate(artifacts_root, str(digest))
+        except ValueError:  # not a digest: nothing can be stored under it
+            continue
+        if stored.model_path.is_file() and stored.config_path.is_file():
+            best = ChampionCandidate(
+                uid=int(uid),
+                hotkey=str(hotkey),
+                digest=str(digest),
+                score=float(score),
+                model_path=stored.model_path,
+                config_path=stored.config_path,
+            )
+    return best
 
 
 def registered_model_name(subnet: str) -> str:
@@ -202,7 +241,7 @@ def discard_run_versions(client: MlflowClient, *, subnet: str, run_id: str) -> l
     aliases = _registered_aliases(client, name) or {}
     if doomed and CHAMPION_ALIAS not in aliases:
         remaining = sorted(
-            client.search_model_versions(f"name = '{_quoted(name)}'"),
+            _versions_of_model(client, name=name),
             key=lambda v: (-_tag_score(v), int(v.version)),
         )
         if remaining:
@@ -210,10 +249,10 @@ def discard_run_versions(client: MlflowClient, *, subnet: str, run_id: str) -> l
     return [str(v.version) for v in doomed]
 
 
-def _quoted(value: str) -> str:
-    if "'" in value or "\\" in value:
-        raise ValueError(f"name {value!r} cannot be used in an MLflow filter")
-    return value
+def _versions_of_model(client: MlflowClient, *, name: str) -> list[ModelVersion]:
+    if "'" in name or "\\" in name:  # cannot be quoted in a filter: search all, filter here
+        return [v for v in client.search_model_versions() if v.name == name]
+    return list(client.search_model_versions(f"name = '{name}'"))
 
 
 def _read_bounded(path: Path, *, bytes_max: int, code: str) -> bytes:

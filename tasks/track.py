@@ -21,9 +21,10 @@ Invariants:
 Fault model: any MLflow / SQLite / filesystem error propagates to the caller — the flow (or
 ``tasks.track_outbox``) decides; a crash leaves at most an unfinished run, repaired on the next
 try. A champion whose files do not hash to its digest raises
-:class:`~tasks.registry.ChampionIntegrityError`. A plot that cannot be drawn does not fail the
-run: its error is recorded as tag ``taoflow.plot_error.<name>``. Two processes logging the same
-epoch at the same moment are not serialised (the flow tracks each epoch once).
+:class:`~tasks.registry.ChampionIntegrityError` before any run is created. A plot that cannot
+be drawn does not fail the run: its error is recorded as tag ``taoflow.plot_error.<name>``.
+Two processes logging the same epoch at the same moment are not serialised (the flow tracks
+each epoch once).
 """
 
 from __future__ import annotations
@@ -244,7 +245,60 @@ def log_epoch(
     existing = find_epoch_run(client, experiment_id=experiment_id, epoch=epoch)
     if existing is not None:
         return existing
-    _discard_unfinished(client, experiment_id=experiment_id, subnet=subnet, epoch=epoch)
+    with tempfile.TemporaryDirectory(prefix="taoflow-track-") as tmp:
+        root = Path(tmp)
+        staged = None if champion is None else _stage_champion(champion, root / "staging")
+        _discard_unfinished(client, experiment_id=experiment_id, subnet=subnet, epoch=epoch)
+        run_id = _log_new_run(
+            client,
+            experiment_id=experiment_id,
+            root=root,
+            subnet=subnet,
+            epoch=epoch,
+            params=params,
+            metagraph=metagraph,
+            aggregates=aggregates,
+            tags=tags,
+            weights=weights,
+        )
+        final_tags: dict[str, str] = {}
+        plots = root / "plots"
+        plots.mkdir()
+        plot_errors = _draw_plots(metagraph=metagraph, weights=weights, directory=plots)
+        for name, error in plot_errors.items():
+            final_tags[f"taoflow.plot_error.{name}"] = error
+        if any(plots.iterdir()):
+            client.log_artifacts(run_id, str(plots), "plots")
+        if champion is not None and staged is not None:
+            client.log_artifacts(run_id, str(staged), CHAMPION_ARTIFACT_DIR)
+            decision = register_champion(
+                client, subnet=subnet, epoch=epoch, run_id=run_id, candidate=champion
+            )
+            final_tags["taoflow.champion.candidate_uid"] = str(champion.uid)
+            final_tags["taoflow.champion.candidate_digest"] = champion.digest
+            final_tags["taoflow.champion.promoted"] = str(decision.promoted).lower()
+            final_tags["taoflow.champion.version"] = decision.version or ""
+            final_tags["taoflow.champion.reason"] = decision.reason
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sorted(final_tags.items())])
+    client.set_terminated(run_id, status="FINISHED")
+    client.set_tag(run_id, STATUS_TAG, STATUS_COMPLETE)  # the commit marker: always last
+    return run_id
+
+
+def _log_new_run(
+    client: MlflowClient,
+    *,
+    experiment_id: str,
+    root: Path,
+    subnet: str,
+    epoch: int,
+    params: Mapping[str, Any],
+    metagraph: pa.Table,
+    aggregates: Mapping[str, float],
+    tags: Mapping[str, str],
+    weights: pa.Table | None,
+) -> str:
+    """Create the epoch's run (status ``logging``) with params, metrics and tables."""
     run_tags = {
         **tags,
         "taoflow.subnet": subnet,
@@ -259,37 +313,13 @@ def log_epoch(
     client.log_batch(run_id, params=param_list)
     for start in range(0, len(metrics), METRICS_PER_CALL_MAX):
         client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_CALL_MAX])
-    final_tags: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="taoflow-track-") as tmp:
-        root = Path(tmp)
-        pq.write_table(metagraph, root / "metagraph.parquet")
-        client.log_artifact(run_id, str(root / "metagraph.parquet"))
-        (root / "metagraph.json").write_text(_rows_json(metagraph.to_pylist()))
-        client.log_artifact(run_id, str(root / "metagraph.json"))
-        if weights is not None:
-            pq.write_table(weights, root / "weights.parquet")
-            client.log_artifact(run_id, str(root / "weights.parquet"))
-        plots = root / "plots"
-        plots.mkdir()
-        plot_errors = _draw_plots(metagraph=metagraph, weights=weights, directory=plots)
-        for name, error in plot_errors.items():
-            final_tags[f"taoflow.plot_error.{name}"] = error
-        if any(plots.iterdir()):
-            client.log_artifacts(run_id, str(plots), "plots")
-        if champion is not None:
-            staged = _stage_champion(champion, root / "staging")
-            client.log_artifacts(run_id, str(staged), CHAMPION_ARTIFACT_DIR)
-            decision = register_champion(
-                client, subnet=subnet, epoch=epoch, run_id=run_id, candidate=champion
-            )
-            final_tags["taoflow.champion.candidate_uid"] = str(champion.uid)
-            final_tags["taoflow.champion.candidate_digest"] = champion.digest
-            final_tags["taoflow.champion.promoted"] = str(decision.promoted).lower()
-            final_tags["taoflow.champion.version"] = decision.version or ""
-            final_tags["taoflow.champion.reason"] = decision.reason
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sorted(final_tags.items())])
-    client.set_terminated(run_id, status="FINISHED")
-    client.set_tag(run_id, STATUS_TAG, STATUS_COMPLETE)  # the commit marker: always last
+    pq.write_table(metagraph, root / "metagraph.parquet")
+    client.log_artifact(run_id, str(root / "metagraph.parquet"))
+    (root / "metagraph.json").write_text(_rows_json(metagraph.to_pylist()))
+    client.log_artifact(run_id, str(root / "metagraph.json"))
+    if weights is not None:
+        pq.write_table(weights, root / "weights.parquet")
+        client.log_artifact(run_id, str(root / "weights.parquet"))
     return run_id
 
 

@@ -20,7 +20,8 @@ Invariants:
   returned, i.e. after its run is marked complete; ``log_epoch`` is idempotent, so a crash
   between the two writes nothing twice;
 * a flush is bounded (``max_jobs``, default ``FLUSH_JOBS_MAX``), stops after
-  ``consecutive_failures_max`` failures in a row (MLflow is most likely still down), and only
+  ``consecutive_failures_max`` availability failures in a row (``AVAILABILITY_ERRORS``: MLflow
+  is most likely still down; a job failing for its own reasons does not count), and only
   one flush runs per outbox at a time (``flock`` on ``<root>/.flush.lock``; a second returns
   ``[]`` at once);
 * a job that keeps failing stays queued with its ``attempts`` and ``last_error``; nothing is
@@ -49,6 +50,8 @@ from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
 from tasks.registry import CONFIG_FILE, MODEL_FILE, ChampionCandidate
 from tasks.track import log_epoch
@@ -69,6 +72,9 @@ STAGING_STALE_S: Final = 3600.0
 ERROR_CHARS_MAX: Final = 2000
 _SAFE_SUBNET_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ENCODED_PREFIX: Final = "~"
+# Errors that mean "MLflow is unavailable" (requests' errors are OSErrors): only these count
+# towards stopping a flush early; a job failing for its own reasons does not block the others.
+AVAILABILITY_ERRORS: Final = (MlflowException, OSError, SQLAlchemyError)
 
 
 class OutboxJobUnreadable(ValueError):
@@ -358,7 +364,8 @@ def flush_outbox(
                     champion=job.champion,
                 )
             except Exception as exc:  # any tracking failure: keep the job, count the attempt
-                failures_in_row += 1
+                if isinstance(exc, AVAILABILITY_ERRORS):
+                    failures_in_row += 1
                 error = _error_text(exc)
                 log.warning("outbox job %s/%s failed again: %s", subnet, epoch, error)
                 try:

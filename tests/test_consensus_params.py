@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from tasks.consensus import EpochInputs, EpochState, InvalidHyperparameter, YumaParams
+from tasks.consensus.types import NO_COMMIT_BLOCK
 
 
 def test_defaults_are_the_chain_defaults() -> None:
@@ -25,20 +26,31 @@ def test_defaults_are_the_chain_defaults() -> None:
         "alpha_low_u16": 45_875,
         "alpha_high_u16": 58_982,
         "alpha_sigmoid_steepness": 1_000,
+        # Chain default is on; off here because the hosted validators set weights directly.
+        "commit_reveal": False,
+        "immunity_period_blocks": 4_096,
     }
     assert params.kappa == 32_767 / 65_535
     assert params.bonds_penalty == 1.0
     assert params.bonds_alpha == pytest.approx(0.1, abs=1e-15)
+    assert params.alpha_low == 45_875 / 65_535
+    assert params.alpha_high == 58_982 / 65_535
+    assert params.sigmoid_steepness == 10.0
 
 
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"kappa_u16": -1}, r"kappa_u16 must be in \[0, 65535\]"),
-        ({"kappa_u16": 65_536}, r"kappa_u16 must be in \[0, 65535\]"),
+        ({"kappa_u16": -1}, r"kappa_u16 must be in \[1, 65535\]"),
+        ({"kappa_u16": 65_536}, r"kappa_u16 must be in \[1, 65535\]"),
+        ({"kappa_u16": 0}, r"kappa_u16 must be in \[1, 65535\], got 0: κ = 0 would make"),
         ({"kappa_u16": 0.5}, "kappa_u16 must be an int"),
         ({"kappa_u16": True}, "kappa_u16 must be an int"),
-        ({"bonds_moving_average_ppm": 1_000_001}, "bonds_moving_average_ppm must be in"),
+        (
+            {"bonds_moving_average_ppm": 975_001},
+            r"bonds_moving_average_ppm must be <= 975000 \(the subnet owner's maximum",
+        ),
+        ({"bonds_moving_average_ppm": 1_000_000}, "bonds_moving_average_ppm must be <= 975000"),
         ({"bonds_moving_average_ppm": -1}, "bonds_moving_average_ppm must be in"),
         ({"bonds_penalty_u16": 65_536}, "bonds_penalty_u16 must be in"),
         ({"max_validators": 0}, r"max_validators must be in \[1, ∞\]"),
@@ -49,7 +61,14 @@ def test_defaults_are_the_chain_defaults() -> None:
         ({"alpha_low_u16": 1_637}, r"alpha_low_u16 must be in \[1638, 65535\]"),
         ({"alpha_high_u16": 65_536}, "alpha_high_u16 must be in"),
         ({"alpha_low_u16": 50_000, "alpha_high_u16": 49_999}, "must be <= alpha_high_u16"),
+        ({"alpha_low_u16": 1_638, "alpha_high_u16": 1_637}, "must be <= alpha_high_u16"),
         ({"alpha_sigmoid_steepness": 32_768}, "alpha_sigmoid_steepness must be in"),
+        ({"alpha_sigmoid_steepness": -1}, "only root may set a negative steepness"),
+        ({"alpha_sigmoid_steepness": 10.0}, "alpha_sigmoid_steepness must be an int"),
+        ({"commit_reveal": 1}, "commit_reveal must be a bool"),
+        ({"immunity_period_blocks": -1}, r"immunity_period_blocks must be in \[0, 65535\]"),
+        ({"immunity_period_blocks": 65_536}, "immunity_period_blocks must be in"),
+        ({"immunity_period_blocks": 4_096.0}, "immunity_period_blocks must be an int"),
     ],
 )
 def test_invalid_hyperparameters_are_rejected(overrides: dict[str, Any], reason: str) -> None:
@@ -65,13 +84,18 @@ def test_invalid_hyperparameter_is_a_value_error() -> None:
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"bonds_moving_average_ppm": 1_000_000},  # α = 0: accepted, bonds frozen
+        {"bonds_moving_average_ppm": 975_000},  # the owner's maximum (α = 0.025)
         {"bonds_moving_average_ppm": 0},
-        {"kappa_u16": 0},
+        {"kappa_u16": 1},
         {"kappa_u16": 65_535},
         {"alpha_low_u16": 1_638, "alpha_high_u16": 1_638},
-        {"alpha_sigmoid_steepness": -32_768},
+        {"alpha_low_u16": 65_535, "alpha_high_u16": 65_535},
+        {"alpha_sigmoid_steepness": 0},
+        {"alpha_sigmoid_steepness": 32_767},
         {"yuma3": True, "liquid_alpha": True},
+        {"commit_reveal": True},
+        {"immunity_period_blocks": 0},
+        {"immunity_period_blocks": 65_535},
     ],
 )
 def test_boundary_values_are_accepted(overrides: dict[str, Any]) -> None:
@@ -137,6 +161,9 @@ def test_valid_inputs_are_frozen_copies() -> None:
         ({"tempo_blocks": 0}, ValueError, "tempo_blocks must be >= 1"),
         ({"current_block": -1}, ValueError, "current_block must be >= 0"),
         ({"current_block": 10.0}, TypeError, "current_block must be an int"),
+        ({"commit_block": np.array([1, 2])}, ValueError, "commit_block must have length n=3"),
+        ({"commit_block": np.array([0, -1, 0])}, ValueError, "commit_block must be non-negative"),
+        ({"commit_block": np.array([0.5, 0, 0])}, TypeError, "commit_block must hold integers"),
     ],
 )
 def test_invalid_inputs_are_rejected(
@@ -144,6 +171,18 @@ def test_invalid_inputs_are_rejected(
 ) -> None:
     with pytest.raises(error, match=reason):
         _inputs(**overrides)
+
+
+def test_commit_block_defaults_to_no_commit_and_is_frozen() -> None:
+    assert _inputs().commit_block is None
+    assert _inputs().commit_blocks().tolist() == [NO_COMMIT_BLOCK] * 3
+    blocks = np.array([7, NO_COMMIT_BLOCK, 0], dtype=np.uint64)
+    inputs = _inputs(commit_block=blocks)
+    blocks[0] = 99
+    assert inputs.commit_blocks().tolist() == [7, NO_COMMIT_BLOCK, 0]
+    assert inputs.commit_block is not None
+    assert inputs.commit_block.dtype == np.int64
+    assert not inputs.commit_block.flags.writeable
 
 
 def test_state_is_padded_for_new_uids_and_rejects_inconsistent_sizes() -> None:

@@ -306,7 +306,9 @@ def test_yuma3_bond_to_reregistered_miner_starts_from_zero(
         last_step_block=0,
         tempo_blocks=10,
     )
-    _, state = epoch_fn(first, params, EpochState(bonds=EpochState.empty(4).bonds, validator_permit=permits))
+    _, state = epoch_fn(
+        first, params, EpochState(bonds=EpochState.empty(4).bonds, validator_permit=permits)
+    )
     assert stored_bonds(state) == {(0, 2): 6_553, (1, 2): 6_553}
 
     # Epoch 2 (block 110, lms = 100): validator 0 stays on miner 2, validator 1 moves to miner 3.
@@ -351,32 +353,23 @@ def test_yuma3_bond_to_reregistered_miner_starts_from_zero(
 # ------------------------------------------------------------------------------------------------
 # Sparse-path quirk of the liquid-alpha EMA (§4.9).
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("row_of_validator_1", "expected_bond_13"),
-    [
-        # Explicit zero weight to miner 3: W_b entry 0 < B_old ⇒ d = sell = B_old − 0 = 0.5;
-        # σ = 1/(1 + e^0) = ½ → α = (6553 + 13107/2)/65535; B = (1 − α)·½ + max(0, α·0).
-        ({2: U16, 3: 0}, "decays"),
-        # Miner 3 omitted from the row: no W_b entry, so the chain's sparse EMA emits nothing.
-        ({2: U16}, "dropped"),
-    ],
-)
+@pytest.mark.parametrize("explicit_zero", [True, False], ids=["explicit-zero", "omitted"])
 def test_yuma3_liquid_alpha_drops_bonds_without_weight_entry(
-    epoch_fn: EpochFn, row_of_validator_1: dict[int, int], expected_bond_13: str
+    epoch_fn: EpochFn, explicit_zero: bool
 ) -> None:
-    # Validator 0 (stake 3) and validator 1 (stake 1), miners 2 and 3. Validator 1 holds a stored
-    # bond of 32767/65535 ≈ ½ to miner 3... we use 32768 so that B_old − 0 = 32768/65535 > ½.
-    # Validator 0 weights miner 2 → C_2 = 1, so liquid alpha is on (some C_j ≠ 0). β = 1.
-    params = YumaParams(
-        yuma3=True, liquid_alpha=True, alpha_low_u16=6_553, alpha_high_u16=19_660
-    )
+    # Liquid alpha with subtensor's test bounds (6553, 19660)/65535, steepness 10, β = 1.
+    # Validator 0 (stake 3) and validator 1 (stake 1); miners 2 and 3. Validator 1 holds a stored
+    # bond of 65535 (= 1.0) to miner 3 and now gives miner 3 either an explicit zero weight or no
+    # entry at all. Both put all their weight on miner 2, so C_2 = 1 and liquid alpha is on.
+    params = YumaParams(yuma3=True, liquid_alpha=True, alpha_low_u16=6_553, alpha_high_u16=19_660)
     state = EpochState(
-        bonds=u16_bonds_table({(1, 3): 32_768}),
+        bonds=u16_bonds_table({(1, 3): U16}),
         validator_permit=np.array([True, True, False, False]),
     )
+    row_1 = {2: U16, 3: 0} if explicit_zero else {2: U16}
     inputs = EpochInputs(
         stake_rao=np.array([3, 1, 0, 0]),
-        weights=weights_table({0: {2: U16}, 1: row_of_validator_1}),
+        weights=weights_table({0: {2: U16}, 1: row_1}),
         last_update_block=np.array([100, 100, 0, 0]),
         registered_block=np.array([0, 0, 0, 0]),
         current_block=100,
@@ -385,17 +378,46 @@ def test_yuma3_liquid_alpha_drops_bonds_without_weight_entry(
         tempo_blocks=10,
     )
     _, next_state = epoch_fn(inputs, params, state)
-    bonds = stored_bonds(next_state)
-    if expected_bond_13 == "dropped":
-        assert (1, 3) not in bonds
-    else:
-        # W_b_13 = min(0, C_3 = 0) = 0 is kept as an entry (explicit zeros survive clipping).
-        # d = sell = clamp(B_old − W_b, 0, 1) = 32768/65535; σ = 1/(1 + exp(−10·(d − ½))).
-        b_old = 32_768 / U16
-        sigma = 1 / (1 + math.exp(-10 * (b_old - 0.5)))
-        alpha = 6_553 / U16 + sigma * (19_660 - 6_553) / U16
-        assert bonds[(1, 3)] == math.floor(U16 * (1 - alpha) * b_old)
-        assert bonds[(1, 3)] == 29_148  # ≈ 0.4448: decayed by α ≈ 0.1105, not dropped
+
+    # New bonds to miner 2 (both validators): W_b = 1 ≥ B_old = 0 ⇒ d = buy = clamp(1 − C_2) = 0,
+    # σ = 1/(1 + e^5), α = 0.1013310 ⇒ B = α → floor(6640.73) = 6640.
+    alpha_buy = 6_553 / U16 + (1 / (1 + math.exp(5))) * 13_107 / U16
+    expected = {(0, 2): math.floor(U16 * alpha_buy), (1, 2): math.floor(U16 * alpha_buy)}
+    assert expected[(0, 2)] == 6_640
+    if explicit_zero:
+        # The zero weight survives clipping (min(0, C_3 = 0) = 0 is kept, not "clipped"), so W_b
+        # has the entry 0 < B_old = 1 ⇒ d = sell = clamp(1 − 0, 0, 1) = 1,
+        # σ = 1/(1 + e^−5) = 0.9933071, α = 6553/65535 + σ·13107/65535 = 0.2986538,
+        # B = (1 − α)·1 + max(0, α·0) = 0.7013462 → floor(45962.73) = 45962: it decays.
+        alpha_sell = 6_553 / U16 + (1 / (1 + math.exp(-5))) * 13_107 / U16
+        expected[(1, 3)] = math.floor(U16 * (1 - alpha_sell))
+        assert expected[(1, 3)] == 45_962
+    # Omitted: no W_b entry, and the chain's sparse liquid EMA only emits W_b entries, so the
+    # bond is dropped to 0 instead of decaying to 45962 (spec §4.9 "Sparse-path quirk").
+    assert stored_bonds(next_state) == expected
+
+
+def test_yuma3_fixed_alpha_decays_bonds_without_weight_entry(epoch_fn: EpochFn) -> None:
+    # Same as above without liquid alpha (fixed α = 0.1): the sparse EMA runs over the union of
+    # entries, so the omitted miner's bond decays, B = 0.9·1 → floor(58981.5) = 58981.
+    params = YumaParams(yuma3=True)
+    state = EpochState(
+        bonds=u16_bonds_table({(1, 3): U16}),
+        validator_permit=np.array([True, True, False, False]),
+    )
+    inputs = EpochInputs(
+        stake_rao=np.array([3, 1, 0, 0]),
+        weights=weights_table({0: {2: U16}, 1: {2: U16}}),
+        last_update_block=np.array([100, 100, 0, 0]),
+        registered_block=np.array([0, 0, 0, 0]),
+        current_block=100,
+        owner_uid=None,
+        last_step_block=90,
+        tempo_blocks=10,
+    )
+    _, next_state = epoch_fn(inputs, params, state)
+    # Miner 2: B = 0.1·1 → floor(6553.5) = 6553 for both validators.
+    assert stored_bonds(next_state) == {(0, 2): 6_553, (1, 2): 6_553, (1, 3): 58_981}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -471,9 +493,8 @@ def test_weight_copier_earns_less_than_honest_validators(
     honest, copier = dividends[:, :3], dividends[:, 3]
     # The three honest validators are indistinguishable (same stake, weights and history).
     np.testing.assert_allclose(honest, np.repeat(honest[:, :1], 3, axis=1), rtol=0, atol=1e-12)
-    # Epochs 0–2: quality is stable, so the copied consensus ranks the miners exactly like the
-    # honest weights... but the *values* differ (C is clipped at the κ-median), so only check
-    # the first epoch, where the copier weights exactly like everyone: equal dividends.
+    # Epoch 0: nothing to copy yet, the copier weights exactly like everyone → equal dividends.
+    # (In epochs 1–2 it copies C, the honest weights up to u16 rounding, so it stays close.)
     assert copier[0] == pytest.approx(honest[0, 0], abs=1e-12)
     # From each quality change on, the copier still weights the old best miner for one epoch,
     # so it bonds to the new best miner one epoch late and earns less in every later epoch.
@@ -507,37 +528,38 @@ def test_weight_copier_earns_nothing_in_the_epoch_the_best_miner_changes(
 @pytest.mark.parametrize(
     ("commit_reveal", "commit_block_0", "expected_incentive"),
     [
-        # Off: the mask is not applied, whatever the commit blocks.
-        (False, 49, [0, 0.5, 0.5]),
-        # Validator 0's oldest unexpired commit (block 49) predates miner 2's registration
-        # (block 50): commit_block < reg ⇒ (0, 2) dropped, so W_0 = (0, 1, 0) and miner 1 takes
-        # everything (C_2 = 0: only validator 1's stake ⅓ < κ supports it).
-        (True, 49, [0, 1, 0]),
-        # Committed at block 50 = reg_2: not before the registration, nothing masked.
-        (True, 50, [0, 0.5, 0.5]),
+        # Off: the mask is not applied, whatever the commit blocks. W_0 = W_1 = (½, ½) on miners
+        # 2 and 3 → C = (½, ½), I = (½, ½).
+        (False, 49, [0, 0, 0.5, 0.5]),
+        # Validator 0's oldest unexpired commit (block 49) predates miner 3's registration
+        # (block 50): commit_block < reg ⇒ (0, 3) dropped, so W_0 = (1, 0). C_2 = 1 (stake ⅔ ≥ κ
+        # at level 1); C_3 = 0 (only validator 1, stake ⅓ < κ, supports it) → I = (1, 0).
+        (True, 49, [0, 0, 1, 0]),
+        # Committed at block 50 = reg_3: not before the registration, nothing masked.
+        (True, 50, [0, 0, 0.5, 0.5]),
         # No unexpired commit (the sentinel): nothing masked.
-        (True, NO_COMMIT_BLOCK, [0, 0.5, 0.5]),
+        (True, NO_COMMIT_BLOCK, [0, 0, 0.5, 0.5]),
     ],
 )
 def test_commit_reveal_masks_weights_committed_before_registration(
     epoch_fn: EpochFn, commit_reveal: bool, commit_block_0: int, expected_incentive: list[float]
 ) -> None:
-    # Validator 0 (stake 2) and 1 (stake 1) both weight miners 1 and 2 equally; last_update 60 is
-    # after miner 2's registration at block 50, so the outdated mask keeps everything.
+    # Validators 0 (stake 2) and 1 (stake 1) both weight miners 2 and 3 equally; last_update 60
+    # is after miner 3's registration at block 50, so the outdated mask keeps everything.
     inputs = EpochInputs(
-        stake_rao=np.array([2, 1, 0]),
-        weights=weights_table({0: {1: U16, 2: U16}, 1: {1: U16, 2: U16}}),
-        last_update_block=np.array([60, 60, 0]),
-        registered_block=np.array([0, 0, 50]),
+        stake_rao=np.array([2, 1, 0, 0]),
+        weights=weights_table({0: {2: U16, 3: U16}, 1: {2: U16, 3: U16}}),
+        last_update_block=np.array([60, 60, 0, 0]),
+        registered_block=np.array([0, 0, 0, 50]),
         current_block=60,
         owner_uid=None,
         last_step_block=0,
         tempo_blocks=10,
-        commit_block=np.array([commit_block_0, NO_COMMIT_BLOCK, NO_COMMIT_BLOCK]),
+        commit_block=np.array([commit_block_0, NO_COMMIT_BLOCK, NO_COMMIT_BLOCK, NO_COMMIT_BLOCK]),
     )
     params = YumaParams(commit_reveal=commit_reveal)
-    permits = np.array([True, True, False])
+    permits = np.array([True, True, False, False])
     outputs, _ = epoch_fn(
-        inputs, params, EpochState(bonds=EpochState.empty(3).bonds, validator_permit=permits)
+        inputs, params, EpochState(bonds=EpochState.empty(4).bonds, validator_permit=permits)
     )
     assert outputs.incentive.tolist() == pytest.approx(expected_incentive, abs=ABS)

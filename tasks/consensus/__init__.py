@@ -3,21 +3,23 @@
 Public API
 ----------
 * :class:`YumaParams`, :class:`InvalidHyperparameter` — hyper-parameters with the chain's defaults.
-* :class:`EpochInputs`, :class:`EpochState`, :class:`EpochOutputs` — the epoch's data.
+* :class:`EpochInputs`, :class:`EpochState`, :class:`EpochOutputs` — the epoch's data;
+  :data:`NO_COMMIT_BLOCK` — the "no unexpired commit" value of ``EpochInputs.commit_block``.
 * :func:`run_epoch` — production implementation (DuckDB SQL, sparse, float64).
 * :func:`reference_epoch` — slow dense NumPy reference used to test ``run_epoch``.
 
 Invariant: both epoch functions take ``(inputs, params, state)`` and return
-``(outputs, next_state)`` with identical semantics; only the legacy bond path (``yuma3=False``)
-is implemented so far.
+``(outputs, next_state)`` with identical semantics, on both bond paths (legacy and Yuma3, with or
+without liquid alpha) and with or without the commit-reveal mask.
 """
 
 from tasks.consensus.params import InvalidHyperparameter, YumaParams
 from tasks.consensus.reference import reference_epoch
 from tasks.consensus.sql import run_epoch
-from tasks.consensus.types import EpochInputs, EpochOutputs, EpochState
+from tasks.consensus.types import NO_COMMIT_BLOCK, EpochInputs, EpochOutputs, EpochState
 
 __all__ = [
+    "NO_COMMIT_BLOCK",
     "EpochInputs",
     "EpochOutputs",
     "EpochState",

@@ -271,7 +271,7 @@ def reference_epoch(
     # β = 0 → W's entries, β = 1 → W̄'s entries, otherwise entries with a positive result.
     if params.bonds_penalty_u16 == 0:
         bond_weights = weights.copy()
-        bond_weight_entries = weight_entries & (weights > 0)
+        bond_weight_entries = weight_entries.copy()
     elif params.bonds_penalty_u16 == U16_MAX:
         bond_weights = weights_clipped.copy()
         bond_weight_entries = clipped_entries.copy()

@@ -11,21 +11,27 @@ neuron without a stored artifact is not scored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import distributed
 import numpy as np
 
-from evaluation_sets import load_evaluation_set
+from evaluation_sets import EvaluationSet, load_evaluation_set
 from tasks.artifact_store import locate
 from tasks.evaluate.fanout import evaluate_all
 from tasks.evaluate.runner import EvalJob
 from tasks.evaluate.sampling import derive_seed, sample_indices
 from tasks.gather import EpochContext
-from tasks.models.families import FamilyLimits
+from tasks.models.families import FamilyLimits, families_for
 
 EVAL_TIMEOUT_S_DEFAULT = 60.0
+
+
+class EvaluationSetMismatch(RuntimeError):
+    """The evaluation set on this machine is not the one the subnet committed to the ledger."""
 
 
 @dataclass(frozen=True)
@@ -45,13 +51,18 @@ class EvaluationOutcome:
         return {uid: float(np.mean(values)) for uid, values in sorted(sums.items())}
 
 
-def family_limits(config: dict[str, object], *, input_dim: int, num_classes: int) -> FamilyLimits:
+def family_limits(config: Mapping[str, Any], *, eval_set: EvaluationSet) -> FamilyLimits:
+    """The subnet's model limits for its evaluation set (families from ``model_families``)."""
+    configured = config.get("model_families") or [config.get("model_family", "mlp")]
+    families = frozenset(str(f) for f in configured) or frozenset({"mlp"})
     return FamilyLimits(
         params_max=int(str(config["params_max"])),
         bytes_max=int(str(config["bytes_max"])),
         layers_max=int(str(config["layers_max"])),
-        input_dim=input_dim,
-        num_classes=num_classes,
+        input_dim=eval_set.input_dim,
+        num_classes=eval_set.num_classes,
+        vocab_size=eval_set.vocab_size if eval_set.feature_dtype == "int64" else None,
+        families=families & families_for(eval_set.feature_dtype),
     )
 
 
@@ -100,9 +111,12 @@ def evaluate_epoch(
     """Score every submission for every hosted validator."""
     eval_set = load_evaluation_set(str(ctx.config["evaluation_set"]))
     features, labels = eval_set.arrays("test")
-    limits = family_limits(
-        ctx.config, input_dim=eval_set.input_dim, num_classes=eval_set.num_classes
-    )
+    if eval_set.content_hash != ctx.config.get("evaluation_set_hash", eval_set.content_hash):
+        raise EvaluationSetMismatch(
+            f"evaluation set {eval_set.name!r} hashes to {eval_set.content_hash[:16]}…, but the "
+            f"subnet committed {str(ctx.config['evaluation_set_hash'])[:16]}…"
+        )
+    limits = family_limits(ctx.config, eval_set=eval_set)
     jobs, errors = plan_jobs(ctx, artifacts_root=artifacts_root)
     scores: dict[int, dict[int, float]] = {}
     samples = validator_samples(ctx, population=len(labels))
