@@ -80,6 +80,14 @@ def subnet_config(eval_set: EvaluationSet, **overrides: Any) -> dict[str, Any]:
     return {**_subnet_defaults(eval_set), **overrides}
 
 
+def _families(eval_set: EvaluationSet) -> list[str]:
+    """MLPs for any float features, CNNs for square images, embedding bags for token ids."""
+    if eval_set.feature_dtype == "int64":
+        return ["embedding_bag"]
+    side = int(eval_set.input_dim**0.5)
+    return ["mlp", "cnn"] if side * side == eval_set.input_dim else ["mlp"]
+
+
 def _subnet_defaults(eval_set: EvaluationSet) -> dict[str, Any]:
     return {
         "task": eval_set.task,
@@ -87,9 +95,7 @@ def _subnet_defaults(eval_set: EvaluationSet) -> dict[str, Any]:
         "evaluation_set_hash": eval_set.content_hash,
         "metric": eval_set.metric,
         "model_family": "mlp" if eval_set.feature_dtype == "float32" else "embedding_bag",
-        "model_families": ["mlp", "cnn"]
-        if eval_set.feature_dtype == "float32"
-        else ["embedding_bag"],
+        "model_families": _families(eval_set),
         "params_max": 20_000 if eval_set.feature_dtype == "float32" else 200_000,
         "bytes_max": 256 * 1024 if eval_set.feature_dtype == "float32" else 1024 * 1024,
         "layers_max": 4,
