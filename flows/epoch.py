@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 
 from tasks import shells
 from tasks.metagraph import build_metagraph
+from tasks.registry import champion_from_metagraph
 
 log = logging.getLogger("taoflow.epoch")
 
@@ -61,7 +62,7 @@ def epoch_flow(
     run_id = str(flow_run.id) if flow_run.id else None
     mlflow_run_id, mlflow_error = None, None
     try:
-        mlflow_run_id = shells.track(
+        mlflow_run_id, mlflow_error = shells.track(
             tracking_uri=settings.mlflow_tracking_uri,
             artifacts_dir=settings.mlflow_artifacts_dir,
             ctx=ctx,
@@ -78,10 +79,14 @@ def epoch_flow(
                 "taoflow.prefect_flow_run_id": run_id or "",
                 "taoflow.seed": ctx.seed_hex,
             },
+            outbox_root=settings.mlflow_outbox_dir,
+            weights=outcome.weights,
+            champion=champion_from_metagraph(metagraph, artifacts_root=settings.artifacts_dir),
         )
     except Exception as exc:  # MLflow must never undo or block the ledger commit
         mlflow_error = f"{type(exc).__name__}: {exc}"
-        log.warning("MLflow tracking failed for epoch %s: %s", ctx.epoch, mlflow_error)
+    if mlflow_error:
+        log.warning("MLflow run of epoch %s queued: %s", ctx.epoch, mlflow_error)
     return EpochResult(
         subnet=subnet,
         epoch=ctx.epoch,

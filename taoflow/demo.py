@@ -67,7 +67,7 @@ def run_demo(settings: Settings, *, epochs: int, fresh: bool, console: Console) 
             labels = account_labels(settings.wallets_dir)
             console.print(metagraph_table(result.metagraph.to_pylist(), title=title, labels=labels))
             if result.mlflow_error:
-                console.print(f"[yellow]MLflow run not written:[/] {result.mlflow_error}")
+                console.print(f"[yellow]MLflow unavailable, run queued:[/] {result.mlflow_error}")
     finally:
         if cluster is not None:
             cluster.close()

@@ -76,6 +76,11 @@ class Settings:
     def mlflow_artifacts_dir(self) -> Path:
         return self.home / "mlruns"
 
+    @property
+    def mlflow_outbox_dir(self) -> Path:
+        """MLflow runs waiting for MLflow to be reachable again."""
+        return self.home / "mlflow-outbox"
+
     def apply_environment(self) -> None:
         """Export the defaults above plus this home's Prefect and MLflow locations."""
         self.home.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The subnet's best model in the MLflow model registry: alias ``champion``, loaded without pickle.
 
-One registered model per subnet, ``taoflow-<subnet>``. Each version's files are a submission
+One registered model per subnet, ``taoflow-<subnet>`` (see :func:`registered_model_name` for
+subnet names MLflow would refuse). Each version's files are a submission
 exactly as miners commit it (``model.safetensors`` + ``config.json``, logged under
 ``champion/`` of the epoch's run) and its tags say where it came from: ``subnet``, ``epoch``,
 ``uid``, ``hotkey``, ``digest`` (the artifact's content address) and ``score`` (the mean score
@@ -28,7 +29,9 @@ a rejected artifact raises :class:`tasks.models.artifacts.ArtifactRejected`.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +55,8 @@ CHAMPION_ARTIFACT_DIR: Final = "champion"
 MODEL_FILE: Final = "model.safetensors"
 CONFIG_FILE: Final = "config.json"
 _HEX: Final = frozenset("0123456789abcdef")
+_SAFE_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_UNSAFE_CHARS_RE: Final = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 class ChampionNotFound(LookupError):
@@ -130,7 +135,13 @@ def champion_from_metagraph(
 
 
 def registered_model_name(subnet: str) -> str:
-    return f"{REGISTERED_MODEL_PREFIX}{subnet}"
+    """``taoflow-<subnet>``; a subnet name MLflow would refuse (``/``, ``:``) or that could not
+    be quoted in a filter is spelled with ``_`` for such characters plus 8 hex of its sha256."""
+    if _SAFE_NAME_RE.fullmatch(subnet):
+        return f"{REGISTERED_MODEL_PREFIX}{subnet}"
+    spelled = _UNSAFE_CHARS_RE.sub("_", subnet)[:64]
+    suffix = hashlib.sha256(subnet.encode("utf-8")).hexdigest()[:8]
+    return f"{REGISTERED_MODEL_PREFIX}{spelled}-{suffix}"
 
 
 def _error_code(exc: MlflowException) -> str:
@@ -250,9 +261,7 @@ def discard_run_versions(client: MlflowClient, *, subnet: str, run_id: str) -> l
 
 
 def _versions_of_model(client: MlflowClient, *, name: str) -> list[ModelVersion]:
-    if "'" in name or "\\" in name:  # cannot be quoted in a filter: search all, filter here
-        return [v for v in client.search_model_versions() if v.name == name]
-    return list(client.search_model_versions(f"name = '{name}'"))
+    return list(client.search_model_versions(f"name = '{name}'"))  # names are filter-safe
 
 
 def _read_bounded(path: Path, *, bytes_max: int, code: str) -> bytes:

@@ -19,7 +19,8 @@ from tasks.consensus.stage import ConsensusOutcome, run_consensus
 from tasks.emit import Payouts, compute_payouts, epoch_transactions
 from tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
 from tasks.gather import EpochContext, build_context
-from tasks.track import log_epoch
+from tasks.registry import ChampionCandidate
+from tasks.track_outbox import log_epoch_or_queue
 from tasks.weights import ValidatorPolicy, scores_to_weights
 
 
@@ -109,7 +110,11 @@ def track(
     metagraph: pa.Table,
     aggregates: dict[str, float],
     tags: dict[str, str],
-) -> str:
+    outbox_root: Path,
+    weights: pa.Table | None = None,
+    champion: ChampionCandidate | None = None,
+) -> tuple[str | None, str | None]:
+    """Log the epoch's MLflow run; if MLflow is down, queue it (never blocks the ledger)."""
     params: dict[str, Any] = {
         "subnet": ctx.subnet,
         "epoch": ctx.epoch,
@@ -127,7 +132,8 @@ def track(
         },
         **{f"yuma.{k}": v for k, v in dict(ctx.config.get("yuma", {})).items()},
     }
-    return log_epoch(
+    return log_epoch_or_queue(
+        outbox_root=outbox_root,
         tracking_uri=tracking_uri,
         artifacts_dir=artifacts_dir,
         subnet=ctx.subnet,
@@ -136,6 +142,8 @@ def track(
         metagraph=metagraph,
         aggregates=aggregates,
         tags=tags,
+        weights=weights,
+        champion=champion,
     )
 
 

@@ -6,7 +6,8 @@ A run holds: the epoch's hyper-parameters as params; aggregates (``emission_tao`
 artifacts ``metagraph.parquet``, ``metagraph.json``, ``weights.parquet`` and ``plots/*.png``;
 tags ``taoflow.subnet``, ``taoflow.epoch``, ``taoflow.status`` plus the caller's (ledger batch
 hash, Prefect flow run id). With a champion candidate it also logs ``champion/`` (the
-submission's two files) and registers it (``tasks.registry``).
+submission's two files) and registers it (``tasks.registry``); tags
+``taoflow.champion.{candidate_uid,candidate_digest,promoted,version,reason}`` record the outcome.
 
 Invariants:
 

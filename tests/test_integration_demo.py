@@ -183,3 +183,26 @@ def test_running_again_continues_and_never_pays_twice(network: Path) -> None:
     epochs = [r.epochs for r in ledger.records() if r.epochs]
     assert epochs == [("digits/0",), ("digits/1",), ("digits/2",)]
     assert ledger.verify().ok
+
+
+def test_champion_is_registered_and_loads_without_pickle(network: Path) -> None:
+    import torch
+
+    from tasks.evaluate.stage import family_limits
+    from tasks.registry import load_champion
+
+    state = Ledger(network / "ledger").state()
+    config = state.subnets["digits"].config
+    limits = family_limits(config, eval_set=load_evaluation_set("digits"))
+    model, tags = load_champion(
+        tracking_uri=f"sqlite:///{network / 'mlflow.db'}", subnet="digits", limits=limits
+    )
+    scores = state.last_epoch_payload["digits"]["evaluation"]["scores"]
+    assert (
+        float(tags["score"]) == pytest.approx(max(scores.values()), abs=1e-6)
+        or int(tags["epoch"]) < state.last_epoch["digits"]
+    )
+    features, labels = load_evaluation_set("digits").arrays("test")
+    with torch.inference_mode():
+        accuracy = float((model(torch.from_numpy(features)).argmax(1).numpy() == labels).mean())
+    assert accuracy > 0.8

@@ -301,3 +301,11 @@ def test_champion_from_metagraph_picks_the_best_stored_error_free_submission(
     assert candidate.model_path.read_bytes() == b.model_path.read_bytes()
     nobody = metagraph.filter(pa.array([u in (0, 1) for u, *_ in rows]))
     assert champion_from_metagraph(nobody, artifacts_root=root) is None
+
+
+def test_registered_model_names_are_ones_mlflow_accepts() -> None:
+    assert registered_model_name("digits") == "taoflow-digits"
+    odd = registered_model_name("a/b:c 'd'")
+    assert odd.startswith("taoflow-a_b_c__d_-")
+    assert not set(odd) & set("/:' ")
+    assert registered_model_name("a/b") != registered_model_name("a_b")

@@ -1,7 +1,12 @@
 """Evaluate one submitted model on a sample of the held-out split (runs on bare workers).
 
 Purpose: :func:`evaluate_job` turns ``(artifact files, features, labels, limits)`` into an
-:class:`EvalResult` whose ``score`` is top-1 accuracy in ``[0, 1]``.
+:class:`EvalResult` whose ``score`` is top-1 accuracy in ``[0, 1]`` and whose ``correct`` holds
+the per-row correctness (``np.packbits`` of the boolean vector, big-endian bit order, ``n_samples``
+bits), so a caller can score any subset of the rows without evaluating again
+(:func:`subset_accuracy`).  The building blocks (:func:`load_job`, :func:`correct_mask`) are
+shared with the batched evaluator (``tasks.evaluate.batched``), which must agree with
+:func:`evaluate_job` bit for bit.
 
 Fault model:
 
@@ -24,7 +29,8 @@ Fault model:
   inputs again (dtype, shape, token-id range) and a refusal there is ``evaluation_failed:``;
 * no timeout here -- the caller (``tasks.evaluate.fanout``) bounds wall time.
 
-Invariants: ``n_samples`` is always the size of the evaluated sample; ``artifact_digest`` is
+Invariants: ``n_samples`` is always the size of the evaluated sample; ``correct`` is set exactly
+when ``error`` is ``None`` and ``score == popcount(correct) / n_samples``; ``artifact_digest`` is
 set whenever both files were read in full (also for rejected artifacts, so a miner can see
 *which* upload was scored), else ``None``.  Deterministic: same files, inputs, ``batch_size``,
 device and torch thread count → bit-identical result (argmax ties resolve to the lowest class).
@@ -41,13 +47,14 @@ from typing import Final
 
 import numpy as np
 import torch
+from torch import nn
 
 from tasks.models.artifacts import (
     ArtifactRejected,
     artifact_digest,
     load_submission_with_config,
 )
-from tasks.models.families import CONFIG_BYTES_MAX, TOKEN_FEATURES, FamilyLimits
+from tasks.models.families import CONFIG_BYTES_MAX, TOKEN_FEATURES, FamilyLimits, ModelConfig
 
 _ERROR_CHARS_MAX: Final = 300
 _READ_CHUNK_BYTES: Final = 1 << 20
@@ -64,13 +71,62 @@ class EvalJob:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Outcome of one evaluation: ``score`` is accuracy in [0, 1], 0.0 whenever ``error``."""
+    """Outcome of one evaluation: ``score`` is accuracy in [0, 1], 0.0 whenever ``error``.
+
+    ``correct`` is ``np.packbits`` (big-endian bit order) of the per-row correctness vector of
+    length ``n_samples`` when the evaluation succeeded, else ``None``.
+    """
 
     uid: int
     score: float
     n_samples: int
     error: str | None
     artifact_digest: str | None
+    correct: bytes | None = None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A validated submission ready to run: module on CPU, its config and its content digest."""
+
+    uid: int
+    model: nn.Module
+    config: ModelConfig
+    digest: str
+
+
+def pack_correct(mask: np.ndarray) -> bytes:
+    """Pack a 1-D boolean correctness vector (big-endian bit order, zero padded)."""
+    if mask.dtype != np.bool_ or mask.ndim != 1:
+        raise ValueError(f"correctness must be a 1-D bool array, got {mask.dtype} {mask.shape}")
+    return np.packbits(mask).tobytes()
+
+
+def correct_vector(result: EvalResult) -> np.ndarray:
+    """The per-row correctness of a successful ``result`` as a bool array of ``n_samples``."""
+    if result.error is not None or result.correct is None:
+        raise ValueError(f"uid {result.uid} has no per-row correctness (error: {result.error})")
+    if len(result.correct) != (result.n_samples + 7) // 8:
+        raise ValueError(
+            f"uid {result.uid}: {len(result.correct)} correctness bytes for {result.n_samples} rows"
+        )
+    bits = np.unpackbits(np.frombuffer(result.correct, dtype=np.uint8), count=result.n_samples)
+    return bits.astype(np.bool_)
+
+
+def subset_accuracy(result: EvalResult, positions: np.ndarray) -> float:
+    """Accuracy of ``result`` on the rows at ``positions`` (0.0 if the evaluation failed).
+
+    Equals evaluating the model on exactly those rows: each row's prediction depends on that
+    row alone.  ``positions`` must be a non-empty 1-D integer array of valid row positions.
+    """
+    if positions.ndim != 1 or positions.size == 0 or positions.dtype.kind not in "iu":
+        raise ValueError("positions must be a non-empty 1-D integer array")
+    if int(positions.min()) < 0 or int(positions.max()) >= result.n_samples:
+        raise ValueError(f"positions must lie in [0, {result.n_samples})")
+    if result.error is not None:
+        return 0.0
+    return int(correct_vector(result)[positions].sum()) / int(positions.size)
 
 
 def one_line(text: str) -> str:
@@ -163,8 +219,47 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def check_outputs(outputs: object, *, rows: int, num_classes: int) -> torch.Tensor:
+    """``outputs`` if it is a finite ``[rows, num_classes]`` tensor, else ArtifactRejected."""
+    if not isinstance(outputs, torch.Tensor):
+        raise ArtifactRejected("bad_output", f"model returned {type(outputs).__name__}")
+    if tuple(outputs.shape) != (rows, num_classes):
+        raise ArtifactRejected(
+            "bad_output",
+            f"output shape {list(outputs.shape)}, expected [{rows}, {num_classes}]",
+        )
+    if not bool(torch.isfinite(outputs).all()):
+        raise ArtifactRejected("bad_output", "model produced NaN or inf logits")
+    return outputs
+
+
+def correct_mask(
+    model: nn.Module,
+    *,
+    features: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """Per-row ``argmax logit == label`` (bool array); ArtifactRejected on bad outputs.
+
+    This is the reference ("model alone") computation every other path must reproduce.
+    """
+    mask = np.zeros(features.shape[0], dtype=np.bool_)
+    with torch.inference_mode():
+        for start in range(0, features.shape[0], batch_size):
+            stop = min(start + batch_size, features.shape[0])
+            # torch.tensor copies, so read-only inputs (e.g. Dask-scattered arrays) are fine.
+            inputs = torch.tensor(features[start:stop], device=device)
+            outputs = check_outputs(model(inputs), rows=stop - start, num_classes=num_classes)
+            predictions = outputs.argmax(dim=1).cpu().numpy()
+            mask[start:stop] = predictions == labels[start:stop]
+    return mask
+
+
 def _count_correct(
-    model: torch.nn.Module,
+    model: nn.Module,
     *,
     features: np.ndarray,
     labels: np.ndarray,
@@ -173,41 +268,24 @@ def _count_correct(
     device: torch.device,
 ) -> int:
     """Number of rows whose argmax logit equals the label; ArtifactRejected on bad outputs."""
-    correct = 0
-    with torch.inference_mode():
-        for start in range(0, features.shape[0], batch_size):
-            stop = min(start + batch_size, features.shape[0])
-            # torch.tensor copies, so read-only inputs (e.g. Dask-scattered arrays) are fine.
-            inputs = torch.tensor(features[start:stop], device=device)
-            outputs = model(inputs)
-            if not isinstance(outputs, torch.Tensor):
-                raise ArtifactRejected("bad_output", f"model returned {type(outputs).__name__}")
-            if tuple(outputs.shape) != (stop - start, num_classes):
-                raise ArtifactRejected(
-                    "bad_output",
-                    f"output shape {list(outputs.shape)}, expected [{stop - start}, {num_classes}]",
-                )
-            if not bool(torch.isfinite(outputs).all()):
-                raise ArtifactRejected("bad_output", "model produced NaN or inf logits")
-            predictions = outputs.argmax(dim=1).cpu()
-            targets = torch.tensor(labels[start:stop])
-            correct += int((predictions == targets).sum().item())
-    return correct
+    mask = correct_mask(
+        model,
+        features=features,
+        labels=labels,
+        num_classes=num_classes,
+        batch_size=batch_size,
+        device=device,
+    )
+    return int(mask.sum())
 
 
-def evaluate_job(
-    job: EvalJob,
-    *,
-    features: np.ndarray,
-    labels: np.ndarray,
-    limits: FamilyLimits,
-    batch_size: int = 1024,
-    device: str = "cpu",
-) -> EvalResult:
-    """Score ``job``'s model on ``(features, labels)``; never raises because of the model."""
-    check_inputs(features=features, labels=labels, limits=limits, batch_size=batch_size)
-    target = resolve_device(device)
-    n_samples = int(labels.shape[0])
+def load_job(
+    job: EvalJob, *, feature_dtype: np.dtype, limits: FamilyLimits, n_samples: int
+) -> LoadedModel | EvalResult:
+    """Read and validate ``job``'s artifact: a :class:`LoadedModel`, or a failed result.
+
+    Never raises because of the artifact (any exception becomes ``evaluation_failed:``).
+    """
     digest: str | None = None
     try:
         model_bytes = read_capped(
@@ -225,21 +303,12 @@ def evaluate_job(
         model, config = load_submission_with_config(
             model_bytes=model_bytes, config_bytes=config_bytes, limits=limits
         )
-        if np.dtype(config.feature_dtype) != features.dtype:
+        if np.dtype(config.feature_dtype) != feature_dtype:
             raise ArtifactRejected(
                 "input_mismatch",
                 f"family {config.family!r} takes {config.feature_dtype} features, "
-                f"the evaluation set provides {features.dtype}",
+                f"the evaluation set provides {feature_dtype}",
             )
-        model = model.to(target)
-        correct = _count_correct(
-            model,
-            features=features,
-            labels=labels,
-            num_classes=limits.num_classes,
-            batch_size=batch_size,
-            device=target,
-        )
     except ArtifactRejected as exc:
         return failed_result(uid=job.uid, n_samples=n_samples, error=exc.reason, digest=digest)
     except Exception as exc:  # a bad model must never take the validator down
@@ -249,10 +318,78 @@ def evaluate_job(
             error=f"evaluation_failed: {type(exc).__name__}: {exc}",
             digest=digest,
         )
+    return LoadedModel(uid=job.uid, model=model, config=config, digest=digest)
+
+
+def success_result(*, uid: int, mask: np.ndarray, digest: str) -> EvalResult:
+    """The result of a model that produced ``mask`` (per-row correctness)."""
+    n_samples = int(mask.shape[0])
     return EvalResult(
-        uid=job.uid,
-        score=correct / n_samples,
+        uid=uid,
+        score=int(mask.sum()) / n_samples,
         n_samples=n_samples,
         error=None,
         artifact_digest=digest,
+        correct=pack_correct(mask),
+    )
+
+
+def evaluate_loaded(
+    loaded: LoadedModel,
+    *,
+    features: np.ndarray,
+    labels: np.ndarray,
+    limits: FamilyLimits,
+    batch_size: int,
+    device: torch.device,
+) -> EvalResult:
+    """Run one already validated model alone; never raises because of the model."""
+    n_samples = int(labels.shape[0])
+    try:
+        mask = correct_mask(
+            loaded.model.to(device),
+            features=features,
+            labels=labels,
+            num_classes=limits.num_classes,
+            batch_size=batch_size,
+            device=device,
+        )
+    except ArtifactRejected as exc:
+        return failed_result(
+            uid=loaded.uid, n_samples=n_samples, error=exc.reason, digest=loaded.digest
+        )
+    except Exception as exc:  # a bad model must never take the validator down
+        return failed_result(
+            uid=loaded.uid,
+            n_samples=n_samples,
+            error=f"evaluation_failed: {type(exc).__name__}: {exc}",
+            digest=loaded.digest,
+        )
+    return success_result(uid=loaded.uid, mask=mask, digest=loaded.digest)
+
+
+def evaluate_job(
+    job: EvalJob,
+    *,
+    features: np.ndarray,
+    labels: np.ndarray,
+    limits: FamilyLimits,
+    batch_size: int = 1024,
+    device: str = "cpu",
+) -> EvalResult:
+    """Score ``job``'s model on ``(features, labels)``; never raises because of the model."""
+    check_inputs(features=features, labels=labels, limits=limits, batch_size=batch_size)
+    target = resolve_device(device)
+    loaded = load_job(
+        job, feature_dtype=features.dtype, limits=limits, n_samples=int(labels.shape[0])
+    )
+    if isinstance(loaded, EvalResult):
+        return loaded
+    return evaluate_loaded(
+        loaded,
+        features=features,
+        labels=labels,
+        limits=limits,
+        batch_size=batch_size,
+        device=target,
     )
