@@ -40,8 +40,10 @@ Imports only torch, numpy, safetensors and the standard library -- never prefect
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -258,6 +260,30 @@ def correct_mask(
     return mask
 
 
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """On CUDA, switch TF32 off (matmul and cuDNN) for the block; a no-op on CPU.
+
+    Every evaluation path (single and batched) runs under it, so all of them compute in float32
+    and differ at most by summation order.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(
+            enabled=torch.backends.cudnn.enabled,
+            benchmark=False,
+            deterministic=True,
+            allow_tf32=False,
+        ):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
 def _count_correct(
     model: nn.Module,
     *,
@@ -385,11 +411,12 @@ def evaluate_job(
     )
     if isinstance(loaded, EvalResult):
         return loaded
-    return evaluate_loaded(
-        loaded,
-        features=features,
-        labels=labels,
-        limits=limits,
-        batch_size=batch_size,
-        device=target,
-    )
+    with full_precision(target):
+        return evaluate_loaded(
+            loaded,
+            features=features,
+            labels=labels,
+            limits=limits,
+            batch_size=batch_size,
+            device=target,
+        )

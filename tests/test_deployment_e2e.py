@@ -1,0 +1,201 @@
+"""End to end through a Prefect deployment: services up, epoch triggered with parameters.
+
+Starts a Prefect server and `taoflow serve` (real deployments), triggers one epoch through the
+deployment with parameters, then checks the ledger batch, the MLflow run (params, metrics,
+artifacts, tags, registry alias) and the Prefect artifacts. Everything binds to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger.store import Ledger
+
+pytestmark = pytest.mark.integration
+
+START_TIMEOUT_S = 120
+RUN_TIMEOUT_S = 300
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env.update(
+        {
+            "TAOFLOW_HOME": str(home),
+            "PREFECT_HOME": str(home / "prefect"),
+            "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+    )
+    return env
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} not healthy in {START_TIMEOUT_S} s")
+
+
+GENESIS = """
+import sys
+from pathlib import Path
+from taoflow.settings import Settings
+settings = Settings.load(sys.argv[1]); settings.apply_environment()
+from ledger.store import Ledger
+from taoflow.network import DEMO_PASSPHRASE, ensure_genesis
+ensure_genesis(Ledger.open(settings.ledger_dir), artifacts_root=settings.artifacts_dir,
+               wallets_root=settings.wallets_dir, passphrase=DEMO_PASSPHRASE)
+"""
+
+TRIGGER = """
+import json, sys
+from prefect.deployments import run_deployment
+run = run_deployment(name="epoch/epoch-digits", parameters={"subnet": "digits",
+                     "home": sys.argv[1], "dask_address": None}, timeout=float(sys.argv[2]))
+print(json.dumps({"id": str(run.id), "state": run.state_type.value if run.state_type else None,
+                  "parameters": run.parameters}))
+"""
+
+ARTIFACTS = """
+import asyncio, json, sys
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+async def main():
+    async with get_client() as client:
+        arts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[sys.argv[1]])))
+        print(json.dumps([[a.key, a.type] for a in arts]))
+asyncio.run(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    home = tmp_path_factory.mktemp("deploy") / "home"
+    env = base_env(home)
+    subprocess.run(
+        [sys.executable, "-c", GENESIS, str(home)], env=env, check=True, timeout=START_TIMEOUT_S
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    procs = [server]
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/api/health", server)
+        env = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+        serve = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "taoflow.cli",
+                "serve",
+                "--home",
+                str(home),
+                "--block-time-s",
+                "100000",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(serve)
+        yield home, env
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_epoch_through_a_deployment_with_parameters(served: tuple[Path, dict[str, str]]) -> None:
+    home, env = served
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:  # the deployment appears once `taoflow serve` has registered it
+        proc = subprocess.run(
+            [sys.executable, "-c", TRIGGER, str(home), str(RUN_TIMEOUT_S)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S + 60,
+            check=False,
+        )
+        if proc.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert run["state"] == "COMPLETED"
+    assert run["parameters"]["subnet"] == "digits"
+
+    ledger = Ledger(home / "ledger")
+    epoch_records = [r for r in ledger.records() if r.epochs]
+    assert [r.epochs for r in epoch_records] == [("digits/0",)]
+    assert ledger.verify().ok
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("subnet-digits")
+    assert experiment is not None
+    (mlrun,) = client.search_runs([experiment.experiment_id])
+    assert mlrun.data.tags["taoflow.prefect_flow_run_id"] == run["id"]
+    assert mlrun.data.tags["taoflow.ledger_batch_hash"] == epoch_records[0].batch_hash
+    assert mlrun.data.params["subnet"] == "digits"
+    assert any(k.startswith("incentive/uid_") for k in mlrun.data.metrics)
+    paths = {a.path for a in client.list_artifacts(mlrun.info.run_id)}
+    assert {"metagraph.parquet", "weights.parquet"} <= paths
+    plots = {a.path for a in client.list_artifacts(mlrun.info.run_id, "plots")}
+    assert any(p.endswith(".png") for p in plots)
+    version = client.get_model_version_by_alias("taoflow-digits", "champion")
+    assert version.run_id == mlrun.info.run_id
+
+    arts = subprocess.run(
+        [sys.executable, "-c", ARTIFACTS, run["id"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    kinds = dict(json.loads(arts.stdout.strip().splitlines()[-1]))
+    assert kinds.get("digits-metagraph") == "table"
+    assert kinds.get("digits-summary") == "markdown"
