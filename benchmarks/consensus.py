@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/consensus.py [--sizes small|all] [--repeat K] [--profile]
+    python benchmarks/consensus.py [--sizes small|all] [--repeat K] [--profile] [--proposed]
 
 For each size (validators × uids: 256 × 4,096 and 1,024 × 16,384 with dense weight rows,
 4,096 × 65,536 with 1 % of each validator row set) it builds deterministic random inputs, runs
@@ -26,6 +26,8 @@ re-registrations (their weights to them are masked as outdated).
 
 ``--profile`` additionally times every SQL statement of ``run_epoch`` one by one (same cursor,
 same registered inputs) at the largest selected size and prints the per-statement table.
+``--proposed`` adds a third implementation: ``run_epoch`` with the statement rewrites proposed in
+``benchmarks/sql_rewrites.py`` (Yuma3 only), timed, measured and profiled the same way.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ import contextlib
 import ctypes
 import gc
 import os
+import pickle
 import platform
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -53,6 +58,12 @@ if str(_ROOT) not in sys.path:  # run as a script: make the repository root impo
     sys.path.insert(0, str(_ROOT))
 
 from benchmarks.numpy_yuma import choose_layout, numpy_epoch  # noqa: E402
+from benchmarks.sql_rewrites import (  # noqa: E402
+    PROPOSED_READBACKS,
+    PROPOSED_STATEMENTS,
+    proposed_run_epoch,
+    register_inputs,
+)
 from tasks.consensus import sql as consensus_sql  # noqa: E402
 from tasks.consensus.params import YumaParams  # noqa: E402
 from tasks.consensus.sql import run_epoch  # noqa: E402
@@ -212,137 +223,46 @@ def _empty_bonds() -> pa.Table:
 
 
 # ------------------------------------------------------------------------------------------------
-# Measurement
+# Implementations under test
 # ------------------------------------------------------------------------------------------------
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
+IMPLEMENTATIONS = ("numpy", "duckdb", "proposed")
+LABELS = {
+    "duckdb": "DuckDB run_epoch",
+    "numpy": "NumPy",
+    "proposed": "DuckDB + proposed rewrites",
+}
+LABEL_SHORT = {"duckdb": "DuckDB", "numpy": "NumPy", "proposed": "proposed"}
 
 
-def _release_free_memory() -> None:
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection limited to the benchmark's thread count."""
+    connection = duckdb.connect()
+    connection.execute(f"SET threads={DUCKDB_THREADS}")
+    return connection
 
 
-def _can_reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
+def epoch_call(
+    name: str, case: Case, connection: duckdb.DuckDBPyConnection
+) -> Callable[[], EpochResult]:
+    """A zero-argument call running implementation ``name`` on ``case``."""
+
+    def duck() -> EpochResult:
+        return run_epoch(case.inputs, case.params, case.state, connection=connection)
+
+    def baseline() -> EpochResult:
+        return numpy_epoch(case.inputs, case.params, case.state)
+
+    def proposed() -> EpochResult:
+        return proposed_run_epoch(case.inputs, case.params, case.state, connection=connection)
+
+    return {"duckdb": duck, "numpy": baseline, "proposed": proposed}[name]
 
 
-class PeakRss:
-    """Peak resident memory of a call above the RSS just before it (DuckDB's allocations
-    included, which tracemalloc cannot see).
-
-    Preferred: reset the kernel's RSS high-water mark (``5`` → /proc/self/clear_refs) before the
-    call and read VmHWM after it. Fallback: a thread sampling VmRSS every millisecond.
-    """
-
-    def __init__(self) -> None:
-        self.exact = _can_reset_peak_rss()
-
-    @property
-    def method(self) -> str:
-        if self.exact:
-            return (
-                "peak RSS above the RSS just before the call: kernel high-water mark reset "
-                "(/proc/self/clear_refs = 5) then VmHWM (after gc + malloc_trim)"
-            )
-        return "peak RSS above the RSS just before the call, VmRSS sampled every 1 ms"
-
-    def measure(self, call: Callable[[], T]) -> tuple[T, float]:
-        _release_free_memory()
-        before = _status_kib("VmRSS")
-        if self.exact:
-            _can_reset_peak_rss()
-            result = call()
-            peak = _status_kib("VmHWM")
-        else:
-            peak = before
-            done = threading.Event()
-
-            def sample() -> None:
-                nonlocal peak
-                while not done.is_set():
-                    peak = max(peak, _status_kib("VmRSS"))
-                    time.sleep(0.001)
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            try:
-                result = call()
-            finally:
-                done.set()
-                sampler.join()
-            peak = max(peak, _status_kib("VmRSS"))
-        return result, max(0, peak - before) * 1024 / MIB
-
-
-@dataclass(frozen=True)
-class Measurement:
-    best_s: float
-    peak_mib: float
-    result: EpochResult
-
-
-def _timed(call: Callable[[], T]) -> tuple[T, float]:
-    start = time.perf_counter()
-    result = call()
-    return result, time.perf_counter() - start
-
-
-def measure_pair(
-    calls: dict[str, Callable[[], EpochResult]], repeat: int, peak: PeakRss
-) -> dict[str, Measurement]:
-    """Warm-up run (which is also the peak-memory run) per implementation, then ``repeat``
-    timed rounds alternating the implementations; the best time of each is kept."""
-    peaks: dict[str, float] = {}
-    results: dict[str, EpochResult] = {}
-    for name, call in calls.items():
-        results[name], peaks[name] = peak.measure(call)
-    best = dict.fromkeys(calls, float("inf"))
-    for _ in range(repeat):
-        for name, call in calls.items():
-            _release_free_memory()
-            _, seconds = _timed(call)
-            best[name] = min(best[name], seconds)
-    return {
-        name: Measurement(best_s=best[name], peak_mib=peaks[name], result=results[name])
-        for name in calls
-    }
-
-
-def _stored_bonds_equal(left: EpochState, right: EpochState) -> bool:
-    return left.bonds.sort_by([("validator", "ascending"), ("miner", "ascending")]).equals(
-        right.bonds.sort_by([("validator", "ascending"), ("miner", "ascending")])
-    )
-
-
-def _max_abs_diff(left: np.ndarray, right: np.ndarray) -> float:
-    return float(np.max(np.abs(left - right))) if left.size else 0.0
-
-
-# ------------------------------------------------------------------------------------------------
-# Yuma3 support and the DuckDB connection
-# ------------------------------------------------------------------------------------------------
 def duckdb_supports_yuma3() -> bool:
     """Whether ``run_epoch`` implements the Yuma3 bond path (else the benchmark uses legacy)."""
     inputs = EpochInputs(
         stake_rao=np.array([1, 1], dtype=np.int64),
-        weights=pa.table(
-            {
-                "validator": pa.array([0], pa.int32()),
-                "miner": pa.array([1], pa.int32()),
-                "weight_u16": pa.array([65_535], pa.int32()),
-            }
-        ),
+        weights=_weights_table(np.array([0]), np.array([1]), np.array([65_535])),
         last_update_block=np.array([10, 10], dtype=np.int64),
         registered_block=np.array([0, 0], dtype=np.int64),
         current_block=10,
@@ -358,80 +278,217 @@ def duckdb_supports_yuma3() -> bool:
     return True
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    connection = duckdb.connect()
-    connection.execute(f"SET threads={DUCKDB_THREADS}")
-    return connection
+# ------------------------------------------------------------------------------------------------
+# Measurement
+# ------------------------------------------------------------------------------------------------
+MEMORY_METHOD = (
+    "peak RSS of the epoch call above the RSS just before it, in a fresh child process per "
+    "implementation and size (inputs unpickled there, DuckDB connection opened, gc + malloc_trim, "
+    "then the kernel high-water mark reset via /proc/self/clear_refs and VmHWM read after the "
+    "call; VmRSS sampled every 1 ms where clear_refs is not writable). A fresh process keeps "
+    "allocator memory retained by earlier runs from hiding the peak; DuckDB's allocations are "
+    "included (tracemalloc cannot see them)"
+)
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _release_free_memory() -> None:
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mib(call: Callable[[], object]) -> float:
+    """MiB of peak RSS above the RSS just before ``call`` (high-water mark, or 1 ms sampling)."""
+    _release_free_memory()
+    before = _status_kib("VmRSS")
+    if _reset_peak_rss():
+        call()
+        peak = _status_kib("VmHWM")
+    else:
+        peak = before
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, _status_kib("VmRSS"))
+                time.sleep(0.001)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            call()
+        finally:
+            done.set()
+            sampler.join()
+        peak = max(peak, _status_kib("VmRSS"))
+    return max(0, peak - before) * 1024 / MIB
+
+
+def memory_child(case_path: str, name: str) -> int:
+    """``--memory-child``: print the peak-RSS MiB of one epoch call on the pickled case."""
+    with open(case_path, "rb") as handle:
+        case = pickle.load(handle)  # written by this script's parent process
+    connection = connect()
+    print(f"{peak_rss_mib(epoch_call(name, case, connection)):.1f}")
+    connection.close()
+    return 0
+
+
+def measure_memory(case: Case, names: tuple[str, ...]) -> dict[str, float]:
+    """Peak-RSS MiB of each implementation, each in a fresh child process."""
+    peaks: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="yuma-bench-") as directory:
+        case_path = os.path.join(directory, "case.pickle")
+        with open(case_path, "wb") as handle:
+            pickle.dump(case, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        for name in names:
+            completed = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--memory-child", case_path, name],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            peaks[name] = float(completed.stdout.strip().splitlines()[-1])
+    return peaks
+
+
+@dataclass(frozen=True)
+class Measurement:
+    best_s: float
+    peak_mib: float
+    result: EpochResult
+
+
+def measure_times(
+    calls: dict[str, Callable[[], EpochResult]], repeat: int
+) -> dict[str, tuple[float, EpochResult]]:
+    """One warm-up run per implementation, then ``repeat`` rounds alternating them; best time."""
+    results = {name: call() for name, call in calls.items()}
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(repeat):
+        for name, call in calls.items():
+            _release_free_memory()
+            start = time.perf_counter()
+            call()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: (best[name], results[name]) for name in calls}
+
+
+def validation_seconds(result: EpochResult) -> float:
+    """Seconds that EpochState's own input validation takes on ``result``'s stored bonds (a cost
+    inside every implementation's time, since all of them return an EpochState)."""
+    state = result[1]
+    start = time.perf_counter()
+    EpochState(bonds=state.bonds, validator_permit=state.validator_permit)
+    return time.perf_counter() - start
 
 
 # ------------------------------------------------------------------------------------------------
 # Report
 # ------------------------------------------------------------------------------------------------
+def _max_abs_diff(left: np.ndarray, right: np.ndarray) -> float:
+    return float(np.max(np.abs(left - right))) if left.size else 0.0
+
+
+def agreement(left: EpochResult, right: EpochResult) -> str:
+    """max |ΔI| / max |ΔD| / whether the stored u16 bonds are identical."""
+    order = [("validator", "ascending"), ("miner", "ascending")]
+    bonds_equal = left[1].bonds.sort_by(order).equals(right[1].bonds.sort_by(order))
+    incentive = _max_abs_diff(left[0].incentive, right[0].incentive)
+    dividends = _max_abs_diff(left[0].dividends, right[0].dividends)
+    return f"{incentive:.1e} / {dividends:.1e} / {'yes' if bonds_equal else 'NO'}"
+
+
+def target_verdict(size: Size, duck_s: float, numpy_s: float) -> str:
+    if size == MEDIUM:
+        met = numpy_s / duck_s >= SPEEDUP_TARGET
+        return f"≥ {SPEEDUP_TARGET:g}× NumPy: {'met' if met else 'NOT met'}"
+    if size == LARGE:
+        met = duck_s < LARGE_SECONDS_TARGET
+        return f"< {LARGE_SECONDS_TARGET:g} s: {'met' if met else 'NOT met'}"
+    return "—"
+
+
 @dataclass(frozen=True)
 class Row:
     case: Case
     layout: str
-    duck: Measurement
-    numpy: Measurement
+    measured: dict[str, Measurement]
+    validation_s: float
 
-    def cells(self) -> list[str]:
-        size, duck, baseline = self.case.size, self.duck, self.numpy
-        ratio = baseline.best_s / duck.best_s
-        duck_out, duck_state = duck.result
-        np_out, np_state = baseline.result
-        incentive_diff = _max_abs_diff(duck_out.incentive, np_out.incentive)
-        dividends_diff = _max_abs_diff(duck_out.dividends, np_out.dividends)
-        bonds_equal = _stored_bonds_equal(duck_state, np_state)
-        if size == MEDIUM:
-            target = (
-                f"≥ {SPEEDUP_TARGET:g}× faster: {'met' if ratio >= SPEEDUP_TARGET else 'NOT met'}"
-            )
-        elif size == LARGE:
-            met = duck.best_s < LARGE_SECONDS_TARGET
-            target = f"DuckDB < {LARGE_SECONDS_TARGET:g} s: {'met' if met else 'NOT met'}"
-        else:
-            target = "—"
-        return [
-            size.label,
-            f"{self.case.inputs.weights.num_rows:,}",
-            f"{duck.best_s:.3f}",
-            f"{baseline.best_s:.3f} ({self.layout})",
-            f"{ratio:.2f}×",
-            f"{duck.peak_mib:,.0f}",
-            f"{baseline.peak_mib:,.0f}",
-            target,
-            f"{incentive_diff:.1e} / {dividends_diff:.1e} / {'yes' if bonds_equal else 'NO'}",
+    def cells(self, names: tuple[str, ...]) -> list[str]:
+        size = self.case.size
+        numpy_m = self.measured["numpy"]
+        cells = [size.label, f"{self.case.inputs.weights.num_rows:,}"]
+        for name in names:
+            m = self.measured[name]
+            if name == "numpy":
+                cells.append(f"{m.best_s:.3f} ({self.layout})")
+            else:
+                cells += [
+                    f"{m.best_s:.3f}",
+                    f"{numpy_m.best_s / m.best_s:.2f}×",
+                    target_verdict(size, m.best_s, numpy_m.best_s),
+                ]
+        cells += [f"{self.measured[name].peak_mib:,.0f}" for name in names]
+        cells.append(f"{self.validation_s:.3f}")
+        cells += [
+            agreement(self.measured[name].result, numpy_m.result)
+            for name in names
+            if name != "numpy"
         ]
+        return cells
 
 
-HEADER = [
-    "size (V × n)",
-    "weights nnz",
-    "DuckDB s",
-    "NumPy s (layout)",
-    "ratio NumPy/DuckDB",
-    "DuckDB peak MiB",
-    "NumPy peak MiB",
-    "target",
-    "max |ΔI| / max |ΔD| / u16 bonds equal",
-]
+def header(names: tuple[str, ...]) -> list[str]:
+    cells = ["size (V × n)", "weights nnz"]
+    for name in names:
+        if name == "numpy":
+            cells.append("NumPy s (layout)")
+        else:
+            short = LABEL_SHORT[name]
+            cells += [f"{short} s", f"NumPy/{short}", f"{short} target"]
+    cells += [f"{LABEL_SHORT[n]} peak MiB" for n in names]
+    cells.append("EpochState check s")
+    cells += [
+        f"{LABEL_SHORT[n]} vs NumPy: max|ΔI| / max|ΔD| / u16 equal" for n in names if n != "numpy"
+    ]
+    return cells
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = [
+def markdown_table(head: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(head, *rows, strict=True)]
+    return "\n".join(
         "| "
         + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
         + " |"
-        for line in [header, ["-" * width for width in widths], *rows]
-    ]
-    return "\n".join(lines)
+        for line in [head, ["-" * width for width in widths], *rows]
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # Per-statement profile of the DuckDB epoch
 # ------------------------------------------------------------------------------------------------
-def _statement_names(params: YumaParams) -> list[tuple[str, str]]:
+def current_statements(params: YumaParams) -> list[tuple[str, str]]:
+    """run_epoch's statements in order, named after sql.py's constants."""
     names = {
         value: name
         for name, value in vars(consensus_sql).items()
@@ -449,59 +506,46 @@ def _statement_names(params: YumaParams) -> list[tuple[str, str]]:
     return [(names.get(statement, "?"), statement) for statement in statements]
 
 
-@contextlib.contextmanager
-def _registered_cursor(
-    case: Case, connection: duckdb.DuckDBPyConnection
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    state = case.state.for_uids(case.inputs.n_uids)
-    cursor = connection.cursor()
-    try:
-        cursor.register(
-            "epoch_params_in", consensus_sql._epoch_params_table(case.inputs, case.params)
-        )
-        cursor.register("neuron_in", consensus_sql._neuron_table(case.inputs, state))
-        cursor.register("weights_in", case.inputs.weights)
-        cursor.register("bonds_in", state.bonds)
-        yield cursor
-    finally:
-        cursor.close()
+CURRENT_READBACKS = (
+    ("read: output vectors", consensus_sql._OUTPUT_VECTORS),
+    ("read: yuma_B ORDER BY", "SELECT validator, miner, b AS bond FROM yuma_B ORDER BY ALL"),
+    (
+        "read: yuma_B_stored ORDER BY",
+        "SELECT validator, miner, bond_u16 FROM yuma_B_stored ORDER BY ALL",
+    ),
+)
 
 
-def profile_statements(case: Case, connection: duckdb.DuckDBPyConnection, repeat: int) -> str:
-    """Best-of-``repeat`` seconds of each statement of ``run_epoch``, run in order on a cursor."""
-    steps = _statement_names(case.params)
-    readbacks = [
-        ("output vectors", consensus_sql._OUTPUT_VECTORS),
-        ("read yuma_B", "SELECT validator, miner, b AS bond FROM yuma_B ORDER BY validator, miner"),
-        (
-            "read yuma_B_stored",
-            "SELECT validator, miner, bond_u16 FROM yuma_B_stored ORDER BY validator, miner",
-        ),
-    ]
+def profile_statements(
+    case: Case,
+    connection: duckdb.DuckDBPyConnection,
+    repeat: int,
+    statements: list[tuple[str, str]],
+    readbacks: tuple[tuple[str, str], ...],
+) -> str:
+    """Best-of-``repeat`` seconds of each statement, run in order on one cursor with the
+    inputs registered as run_epoch registers them (plus one warm-up round)."""
     best: dict[str, float] = {}
     rows_out: dict[str, int] = {}
-    stored_u16: pa.Table | None = None
-    for _ in range(repeat + 1):  # the first round warms up
-        with _registered_cursor(case, connection) as cursor:
-            for name, statement in steps:
+    state = case.state.for_uids(case.inputs.n_uids)
+    for _ in range(repeat + 1):
+        cursor = connection.cursor()
+        try:
+            register_inputs(cursor, case.inputs, case.params, state)
+            for name, statement in statements:
                 start = time.perf_counter()
                 cursor.execute(statement)
                 best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
                 table_name = statement.split("TEMP TABLE", 1)[1].split()[0]
-                count = cursor.execute(f"SELECT count(*) FROM {table_name}").fetchall()[0]
-                rows_out[name] = int(count[0]) if count else 0
+                count = cursor.execute(f"SELECT count(*) FROM {table_name}").fetchall()
+                rows_out[name] = int(count[0][0])
             for name, query in readbacks:
                 start = time.perf_counter()
                 table = cursor.sql(query).to_arrow_table()
                 best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
                 rows_out[name] = table.num_rows
-                if name == "read yuma_B_stored":
-                    stored_u16 = table
-    if stored_u16 is not None:
-        start = time.perf_counter()
-        EpochState(bonds=stored_u16, validator_permit=case.state.validator_permit)
-        best["EpochState(...) validation"] = time.perf_counter() - start
-        rows_out["EpochState(...) validation"] = stored_u16.num_rows
+        finally:
+            cursor.close()
     total = sum(best.values())
     rows = [
         [name, f"{seconds:.3f}", f"{seconds / total:.0%}", f"{rows_out[name]:,}"]
@@ -522,90 +566,129 @@ def _load_average() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
 
 
-def _epoch_calls(
-    case: Case, connection: duckdb.DuckDBPyConnection
-) -> dict[str, Callable[[], EpochResult]]:
-    def duck() -> EpochResult:
-        return run_epoch(case.inputs, case.params, case.state, connection=connection)
-
-    def baseline() -> EpochResult:
-        return numpy_epoch(case.inputs, case.params, case.state)
-
-    return {"duckdb": duck, "numpy": baseline}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--sizes", choices=sorted(SIZES), default="all")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs after the warm-up")
-    parser.add_argument(
-        "--profile", action="store_true", help="also time each SQL statement at the largest size"
-    )
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be >= 1")
-
-    yuma3 = duckdb_supports_yuma3()
-
-    def params_for(size: Size) -> YumaParams:
-        return YumaParams(yuma3=yuma3, liquid_alpha=yuma3, max_validators=size.validators)
-
-    peak = PeakRss()
+def _print_preamble(names: tuple[str, ...], yuma3: bool, repeat: int) -> None:
     connection = connect()
-    threads = connection.execute("SELECT current_setting('threads')").fetchone()
+    threads = connection.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    connection.close()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print("# Yuma epoch: DuckDB SQL (run_epoch) vs vectorised NumPy (benchmarks/numpy_yuma.py)")
     print()
     print(
         f"- machine: {platform.machine()}, {cores} usable cores; "
-        f"Python {platform.python_version()}, DuckDB {duckdb.__version__} "
-        f"(threads={threads[0] if threads else '?'}), NumPy {np.__version__}"
+        f"Python {platform.python_version()}, DuckDB {duckdb.__version__} (threads={threads}), "
+        f"NumPy {np.__version__}"
     )
     if yuma3:
         print("- bond path: Yuma3 + liquid alpha (YumaParams(yuma3=True, liquid_alpha=True))")
     else:
         print(
-            "- bond path: LEGACY (run_epoch does not implement Yuma3 yet, so both implementations "
-            "run the legacy path; the required Yuma3 + liquid alpha comparison is NOT measured)"
+            "- bond path: LEGACY — run_epoch does not implement Yuma3 yet, so both run the legacy "
+            "path; the required Yuma3 + liquid alpha comparison is NOT measured"
         )
     print(
-        "- params: chain defaults (κ = 32767/65535, β = 1, bma = 900 000 ppm) with "
-        "max_validators = V; one warm-up epoch supplies permits and u16 bonds"
+        "- params: chain defaults (κ = 32767/65535, β = 1, bma = 900 000 ppm, liquid alpha "
+        "0.7–0.9, steepness 10) with max_validators = V; one warm-up epoch supplies permits and "
+        "u16 bonds"
     )
+    print(f"- implementations: {', '.join(LABELS[name] for name in names)}")
     print(
-        f"- wall time: best of {args.repeat} after one warm-up run, implementations alternated; "
-        "the same EpochInputs/EpochState objects every run, a fresh DuckDB cursor (temp tables "
-        "dropped) per run, no caching between runs; both times include building EpochOutputs/"
-        "EpochState (validation included)"
+        f"- wall time: best of {repeat} after one warm-up run each, implementations alternated, "
+        "same inputs every run, a fresh DuckDB cursor per run (temp tables dropped, nothing "
+        "cached); every time includes building EpochOutputs/EpochState, whose own validation "
+        "(pyarrow group_by duplicate check) is shown separately as 'EpochState check s'"
     )
-    print(f"- peak memory: {peak.method}; measured on the warm-up run")
+    print(f"- peak memory: {MEMORY_METHOD}")
     print(f"- load average before: {_load_average()} (other processes share these cores)")
     print()
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", choices=sorted(SIZES), default="all")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs after the warm-up")
+    parser.add_argument(
+        "--profile", action="store_true", help="also time each SQL statement at the largest size"
+    )
+    parser.add_argument(
+        "--proposed",
+        action="store_true",
+        help="also time the proposed SQL rewrites (benchmarks/sql_rewrites.py; Yuma3 only)",
+    )
+    parser.add_argument("--memory-child", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        return memory_child(*args.memory_child)
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+
+    yuma3 = duckdb_supports_yuma3()
+    names = IMPLEMENTATIONS if args.proposed and yuma3 else IMPLEMENTATIONS[:2]
+
+    def params_for(size: Size) -> YumaParams:
+        return YumaParams(yuma3=yuma3, liquid_alpha=yuma3, max_validators=size.validators)
+
+    _print_preamble(names, yuma3, args.repeat)
+    connection = connect()
     rows: list[Row] = []
-    cases: list[Case] = []
+    profiles: list[tuple[str, str]] = []
     for size in SIZES[args.sizes]:
         start = time.perf_counter()
         case = build_case(size, params_for)
-        cases.append(case)
-        layout = choose_layout(case.inputs, case.state)
         print(
-            f"built {size.label} in {time.perf_counter() - start:.1f} s; measuring …",
+            f"{size.label}: built in {time.perf_counter() - start:.1f} s; measuring …",
             file=sys.stderr,
             flush=True,
         )
-        measured = measure_pair(_epoch_calls(case, connection), args.repeat, peak)
-        rows.append(Row(case=case, layout=layout, duck=measured["duckdb"], numpy=measured["numpy"]))
-    print(markdown_table(HEADER, [row.cells() for row in rows]))
+        peaks = measure_memory(case, names)
+        timed = measure_times(
+            {name: epoch_call(name, case, connection) for name in names}, args.repeat
+        )
+        measured = {
+            name: Measurement(best_s=timed[name][0], peak_mib=peaks[name], result=timed[name][1])
+            for name in names
+        }
+        rows.append(
+            Row(
+                case=case,
+                layout=choose_layout(case.inputs, case.state),
+                measured=measured,
+                validation_s=validation_seconds(measured["numpy"].result),
+            )
+        )
+        if args.profile and size == SIZES[args.sizes][-1]:
+            profiles.append(
+                (
+                    "run_epoch",
+                    profile_statements(
+                        case,
+                        connection,
+                        args.repeat,
+                        current_statements(case.params),
+                        CURRENT_READBACKS,
+                    ),
+                )
+            )
+            if "proposed" in names:
+                profiles.append(
+                    (
+                        "proposed rewrites",
+                        profile_statements(
+                            case,
+                            connection,
+                            args.repeat,
+                            list(PROPOSED_STATEMENTS),
+                            PROPOSED_READBACKS,
+                        ),
+                    )
+                )
+    print(markdown_table(header(names), [row.cells(names) for row in rows]))
     print()
     print(f"- load average after: {_load_average()}")
-
-    if args.profile:
-        largest = cases[-1]
+    for title, table in profiles:
         print()
-        print(f"## DuckDB epoch per statement at {largest.size.label} (best of {args.repeat})")
+        print(f"## {title}: seconds per statement at {rows[-1].case.size.label}")
         print()
-        print(profile_statements(largest, connection, args.repeat))
+        print(table)
     connection.close()
     return 0
 

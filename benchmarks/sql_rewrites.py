@@ -11,14 +11,15 @@ What changes, and why (each is exact, not an approximation):
 * ``_WEIGHTS``: row sums by GROUP BY + join instead of a window partitioned by validator; the
   ``miner < n`` filter is implied by the join with ``yuma_neuron``; the validator's integer
   stake ``a_rao`` is carried along so consensus does not re-join.
-* ``_CONSENSUS``: the stake-weighted median without a window over every weight. Integer threshold
-  thr = ceil(kappa_u16·Σa / 65535) is computed once (HUGEINT once, BIGINT after), so the κ test
-  becomes ``stake_ge >= thr`` (65535·x ≥ kappa·T ⇔ x ≥ ⌈kappa·T/65535⌉ for integer x). Levels
-  are bucketed per miner by floor(w·s_j) with s_j = 2^(6 − ⌈log2 max_j w⌉) (~64 buckets; any
-  s_j > 0 keeps the bucket monotone in w because multiplying by a positive constant and floor
-  are monotone), one GROUP BY sums stake per bucket, a window over the few bucket rows finds the
-  crossing bucket, and only the weights inside that bucket get an exact running sum. Miners whose
-  total stake is below thr (C_j = 0) are dropped before any sorting.
+* ``_CONSENSUS``: the stake-weighted median without a window over every weight. The integer
+  threshold thr = ⌈kappa_u16·Σa / 65535⌉ is computed once, so the κ test becomes
+  ``stake_ge >= thr`` (65535·x ≥ kappa_u16·Σa ⇔ x ≥ thr for an integer x) with no per-row
+  HUGEINT multiplication. Levels are bucketed per miner by floor(w·s_j), s_j = 2^(6 − ⌈log2
+  max_j w⌉) (~64 buckets; any s_j > 0 keeps the bucket monotone in w, since multiplying by a
+  positive constant and floor are both monotone); one GROUP BY sums stake per bucket, a window
+  over the few bucket rows finds the crossing bucket, and only the weights inside that bucket
+  get an exact running sum. Miners whose total stake is below thr (C_j = 0) are dropped before
+  any sorting.
 * ``_CLIPPED_WEIGHTS`` + ``_YUMA3_BOND_WEIGHTS`` + ``_YUMA3_OLD_BONDS`` + ``_YUMA3_BONDS``: W̄ and
   W_b are computed on the fly from ``yuma_W ⋈ yuma_C`` (a broadcast join on miner) instead of
   being materialised and re-joined on (validator, miner); the only (validator, miner) join left
@@ -76,9 +77,10 @@ FROM W_masked AS m JOIN row_sum AS r ON r.validator = m.validator
 PROPOSED_CONSENSUS = """
 CREATE OR REPLACE TEMP TABLE yuma_C AS
 WITH
--- thr = ⌈kappa_u16·Σa / 65535⌉: 65535·x ≥ kappa_u16·Σa ⇔ x ≥ thr for integer x (BIGINT after)
+-- thr = ⌈kappa_u16·Σa / 65535⌉: 65535·x ≥ kappa_u16·Σa ⇔ x ≥ thr for integer x; computed once,
+-- so no per-row HUGEINT multiplication remains (thr ≤ Σa)
 thr AS (
-    SELECT ((p.kappa_u16::HUGEINT * sum(v.a_rao) + 65534) // 65535)::BIGINT AS t
+    SELECT (p.kappa_u16::HUGEINT * sum(v.a_rao) + 65534) // 65535 AS t
     FROM yuma_neuron AS v CROSS JOIN yuma_p AS p
     GROUP BY p.kappa_u16
 ),
@@ -109,7 +111,8 @@ bucket_ge AS (
 ),
 -- C_j lies in the highest bucket whose at-or-above stake reaches thr
 crossing AS (
-    SELECT bg.miner, max(bg.bucket) AS bucket, arg_max(bg.stake_ge - bg.stake_at, bg.bucket) AS above
+    SELECT bg.miner, max(bg.bucket) AS bucket,
+        arg_max(bg.stake_ge - bg.stake_at, bg.bucket) AS above
     FROM bucket_ge AS bg CROSS JOIN thr
     WHERE bg.stake_ge >= thr.t
     GROUP BY bg.miner

@@ -8,7 +8,7 @@ or blocks the commit (it is reported in the result instead).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 from prefect import flow
@@ -32,6 +32,8 @@ class EpochResult:
     mlflow_run_id: str | None
     mlflow_error: str | None
     flow_run_id: str | None
+    stage_compute_s: dict[str, float] = field(default_factory=dict)
+    """Seconds each stage task spent in its own stage call (see ``tasks.shells``)."""
 
 
 @flow(name="epoch", log_prints=False, persist_result=False)
@@ -43,6 +45,7 @@ def epoch_flow(
     """Run the next epoch of ``subnet`` for the network stored in ``home``."""
     from taoflow.settings import Settings
 
+    stage_compute_s = shells.start_stage_timings()
     settings = Settings.load(home, dask_address)
     ctx = shells.gather(settings.ledger_dir, subnet)
     evaluation = shells.evaluate(
@@ -97,4 +100,5 @@ def epoch_flow(
         mlflow_run_id=mlflow_run_id,
         mlflow_error=mlflow_error,
         flow_run_id=run_id,
+        stage_compute_s=dict(stage_compute_s),
     )

@@ -2,10 +2,20 @@
 
 Tasks are coarse (one per stage) because each Prefect task costs ~100 ms; fine-grained work fans
 out over Dask inside the evaluate task. Caching is off: exactly-once belongs to the ledger commit.
+
+Timing: each task measures its stage call with ``time.perf_counter`` (the whole body, or for
+``evaluate`` the call after the Dask client is connected) and adds the seconds to
+the dict that :func:`start_stage_timings` installed for the current flow run (a context variable;
+nothing is recorded when none is installed), so a flow can tell its stages' own compute from its
+orchestration overhead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +33,31 @@ from tasks.registry import ChampionCandidate
 from tasks.track_outbox import log_epoch_or_queue
 from tasks.weights import ValidatorPolicy, scores_to_weights
 
+_STAGE_COMPUTE_S: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
+    "taoflow_stage_compute_s", default=None
+)
+
+
+def start_stage_timings() -> dict[str, float]:
+    """Install (and return) a fresh stage name → compute seconds dict for this flow run."""
+    timings: dict[str, float] = {}
+    _STAGE_COMPUTE_S.set(timings)
+    return timings
+
+
+@contextlib.contextmanager
+def _timed(stage: str) -> Iterator[None]:
+    started_s = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings = _STAGE_COMPUTE_S.get()
+        if timings is not None:
+            timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started_s
+
 
 @task(name="gather", cache_policy=NO_CACHE)
+@_timed("gather")  # the body is the stage call
 def gather(ledger_dir: Path, subnet: str) -> EpochContext:
     ledger = Ledger.open(ledger_dir)
     return build_context(ledger.state(), subnet=subnet, head_hash=ledger.head_hash())
@@ -35,7 +68,7 @@ def evaluate(
     ctx: EpochContext, *, artifacts_root: Path, dask_address: str | None
 ) -> EvaluationOutcome:
     if dask_address:
-        with distributed.Client(dask_address) as client:
+        with distributed.Client(dask_address) as client, _timed("evaluate"):
             return evaluate_epoch(ctx, client=client, artifacts_root=artifacts_root)
     with (
         distributed.LocalCluster(
@@ -46,6 +79,7 @@ def evaluate(
             dashboard_address=None,
         ) as cluster,
         distributed.Client(cluster) as client,
+        _timed("evaluate"),
     ):
         return evaluate_epoch(ctx, client=client, artifacts_root=artifacts_root)
 
@@ -66,6 +100,7 @@ def hosted_weights(ctx: EpochContext, evaluation: EvaluationOutcome) -> dict[int
 
 
 @task(name="consensus", cache_policy=NO_CACHE)
+@_timed("consensus")  # the body is the stage call
 def consensus(ctx: EpochContext, evaluation: EvaluationOutcome) -> ConsensusOutcome:
     weights = hosted_weights(ctx, evaluation)
     last_update: dict[int, int] = {}
@@ -77,6 +112,7 @@ def consensus(ctx: EpochContext, evaluation: EvaluationOutcome) -> ConsensusOutc
 
 
 @task(name="emit", cache_policy=NO_CACHE)
+@_timed("emit")  # the body is the stage call
 def emit(
     ledger_dir: Path, ctx: EpochContext, outcome: ConsensusOutcome, evaluation: EvaluationOutcome
 ) -> tuple[Payouts, CommitResult]:
@@ -102,6 +138,7 @@ def emit(
 
 
 @task(name="track", cache_policy=NO_CACHE)
+@_timed("track")  # the body is the stage call
 def track(
     *,
     tracking_uri: str,
@@ -148,6 +185,7 @@ def track(
 
 
 @task(name="publish", cache_policy=NO_CACHE)
+@_timed("publish")  # the body is the stage call
 def publish(
     *, ctx: EpochContext, metagraph: pa.Table, emission_rao: int, commit: CommitResult
 ) -> None:

@@ -173,7 +173,8 @@ def test_epoch_through_a_deployment_with_parameters(served: tuple[Path, dict[str
 
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name("subnet-digits")
     assert experiment is not None
     (mlrun,) = client.search_runs([experiment.experiment_id])

@@ -105,8 +105,13 @@ def test_subnets_share_block_rewards_exactly() -> None:
 
     state = LedgerState()
     for name, share in (("a", 1), ("b", 2)):
-        state.subnets[name] = Subnet(name=name, owner_coldkey="", owner_hotkey="",
-                                     created_block=0, config={"emission_share": share})
+        state.subnets[name] = Subnet(
+            name=name,
+            owner_coldkey="",
+            owner_hotkey="",
+            created_block=0,
+            config={"emission_share": share},
+        )
     total = emission_for_blocks(issued_rao=0, blocks=10)
     a = subnet_emission_rao(state, subnet="a", blocks=10)
     b = subnet_emission_rao(state, subnet="b", blocks=10)

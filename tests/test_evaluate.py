@@ -315,8 +315,9 @@ def test_fanout_matches_direct_results_for_one_and_two_workers(world: Fixture) -
                     timeout_s=1,
                 )
             if n_workers == 1:
-                # Occupy the only worker thread: every job is still queued at the deadline.
-                blocker = client.submit(time.sleep, 2, pure=False)
+                # Occupy the only worker thread for longer than both phases' bounds
+                # (0.5 s x (2 tasks + 1) each): every job is still queued at its deadline.
+                blocker = client.submit(time.sleep, 5, pure=False)
                 timed_out = evaluate_all(
                     client,
                     jobs[:2],

@@ -1,30 +1,50 @@
-"""Fan :func:`tasks.evaluate.runner.evaluate_job` out over a Dask cluster.
+"""Fan batched evaluation out over a Dask cluster, with per-model isolation and timeouts.
 
-Purpose: evaluate every eligible submission of an epoch in parallel with one ``client.map``
-(~2 ms per task, versus ~100 ms per Prefect task), sharing one broadcast copy of the sample.
+Purpose: evaluate every eligible submission of an epoch with a handful of coarse Dask tasks
+(~2 ms each, versus ~100 ms per Prefect task): the jobs are grouped by architecture (read from
+each job's ``config.json`` on the client; an unreadable config just goes to its own group) and
+each group is cut into chunks of at most ``chunk_models_max`` models; one task per chunk runs
+:func:`tasks.evaluate.batched.evaluate_group`, which stacks same-architecture models into one
+vmapped pass.  The sample is scattered once (``broadcast=True``, unique keys) and released
+afterwards.
 
 Invariants:
 
 * exactly one :class:`EvalResult` per job, sorted by ``uid``; duplicate uids raise ``ValueError``;
-* the sample is scattered once (``broadcast=True``, unique keys) and released afterwards;
-* results do not depend on the number of workers: each job is an independent, deterministic
-  function of its files and the shared sample (Dask's nanny pins BLAS/OpenMP pools to one
-  thread per worker process, and ``batch_size`` is the same everywhere).
+* results do not depend on the number of workers: the chunks are a function of the jobs only,
+  each chunk is a deterministic function of its files and the shared sample (Dask's nanny pins
+  BLAS/OpenMP pools to one thread per worker process; ``batch_size`` is the same everywhere), and
+  a chunk's results equal those of evaluating each member alone (``batched`` guarantees it), so
+  the re-runs below change nothing but who fails;
+* GPU routing: if any worker advertises a ``GPU`` resource (``resources={"GPU": n}`` when it was
+  started) and ``device`` is left to ``None``, every task is submitted with
+  ``resources={"GPU": 1}`` and runs on ``"cuda"``; otherwise on ``"cpu"`` (an explicit
+  ``device="cuda..."`` without GPU workers raises ``ValueError``).
 
-Fault model:
+Fault model -- two phases, each task under its own deadline:
 
-* a model that crashes its task, kills its worker (Dask retries, then ``KilledWorker``) or is
-  still unfinished when ``timeout_s`` -- one wall-clock deadline for the whole batch, starting
-  after the scatter -- runs out, scores 0.0 with ``error`` saying why (``worker_error:`` /
-  ``timeout:``); its future is cancelled.  Cancelling does not interrupt a task already running
-  inside a worker thread: a hung evaluation keeps that thread busy until it returns, so callers
-  that need hard isolation restart the workers (``client.restart()``) after a timeout;
-* invalid caller inputs (shapes, dtypes, duplicate uids, non-positive timeout) raise
-  ``ValueError`` before anything is submitted;
-* fetching an already finished result gets at least ``_FETCH_GRACE_S`` even past the deadline,
-  so a result computed in time is not lost to a slow transfer.
+1. *batched*: one task per chunk.  A chunk task that raises, kills its worker (Dask retries,
+   then ``KilledWorker``), returns something malformed, runs longer than ``timeout_s``, or has
+   not even started when the phase's queue bound ``timeout_s * ceil(tasks / slots)`` passes, is
+   cancelled and its members go to phase 2.  (A bad artifact or a model whose own forward pass
+   fails never gets here: ``evaluate_group`` already fails such a model alone.)
+2. *isolated*: each member of a failed chunk is re-run alone (:func:`evaluate_job`), one task
+   per model, under the same rules; a model that still fails scores 0.0 with its reason
+   (``worker_error: ...`` or ``timeout: ...``) -- only itself.
 
-This module imports ``distributed``; the runner it ships to workers does not.
+"Running" time is measured on the worker (``TaskState.start_time``, polled every
+``POLL_INTERVAL_S`` once ``timeout_s`` has passed, so a deadline may be overshot by about one
+poll); no phase outlives ``timeout_s * (ceil(tasks / slots) + 1)`` plus one poll, whatever the
+workers do.  ``slots`` is the number of worker threads (GPU slots when routing to GPUs).
+Cancelling does NOT interrupt a task already running inside a worker thread: a hung evaluation
+keeps that thread busy until it returns, which can make later tasks miss their queue bound, so
+callers that need hard isolation restart the workers (``client.restart()``) after a timeout.
+Invalid caller inputs (shapes, dtypes, duplicate uids, non-positive timeout or chunk size)
+raise ``ValueError`` before anything is submitted.  Fetching an already finished result gets
+at least ``FETCH_GRACE_S``, so a result computed in time is not lost to a slow transfer.
+
+This module imports ``distributed``; the code it ships to workers (``batched``, ``runner``) does
+not.
 """
 
 from __future__ import annotations
@@ -32,11 +52,14 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Final
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeGuard
 
 import distributed
 import numpy as np
 
+from tasks.evaluate.batched import GROUP_MODELS_MAX, evaluate_group
 from tasks.evaluate.runner import (
     EvalJob,
     EvalResult,
@@ -44,19 +67,173 @@ from tasks.evaluate.runner import (
     evaluate_job,
     failed_result,
     one_line,
+    read_capped,
 )
-from tasks.models.families import FamilyLimits
+from tasks.models.families import CONFIG_BYTES_MAX, FamilyLimits, parse_config
 
+GPU_RESOURCE: Final = "GPU"
+CHUNK_MODELS_MAX: Final = GROUP_MODELS_MAX
+"""Models per Dask task (one batched pass each on the worker)."""
+POLL_INTERVAL_S: Final = 0.1
+FETCH_GRACE_S: Final = 5.0
 _FINISHED: Final = "finished"
-_FETCH_GRACE_S: Final = 5.0
+_UNGROUPED: Final = b""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where the tasks run: ``device`` on the workers, Dask ``resources``, parallel ``slots``."""
+
+    device: str
+    resources: dict[str, float] | None
+    slots: int
+
+
+def cluster_route(client: distributed.Client, device: str | None = None) -> Route:
+    """GPU if a worker advertises a ``GPU`` resource (and ``device`` allows it), else CPU."""
+    workers: dict[str, Any] = client.scheduler_info(n_workers=-1).get("workers", {})
+    gpu_slots = sum(
+        int(info.get("resources", {}).get(GPU_RESOURCE, 0)) for info in workers.values()
+    )
+    cpu_slots = sum(int(info.get("nthreads", 1)) for info in workers.values())
+    wants_gpu = device is None or device.startswith("cuda")
+    if wants_gpu and gpu_slots > 0:
+        return Route(device=device or "cuda", resources={GPU_RESOURCE: 1}, slots=gpu_slots)
+    if device is not None and device.startswith("cuda"):
+        raise ValueError(f"device {device!r} requested but no worker advertises a GPU resource")
+    return Route(device=device or "cpu", resources=None, slots=max(cpu_slots, 1))
+
+
+def architecture_key(job: EvalJob) -> bytes:
+    """The canonical config of ``job`` (what ``batched`` groups by); ``b""`` if unreadable."""
+    try:
+        raw = read_capped(job.config_path, bytes_max=CONFIG_BYTES_MAX, what="config.json")
+        return parse_config(raw).to_json()
+    except Exception:  # the worker fails the model with the precise reason
+        return _UNGROUPED
+
+
+def plan_chunks(
+    jobs: Sequence[EvalJob], *, chunk_models_max: int = CHUNK_MODELS_MAX
+) -> list[list[EvalJob]]:
+    """Same-architecture chunks of at most ``chunk_models_max`` jobs, uid-ordered inside.
+
+    A function of the jobs (and their config files) only -- never of the cluster.
+    """
+    if chunk_models_max < 1:
+        raise ValueError(f"chunk_models_max must be >= 1, got {chunk_models_max}")
+    groups: dict[bytes, list[EvalJob]] = {}
+    for job in sorted(jobs, key=lambda job: job.uid):
+        groups.setdefault(architecture_key(job), []).append(job)
+    return [
+        groups[key][start : start + chunk_models_max]
+        for key in sorted(groups)
+        for start in range(0, len(groups[key]), chunk_models_max)
+    ]
+
+
+def _running_tasks_s(dask_worker: distributed.Worker) -> dict[str, float]:
+    """Runs on a worker: seconds each executing task has been running, by key."""
+    now_s = time.time()
+    return {
+        str(ts.key): now_s - ts.start_time
+        for ts in dask_worker.state.executing | dask_worker.state.long_running
+        if ts.start_time is not None
+    }
+
+
+def _poll_running(client: distributed.Client) -> dict[str, float]:
+    running: dict[str, float] = {}
+    with contextlib.suppress(Exception):  # a dead worker runs nothing
+        replies = client.run(_running_tasks_s, on_error="return")
+        for reply in replies.values():
+            if isinstance(reply, dict):
+                running.update(reply)
+    return running
 
 
 def _future_error(future: distributed.Future) -> str:
     try:
         exception = future.exception(timeout=1)
     except Exception as exc:  # the future may have been lost with its worker
-        return f"worker_error: {type(exc).__name__}: {exc}"
-    return f"worker_error: {type(exception).__name__}: {exception}"
+        return one_line(f"worker_error: {type(exc).__name__}: {exc}")
+    return one_line(f"worker_error: {type(exception).__name__}: {exception}")
+
+
+def _await_tasks(
+    client: distributed.Client,
+    futures: list[distributed.Future],
+    *,
+    timeout_s: float,
+    slots: int,
+) -> list[object]:
+    """Each future's value, or an error string (``worker_error:``/``timeout:``) in its place.
+
+    Cancels every future that did not finish (see the module's fault model for the bounds).
+    """
+    started_s = time.monotonic()
+    waves = math.ceil(len(futures) / max(slots, 1))
+    queue_deadline_s = started_s + timeout_s * waves
+    hard_deadline_s = started_s + timeout_s * (waves + 1)
+    outcomes: dict[int, object] = {}
+    pending = dict(enumerate(futures))
+    seen_running: set[str] = set()
+    try:
+        while pending:
+            now_s = time.monotonic()
+            # Nothing can have run for timeout_s before timeout_s has passed: no polling yet.
+            first_check_s = started_s + timeout_s
+            wait_s = first_check_s - now_s if now_s < first_check_s else POLL_INTERVAL_S
+            with contextlib.suppress(TimeoutError):
+                distributed.wait(
+                    list(pending.values()), timeout=max(wait_s, 1e-3), return_when="FIRST_COMPLETED"
+                )
+            for index, future in list(pending.items()):
+                if future.status == _FINISHED:
+                    fetch_timeout_s = max(hard_deadline_s - time.monotonic(), FETCH_GRACE_S)
+                    try:
+                        outcomes[index] = future.result(timeout=fetch_timeout_s)
+                    except Exception as exc:  # lost data counts as a worker error
+                        outcomes[index] = one_line(f"worker_error: result not fetched: {exc}")
+                    del pending[index]
+                elif future.status in ("error", "cancelled", "lost"):
+                    outcomes[index] = _future_error(future)
+                    del pending[index]
+            now_s = time.monotonic()
+            if not pending or now_s < started_s + timeout_s:
+                continue
+            running = _poll_running(client)
+            for index, future in list(pending.items()):
+                key = str(future.key)
+                if key in running:
+                    seen_running.add(key)
+                    if running[key] > timeout_s:
+                        outcomes[index] = one_line(
+                            f"timeout: evaluation still running after {timeout_s:g} s"
+                        )
+                        del pending[index]
+                elif (key not in seen_running and now_s > queue_deadline_s) or (
+                    now_s > hard_deadline_s
+                ):
+                    outcomes[index] = one_line(
+                        f"timeout: evaluation not finished within "
+                        f"{now_s - started_s:.3g} s (workers busy; status {future.status})"
+                    )
+                    del pending[index]
+        return [outcomes[index] for index in range(len(futures))]
+    finally:
+        client.cancel([future for future in futures if future.status != _FINISHED])
+
+
+def _valid_group(value: object, chunk: list[EvalJob]) -> TypeGuard[list[EvalResult]]:
+    return (
+        isinstance(value, list)
+        and len(value) == len(chunk)
+        and all(
+            isinstance(result, EvalResult) and result.uid == job.uid
+            for result, job in zip(value, chunk, strict=True)
+        )
+    )
 
 
 def evaluate_all(
@@ -68,74 +245,65 @@ def evaluate_all(
     limits: FamilyLimits,
     timeout_s: float,
     batch_size: int = 1024,
-    device: str = "cpu",
+    device: str | None = None,
+    chunk_models_max: int = CHUNK_MODELS_MAX,
 ) -> list[EvalResult]:
-    """Evaluate ``jobs`` on the cluster behind ``client``; one result per job, sorted by uid."""
+    """Evaluate ``jobs`` on the cluster behind ``client``; one result per job, sorted by uid.
+
+    ``timeout_s`` bounds each task's running time (a batched chunk, or one model re-run alone);
+    ``device=None`` picks CUDA when the workers advertise a GPU resource, else CPU.
+    """
     if not (math.isfinite(timeout_s) and timeout_s > 0):
         raise ValueError(f"timeout_s must be a positive finite number, got {timeout_s}")
     uids = [job.uid for job in jobs]
     if len(set(uids)) != len(uids):
         raise ValueError("duplicate uids in jobs")
     check_inputs(features=features, labels=labels, limits=limits, batch_size=batch_size)
+    chunks = plan_chunks(jobs, chunk_models_max=chunk_models_max)
     if not jobs:
         return []
+    route = cluster_route(client, device)
     n_samples = int(labels.shape[0])
-    ordered = sorted(jobs, key=lambda job: job.uid)
+    features_future, labels_future = client.scatter([features, labels], broadcast=True, hash=False)
 
-    scattered = client.scatter([features, labels], broadcast=True, hash=False)
-    deadline_s = time.monotonic() + timeout_s
-    features_future, labels_future = scattered
-    futures: list[distributed.Future] = []
-    try:
-        futures = client.map(
-            evaluate_job,
-            ordered,
+    def submit(function: Callable[..., object], work: object) -> distributed.Future:
+        return client.submit(
+            function,
+            work,
             features=features_future,
             labels=labels_future,
             limits=limits,
             batch_size=batch_size,
-            device=device,
+            device=route.device,
+            resources=route.resources,
             pure=False,
         )
-        with contextlib.suppress(TimeoutError):  # unfinished futures are reported below
-            distributed.wait(futures, timeout=max(deadline_s - time.monotonic(), 1e-3))
 
-        values: dict[int, object] = {}
-        for index, future in enumerate(futures):
-            if future.status == _FINISHED:
-                fetch_timeout_s = max(deadline_s - time.monotonic(), _FETCH_GRACE_S)
-                with contextlib.suppress(Exception):  # lost data: reported as worker_error below
-                    values[index] = future.result(timeout=fetch_timeout_s)
-
-        results: list[EvalResult] = []
-        for index, (job, future) in enumerate(zip(ordered, futures, strict=True)):
-            value = values.get(index)
-            if isinstance(value, EvalResult) and value.uid == job.uid:
-                results.append(value)
-            elif future.status == _FINISHED:
-                results.append(
-                    failed_result(
-                        uid=job.uid,
-                        n_samples=n_samples,
-                        error="worker_error: result could not be fetched or was malformed",
-                    )
-                )
-            elif future.status == "error":
-                results.append(
-                    failed_result(uid=job.uid, n_samples=n_samples, error=_future_error(future))
-                )
+    results: dict[int, EvalResult] = {}
+    try:
+        group_futures = [submit(evaluate_group, chunk) for chunk in chunks]
+        retry: list[EvalJob] = []
+        for chunk, value in zip(
+            chunks,
+            _await_tasks(client, group_futures, timeout_s=timeout_s, slots=route.slots),
+            strict=True,
+        ):
+            if _valid_group(value, chunk):
+                results.update((result.uid, result) for result in value)
             else:
-                results.append(
-                    failed_result(
-                        uid=job.uid,
-                        n_samples=n_samples,
-                        error=one_line(
-                            f"timeout: evaluation not finished within {timeout_s:g} s "
-                            f"(status {future.status})"
-                        ),
-                    )
-                )
-        return results
+                retry.extend(chunk)
+
+        alone_futures = [submit(evaluate_job, job) for job in retry]
+        for job, value in zip(
+            retry,
+            _await_tasks(client, alone_futures, timeout_s=timeout_s, slots=route.slots),
+            strict=True,
+        ):
+            if isinstance(value, EvalResult) and value.uid == job.uid:
+                results[job.uid] = value
+            else:
+                reason = value if isinstance(value, str) else "worker_error: malformed result"
+                results[job.uid] = failed_result(uid=job.uid, n_samples=n_samples, error=reason)
+        return [results[uid] for uid in sorted(results)]
     finally:
-        unfinished = [future for future in futures if future.status != _FINISHED]
-        client.cancel([*unfinished, *scattered])
+        client.cancel([features_future, labels_future])

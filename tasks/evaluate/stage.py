@@ -1,12 +1,18 @@
-"""Stage 2 — evaluate: every submitted model on the epoch's sample, scored per hosted validator.
+"""Stage 2 — evaluate: each submitted model once on the epoch's sample; scores per hosted validator.
 
 The epoch's sample is drawn from the held-out split with the epoch seed (derived from the ledger
 head, the subnet and the epoch); each hosted validator scores its own subsample of it, seeded by
-the epoch seed and its hotkey. Evaluation fans out over Dask (``tasks.evaluate.fanout``).
+the epoch seed and its hotkey (positions within the epoch sample, :func:`validator_positions`).
+Every eligible model is evaluated ONCE on the whole epoch sample (``tasks.evaluate.fanout``: Dask
+fan-out of batched, same-architecture passes) and returns its per-row correctness; a validator's
+score for a model is the model's accuracy on that validator's rows -- exactly what evaluating the
+model on those rows alone gives, because each row's prediction depends on that row only.  This
+replaces one evaluation per (validator, model) pair with one per model.
 
 Invariants: results depend only on the ledger (seed, submissions) and the stored artifacts, not on
-the number of workers; a model that fails scores 0 with its reason and never stops the epoch; a
-neuron without a stored artifact is not scored.
+the number of workers; a model that fails scores 0 with its reason for every hosted validator and
+never stops the epoch; a neuron without a stored artifact is not scored, one whose artifact is
+missing from the store scores 0 with its reason; with no hosted validator nothing is evaluated.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import numpy as np
 from evaluation_sets import EvaluationSet, load_evaluation_set
 from tasks.artifact_store import locate
 from tasks.evaluate.fanout import evaluate_all
-from tasks.evaluate.runner import EvalJob
+from tasks.evaluate.runner import EvalJob, correct_vector
 from tasks.evaluate.sampling import derive_seed, sample_indices
 from tasks.gather import EpochContext
 from tasks.models.families import FamilyLimits, families_for
@@ -81,24 +87,32 @@ def plan_jobs(ctx: EpochContext, *, artifacts_root: Path) -> tuple[list[EvalJob]
     return jobs, errors
 
 
-def validator_samples(ctx: EpochContext, *, population: int) -> dict[int, np.ndarray]:
-    """Row indices of the held-out split each hosted validator scores this epoch."""
+def validator_positions(
+    ctx: EpochContext, *, population: int
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The epoch sample (row indices of the held-out split) and, per hosted validator, the
+    positions within it that the validator scores this epoch."""
     epoch_size = min(int(ctx.config["sample_size"]), population)
     epoch_rows = sample_indices(
         seed=bytes.fromhex(ctx.seed_hex), population=population, sample_size=epoch_size
     )
     sub_size = min(int(ctx.config["validator_sample_size"]), epoch_size)
-    samples = {}
+    positions = {}
     for neuron in ctx.neurons:
         if not ctx.is_hosted_validator(neuron.uid):
             continue
-        picks = sample_indices(
+        positions[neuron.uid] = sample_indices(
             seed=derive_seed(ctx.seed_hex, neuron.hotkey),
             population=epoch_size,
             sample_size=sub_size,
         )
-        samples[neuron.uid] = epoch_rows[picks]
-    return samples
+    return epoch_rows, positions
+
+
+def validator_samples(ctx: EpochContext, *, population: int) -> dict[int, np.ndarray]:
+    """Row indices of the held-out split each hosted validator scores this epoch."""
+    epoch_rows, positions = validator_positions(ctx, population=population)
+    return {uid: epoch_rows[picks] for uid, picks in positions.items()}
 
 
 def evaluate_epoch(
@@ -108,7 +122,7 @@ def evaluate_epoch(
     artifacts_root: Path,
     timeout_s: float = EVAL_TIMEOUT_S_DEFAULT,
 ) -> EvaluationOutcome:
-    """Score every submission for every hosted validator."""
+    """Evaluate every submission once; score it for every hosted validator on its subsample."""
     eval_set = load_evaluation_set(str(ctx.config["evaluation_set"]))
     features, labels = eval_set.arrays("test")
     if eval_set.content_hash != ctx.config.get("evaluation_set_hash", eval_set.content_hash):
@@ -118,22 +132,41 @@ def evaluate_epoch(
         )
     limits = family_limits(ctx.config, eval_set=eval_set)
     jobs, errors = plan_jobs(ctx, artifacts_root=artifacts_root)
+    epoch_rows, positions = validator_positions(ctx, population=len(labels))
+    if not positions:
+        return EvaluationOutcome(scores={}, errors=errors, sample_size=0)
+    sample_size = len(next(iter(positions.values())))
+    if jobs and sample_size == 0:
+        raise ValueError("validator_sample_size must be >= 1 to score submissions")
+    results = (
+        evaluate_all(
+            client,
+            jobs,
+            features=features[epoch_rows],
+            labels=labels[epoch_rows],
+            limits=limits,
+            timeout_s=timeout_s,
+        )
+        if jobs
+        else []
+    )
+    scored = [result for result in results if result.error is None]
+    errors.update((result.uid, result.error) for result in results if result.error is not None)
+    # One row per scored model: its correctness on every row of the epoch sample.
+    correct = (
+        np.stack([correct_vector(result) for result in scored])
+        if scored
+        else np.zeros((0, len(epoch_rows)), dtype=np.bool_)
+    )
     scores: dict[int, dict[int, float]] = {}
-    samples = validator_samples(ctx, population=len(labels))
-    for validator_uid, rows in samples.items():
+    for validator_uid, picks in positions.items():
         row_scores = {uid: 0.0 for uid in errors}
-        if jobs:
-            for result in evaluate_all(
-                client,
-                jobs,
-                features=features[rows],
-                labels=labels[rows],
-                limits=limits,
-                timeout_s=timeout_s,
-            ):
-                row_scores[result.uid] = result.score
-                if result.error:
-                    errors[result.uid] = result.error
+        counts = correct[:, picks].sum(axis=1).tolist()
+        # int / int, as when the model was evaluated on these rows alone (``tasks.evaluate.
+        # runner.subset_accuracy``): accuracy on this validator's rows.
+        row_scores.update(
+            (result.uid, int(count) / int(picks.size))
+            for result, count in zip(scored, counts, strict=True)
+        )
         scores[validator_uid] = dict(sorted(row_scores.items()))
-    sample_size = len(next(iter(samples.values()))) if samples else 0
     return EvaluationOutcome(scores=scores, errors=errors, sample_size=sample_size)
