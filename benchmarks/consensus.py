@@ -8,8 +8,9 @@ For each size (validators × uids: 256 × 4,096 and 1,024 × 16,384 with dense w
 4,096 × 65,536 with 1 % of each validator row set) it builds deterministic random inputs, runs
 ``tasks.consensus.sql.run_epoch`` (DuckDB, ``SET threads=2``) and ``benchmarks.numpy_yuma``'s
 vectorised NumPy epoch on the same inputs in this process, and prints one markdown table: wall
-time (best of K after a warm-up run), peak memory, their ratio, whether the project's targets are
-met, and how far the two implementations' outputs agree.
+time (best of K after a warm-up run, measured in this process), peak memory (measured per
+implementation in a fresh child process, see ``MEMORY_METHOD``), their ratio, whether the
+project's targets are met, and how far the implementations' outputs agree.
 
 Targets (project requirement): DuckDB at least 3× faster than the vectorised NumPy epoch at
 1,024 × 16,384, and 4,096 × 65,536 at 1 % in under 2 s on 2 cores.
@@ -60,7 +61,8 @@ if str(_ROOT) not in sys.path:  # run as a script: make the repository root impo
 from benchmarks.numpy_yuma import choose_layout, numpy_epoch  # noqa: E402
 from benchmarks.sql_rewrites import (  # noqa: E402
     PROPOSED_READBACKS,
-    PROPOSED_STATEMENTS,
+    PROPOSED_STATEMENTS_BEFORE_BONDS,
+    proposed_bond_statements,
     proposed_run_epoch,
     register_inputs,
 )
@@ -669,15 +671,18 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             if "proposed" in names:
+                liquid = case.params.liquid_alpha and bool(
+                    np.any(measured["proposed"].result[0].consensus != 0)
+                )
+                statements = [
+                    *PROPOSED_STATEMENTS_BEFORE_BONDS,
+                    *proposed_bond_statements(liquid),
+                ]
                 profiles.append(
                     (
                         "proposed rewrites",
                         profile_statements(
-                            case,
-                            connection,
-                            args.repeat,
-                            list(PROPOSED_STATEMENTS),
-                            PROPOSED_READBACKS,
+                            case, connection, args.repeat, statements, PROPOSED_READBACKS
                         ),
                     )
                 )

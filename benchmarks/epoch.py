@@ -71,6 +71,7 @@ TARGET_OVERHEAD_SHARE: Final = 0.25
 SERVER_START_TIMEOUT_S: Final = 120.0
 SERVER_STOP_TIMEOUT_S: Final = 15.0
 EVAL_TIMEOUT_S: Final = 120.0
+PREFECT_SERVER_COMMAND: Final = (sys.executable, "-m", "prefect", "server", "start")
 _T = TypeVar("_T")
 
 
@@ -223,8 +224,14 @@ def prefect_server(settings: Settings) -> Iterator[str]:
     env.pop("PREFECT_API_URL", None)
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start"]
-            + ["--host", "127.0.0.1", "--port", str(port), "--analytics-off"],
+            [
+                *PREFECT_SERVER_COMMAND,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--analytics-off",
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -235,10 +242,12 @@ def prefect_server(settings: Settings) -> Iterator[str]:
         while True:
             if server.poll() is not None:
                 raise RuntimeError(f"Prefect server exited; see {log_path}")
-            with contextlib.suppress(urllib.error.URLError, OSError):
-                with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError),
+                urllib.request.urlopen(f"{api_url}/health", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    break
             if time.monotonic() > deadline_s:
                 raise RuntimeError(f"Prefect server not healthy after {SERVER_START_TIMEOUT_S} s")
             time.sleep(0.5)
@@ -267,6 +276,7 @@ def best_of(repeat: int, run: Callable[[], _T]) -> tuple[float, _T]:
 def compare_evaluation(settings: Settings, *, client: Any, repeat: int) -> list[str]:
     """Batched vs one-model-at-a-time evaluation of the network's models; report lines."""
     import numpy as np
+    import torch
 
     from evaluation_sets import load_evaluation_set
     from ledger.store import Ledger
@@ -314,8 +324,13 @@ def compare_evaluation(settings: Settings, *, client: Any, repeat: int) -> list[
 
     batched_s, batched = best_of(repeat, batched_dask)
     single_s, single = best_of(repeat, one_per_task_dask)
-    local_batched_s, local_batched = best_of(repeat, batched_local)
-    local_single_s, local_single = best_of(repeat, one_at_a_time_local)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # like a Dask worker process (its nanny pins one thread)
+    try:
+        local_batched_s, local_batched = best_of(repeat, batched_local)
+        local_single_s, local_single = best_of(repeat, one_at_a_time_local)
+    finally:
+        torch.set_num_threads(threads)
     identical = batched == single == sorted(local_batched, key=lambda r: r.uid) == local_single
     n_models, n_validators = len(jobs), len(positions)
     mean_accuracy = float(np.mean([r.score for r in batched])) if batched else 0.0
@@ -325,14 +340,71 @@ def compare_evaluation(settings: Settings, *, client: Any, repeat: int) -> list[
         f"  Dask, batched chunks (evaluate_all)      {batched_s * 1e3:8.1f} ms",
         f"  Dask, one model per task (client.map)    {single_s * 1e3:8.1f} ms",
         f"  speed-up batched vs one-at-a-time (Dask) {single_s / batched_s:8.2f} x",
-        f"  in-process, evaluate_group               {local_batched_s * 1e3:8.1f} ms",
-        f"  in-process, evaluate_job loop            {local_single_s * 1e3:8.1f} ms",
-        f"  speed-up batched vs one-at-a-time (cpu)  {local_single_s / local_batched_s:8.2f} x",
+        f"  in-process (1 thread), evaluate_group    {local_batched_s * 1e3:8.1f} ms",
+        f"  in-process (1 thread), evaluate_job loop {local_single_s * 1e3:8.1f} ms",
+        f"  speed-up batched vs one-at-a-time (1 cpu){local_single_s / local_batched_s:8.2f} x",
         f"  previous stage design (one evaluation per validator x model) ~ {n_validators} x "
         f"one-at-a-time ~ {n_validators * single_s:.1f} s (extrapolated, not run)",
         f"  identical results across all four paths: {'yes' if identical else 'NO'}; "
         f"mean accuracy {mean_accuracy:.3f}",
     ]
+
+
+def cost_breakdown(settings: Settings, *, client: Any) -> list[str]:
+    """Two suspected costs, measured on this network's next epoch inputs (report lines).
+
+    * Prefect walks every task's parameters (``visit_collection``: once to record task inputs,
+      once to resolve futures) -- the flow passes ``ctx`` to 5 tasks, the evaluation outcome to 2
+      and the consensus outcome to 1;
+    * ``Ledger.open`` + ``state()`` replays every committed batch (``gather`` and ``emit``).
+    """
+    from prefect.utilities.collections import visit_collection
+
+    from ledger.store import Ledger
+    from tasks import shells
+    from tasks.evaluate.stage import evaluate_epoch
+    from tasks.gather import build_context
+
+    started_s = time.perf_counter()
+    ledger = Ledger.open(settings.ledger_dir)
+    state = ledger.state()
+    replay_s = time.perf_counter() - started_s
+    ctx = build_context(state, subnet=SUBNET, head_hash=ledger.head_hash())
+    evaluation = evaluate_epoch(ctx, client=client, artifacts_root=settings.artifacts_dir)
+    outcome = shells.consensus.fn(ctx, evaluation)
+
+    def walk(value: object) -> tuple[int, float]:
+        nodes = [0]
+
+        def count(_: object) -> None:
+            nodes[0] += 1
+
+        started_s = time.perf_counter()
+        visit_collection(value, count)
+        return nodes[0], time.perf_counter() - started_s
+
+    lines = ["cost breakdown on the next epoch's inputs:"]
+    per_epoch_s = 0.0
+    for name, value, tasks in (
+        ("ctx (EpochContext)", ctx, 5),
+        ("evaluation (EvaluationOutcome)", evaluation, 2),
+        ("consensus (ConsensusOutcome)", outcome, 1),
+    ):
+        nodes, seconds = walk(value)
+        per_epoch_s += 2 * tasks * seconds
+        lines.append(
+            f"  Prefect parameter walk of {name:<32} {nodes:7d} nodes {seconds * 1e3:7.1f} ms"
+            f" x {tasks} task(s) x 2"
+        )
+    lines.append(
+        f"  => ~{per_epoch_s:.2f} s per epoch walking task parameters (estimate: one counting "
+        "walk per traversal, ~2 traversals per task)"
+    )
+    lines.append(
+        f"  Ledger.open + state() replay of {len(ledger.records())} batches: {replay_s:.3f} s "
+        "(done by gather and again by emit)"
+    )
+    return lines
 
 
 def epoch_report(result: Any, wall_s: float) -> list[str]:
@@ -407,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
                 for line in epoch_report(result, wall_s):
                     print(line)
                 for line in compare_evaluation(settings, client=client, repeat=args.repeat):
+                    print(line)
+                for line in cost_breakdown(settings, client=client):
                     print(line)
                 if args.profile:
                     profiler = cProfile.Profile()

@@ -23,7 +23,9 @@ What changes, and why (each is exact, not an approximation):
 * ``_CLIPPED_WEIGHTS`` + ``_YUMA3_BOND_WEIGHTS`` + ``_YUMA3_OLD_BONDS`` + ``_YUMA3_BONDS``: W̄ and
   W_b are computed on the fly from ``yuma_W ⋈ yuma_C`` (a broadcast join on miner) instead of
   being materialised and re-joined on (validator, miner); the only (validator, miner) join left
-  is the unavoidable one with the old bonds.
+  is the unavoidable one with the old bonds. The liquid / fixed-α branch is chosen before the
+  statement runs (``LIQUID_IS_ON``): in sql.py the FULL OUTER JOIN of the unused fixed-α branch
+  is executed and only then filtered away.
 * ``_YUMA3_DIVIDENDS``: Σ_j B̂_ij·I_j = Σ_j B_ij·(I_j / Σ_k B_kj): per-miner factors from one
   GROUP BY, no window; stake is joined after grouping by validator.
 * Read-back: one sorted query returns the float bonds and their u16 storage values together
@@ -154,32 +156,26 @@ I AS (
 SELECT * FROM I
 """
 
-PROPOSED_YUMA3_BONDS = """
-CREATE OR REPLACE TEMP TABLE yuma_B AS
-WITH
-liquid AS (
-    SELECT p.liquid_alpha AND EXISTS (SELECT 1 FROM yuma_C WHERE C <> 0) AS is_on
-    FROM yuma_p AS p
-),
+_YUMA3_BOND_INPUTS = """
 -- W̄ and W_b per weight entry, straight from W ⋈ C (no W ⋈ W̄ join on (validator, miner)):
 -- W_b = W (β = 0), W̄ (β = 1), else W + β(W̄ − W); entry sets as interpolate_sparse   §4.7, §4.9
 Wb AS (
-    SELECT W.validator, W.miner, c,
+    SELECT W.validator, W.miner, W.c,
         CASE
             WHEN p.bonds_penalty_u16 = 0 THEN W.w
-            WHEN p.bonds_penalty_u16 = 65535 THEN least(W.w, c)
-            ELSE W.w + p.beta * (least(W.w, c) - W.w)
-        END AS w_b,
-        CASE
-            WHEN p.bonds_penalty_u16 = 0 THEN TRUE
-            WHEN p.bonds_penalty_u16 = 65535 THEN W.w = 0 OR c > 0
-            ELSE W.w + p.beta * (least(W.w, c) - W.w) > 0
-        END AS is_entry
+            WHEN p.bonds_penalty_u16 = 65535 THEN least(W.w, W.c)
+            ELSE W.w + p.beta * (least(W.w, W.c) - W.w)
+        END AS w_b
     FROM (
         SELECT W.validator, W.miner, W.w, coalesce(C.C, 0.0) AS c
         FROM yuma_W AS W LEFT JOIN yuma_C AS C ON C.miner = W.miner
     ) AS W
     CROSS JOIN yuma_p AS p
+    WHERE CASE
+        WHEN p.bonds_penalty_u16 = 0 THEN TRUE
+        WHEN p.bonds_penalty_u16 = 65535 THEN W.w = 0 OR W.c > 0
+        ELSE W.w + p.beta * (least(W.w, W.c) - W.w) > 0
+    END
 ),
 -- B_old_ij = u_ij / 65535, reg_j ≥ last_tempo removed                                  §4.9b.1
 B_old AS (
@@ -188,12 +184,16 @@ B_old AS (
     JOIN yuma_neuron AS mj ON mj.uid = bnd.miner
     CROSS JOIN yuma_p AS p
     WHERE bnd.bond_u16 > 0 AND mj.registered_block < p.last_tempo_block
-),
+)"""
+
+PROPOSED_YUMA3_BONDS_LIQUID = f"""
+CREATE OR REPLACE TEMP TABLE yuma_B AS
+WITH
+{_YUMA3_BOND_INPUTS},
 -- liquid EMA over the W_b entries only (sparse-path quirk)                         §4.9 quirk
 liquid_entries AS (
     SELECT Wb.validator, Wb.miner, Wb.w_b, coalesce(Bo.b, 0.0) AS b_old, Wb.c
     FROM Wb LEFT JOIN B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
-    WHERE Wb.is_entry AND (SELECT is_on FROM liquid)
 ),
 liquid_d AS (
     SELECT *,
@@ -216,27 +216,37 @@ liquid_alpha_ij AS (
         ) AS alpha
     FROM liquid_sigma AS ls CROSS JOIN yuma_p AS p
 ),
-B_liquid AS (
+B AS (
     SELECT validator, miner,
         least(1.0, (1.0 - alpha) * b_old + greatest(0.0, alpha * w_b)) AS b
     FROM liquid_alpha_ij
-),
-B_fixed AS (
-    SELECT coalesce(Wb.validator, Bo.validator) AS validator,
-        coalesce(Wb.miner, Bo.miner) AS miner,
-        p.alpha * coalesce(Wb.w_b, 0.0) + (1.0 - p.alpha) * coalesce(Bo.b, 0.0) AS b
-    FROM (SELECT * FROM Wb WHERE is_entry) AS Wb
-    FULL OUTER JOIN B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
-    CROSS JOIN yuma_p AS p
-    WHERE NOT (SELECT is_on FROM liquid)
-),
-B AS (
-    SELECT * FROM B_liquid
-    UNION ALL
-    SELECT * FROM B_fixed
 )
 SELECT * FROM B WHERE b > 0
 """
+
+PROPOSED_YUMA3_BONDS_FIXED = f"""
+CREATE OR REPLACE TEMP TABLE yuma_B AS
+WITH
+{_YUMA3_BOND_INPUTS},
+-- B_ij = α·W_b_ij + (1 − α)·B_old_ij over the union of entries, entries > 0 kept         §4.9b.2
+B AS (
+    SELECT coalesce(Wb.validator, Bo.validator) AS validator,
+        coalesce(Wb.miner, Bo.miner) AS miner,
+        p.alpha * coalesce(Wb.w_b, 0.0) + (1.0 - p.alpha) * coalesce(Bo.b, 0.0) AS b
+    FROM Wb
+    FULL OUTER JOIN B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
+    CROSS JOIN yuma_p AS p
+)
+SELECT * FROM B WHERE b > 0
+"""
+
+LIQUID_IS_ON = """
+SELECT p.liquid_alpha AND EXISTS (SELECT 1 FROM yuma_C WHERE C <> 0) FROM yuma_p AS p
+"""
+"""Whether the liquid-alpha EMA applies (§4.9b.2); decides which bond statement runs, so the
+other branch's join is never planned (in sql.py both branches' joins execute and one is filtered
+to nothing afterwards)."""
+
 
 PROPOSED_YUMA3_DIVIDENDS = """
 CREATE OR REPLACE TEMP TABLE yuma_D AS
@@ -283,16 +293,24 @@ CROSS JOIN yuma_p AS p
 ORDER BY B.validator, B.miner
 """
 
-PROPOSED_STATEMENTS: tuple[tuple[str, str], ...] = (
+PROPOSED_STATEMENTS_BEFORE_BONDS: tuple[tuple[str, str], ...] = (
     ("_SCALARS (unchanged)", consensus_sql._SCALARS),
     ("_NEURON_VECTORS (unchanged)", consensus_sql._NEURON_VECTORS),
     ("PROPOSED_WEIGHTS", PROPOSED_WEIGHTS),
     ("PROPOSED_CONSENSUS", PROPOSED_CONSENSUS),
     ("PROPOSED_INCENTIVE", PROPOSED_INCENTIVE),
-    ("PROPOSED_YUMA3_BONDS", PROPOSED_YUMA3_BONDS),
-    ("PROPOSED_YUMA3_DIVIDENDS", PROPOSED_YUMA3_DIVIDENDS),
 )
-"""The proposed statement list for ``yuma3=True`` (name, SQL), in execution order."""
+
+
+def proposed_bond_statements(liquid: bool) -> tuple[tuple[str, str], ...]:
+    """The proposed Yuma3 bond block, given whether liquid alpha applies (``LIQUID_IS_ON``)."""
+    bonds = (
+        ("PROPOSED_YUMA3_BONDS_LIQUID", PROPOSED_YUMA3_BONDS_LIQUID)
+        if liquid
+        else ("PROPOSED_YUMA3_BONDS_FIXED", PROPOSED_YUMA3_BONDS_FIXED)
+    )
+    return (bonds, ("PROPOSED_YUMA3_DIVIDENDS", PROPOSED_YUMA3_DIVIDENDS))
+
 
 PROPOSED_READBACKS: tuple[tuple[str, str], ...] = (
     ("output vectors (VT from W ⋈ C)", PROPOSED_OUTPUT_VECTORS),
@@ -328,7 +346,10 @@ def proposed_run_epoch(
     cursor = connection.cursor()
     try:
         register_inputs(cursor, inputs, params, state)
-        for _, statement in PROPOSED_STATEMENTS:
+        for _, statement in PROPOSED_STATEMENTS_BEFORE_BONDS:
+            cursor.execute(statement)
+        liquid = bool(cursor.execute(LIQUID_IS_ON).fetchall()[0][0])
+        for _, statement in proposed_bond_statements(liquid):
             cursor.execute(statement)
         vectors = cursor.sql(PROPOSED_OUTPUT_VECTORS).to_arrow_table()
         bonds = cursor.sql(PROPOSED_BONDS_READBACK).to_arrow_table()
@@ -355,8 +376,10 @@ def proposed_run_epoch(
 
 
 __all__ = [
+    "LIQUID_IS_ON",
     "PROPOSED_READBACKS",
-    "PROPOSED_STATEMENTS",
+    "PROPOSED_STATEMENTS_BEFORE_BONDS",
+    "proposed_bond_statements",
     "proposed_run_epoch",
     "register_inputs",
 ]
