@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/consensus.py [--sizes small|all] [--repeat K] [--profile] [--proposed]
+    python benchmarks/consensus.py [--sizes small|all] [--repeat K] [--profile]
 
 For each size (validators × uids: 256 × 4,096 and 1,024 × 16,384 with dense weight rows,
 4,096 × 65,536 with 1 % of each validator row set) it builds deterministic random inputs, runs
@@ -26,9 +26,8 @@ re-registered (their bond columns reset) and some validators' last weight update
 re-registrations (their weights to them are masked as outdated).
 
 ``--profile`` additionally times every SQL statement of ``run_epoch`` one by one (same cursor,
-same registered inputs) at the largest selected size and prints the per-statement table.
-``--proposed`` adds a third implementation: ``run_epoch`` with the statement rewrites proposed in
-``benchmarks/sql_rewrites.py`` (Yuma3 only), timed, measured and profiled the same way.
+same registered inputs) at the largest selected size and prints the per-statement table. (The
+statement rewrites once proposed here with ``--proposed`` are now ``run_epoch`` itself.)
 """
 
 from __future__ import annotations
@@ -59,13 +58,6 @@ if str(_ROOT) not in sys.path:  # run as a script: make the repository root impo
     sys.path.insert(0, str(_ROOT))
 
 from benchmarks.numpy_yuma import choose_layout, numpy_epoch  # noqa: E402
-from benchmarks.sql_rewrites import (  # noqa: E402
-    PROPOSED_READBACKS,
-    PROPOSED_STATEMENTS_BEFORE_BONDS,
-    proposed_bond_statements,
-    proposed_run_epoch,
-    register_inputs,
-)
 from tasks.consensus import sql as consensus_sql  # noqa: E402
 from tasks.consensus.params import YumaParams  # noqa: E402
 from tasks.consensus.sql import run_epoch  # noqa: E402
@@ -227,13 +219,9 @@ def _empty_bonds() -> pa.Table:
 # ------------------------------------------------------------------------------------------------
 # Implementations under test
 # ------------------------------------------------------------------------------------------------
-IMPLEMENTATIONS = ("numpy", "duckdb", "proposed")
-LABELS = {
-    "duckdb": "DuckDB run_epoch",
-    "numpy": "NumPy",
-    "proposed": "DuckDB + proposed rewrites",
-}
-LABEL_SHORT = {"duckdb": "DuckDB", "numpy": "NumPy", "proposed": "proposed"}
+IMPLEMENTATIONS = ("numpy", "duckdb")
+LABELS = {"duckdb": "DuckDB run_epoch", "numpy": "NumPy"}
+LABEL_SHORT = {"duckdb": "DuckDB", "numpy": "NumPy"}
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -254,10 +242,7 @@ def epoch_call(
     def baseline() -> EpochResult:
         return numpy_epoch(case.inputs, case.params, case.state)
 
-    def proposed() -> EpochResult:
-        return proposed_run_epoch(case.inputs, case.params, case.state, connection=connection)
-
-    return {"duckdb": duck, "numpy": baseline, "proposed": proposed}[name]
+    return {"duckdb": duck, "numpy": baseline}[name]
 
 
 def duckdb_supports_yuma3() -> bool:
@@ -489,33 +474,32 @@ def markdown_table(head: list[str], rows: list[list[str]]) -> str:
 # ------------------------------------------------------------------------------------------------
 # Per-statement profile of the DuckDB epoch
 # ------------------------------------------------------------------------------------------------
-def current_statements(params: YumaParams) -> list[tuple[str, str]]:
-    """run_epoch's statements in order, named after sql.py's constants."""
-    names = {
+def _sql_names() -> dict[str, str]:
+    return {
         value: name
         for name, value in vars(consensus_sql).items()
         if name.startswith("_") and name.isupper() and isinstance(value, str)
     }
+
+
+def current_statements(params: YumaParams, liquid: bool) -> list[tuple[str, str]]:
+    """run_epoch's statements in order (the bond block ``liquid`` selects), named after sql.py's
+    constants."""
+    names = _sql_names()
     statements = [
-        consensus_sql._SCALARS,
-        consensus_sql._NEURON_VECTORS,
-        consensus_sql._WEIGHTS,
-        consensus_sql._CONSENSUS,
-        consensus_sql._CLIPPED_WEIGHTS,
-        consensus_sql._INCENTIVE,
-        *consensus_sql._bond_path_statements(params),
+        *consensus_sql._BEFORE_BONDS,
+        *consensus_sql._bond_path(params, liquid).statements,
     ]
     return [(names.get(statement, "?"), statement) for statement in statements]
 
 
-CURRENT_READBACKS = (
-    ("read: output vectors", consensus_sql._OUTPUT_VECTORS),
-    ("read: yuma_B ORDER BY", "SELECT validator, miner, b AS bond FROM yuma_B ORDER BY ALL"),
-    (
-        "read: yuma_B_stored ORDER BY",
-        "SELECT validator, miner, bond_u16 FROM yuma_B_stored ORDER BY ALL",
-    ),
-)
+def current_readbacks(params: YumaParams, liquid: bool) -> tuple[tuple[str, str], ...]:
+    """run_epoch's read-back queries: the output vectors, then the sorted bonds + u16 bonds."""
+    readback = consensus_sql._bond_path(params, liquid).readback
+    return (
+        ("read: output vectors", consensus_sql._OUTPUT_VECTORS),
+        (f"read: {_sql_names().get(readback, 'bonds')}", readback),
+    )
 
 
 def profile_statements(
@@ -533,7 +517,7 @@ def profile_statements(
     for _ in range(repeat + 1):
         cursor = connection.cursor()
         try:
-            register_inputs(cursor, case.inputs, case.params, state)
+            consensus_sql._register_inputs(cursor, case.inputs, case.params, state)
             for name, statement in statements:
                 start = time.perf_counter()
                 cursor.execute(statement)
@@ -597,7 +581,7 @@ def _print_preamble(names: tuple[str, ...], yuma3: bool, repeat: int) -> None:
         f"- wall time: best of {repeat} after one warm-up run each, implementations alternated, "
         "same inputs every run, a fresh DuckDB cursor per run (temp tables dropped, nothing "
         "cached); every time includes building EpochOutputs/EpochState, whose own validation "
-        "(pyarrow group_by duplicate check) is shown separately as 'EpochState check s'"
+        "(duplicate check, O(N) on sorted bonds) is shown separately as 'EpochState check s'"
     )
     print(f"- peak memory: {MEMORY_METHOD}")
     print(f"- load average before: {_load_average()} (other processes share these cores)")
@@ -611,11 +595,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="also time each SQL statement at the largest size"
     )
-    parser.add_argument(
-        "--proposed",
-        action="store_true",
-        help="also time the proposed SQL rewrites (benchmarks/sql_rewrites.py; Yuma3 only)",
-    )
     parser.add_argument("--memory-child", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -624,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeat must be >= 1")
 
     yuma3 = duckdb_supports_yuma3()
-    names = IMPLEMENTATIONS if args.proposed and yuma3 else IMPLEMENTATIONS[:2]
+    names = IMPLEMENTATIONS
 
     def params_for(size: Size) -> YumaParams:
         return YumaParams(yuma3=yuma3, liquid_alpha=yuma3, max_validators=size.validators)
@@ -658,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         if args.profile and size == SIZES[args.sizes][-1]:
+            liquid = case.params.yuma3 and case.params.liquid_alpha
+            liquid = liquid and bool(np.any(measured["duckdb"].result[0].consensus != 0))
             profiles.append(
                 (
                     "run_epoch",
@@ -665,27 +646,11 @@ def main(argv: list[str] | None = None) -> int:
                         case,
                         connection,
                         args.repeat,
-                        current_statements(case.params),
-                        CURRENT_READBACKS,
+                        current_statements(case.params, liquid),
+                        current_readbacks(case.params, liquid),
                     ),
                 )
             )
-            if "proposed" in names:
-                liquid = case.params.liquid_alpha and bool(
-                    np.any(measured["proposed"].result[0].consensus != 0)
-                )
-                statements = [
-                    *PROPOSED_STATEMENTS_BEFORE_BONDS,
-                    *proposed_bond_statements(liquid),
-                ]
-                profiles.append(
-                    (
-                        "proposed rewrites",
-                        profile_statements(
-                            case, connection, args.repeat, statements, PROPOSED_READBACKS
-                        ),
-                    )
-                )
     print(markdown_table(header(names), [row.cells(names) for row in rows]))
     print()
     print(f"- load average after: {_load_average()}")

@@ -3,21 +3,35 @@
 The epoch is a sequence of SQL statements over Arrow tables registered with a DuckDB connection
 (zero copy). Each statement materialises one symbol of the spec, or a few, as a temp table;
 inside a statement every further symbol is a CTE, preceded by a one-line comment with its formula
-and the spec section. Python only registers the inputs, runs the statements in order and reads
-the results back.
+and the spec section. Python only registers the inputs, runs the statements in order, picks the
+one bond statement that applies, and reads the results back.
 
 Invariants
 ----------
 * Arithmetic is float64 (DOUBLE), not the chain's I32F32 fixed point; continuous outputs therefore
   differ from the chain by O(n·2^-32) (spec §9).
 * Cost grows with the number of non-zero weights and bonds: matrices stay sparse
-  (validator, miner, value) tables, vectors are per-uid tables; nothing materialises n×n.
+  (validator, miner, value) tables, vectors are per-uid tables; nothing materialises n×n. Only W
+  (``yuma_W``) and the bonds (``yuma_B``) are materialised as matrices: W̄ = min(W, C) and W_b are
+  evaluated on the fly from ``yuma_W ⋈ yuma_C`` (a broadcast join on the miner), so the only
+  (validator, miner) join is the one of W_b with the old bonds. Per-row / per-column sums are
+  GROUP BY aggregates joined back, not windows over every entry.
 * Discrete decisions are exact, never float comparisons near a boundary:
   - κ test (§4.6). With a_i the integer stake in rao of a validator that takes part in consensus
     (stake after the threshold mask, zero unless active and permitted), the re-normalised stake is
-    a_i / Σa, and κ = kappa_u16 / 65535. So "Σ_{i: W_ij ≥ v} a_i / Σa ≥ κ" is evaluated exactly as
-    the HUGEINT comparison ``65535 · Σ_{i: W_ij ≥ v} a_i ≥ kappa_u16 · Σ a``; stake exactly at κ
-    counts. (The chain compares I32F32 sums; ours is the exact-rational version of that test.)
+    a_i / Σa, and κ = kappa_u16 / 65535. So "Σ_{i: W_ij ≥ v} a_i / Σa ≥ κ" is the integer test
+    ``65535 · x ≥ K`` with x = Σ_{i: W_ij ≥ v} a_i and K = kappa_u16 · Σa. Because x is an
+    integer, 65535·x ≥ K ⇔ x ≥ K/65535 ⇔ x ≥ ⌈K/65535⌉, so the test is ``x ≥ thr`` with the
+    integer threshold thr = ⌈kappa_u16·Σa / 65535⌉ = (K + 65534) // 65535, computed once in
+    HUGEINT (exact integer division, K ≥ 0); stake exactly at κ counts. (The chain compares I32F32
+    sums; ours is the exact-rational version of that test.)
+  - Stake-weighted median (§4.6): C_j = max{v : x_j(v) ≥ thr}. Levels are first bucketed per miner
+    by floor(w·s_j) with s_j = 2^(6 − ⌈log2 max_i W_ij⌉) (~64 buckets). Any s_j > 0 keeps the
+    bucket monotone (non-decreasing) in w, so the stake at-or-above a bucket is a lower bound of
+    x_j(v) for every v in it and an upper bound for every v above it: C_j lies in the highest
+    bucket whose at-or-above stake reaches thr, and only that bucket's weights get an exact
+    (integer, ties pooled) running sum. The buckets only narrow the search; no float is compared
+    against κ.
   - Candidate levels v are row-normalised weights u_ij / Σ_k u_ik of integer u16 weights; each is a
     single correctly rounded division of exact integers, so equal rationals compare equal, and
     different ones (relative difference ≥ 1/(65535²·n), far above float64 resolution for any
@@ -29,15 +43,17 @@ Invariants
 * Sparse matrices follow the chain's sparse code entry by entry, not just value by value: explicit
   zero weights survive masking, normalisation and clipping (``col_clip_sparse`` keeps an entry
   w ≤ C_j, drops a positive one clipped to C_j = 0). Only the Yuma3 liquid-alpha EMA can tell
-  an explicit zero from an absent entry (§4.9 "Sparse-path quirk").
-* The bond path is one isolated block of statements, chosen by ``_bond_path_statements``:
-  ``_LEGACY_BOND_PATH`` (``yuma3=False``, §4.9a) or ``_YUMA3_BOND_PATH`` (``yuma3=True``, §4.9b).
-  Each produces ``yuma_B`` (float bonds), ``yuma_D`` (normalised dividends) and ``yuma_B_stored``
-  (u16 bonds, rows of validators with a new permit only) and nothing else outside the block reads
-  its intermediate tables.
+  an explicit zero from an absent entry (§4.9 "Sparse-path quirk"); R, VT and D are sums, in which
+  an entry of value 0 and an absent one are the same.
+* The bond path is one isolated block, chosen by ``_bond_path``: the legacy path (``yuma3=False``,
+  §4.9a) or Yuma3 (``yuma3=True``, §4.9b), whose liquid / fixed-α choice (``_LIQUID_IS_ON``) is
+  made in Python before its one bond statement runs, so the other branch is never planned. Each
+  path produces ``yuma_B`` (float bonds) and ``yuma_D`` (normalised dividends), and one sorted
+  read-back returns the float bonds with their u16 storage value (0 for validators without a new
+  permit); nothing outside the block reads its intermediate tables.
 * Yuma3 comparisons that pick a branch (W_b ≥ B_old in liquid alpha, β ∈ {0, 1} short-cuts) see
   bit-identical operands in every implementation: W is one division of integers, B_old = u/65535,
-  and W_b = W + β(W̄ − W) is evaluated in exactly that operation order.
+  W̄ = min(W, C) and W_b = W + β(W̄ − W) is evaluated in exactly that operation order.
 * Commit-reveal masking (§4.5.5) is applied when ``commit_reveal`` is on; mechanisms (§5) are not
   modelled here.
 * A connection passed in is only used through a private ``cursor()``: registered inputs and temp
@@ -46,9 +62,12 @@ Invariants
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks.consensus.params import U16_FLOOR_SNAP_LSB, YumaParams
 from tasks.consensus.types import (
@@ -147,22 +166,16 @@ SELECT * FROM A
 """
 
 # ------------------------------------------------------------------------------------------------
-# §4.5 weights W (sparse).
+# §4.5 weights W (sparse), carrying the validator's stake a_i (rao) and A_i.
 # ------------------------------------------------------------------------------------------------
 _WEIGHTS = """
 CREATE OR REPLACE TEMP TABLE yuma_W AS
 WITH
--- W_raw_ij = weight_u16_ij, entries with j ≥ n dropped                                  §4.5.1
-W_raw AS (
-    SELECT w.validator, w.miner, w.weight_u16
-    FROM weights_in AS w CROSS JOIN yuma_p AS p
-    WHERE w.miner < p.n
-),
 -- W_masked_ij = W_raw_ij unless forbid_i ∨ (i = j ∧ i ≠ owner) ∨ last_update_i ≤ reg_j
---              ∨ (commit_reveal ∧ commit_block_i < reg_j)                              §4.5.2–5
-W_masked AS (
-    SELECT w.validator, w.miner, w.weight_u16
-    FROM W_raw AS w
+--   ∨ (commit_reveal ∧ commit_block_i < reg_j); j ≥ n has no yuma_neuron row         §4.5.1–5
+W_masked AS MATERIALIZED (
+    SELECT w.validator, w.miner, w.weight_u16, vi.a_rao, vi.A
+    FROM weights_in AS w
     JOIN yuma_neuron AS vi ON vi.uid = w.validator
     JOIN yuma_neuron AS mj ON mj.uid = w.miner
     CROSS JOIN yuma_p AS p
@@ -171,14 +184,16 @@ W_masked AS (
         AND NOT (vi.last_update_block <= mj.registered_block)
         AND NOT (p.commit_reveal AND vi.commit_block < mj.registered_block)
 ),
+-- Σ_k W_masked_ik per validator (one hash aggregate)                                    §4.5.6
+row_sum AS (
+    SELECT validator, sum(weight_u16) AS row_sum_u16 FROM W_masked GROUP BY validator
+),
 -- W_ij = W_masked_ij / Σ_k W_masked_ik   (a row with Σ = 0 stays all-zero)               §4.5.6
 W AS (
-    SELECT validator, miner,
-        CASE WHEN row_sum_u16 > 0 THEN weight_u16 / row_sum_u16::DOUBLE ELSE 0.0 END AS w
-    FROM (
-        SELECT W_masked.*, sum(weight_u16) OVER (PARTITION BY validator) AS row_sum_u16
-        FROM W_masked
-    )
+    SELECT m.validator, m.miner,
+        CASE WHEN r.row_sum_u16 > 0 THEN m.weight_u16 / r.row_sum_u16::DOUBLE ELSE 0.0 END AS w,
+        m.a_rao, m.A
+    FROM W_masked AS m JOIN row_sum AS r ON r.validator = m.validator
 )
 SELECT * FROM W
 """
@@ -189,52 +204,63 @@ SELECT * FROM W
 _CONSENSUS = """
 CREATE OR REPLACE TEMP TABLE yuma_C AS
 WITH
+-- thr = ⌈kappa_u16·Σa / 65535⌉: 65535·x ≥ kappa_u16·Σa ⇔ x ≥ thr for integer x (exact)   §4.6
+thr AS (
+    SELECT (p.kappa_u16::HUGEINT * sum(v.a_rao)::HUGEINT + 65534) // 65535 AS t
+    FROM yuma_neuron AS v CROSS JOIN yuma_p AS p
+    GROUP BY p.kappa_u16
+),
 -- scores W_ij > 0 of validators with a_i > 0 (missing entries are level 0, always a candidate) §4.6
-W_staked AS (
-    SELECT W.miner, W.w, v.a_rao
-    FROM yuma_W AS W JOIN yuma_neuron AS v ON v.uid = W.validator
-    WHERE v.a_rao > 0 AND W.w > 0
+W_staked AS MATERIALIZED (
+    SELECT miner, w, a_rao FROM yuma_W WHERE a_rao > 0 AND w > 0
 ),
--- stake_at(j, v) = Σ_{i : W_ij = v} a_i   (equal scores pooled)
-stake_at_level AS (
-    SELECT miner, w AS level, sum(a_rao)::HUGEINT AS stake_at_rao
-    FROM W_staked
-    GROUP BY miner, w
+-- s_j = 2^(6 − ⌈log2 max_i W_ij⌉) for miners whose whole column reaches thr (others: C_j = 0)
+scale AS (
+    SELECT ws.miner, pow(2.0, 6 - ceil(log2(max(ws.w)))) AS s
+    FROM W_staked AS ws CROSS JOIN thr
+    GROUP BY ws.miner, thr.t
+    HAVING sum(ws.a_rao) >= thr.t
 ),
--- stake_ge(j, v) = Σ_{i : W_ij ≥ v} a_i
-stake_ge_level AS (
-    SELECT miner, level,
-        sum(stake_at_rao) OVER (
-            PARTITION BY miner ORDER BY level DESC
+-- bucket_ij = floor(W_ij·s_j)   (~64 buckets per miner, non-decreasing in W_ij)
+bucketed AS MATERIALIZED (
+    SELECT ws.miner, ws.w, ws.a_rao, floor(ws.w * sc.s)::INTEGER AS bucket
+    FROM W_staked AS ws JOIN scale AS sc ON sc.miner = ws.miner
+),
+-- stake_at(j, b) = Σ_{i: bucket_ij = b} a_i,  stake_ge(j, b) = Σ_{b' ≥ b} stake_at(j, b')
+bucket_ge AS (
+    SELECT miner, bucket, stake_at,
+        sum(stake_at) OVER (
+            PARTITION BY miner ORDER BY bucket DESC
             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-        )::HUGEINT AS stake_ge_rao
-    FROM stake_at_level
+        ) AS stake_ge
+    FROM (SELECT miner, bucket, sum(a_rao) AS stake_at FROM bucketed GROUP BY miner, bucket)
 ),
--- C_j = max{v : Σ_{i: W_ij ≥ v} a_i ≥ κ}  ⇔  65535·stake_ge(j, v) ≥ kappa_u16·Σa  (else 0)  §4.6
+-- b*_j = max{b : stake_ge(j, b) ≥ thr}, above_j = stake strictly above bucket b*_j
+crossing AS (
+    SELECT bg.miner, max(bg.bucket) AS bucket,
+        arg_max(bg.stake_ge - bg.stake_at, bg.bucket) AS above
+    FROM bucket_ge AS bg CROSS JOIN thr
+    WHERE bg.stake_ge >= thr.t
+    GROUP BY bg.miner
+),
+-- x_j(v) = Σ_{i: W_ij ≥ v} a_i = above_j + Σ_{i in b*_j: W_ij ≥ v} a_i   (equal levels pooled)
+stake_ge_level AS (
+    SELECT bk.miner, bk.w AS level,
+        cr.above + sum(bk.a_rao) OVER (
+            PARTITION BY bk.miner ORDER BY bk.w DESC
+            RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+        ) AS stake_ge
+    FROM bucketed AS bk
+    JOIN crossing AS cr ON cr.miner = bk.miner AND cr.bucket = bk.bucket
+),
+-- C_j = max{v : x_j(v) ≥ thr}   (else 0: no row)                                         §4.6
 C AS (
     SELECT lv.miner, max(lv.level) AS C
-    FROM stake_ge_level AS lv
-    CROSS JOIN yuma_p AS p
-    CROSS JOIN (SELECT sum(a_rao)::HUGEINT AS a_total_rao FROM yuma_neuron) AS total
-    WHERE lv.stake_ge_rao * 65535 >= p.kappa_u16::HUGEINT * total.a_total_rao
+    FROM stake_ge_level AS lv CROSS JOIN thr
+    WHERE lv.stake_ge >= thr.t
     GROUP BY lv.miner
 )
 SELECT * FROM C
-"""
-
-# ------------------------------------------------------------------------------------------------
-# §4.7 clipping: W̄ = min(W, C) (sparse, as the chain's col_clip_sparse).
-# ------------------------------------------------------------------------------------------------
-_CLIPPED_WEIGHTS = """
-CREATE OR REPLACE TEMP TABLE yuma_W_clipped AS
-WITH
--- W̄_ij = min(W_ij, C_j); positive entries clipped to C_j = 0 dropped, explicit zeros kept  §4.7
-W_clipped AS (
-    SELECT W.validator, W.miner, least(W.w, coalesce(C.C, 0.0)) AS w
-    FROM yuma_W AS W LEFT JOIN yuma_C AS C ON C.miner = W.miner
-    WHERE W.w = 0 OR coalesce(C.C, 0.0) > 0
-)
-SELECT * FROM W_clipped
 """
 
 # ------------------------------------------------------------------------------------------------
@@ -243,11 +269,11 @@ SELECT * FROM W_clipped
 _INCENTIVE = """
 CREATE OR REPLACE TEMP TABLE yuma_I AS
 WITH
--- R_j = Σ_i A_i · W̄_ij                                                                 §4.8
+-- R_j = Σ_i A_i · W̄_ij,  W̄_ij = min(W_ij, C_j) on the fly (C_j = 0 entries add 0)   §4.7–4.8
 R AS (
-    SELECT Wc.miner AS uid, sum(v.A * Wc.w) AS R
-    FROM yuma_W_clipped AS Wc JOIN yuma_neuron AS v ON v.uid = Wc.validator
-    GROUP BY Wc.miner
+    SELECT W.miner AS uid, sum(W.A * least(W.w, C.C)) AS R
+    FROM yuma_W AS W JOIN yuma_C AS C ON C.miner = W.miner
+    GROUP BY W.miner
 ),
 -- I_j = R_j / Σ_k R_k   (all 0 when Σ R = 0)                                            §4.8
 I AS (
@@ -258,47 +284,50 @@ SELECT * FROM I
 """
 
 # ------------------------------------------------------------------------------------------------
-# §4.9 bond weights for the legacy path (zero entries are irrelevant there and dropped).
-# ------------------------------------------------------------------------------------------------
-_BOND_WEIGHTS = """
-CREATE OR REPLACE TEMP TABLE yuma_W_b AS
-WITH
--- W_b_ij = (1 − β)·W_ij + β·W̄_ij  (= W + β(W̄ − W), exact at β ∈ {0, 1}); entries ≤ 0 dropped §4.9
-W_b AS (
-    SELECT W.validator, W.miner, (1.0 - p.beta) * W.w + p.beta * coalesce(Wc.w, 0.0) AS w
-    FROM yuma_W AS W
-    LEFT JOIN yuma_W_clipped AS Wc ON Wc.validator = W.validator AND Wc.miner = W.miner
-    CROSS JOIN yuma_p AS p
-)
-SELECT * FROM W_b WHERE w > 0
-"""
-
-# ------------------------------------------------------------------------------------------------
-# §4.9a legacy bond path: produces yuma_B, yuma_D, yuma_B_stored.
+# §4.9a legacy bond path: produces yuma_B, yuma_D.
 # ------------------------------------------------------------------------------------------------
 _LEGACY_BONDS = """
 CREATE OR REPLACE TEMP TABLE yuma_B AS
 WITH
--- B_old_ij = u_ij / Σ_k u_kj (stored u16 bonds u), columns with reg_j ≥ last_tempo removed §4.9a.1
-B_old AS (
-    SELECT bnd.validator, bnd.miner,
-        bnd.bond_u16 / (sum(bnd.bond_u16) OVER (PARTITION BY bnd.miner))::DOUBLE AS b
+-- W_b_ij = (1 − β)·W_ij + β·W̄_ij, W̄_ij = min(W_ij, C_j) (0 where C_j = 0); entries ≤ 0 dropped
+--   (= W + β(W̄ − W), exact at β ∈ {0, 1})                                              §4.9
+W_b AS (
+    SELECT * FROM (
+        SELECT W.validator, W.miner, W.A,
+            (1.0 - p.beta) * W.w + p.beta * least(W.w, coalesce(C.C, 0.0)) AS w
+        FROM yuma_W AS W
+        LEFT JOIN yuma_C AS C ON C.miner = W.miner
+        CROSS JOIN yuma_p AS p
+    )
+    WHERE w > 0
+),
+-- stored u16 bonds u_ij, columns with reg_j ≥ last_tempo removed                       §4.9a.1
+B_u AS MATERIALIZED (
+    SELECT bnd.validator, bnd.miner, bnd.bond_u16
     FROM bonds_in AS bnd
     JOIN yuma_neuron AS mj ON mj.uid = bnd.miner
     CROSS JOIN yuma_p AS p
     WHERE bnd.bond_u16 > 0 AND NOT (mj.registered_block >= p.last_tempo_block)
 ),
+-- B_old_ij = u_ij / Σ_k u_kj                                                             §4.9a.1
+B_old AS (
+    SELECT Bu.validator, Bu.miner, Bu.bond_u16 / col.u_sum::DOUBLE AS b
+    FROM B_u AS Bu
+    JOIN (SELECT miner, sum(bond_u16) AS u_sum FROM B_u GROUP BY miner) AS col
+        ON col.miner = Bu.miner
+),
+-- W_b_ij·A_i, entries > 0 kept
+WA AS MATERIALIZED (
+    SELECT validator, miner, w * A AS wA FROM W_b WHERE w * A > 0
+),
 -- ΔB_ij = W_b_ij·A_i / Σ_k W_b_kj·A_k                                                  §4.9a.2
 delta_B AS (
-    SELECT validator, miner, wA / (sum(wA) OVER (PARTITION BY miner)) AS b
-    FROM (
-        SELECT Wb.validator, Wb.miner, Wb.w * v.A AS wA
-        FROM yuma_W_b AS Wb JOIN yuma_neuron AS v ON v.uid = Wb.validator
-        WHERE Wb.w * v.A > 0
-    )
+    SELECT WA.validator, WA.miner, WA.wA / col.wA_sum AS b
+    FROM WA JOIN (SELECT miner, sum(wA) AS wA_sum FROM WA GROUP BY miner) AS col
+        ON col.miner = WA.miner
 ),
 -- B_ema_ij = α·ΔB_ij + (1 − α)·B_old_ij, entries > 0 kept                               §4.9a.3
-B_ema AS (
+B_ema AS MATERIALIZED (
     SELECT * FROM (
         SELECT coalesce(dB.validator, Bo.validator) AS validator,
             coalesce(dB.miner, Bo.miner) AS miner,
@@ -311,8 +340,9 @@ B_ema AS (
 ),
 -- B_ij = B_ema_ij / Σ_k B_ema_kj                                                        §4.9a.3
 B AS (
-    SELECT validator, miner, b / (sum(b) OVER (PARTITION BY miner)) AS b
-    FROM B_ema
+    SELECT Be.validator, Be.miner, Be.b / col.b_sum AS b
+    FROM B_ema AS Be
+    JOIN (SELECT miner, sum(b) AS b_sum FROM B_ema GROUP BY miner) AS col ON col.miner = Be.miner
 )
 SELECT * FROM B
 """
@@ -334,56 +364,56 @@ D AS (
 SELECT * FROM D
 """
 
-_LEGACY_STORED_BONDS = """
-CREATE OR REPLACE TEMP TABLE yuma_B_stored AS
+_LEGACY_BONDS_READBACK = """
 WITH
 -- B_up_ij = B_ij / max_k B_kj   (column max-upscale)                                    §4.9a.5
-B_upscaled AS (
-    SELECT validator, miner, b / (max(b) OVER (PARTITION BY miner)) AS b
-    FROM yuma_B
+B_up AS (
+    SELECT B.validator, B.miner, B.b, B.b / col.b_max AS b_up
+    FROM yuma_B AS B
+    JOIN (SELECT miner, max(b) AS b_max FROM yuma_B GROUP BY miner) AS col ON col.miner = B.miner
 ),
--- B_u16_ij = min(65535, floor(65535·B_up_ij + snap)) for rows with permit_new_i; 0s dropped §4.10
-B_stored AS (
-    SELECT Bu.validator, Bu.miner,
-        least(65535, floor(Bu.b * 65535 + p.u16_floor_snap_lsb))::INTEGER AS bond_u16
-    FROM B_upscaled AS Bu
+-- B_u16_ij = min(65535, floor(65535·B_up_ij + snap)) if permit_new_i, else 0 (not stored) §4.10
+B_u16 AS (
+    SELECT Bu.validator, Bu.miner, Bu.b AS bond,
+        CASE WHEN v.permit_new
+            THEN least(65535, floor(Bu.b_up * 65535 + p.u16_floor_snap_lsb))::INTEGER
+            ELSE 0 END AS bond_u16
+    FROM B_up AS Bu
     JOIN yuma_neuron AS v ON v.uid = Bu.validator
     CROSS JOIN yuma_p AS p
-    WHERE v.permit_new
 )
-SELECT * FROM B_stored WHERE bond_u16 > 0
+SELECT * FROM B_u16 ORDER BY validator, miner
 """
 
 # ------------------------------------------------------------------------------------------------
-# §4.9b Yuma3 bond path: produces yuma_B, yuma_D, yuma_B_stored (plus yuma_W_b, yuma3_B_old).
+# §4.9b Yuma3 bond path: produces yuma_B (liquid or fixed α, chosen in Python), yuma_D.
 # ------------------------------------------------------------------------------------------------
-_YUMA3_BOND_WEIGHTS = """
-CREATE OR REPLACE TEMP TABLE yuma_W_b AS
-WITH
--- W_b_ij = W_ij (β = 0), W̄_ij (β = 1), else W_ij + β·(W̄_ij − W_ij) with entries ≤ 0 dropped;
--- entry sets as the chain's interpolate_sparse (explicit zeros kept at β ∈ {0, 1})       §4.9
+_LIQUID_IS_ON = """
+-- liquid = liquid_alpha ∧ ∃j: C_j ≠ 0                                                   §4.9b.2
+SELECT p.liquid_alpha AND EXISTS (SELECT 1 FROM yuma_C WHERE C <> 0) AS is_on FROM yuma_p AS p
+"""
+
+_YUMA3_BOND_INPUTS = """
+-- W_b_ij = W_ij (β = 0), W̄_ij (β = 1), else W_ij + β·(W̄_ij − W_ij) with entries ≤ 0 dropped,
+--   W̄_ij = min(W_ij, C_j) on the fly; entry sets as interpolate_sparse                §4.7, §4.9
 W_b AS (
-    SELECT W.validator, W.miner,
+    SELECT W.validator, W.miner, W.c,
         CASE
             WHEN p.bonds_penalty_u16 = 0 THEN W.w
-            WHEN p.bonds_penalty_u16 = 65535 THEN Wc.w
-            ELSE W.w + p.beta * (coalesce(Wc.w, 0.0) - W.w)
-        END AS w,
-        CASE
-            WHEN p.bonds_penalty_u16 = 0 THEN TRUE
-            WHEN p.bonds_penalty_u16 = 65535 THEN Wc.w IS NOT NULL
-            ELSE W.w + p.beta * (coalesce(Wc.w, 0.0) - W.w) > 0
-        END AS is_entry
-    FROM yuma_W AS W
-    LEFT JOIN yuma_W_clipped AS Wc ON Wc.validator = W.validator AND Wc.miner = W.miner
+            WHEN p.bonds_penalty_u16 = 65535 THEN least(W.w, W.c)
+            ELSE W.w + p.beta * (least(W.w, W.c) - W.w)
+        END AS w_b
+    FROM (
+        SELECT W.validator, W.miner, W.w, coalesce(C.C, 0.0) AS c
+        FROM yuma_W AS W LEFT JOIN yuma_C AS C ON C.miner = W.miner
+    ) AS W
     CROSS JOIN yuma_p AS p
-)
-SELECT validator, miner, w FROM W_b WHERE is_entry
-"""
-
-_YUMA3_OLD_BONDS = """
-CREATE OR REPLACE TEMP TABLE yuma3_B_old AS
-WITH
+    WHERE CASE
+        WHEN p.bonds_penalty_u16 = 0 THEN TRUE
+        WHEN p.bonds_penalty_u16 = 65535 THEN W.w = 0 OR W.c > 0
+        ELSE W.w + p.beta * (least(W.w, W.c) - W.w) > 0
+    END
+),
 -- B_old_ij = u_ij / 65535 (absolute, not normalised); reg_j ≥ last_tempo removed     §4.9b.1
 B_old AS (
     SELECT bnd.validator, bnd.miner, bnd.bond_u16 / 65535.0 AS b
@@ -391,27 +421,18 @@ B_old AS (
     JOIN yuma_neuron AS mj ON mj.uid = bnd.miner
     CROSS JOIN yuma_p AS p
     WHERE bnd.bond_u16 > 0 AND NOT (mj.registered_block >= p.last_tempo_block)
-)
-SELECT * FROM B_old
-"""
+)"""
 
-_YUMA3_BONDS = """
+_YUMA3_BONDS_LIQUID = f"""
 CREATE OR REPLACE TEMP TABLE yuma_B AS
 WITH
--- liquid = liquid_alpha ∧ ∃j: C_j ≠ 0                                                   §4.9b.2
-liquid AS (
-    SELECT p.liquid_alpha AND EXISTS (SELECT 1 FROM yuma_C WHERE C <> 0) AS is_on
-    FROM yuma_p AS p
-),
+{_YUMA3_BOND_INPUTS},
 -- (W_b_ij, B_old_ij, C_j) over the W_b entries only: the sparse liquid EMA emits nothing else,
 -- so a bond without a W_b entry is dropped to 0 (chain's mat_ema_alpha_sparse)    §4.9 quirk
 liquid_entries AS (
-    SELECT Wb.validator, Wb.miner, Wb.w AS w_b,
-        coalesce(Bo.b, 0.0) AS b_old, coalesce(C.C, 0.0) AS c
-    FROM yuma_W_b AS Wb
-    LEFT JOIN yuma3_B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
-    LEFT JOIN yuma_C AS C ON C.miner = Wb.miner
-    WHERE (SELECT is_on FROM liquid)
+    SELECT Wb.validator, Wb.miner, Wb.w_b, coalesce(Bo.b, 0.0) AS b_old, Wb.c
+    FROM W_b AS Wb
+    LEFT JOIN B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
 ),
 -- d_ij = clamp(W_b − C_j, 0, 1) if W_b_ij ≥ B_old_ij else clamp(B_old − W_b, 0, 1)     §4.9b
 liquid_d AS (
@@ -438,26 +459,26 @@ liquid_alpha_ij AS (
     FROM liquid_sigma AS ls CROSS JOIN yuma_p AS p
 ),
 -- B_ij = min(1, (1 − α_ij)·B_old_ij + max(0, α_ij·W_b_ij)), entries > 0 kept            §4.9b.2
-B_liquid AS (
+B AS (
     SELECT validator, miner,
         least(1.0, (1.0 - alpha) * b_old + greatest(0.0, alpha * w_b)) AS b
     FROM liquid_alpha_ij
-),
+)
+SELECT * FROM B WHERE b > 0
+"""
+
+_YUMA3_BONDS_FIXED = f"""
+CREATE OR REPLACE TEMP TABLE yuma_B AS
+WITH
+{_YUMA3_BOND_INPUTS},
 -- B_ij = α·W_b_ij + (1 − α)·B_old_ij over the union of entries, entries > 0 kept         §4.9b.2
-B_fixed AS (
+B AS (
     SELECT coalesce(Wb.validator, Bo.validator) AS validator,
         coalesce(Wb.miner, Bo.miner) AS miner,
-        p.alpha * coalesce(Wb.w, 0.0) + (1.0 - p.alpha) * coalesce(Bo.b, 0.0) AS b
-    FROM yuma_W_b AS Wb
-    FULL OUTER JOIN yuma3_B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
+        p.alpha * coalesce(Wb.w_b, 0.0) + (1.0 - p.alpha) * coalesce(Bo.b, 0.0) AS b
+    FROM W_b AS Wb
+    FULL OUTER JOIN B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
     CROSS JOIN yuma_p AS p
-    WHERE NOT (SELECT is_on FROM liquid)
-),
--- B = B_liquid when liquid, else B_fixed (the other CTE is empty)                      §4.9b.2
-B AS (
-    SELECT * FROM B_liquid
-    UNION ALL
-    SELECT * FROM B_fixed
 )
 SELECT * FROM B WHERE b > 0
 """
@@ -465,18 +486,21 @@ SELECT * FROM B WHERE b > 0
 _YUMA3_DIVIDENDS = """
 CREATE OR REPLACE TEMP TABLE yuma_D AS
 WITH
--- B̂_ij = B_ij / Σ_k B_kj   (copy used only for dividends)                               §4.9b.3
-B_hat AS (
-    SELECT validator, miner, b / (sum(b) OVER (PARTITION BY miner)) AS b
-    FROM yuma_B
+-- f_j = I_j / Σ_k B_kj, so Σ_j B̂_ij·I_j = Σ_j B_ij·f_j with B̂_ij = B_ij / Σ_k B_kj   §4.9b.3
+f AS (
+    SELECT col.miner, I.I / col.b_sum AS f
+    FROM (SELECT miner, sum(b) AS b_sum FROM yuma_B GROUP BY miner) AS col
+    JOIN yuma_I AS I ON I.uid = col.miner
 ),
--- D_raw_i = A_i · Σ_j B̂_ij · I_j                                                        §4.9b.4
+-- D_raw_i = A_i · Σ_j B_ij·f_j   (grouped first, A joined on one row per validator)     §4.9b.4
 D_raw AS (
-    SELECT Bh.validator AS uid, v.A * sum(Bh.b * I.I) AS d
-    FROM B_hat AS Bh
-    JOIN yuma_I AS I ON I.uid = Bh.miner
-    JOIN yuma_neuron AS v ON v.uid = Bh.validator
-    GROUP BY Bh.validator, v.A
+    SELECT s.uid, v.A * s.bf AS d
+    FROM (
+        SELECT B.validator AS uid, sum(B.b * f.f) AS bf
+        FROM yuma_B AS B JOIN f ON f.miner = B.miner
+        GROUP BY B.validator
+    ) AS s
+    JOIN yuma_neuron AS v ON v.uid = s.uid
 ),
 -- D_i = D_raw_i / Σ_k D_raw_k   (all 0 when Σ D_raw = 0)                                §4.9b.4
 D AS (
@@ -486,19 +510,19 @@ D AS (
 SELECT * FROM D
 """
 
-_YUMA3_STORED_BONDS = """
-CREATE OR REPLACE TEMP TABLE yuma_B_stored AS
+_YUMA3_BONDS_READBACK = """
 WITH
--- B_u16_ij = min(65535, floor(65535·B_ij + snap)), no upscale; rows with permit_new_i   §4.9b.5
-B_stored AS (
-    SELECT B.validator, B.miner,
-        least(65535, floor(B.b * 65535 + p.u16_floor_snap_lsb))::INTEGER AS bond_u16
+-- B_u16_ij = min(65535, floor(65535·B_ij + snap)) if permit_new_i, else 0 (no upscale)  §4.9b.5
+B_u16 AS (
+    SELECT B.validator, B.miner, B.b AS bond,
+        CASE WHEN v.permit_new
+            THEN least(65535, floor(B.b * 65535 + p.u16_floor_snap_lsb))::INTEGER
+            ELSE 0 END AS bond_u16
     FROM yuma_B AS B
     JOIN yuma_neuron AS v ON v.uid = B.validator
     CROSS JOIN yuma_p AS p
-    WHERE v.permit_new
 )
-SELECT * FROM B_stored WHERE bond_u16 > 0
+SELECT * FROM B_u16 ORDER BY validator, miner
 """
 
 # ------------------------------------------------------------------------------------------------
@@ -506,9 +530,11 @@ SELECT * FROM B_stored WHERE bond_u16 > 0
 # ------------------------------------------------------------------------------------------------
 _OUTPUT_VECTORS = """
 WITH
--- VT_i = Σ_j W̄_ij                                                                     §4.7
+-- VT_i = Σ_j W̄_ij,  W̄_ij = min(W_ij, C_j) on the fly (C_j = 0 entries add 0)         §4.7
 VT AS (
-    SELECT validator AS uid, sum(w) AS VT FROM yuma_W_clipped GROUP BY validator
+    SELECT W.validator AS uid, sum(least(W.w, C.C)) AS VT
+    FROM yuma_W AS W JOIN yuma_C AS C ON C.miner = W.miner
+    GROUP BY W.validator
 ),
 -- E_sum = Σ_j (I_j + D_j)                                                             §4.10
 E_sum AS (
@@ -548,25 +574,39 @@ FROM vectors CROSS JOIN E_sum
 ORDER BY vectors.uid
 """
 
-_LEGACY_BOND_PATH: tuple[str, ...] = (
-    _BOND_WEIGHTS,
-    _LEGACY_BONDS,
-    _LEGACY_DIVIDENDS,
-    _LEGACY_STORED_BONDS,
-)
 
-_YUMA3_BOND_PATH: tuple[str, ...] = (
-    _YUMA3_BOND_WEIGHTS,
-    _YUMA3_OLD_BONDS,
-    _YUMA3_BONDS,
-    _YUMA3_DIVIDENDS,
-    _YUMA3_STORED_BONDS,
-)
+_BEFORE_BONDS: tuple[str, ...] = (_SCALARS, _NEURON_VECTORS, _WEIGHTS, _CONSENSUS, _INCENTIVE)
+"""Statements up to and including I: everything the bond path reads."""
 
 
-def _bond_path_statements(params: YumaParams) -> tuple[str, ...]:
-    """The SQL block that turns W, W̄, C, A, I into yuma_B, yuma_D and yuma_B_stored."""
-    return _YUMA3_BOND_PATH if params.yuma3 else _LEGACY_BOND_PATH
+@dataclass(frozen=True)
+class _BondPath:
+    """One bond path: statements producing yuma_B and yuma_D, and the sorted bond read-back
+    (validator, miner, bond, bond_u16; bond_u16 = 0 is not stored)."""
+
+    statements: tuple[str, ...]
+    readback: str
+
+
+_LEGACY_BOND_PATH = _BondPath((_LEGACY_BONDS, _LEGACY_DIVIDENDS), _LEGACY_BONDS_READBACK)
+_YUMA3_LIQUID_BOND_PATH = _BondPath((_YUMA3_BONDS_LIQUID, _YUMA3_DIVIDENDS), _YUMA3_BONDS_READBACK)
+_YUMA3_FIXED_BOND_PATH = _BondPath((_YUMA3_BONDS_FIXED, _YUMA3_DIVIDENDS), _YUMA3_BONDS_READBACK)
+
+
+def _bond_path(params: YumaParams, liquid: bool) -> _BondPath:
+    """The bond block for ``params``; ``liquid`` is ``_LIQUID_IS_ON`` (read only for Yuma3)."""
+    if not params.yuma3:
+        return _LEGACY_BOND_PATH
+    return _YUMA3_LIQUID_BOND_PATH if liquid else _YUMA3_FIXED_BOND_PATH
+
+
+def _liquid_is_on(cursor: duckdb.DuckDBPyConnection, params: YumaParams) -> bool:
+    """``_LIQUID_IS_ON`` on a cursor where yuma_C exists (False without a query when it cannot
+    apply)."""
+    if not (params.yuma3 and params.liquid_alpha):
+        return False
+    row = cursor.execute(_LIQUID_IS_ON).fetchone()
+    return bool(row is not None and row[0])
 
 
 def _epoch_params_table(inputs: EpochInputs, params: YumaParams) -> pa.Table:
@@ -605,6 +645,16 @@ def _neuron_table(inputs: EpochInputs, state: EpochState) -> pa.Table:
     )
 
 
+def _register_inputs(
+    cursor: duckdb.DuckDBPyConnection, inputs: EpochInputs, params: YumaParams, state: EpochState
+) -> None:
+    """Register the epoch's inputs (zero copy) under the names the statements read."""
+    cursor.register("epoch_params_in", _epoch_params_table(inputs, params))
+    cursor.register("neuron_in", _neuron_table(inputs, state))
+    cursor.register("weights_in", inputs.weights)
+    cursor.register("bonds_in", state.bonds)
+
+
 def _column(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy(zero_copy_only=False)
 
@@ -622,34 +672,19 @@ def run_epoch(
     ``connection`` is used through a private cursor, so the caller's catalogue is left untouched;
     without one, a fresh in-memory database is used.
     """
-    bond_path = _bond_path_statements(params)
     state = state.for_uids(inputs.n_uids)
     owns_connection = connection is None
     database = duckdb.connect() if connection is None else connection
     cursor = database.cursor()
     try:
-        cursor.register("epoch_params_in", _epoch_params_table(inputs, params))
-        cursor.register("neuron_in", _neuron_table(inputs, state))
-        cursor.register("weights_in", inputs.weights)
-        cursor.register("bonds_in", state.bonds)
-        statements = (
-            _SCALARS,
-            _NEURON_VECTORS,
-            _WEIGHTS,
-            _CONSENSUS,
-            _CLIPPED_WEIGHTS,
-            _INCENTIVE,
-            *bond_path,
-        )
-        for statement in statements:
+        _register_inputs(cursor, inputs, params, state)
+        for statement in _BEFORE_BONDS:
+            cursor.execute(statement)
+        bond_path = _bond_path(params, _liquid_is_on(cursor, params))
+        for statement in bond_path.statements:
             cursor.execute(statement)
         vectors = cursor.sql(_OUTPUT_VECTORS).to_arrow_table()
-        bonds_float = cursor.sql(
-            "SELECT validator, miner, b AS bond FROM yuma_B ORDER BY validator, miner"
-        ).to_arrow_table()
-        bonds_u16 = cursor.sql(
-            "SELECT validator, miner, bond_u16 FROM yuma_B_stored ORDER BY validator, miner"
-        ).to_arrow_table()
+        bonds = cursor.sql(bond_path.readback).to_arrow_table()
     finally:
         cursor.close()  # drops the registered inputs and every yuma_* temp table
         if owns_connection:
@@ -657,6 +692,7 @@ def run_epoch(
 
     if vectors.num_rows != inputs.n_uids:
         raise RuntimeError(f"epoch SQL returned {vectors.num_rows} uids, expected {inputs.n_uids}")
+    stored = bonds.filter(pc.greater(bonds.column("bond_u16"), 0))  # keeps the sorted order
     outputs = EpochOutputs(
         stake_weight=_column(vectors, "stake_weight"),
         active=_column(vectors, "active").astype(np.bool_),
@@ -667,10 +703,10 @@ def run_epoch(
         dividends=_column(vectors, "dividends"),
         server_emission_share=_column(vectors, "server_emission_share"),
         validator_emission_share=_column(vectors, "validator_emission_share"),
-        bonds=bonds_float.cast(BONDS_FLOAT_SCHEMA),
+        bonds=bonds.select(["validator", "miner", "bond"]).cast(BONDS_FLOAT_SCHEMA),
     )
     next_state = EpochState(
-        bonds=bonds_u16.cast(BONDS_U16_SCHEMA),
+        bonds=stored.select(["validator", "miner", "bond_u16"]).cast(BONDS_U16_SCHEMA),
         validator_permit=outputs.validator_permit,
     )
     return outputs, next_state

@@ -58,6 +58,7 @@ from typing import Any, Final, TypeGuard
 
 import distributed
 import numpy as np
+import torch
 
 from tasks.evaluate.batched import GROUP_MODELS_MAX, evaluate_group
 from tasks.evaluate.runner import (
@@ -90,7 +91,18 @@ class Route:
 
 
 def cluster_route(client: distributed.Client, device: str | None = None) -> Route:
-    """GPU if a worker advertises a ``GPU`` resource (and ``device`` allows it), else CPU."""
+    """GPU if a worker advertises a ``GPU`` resource (and ``device`` allows it), else CPU.
+
+    ``device`` is ``None`` (automatic), ``"cpu"`` or ``"cuda[:n]"``; anything else, or CUDA
+    without GPU workers, raises ``ValueError``.
+    """
+    if device is not None:
+        try:
+            kind = torch.device(device).type
+        except RuntimeError as exc:
+            raise ValueError(f"invalid device {device!r}: {exc}") from None
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"unsupported device type {kind!r}")
     workers: dict[str, Any] = client.scheduler_info(n_workers=-1).get("workers", {})
     gpu_slots = sum(
         int(info.get("resources", {}).get(GPU_RESOURCE, 0)) for info in workers.values()
