@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import pyarrow as pa
 from prefect import flow
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from tasks import shells
 from tasks.metagraph import build_metagraph
 from tasks.registry import champion_from_metagraph
 
 log = logging.getLogger("taoflow.epoch")
+T = TypeVar("T")
+
+
+def _q(value: T) -> T:
+    """Pass ``value`` to a task without Prefect walking it (typed wrapper around ``quote``)."""
+    return cast(T, quote(value))
 
 
 @dataclass(frozen=True)
@@ -48,11 +56,12 @@ def epoch_flow(
     stage_compute_s = shells.start_stage_timings()
     settings = Settings.load(home, dask_address)
     ctx = shells.gather(settings.ledger_dir, subnet)
+    # _q(): Prefect would otherwise walk these large inputs (bond matrices…) for every task.
     evaluation = shells.evaluate(
-        ctx, artifacts_root=settings.artifacts_dir, dask_address=settings.dask_address
+        _q(ctx), artifacts_root=settings.artifacts_dir, dask_address=settings.dask_address
     )
-    outcome = shells.consensus(ctx, evaluation)
-    payouts, commit = shells.emit(settings.ledger_dir, ctx, outcome, evaluation)
+    outcome = shells.consensus(_q(ctx), _q(evaluation))
+    payouts, commit = shells.emit(settings.ledger_dir, _q(ctx), _q(outcome), _q(evaluation))
     mean_scores = evaluation.mean_scores()
     metagraph = build_metagraph(
         ctx,
@@ -61,15 +70,17 @@ def epoch_flow(
         scores=mean_scores,
         errors=evaluation.errors,
     )
-    shells.publish(ctx=ctx, metagraph=metagraph, emission_rao=payouts.total_rao, commit=commit)
+    shells.publish(
+        ctx=_q(ctx), metagraph=_q(metagraph), emission_rao=payouts.total_rao, commit=commit
+    )
     run_id = str(flow_run.id) if flow_run.id else None
     mlflow_run_id, mlflow_error = None, None
     try:
         mlflow_run_id, mlflow_error = shells.track(
             tracking_uri=settings.mlflow_tracking_uri,
             artifacts_dir=settings.mlflow_artifacts_dir,
-            ctx=ctx,
-            metagraph=metagraph,
+            ctx=_q(ctx),
+            metagraph=_q(metagraph),
             aggregates={
                 "emission_tao": payouts.total_rao / 1e9,
                 "best_score": max(mean_scores.values(), default=0.0),
@@ -83,7 +94,7 @@ def epoch_flow(
                 "taoflow.seed": ctx.seed_hex,
             },
             outbox_root=settings.mlflow_outbox_dir,
-            weights=outcome.weights,
+            weights=_q(outcome.weights),
             champion=champion_from_metagraph(metagraph, artifacts_root=settings.artifacts_dir),
         )
     except Exception as exc:  # MLflow must never undo or block the ledger commit

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 U16_MAX = 65535
 TEMPERATURE_MIN = 1e-6
 EPSILON_MAX = 0.5
@@ -91,26 +93,32 @@ def win_rates(
     current_block: int,
     policy: ValidatorPolicy,
 ) -> dict[int, float]:
-    """Each model's share of pairwise wins (1.0 for a lone model)."""
+    """Each model's share of pairwise wins (1.0 for a lone model).
+
+    Vectorised over all pairs with the same float operations as ``wins`` (which stays the
+    readable definition and is tested against this).
+    """
     uids = sorted(scores)
     if len(uids) == 1:
         return {uids[0]: 1.0}
-    rates = {}
-    for a in uids:
-        won = sum(
-            wins(
-                uid_a=a,
-                uid_b=b,
-                scores=scores,
-                commit_blocks=commit_blocks,
-                current_block=current_block,
-                policy=policy,
-            )
-            for b in uids
-            if b != a
-        )
-        rates[a] = won / (len(uids) - 1)
-    return rates
+    uid = np.array(uids, dtype=np.int64)
+    loss = 1.0 - np.array([_clean(scores[u]) for u in uids], dtype=np.float64)
+    block = np.array([commit_blocks[u] for u in uids], dtype=np.int64)
+    eps = np.array(
+        [epsilon_at(policy, age_blocks=current_block - int(b)) for b in block], dtype=np.float64
+    )
+    discounted = loss * (1.0 - eps)
+    earlier = block[:, None] < block[None, :]  # a (row) committed before b (column)
+    later = block[:, None] > block[None, :]
+    loss_a = np.where(earlier, discounted[:, None], loss[:, None])
+    loss_b = np.where(later, discounted[None, :], loss[None, :])
+    tie_break = (block[:, None] < block[None, :]) | (
+        (block[:, None] == block[None, :]) & (uid[:, None] < uid[None, :])
+    )
+    won = np.where(loss_a != loss_b, loss_a < loss_b, tie_break)
+    np.fill_diagonal(won, False)
+    counts = won.sum(axis=1)
+    return {u: float(c) / (len(uids) - 1) for u, c in zip(uids, counts.tolist(), strict=True)}
 
 
 def scores_to_weights(

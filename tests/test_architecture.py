@@ -38,6 +38,7 @@ def test_ledger_never_imports_orchestration(path: Path) -> None:
 GPU_SIDE = [
     *sorted((ROOT / "tasks" / "models").rglob("*.py")),
     ROOT / "tasks" / "evaluate" / "runner.py",
+    ROOT / "tasks" / "evaluate" / "batched.py",
     ROOT / "tasks" / "evaluate" / "sampling.py",
     *sorted((ROOT / "evaluation_sets").rglob("*.py")),
 ]

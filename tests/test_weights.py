@@ -91,3 +91,38 @@ def test_weights_are_u16_monotone_in_win_rate(entries: dict[int, tuple[float, in
         for b in scores:
             if rates[a] > rates[b]:
                 assert weights[a] >= weights[b]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.integers(0, 40),
+        st.tuples(
+            st.sampled_from([0.0, 0.5, 0.9, 0.9005, 1.0]) | st.floats(0, 1), st.integers(0, 3000)
+        ),
+        min_size=2,
+        max_size=15,
+    )
+)
+def test_vectorised_win_rates_equal_the_pairwise_definition(
+    entries: dict[int, tuple[float, int]],
+) -> None:
+    from tasks.weights import wins
+
+    scores = {uid: s for uid, (s, _) in entries.items()}
+    blocks = {uid: b for uid, (_, b) in entries.items()}
+    rates = win_rates(scores, commit_blocks=blocks, current_block=3000, policy=POLICY)
+    for a in scores:
+        expected = sum(
+            wins(
+                uid_a=a,
+                uid_b=b,
+                scores=scores,
+                commit_blocks=blocks,
+                current_block=3000,
+                policy=POLICY,
+            )
+            for b in scores
+            if b != a
+        ) / (len(scores) - 1)
+        assert rates[a] == expected
