@@ -70,9 +70,6 @@ def epoch_flow(
         scores=mean_scores,
         errors=evaluation.errors,
     )
-    shells.publish(
-        ctx=_q(ctx), metagraph=_q(metagraph), emission_rao=payouts.total_rao, commit=commit
-    )
     run_id = str(flow_run.id) if flow_run.id else None
     mlflow_run_id, mlflow_error = None, None
     try:
@@ -95,6 +92,8 @@ def epoch_flow(
             },
             outbox_root=settings.mlflow_outbox_dir,
             weights=_q(outcome.weights),
+            emission_rao=payouts.total_rao,
+            commit=commit,
             champion=champion_from_metagraph(metagraph, artifacts_root=settings.artifacts_dir),
         )
     except Exception as exc:  # MLflow must never undo or block the ledger commit

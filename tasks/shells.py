@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,8 +151,21 @@ def track(
     outbox_root: Path,
     weights: pa.Table | None = None,
     champion: ChampionCandidate | None = None,
+    emission_rao: int = 0,
+    commit: CommitResult | None = None,
 ) -> tuple[str | None, str | None]:
-    """Log the epoch's MLflow run; if MLflow is down, queue it (never blocks the ledger)."""
+    """Publish the Prefect artifacts, then log the epoch's MLflow run (queued if MLflow is down).
+
+    One task for both keeps the per-task orchestration cost down; neither can block the ledger,
+    which is already committed.
+    """
+    if commit is not None:
+        try:
+            publish_artifacts(
+                ctx=ctx, metagraph=metagraph, emission_rao=emission_rao, commit=commit
+            )
+        except Exception as exc:  # artifacts are a convenience; MLflow logging still runs
+            logging.getLogger("taoflow.track").warning("Prefect artifacts not published: %s", exc)
     params: dict[str, Any] = {
         "subnet": ctx.subnet,
         "epoch": ctx.epoch,
@@ -184,9 +198,7 @@ def track(
     )
 
 
-@task(name="publish", cache_policy=NO_CACHE)
-@_timed("publish")  # the body is the stage call
-def publish(
+def publish_artifacts(
     *, ctx: EpochContext, metagraph: pa.Table, emission_rao: int, commit: CommitResult
 ) -> None:
     """Prefect artifacts: the metagraph table and a markdown summary of the epoch."""
