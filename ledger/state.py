@@ -40,6 +40,11 @@ TAKE_DEFAULT_PPM = 180_000
 TAKE_MAX_PPM = 180_000
 TAKE_INCREASE_INTERVAL_BLOCKS = 1_000
 HASH_HEX_CHARS = 64
+TX_ID_CHARS_MAX = 256
+PAYLOAD_CHARS_MAX = 64 * 1024
+EPOCH_PAYLOAD_CHARS_MAX = 64 * 1024 * 1024
+"""Epoch entries carry the consensus state (bonds, permits, outputs), hence the larger bound."""
+FIELD_CHARS_MAX = 128
 PROPOSAL_TEXT_CHARS_MAX = 4_000
 PROPOSAL_OPTIONS_MAX = 16
 
@@ -197,6 +202,9 @@ class LedgerState:
             return Rejected(tx.tx_id, "transaction id already used with different content")
         if tx.kind in SYSTEM_KINDS and not allow_system:
             return Rejected(tx.tx_id, f"{tx.kind} entries are produced only by the network")
+        shape = _shape_problem(tx)
+        if shape is not None:
+            return Rejected(tx.tx_id, shape)
         if check_signatures:
             problem = signature_problem(tx)
             if problem is not None:
@@ -596,4 +604,21 @@ def _proposal_problem(payload: dict[str, Any]) -> str | None:
         return f"proposal needs 2–{PROPOSAL_OPTIONS_MAX} options"
     if not all(isinstance(o, str) and o for o in options):
         return "proposal options must be non-empty strings"
+    return None
+
+
+def _shape_problem(tx: Tx) -> str | None:
+    """Size and encoding limits every transaction must meet before any rule looks at it."""
+    if len(tx.tx_id) > TX_ID_CHARS_MAX:
+        return f"transaction id longer than {TX_ID_CHARS_MAX} characters"
+    bound = EPOCH_PAYLOAD_CHARS_MAX if tx.kind == Kind.EPOCH else PAYLOAD_CHARS_MAX
+    if len(tx.payload) > bound:
+        return f"payload larger than {bound:,} characters"
+    for name in ("subnet", "coldkey", "hotkey", "dest"):
+        if len(getattr(tx, name)) > FIELD_CHARS_MAX:
+            return f"{name} longer than {FIELD_CHARS_MAX} characters"
+    try:
+        tx.payload_dict()
+    except ValueError:
+        return "payload is not a JSON object"
     return None

@@ -21,7 +21,7 @@ from taoflow.cli_network import (
     weights_app,
 )
 from taoflow.cli_wallet import wallet_app
-from taoflow.settings import HOME_ENV, Settings
+from taoflow.settings import HOME_ENV, Settings, require_network
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="taoflow network CLI")
 ledger_app = typer.Typer(no_args_is_help=True, help="Inspect and verify the ledger")
@@ -53,7 +53,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def _settings(home: Path | None) -> Settings:
+    """Settings of an existing network (fails with one line if there is none at ``home``)."""
     settings = Settings.load(home)
+    require_network(settings)
     settings.apply_environment()
     return settings
 
@@ -443,5 +445,33 @@ def consensus_run(
     console.print(table)
 
 
+DEBUG_ENV = "TAOFLOW_DEBUG"
+
+
+def main() -> None:
+    """Entry point: every failure is one line on stderr and a non-zero exit, no traceback."""
+    import os
+
+    from ledger.errors import LedgerError
+    from taoflow.wallet import WalletError
+
+    try:
+        app()
+    except (LedgerError, WalletError, OSError, ValueError, LookupError) as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise SystemExit(1) from None
+    except Exception as exc:  # anything else is a bug: say so, still no traceback by default
+        if os.environ.get(DEBUG_ENV):
+            raise
+        err.print(
+            f"[red]unexpected error:[/] {type(exc).__name__}: {exc} "
+            f"(set {DEBUG_ENV}=1 for the traceback)",
+            soft_wrap=True,
+        )
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

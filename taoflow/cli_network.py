@@ -34,7 +34,11 @@ weights_app = typer.Typer(no_args_is_help=True, help="External validators: commi
 
 
 def _settings(home: Path | None) -> Settings:
+    """Settings of an existing network (fails with one line if there is none at ``home``)."""
+    from taoflow.settings import require_network
+
     settings = Settings.load(home)
+    require_network(settings)
     settings.apply_environment()
     return settings
 

@@ -32,6 +32,7 @@ def run_demo(settings: Settings, *, epochs: int, fresh: bool, console: Console) 
     from taoflow.wallet import PASSPHRASE_ENV
 
     ledger = Ledger.open(settings.ledger_dir)
+    ledger.state()  # re-hashes every batch against the commit log before any epoch runs
     with console.status("genesis: training miners") as status:
         created = ensure_genesis(
             ledger,

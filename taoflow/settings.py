@@ -91,3 +91,15 @@ class Settings:
         os.environ["PREFECT_HOME"] = str(self.prefect_home)
         os.environ["MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
         os.environ.setdefault("MLFLOW_REGISTRY_URI", self.mlflow_tracking_uri)
+
+
+class NoNetwork(LookupError):
+    """There is no network (ledger) in the chosen home."""
+
+
+def require_network(settings: Settings) -> None:
+    """Raise ``NoNetwork`` with a one-line hint unless ``settings.home`` holds a ledger."""
+    if not settings.home.exists():
+        raise NoNetwork(f"no network at {settings.home}: run `taoflow demo` or pass --home")
+    if not (settings.ledger_dir / "COMMITS").exists():
+        raise NoNetwork(f"{settings.home} holds no ledger: run `taoflow demo` or pass --home")
