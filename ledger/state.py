@@ -608,7 +608,16 @@ def _proposal_problem(payload: dict[str, Any]) -> str | None:
 
 
 def _shape_problem(tx: Tx) -> str | None:
-    """Size and encoding limits every transaction must meet before any rule looks at it."""
+    """Size and encoding limits every transaction must meet before any rule looks at it.
+
+    Repeats ``Tx``'s own construction checks, because a transaction can reach the rules without
+    going through its constructor (e.g. forged with ``object.__setattr__`` or ``replace``).
+    """
+    if not isinstance(tx.tx_id, str) or not tx.tx_id:
+        return "transaction id must be a non-empty string"
+    amount = tx.amount_rao
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount < 2**63:
+        return "amount_rao must be an integer number of rao in [0, 2**63)"
     if len(tx.tx_id) > TX_ID_CHARS_MAX:
         return f"transaction id longer than {TX_ID_CHARS_MAX} characters"
     bound = EPOCH_PAYLOAD_CHARS_MAX if tx.kind == Kind.EPOCH else PAYLOAD_CHARS_MAX
