@@ -207,56 +207,76 @@ class Ledger:
         with writer_lock(self.lock_path, timeout_s=lock_timeout_s):
             self.recover()
             state = self.state()
-            trial = state.copy()
-            fresh: list[Tx] = []
-            existed = 0
-            for tx in txs:
-                outcome = trial.apply(tx, allow_system=allow_system)
-                if isinstance(outcome, Rejected):
-                    raise BatchRejected(tx.tx_id, outcome.reason)
-                if isinstance(outcome, Exists):
-                    existed += 1
-                else:
-                    fresh.append(tx)
-            if not fresh:
-                return CommitResult(batch_no=None, batch_hash=None, applied=0, existed=existed)
-            trial.check_supply()
-            trial.check_epochs_complete()
-            batch_no = self._state_batches + 1
-            table = txs_to_table(fresh)
-            r_hash = rows_hash(table)
-            b_hash = batch_hash(batch_no=batch_no, parent_hash=self._head_hash, rows_sha256=r_hash)
-            epochs = tuple(sorted({f"{t.subnet}/{t.epoch}" for t in fresh if t.kind == Kind.EPOCH}))
-            fault_point("before_write")
-            path = write_batch(
-                self.batches_dir,
-                batch_no=batch_no,
-                table=table,
-                metadata={
-                    "taoflow.batch_no": str(batch_no),
-                    "taoflow.parent_hash": self._head_hash,
-                    "taoflow.rows_hash": r_hash,
-                    "taoflow.batch_hash": b_hash,
-                },
-            )
-            record = CommitRecord(
-                batch_no=batch_no,
-                file=batch_file_name(batch_no),
-                rows=table.num_rows,
-                parent_hash=self._head_hash,
-                rows_hash=r_hash,
-                batch_hash=b_hash,
-                file_sha256=file_sha256(path),
-                epochs=epochs,
-            )
-            commit_log.append(self.log_path, record)
-            fault_point("after_commit_record")
-            self._state = trial
-            self._state_batches = batch_no
-            self._head_hash = b_hash
-            return CommitResult(
-                batch_no=batch_no, batch_hash=b_hash, applied=len(fresh), existed=existed
-            )
+            try:
+                return self._commit_locked(state, txs, allow_system=allow_system)
+            except BaseException:
+                # The batch was applied to the live state before it was known to be
+                # acceptable; forget that state so the next read replays it from disk.
+                self._forget_state()
+                raise
+
+    def _forget_state(self) -> None:
+        self._state = LedgerState()
+        self._state_batches = 0
+        self._head_hash = GENESIS_PARENT
+
+    def _commit_locked(
+        self, state: LedgerState, txs: Sequence[Tx], *, allow_system: bool
+    ) -> CommitResult:
+        """Apply ``txs`` to ``state`` (in place), then write and record the batch.
+
+        Applying in place keeps a commit O(batch) instead of copying the whole state; any
+        failure makes the caller drop the in-memory state (see ``commit``).
+        """
+        fresh: list[Tx] = []
+        existed = 0
+        for tx in txs:
+            outcome = state.apply(tx, allow_system=allow_system)
+            if isinstance(outcome, Rejected):
+                raise BatchRejected(tx.tx_id, outcome.reason)
+            if isinstance(outcome, Exists):
+                existed += 1
+            else:
+                fresh.append(tx)
+        if not fresh:
+            return CommitResult(batch_no=None, batch_hash=None, applied=0, existed=existed)
+        state.check_supply()
+        state.check_epochs_complete()
+        batch_no = self._state_batches + 1
+        table = txs_to_table(fresh)
+        r_hash = rows_hash(table)
+        b_hash = batch_hash(batch_no=batch_no, parent_hash=self._head_hash, rows_sha256=r_hash)
+        epochs = tuple(sorted({f"{t.subnet}/{t.epoch}" for t in fresh if t.kind == Kind.EPOCH}))
+        fault_point("before_write")
+        path = write_batch(
+            self.batches_dir,
+            batch_no=batch_no,
+            table=table,
+            metadata={
+                "taoflow.batch_no": str(batch_no),
+                "taoflow.parent_hash": self._head_hash,
+                "taoflow.rows_hash": r_hash,
+                "taoflow.batch_hash": b_hash,
+            },
+        )
+        record = CommitRecord(
+            batch_no=batch_no,
+            file=batch_file_name(batch_no),
+            rows=table.num_rows,
+            parent_hash=self._head_hash,
+            rows_hash=r_hash,
+            batch_hash=b_hash,
+            file_sha256=file_sha256(path),
+            epochs=epochs,
+        )
+        commit_log.append(self.log_path, record)
+        fault_point("after_commit_record")
+        self._state = state
+        self._state_batches = batch_no
+        self._head_hash = b_hash
+        return CommitResult(
+            batch_no=batch_no, batch_hash=b_hash, applied=len(fresh), existed=existed
+        )
 
     # ---- verification ----------------------------------------------------------------------
 
