@@ -359,3 +359,25 @@ def test_batched_imports_without_orchestration() -> None:
     )
     assert completed.returncode == 0, completed.stderr.decode()
     assert completed.stdout.decode().strip() == "ok"
+
+
+@pytest.mark.parametrize("strategy", ["loop", "auto"])
+def test_loop_and_auto_strategies_equal_the_stacked_pass(
+    many_mlps: list[EvalJob], strategy: str
+) -> None:
+    features, labels = _digit_like(12)
+    stacked = evaluate_group(many_mlps[:24], features=features, labels=labels, limits=MLP_LIMITS)
+    other = evaluate_group(
+        many_mlps[:24], features=features, labels=labels, limits=MLP_LIMITS, strategy=strategy
+    )
+    assert [(r.uid, r.score, r.correct, r.error) for r in other] == [
+        (r.uid, r.score, r.correct, r.error) for r in stacked
+    ]
+
+
+def test_unknown_strategy_is_refused(many_mlps: list[EvalJob]) -> None:
+    features, labels = _digit_like(13)
+    with pytest.raises(ValueError, match="strategy"):
+        evaluate_group(
+            many_mlps[:2], features=features, labels=labels, limits=MLP_LIMITS, strategy="fastest"
+        )

@@ -142,7 +142,7 @@ def test_a_failing_group_is_rerun_member_by_member(
 ) -> None:
     """uid 4 kills every batched pass it is in, and itself when alone: only uid 4 fails."""
     features, labels = sample
-    real_group, real_job = fanout.evaluate_group, fanout.evaluate_job
+    real_group, real_job = fanout.evaluate_group_auto, fanout.evaluate_job
     rerun_log = tmp_path / "rerun.log"  # Dask may copy the closures: log through a file
 
     def crashing_group(chunk: list[EvalJob], **kwargs: object) -> list[EvalResult]:
@@ -157,7 +157,7 @@ def test_a_failing_group_is_rerun_member_by_member(
             raise MemoryError("worker out of memory (simulated)")
         return real_job(job, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fanout, "evaluate_group", crashing_group)
+    monkeypatch.setattr(fanout, "evaluate_group_auto", crashing_group)
     monkeypatch.setattr(fanout, "evaluate_job", crashing_job)
     results = evaluate_all(
         threads_client,
@@ -185,7 +185,7 @@ def test_a_slow_model_times_out_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     features, labels = sample
-    real_group, real_job = fanout.evaluate_group, fanout.evaluate_job
+    real_group, real_job = fanout.evaluate_group_auto, fanout.evaluate_job
 
     def slow_group(chunk: list[EvalJob], **kwargs: object) -> list[EvalResult]:
         if any(job.uid == 7 for job in chunk):
@@ -197,7 +197,7 @@ def test_a_slow_model_times_out_alone(
             time.sleep(SLOW_S)
         return real_job(job, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fanout, "evaluate_group", slow_group)
+    monkeypatch.setattr(fanout, "evaluate_group_auto", slow_group)
     monkeypatch.setattr(fanout, "evaluate_job", slow_job)
     results = evaluate_all(
         threads_client,

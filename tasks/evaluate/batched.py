@@ -73,6 +73,9 @@ LOGIT_ABS_SAFE: Final = 1e30
 _NO_BATCHING_RULE_WARNING: Final = "There is a performance drop because we have not yet"
 
 
+STRATEGIES = frozenset({"batched", "loop", "auto"})
+
+
 def _chunks(items: Sequence[LoadedModel], size: int) -> Iterator[Sequence[LoadedModel]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -199,11 +202,17 @@ def evaluate_group(
     device: str = "cpu",
     batch_size: int = 1024,
     group_models_max: int = GROUP_MODELS_MAX,
+    strategy: str = "batched",
 ) -> list[EvalResult]:
     """Score every job on ``(features, labels)``; same-architecture models run stacked.
 
-    One result per job, in the order of ``jobs``; never raises because of a model.
+    ``strategy``: ``"batched"`` stacks same-architecture models (vmap); ``"loop"`` runs each
+    validated model alone; ``"auto"`` picks the loop on CPU (measured faster there:
+    ``benchmarks/evaluation.py``) and stacking on CUDA (launch-bound loops). Results are identical
+    either way. One result per job, in the order of ``jobs``; never raises because of a model.
     """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
     check_inputs(features=features, labels=labels, limits=limits, batch_size=batch_size)
     if group_models_max < 1:
         raise ValueError(f"group_models_max must be >= 1, got {group_models_max}")
@@ -222,8 +231,21 @@ def evaluate_group(
         else:
             groups.setdefault(loaded.config.to_json(), []).append(loaded)
 
+    use_loop = strategy == "loop" or (strategy == "auto" and target.type == "cpu")
     with full_precision(target):
         for key in sorted(groups):
+            if use_loop:
+                for loaded in groups[key]:
+                    result = evaluate_loaded(
+                        loaded,
+                        features=features,
+                        labels=labels,
+                        limits=limits,
+                        batch_size=batch_size,
+                        device=target,
+                    )
+                    results[result.uid] = result
+                continue
             for stack in _chunks(groups[key], group_models_max):
                 for result in _evaluate_stack(
                     stack,
@@ -235,3 +257,26 @@ def evaluate_group(
                 ):
                     results[result.uid] = result
     return [results[job.uid] for job in jobs]
+
+
+def evaluate_group_auto(
+    jobs: list[EvalJob],
+    *,
+    features: np.ndarray,
+    labels: np.ndarray,
+    limits: FamilyLimits,
+    device: str = "cpu",
+    batch_size: int = 1024,
+    group_models_max: int = GROUP_MODELS_MAX,
+) -> list[EvalResult]:
+    """``evaluate_group`` with the strategy chosen per device (what the Dask fan-out runs)."""
+    return evaluate_group(
+        jobs,
+        features=features,
+        labels=labels,
+        limits=limits,
+        device=device,
+        batch_size=batch_size,
+        group_models_max=group_models_max,
+        strategy="auto",
+    )

@@ -60,7 +60,7 @@ import distributed
 import numpy as np
 import torch
 
-from tasks.evaluate.batched import GROUP_MODELS_MAX, evaluate_group
+from tasks.evaluate.batched import GROUP_MODELS_MAX, evaluate_group_auto
 from tasks.evaluate.runner import (
     EvalJob,
     EvalResult,
@@ -293,7 +293,7 @@ def evaluate_all(
 
     results: dict[int, EvalResult] = {}
     try:
-        group_futures = [submit(evaluate_group, chunk) for chunk in chunks]
+        group_futures = [submit(evaluate_group_auto, chunk) for chunk in chunks]
         retry: list[EvalJob] = []
         for chunk, value in zip(
             chunks,
