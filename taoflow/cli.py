@@ -159,15 +159,12 @@ def _views_and_bound(
 
 def _resolve_account(settings: Settings, value: str) -> str:
     """An account id from a hex id, a wallet name (its coldkey) or wallet/hotkey."""
-    from ledger.keys import is_account_id
-    from taoflow.names import account_labels
+    from taoflow.names import UnknownAccount, resolve_account
 
-    if is_account_id(value):
-        return value
-    by_label = {label: account for account, label in account_labels(settings.wallets_dir).items()}
-    if value in by_label:
-        return by_label[value]
-    raise _fail(f"{value!r} is neither an account id nor a local wallet (or wallet/hotkey)")
+    try:
+        return resolve_account(settings.wallets_dir, value)
+    except UnknownAccount as exc:
+        raise _fail(str(exc)) from None
 
 
 def _tao(rao: int) -> str:

@@ -418,16 +418,13 @@ AmountOption = Annotated[float, typer.Option("--amount", min=0, help="Amount in 
 
 
 def _account_of(settings: Settings, value: str) -> str:
-    """An account id from a hex id, a wallet name (coldkey) or wallet/hotkey."""
-    from ledger.keys import is_account_id
-    from taoflow.names import account_labels
+    """An account id from a hex id, a wallet name (its coldkey) or wallet/hotkey."""
+    from taoflow.names import UnknownAccount, resolve_account
 
-    if is_account_id(value):
-        return value
-    by_label = {lab: acc for acc, lab in account_labels(settings.wallets_dir).items()}
-    if value in by_label:
-        return by_label[value]
-    raise _fail(f"{value!r} is neither an account id nor a local wallet (or wallet/hotkey)")
+    try:
+        return resolve_account(settings.wallets_dir, value)
+    except UnknownAccount as exc:
+        raise _fail(str(exc)) from None
 
 
 def _stake_tx(

@@ -29,3 +29,21 @@ def account_labels(wallets_root: Path) -> dict[str, str]:
 
 def label(account: str, labels: dict[str, str]) -> str:
     return labels.get(account, short_id(account))
+
+
+class UnknownAccount(LookupError):
+    """A name that is neither an account id nor a local wallet (or wallet/hotkey)."""
+
+
+def resolve_account(wallets_root: Path, value: str) -> str:
+    """An account id from a hex id, a wallet name (its coldkey) or ``wallet/hotkey``."""
+    from ledger.keys import is_account_id
+
+    if is_account_id(value):
+        return value
+    by_label = {lab: account for account, lab in account_labels(wallets_root).items()}
+    if value in by_label:
+        return by_label[value]
+    raise UnknownAccount(
+        f"{value!r} is neither an account id nor a local wallet (or wallet/hotkey)"
+    )
