@@ -236,14 +236,24 @@ def submit(
         stored = artifact_store.store(
             settings.artifacts_dir, model_bytes=model_bytes, config_bytes=config_bytes
         )
+        uri = stored.uri
+        if settings.artifact_store_url:
+            from tasks.remote_store import RemoteArtifactError, publish
+
+            try:
+                uri = publish(
+                    settings.artifact_store_url,
+                    model_bytes=model_bytes,
+                    config_bytes=config_bytes,
+                )
+            except RemoteArtifactError as exc:
+                raise ActionError(str(exc)) from None
         tx = Tx(
             new_tx_id(Kind.SUBMISSION_COMMIT),
             Kind.SUBMISSION_COMMIT,
             subnet=subnet,
             hotkey=hot.public_hex,
-            payload=submission_payload(
-                digest=stored.digest, uri=stored.uri, hotkey_hex=hot.public_hex
-            ),
+            payload=submission_payload(digest=stored.digest, uri=uri, hotkey_hex=hot.public_hex),
         )
         result = commit_signed(settings, tx, hot)
     except ActionError as exc:

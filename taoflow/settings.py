@@ -16,6 +16,8 @@ from pathlib import Path
 
 HOME_ENV = "TAOFLOW_HOME"
 DASK_ADDRESS_ENV = "TAOFLOW_DASK_ADDRESS"
+ARTIFACT_STORE_ENV = "TAOFLOW_ARTIFACT_STORE"
+"""An fsspec URL (e.g. ``s3://bucket/taoflow``) where submissions are published; unset: local."""
 DEFAULT_HOME = Path(".taoflow")
 
 PRIVACY_DEFAULTS: dict[str, str] = {
@@ -51,6 +53,11 @@ class Settings:
     @property
     def ledger_dir(self) -> Path:
         return self.home / "ledger"
+
+    @property
+    def artifact_store_url(self) -> str | None:
+        """Remote artifact store (fsspec URL) from ``TAOFLOW_ARTIFACT_STORE``, if any."""
+        return os.environ.get(ARTIFACT_STORE_ENV) or None
 
     @property
     def wallets_dir(self) -> Path:

@@ -32,6 +32,7 @@ from tasks.evaluate.runner import EvalJob, correct_vector
 from tasks.evaluate.sampling import derive_seed, sample_indices
 from tasks.gather import EpochContext
 from tasks.models.families import FamilyLimits, families_for
+from tasks.remote_store import RemoteArtifactError, fetch, is_remote_uri
 
 EVAL_TIMEOUT_S_DEFAULT = 60.0
 
@@ -80,6 +81,16 @@ def plan_jobs(ctx: EpochContext, *, artifacts_root: Path) -> tuple[list[EvalJob]
         if neuron.artifact_digest is None:
             continue
         stored = locate(artifacts_root, neuron.artifact_digest)
+        if not stored.model_path.exists() and is_remote_uri(neuron.artifact_uri):
+            try:
+                stored = fetch(
+                    str(neuron.artifact_uri),
+                    digest=neuron.artifact_digest,
+                    cache_root=artifacts_root,
+                )
+            except RemoteArtifactError as exc:
+                errors[neuron.uid] = f"unreadable: {exc}"
+                continue
         if not stored.model_path.exists():
             errors[neuron.uid] = f"artifact {neuron.artifact_digest[:12]} is not in the store"
             continue
