@@ -37,11 +37,9 @@ import contextlib
 import ctypes
 import gc
 import os
-import pickle
 import platform
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -270,7 +268,8 @@ def duckdb_supports_yuma3() -> bool:
 # ------------------------------------------------------------------------------------------------
 MEMORY_METHOD = (
     "peak RSS of the epoch call above the RSS just before it, in a fresh child process per "
-    "implementation and size (inputs unpickled there, DuckDB connection opened, gc + malloc_trim, "
+    "implementation and size (inputs rebuilt there from the seed, DuckDB connection opened, "
+    "gc + malloc_trim, "
     "then the kernel high-water mark reset via /proc/self/clear_refs and VmHWM read after the "
     "call; VmRSS sampled every 1 ms where clear_refs is not writable). A fresh process keeps "
     "allocator memory retained by earlier runs from hiding the peak; DuckDB's allocations are "
@@ -329,10 +328,20 @@ def peak_rss_mib(call: Callable[[], object]) -> float:
     return max(0, peak - before) * 1024 / MIB
 
 
-def memory_child(case_path: str, name: str) -> int:
-    """``--memory-child``: print the peak-RSS MiB of one epoch call on the pickled case."""
-    with open(case_path, "rb") as handle:
-        case = pickle.load(handle)  # written by this script's parent process
+def params_for(size: Size) -> YumaParams:
+    """Yuma3 + liquid alpha where the DuckDB implementation supports it, else legacy."""
+    yuma3 = duckdb_supports_yuma3()
+    return YumaParams(yuma3=yuma3, liquid_alpha=yuma3, max_validators=size.validators)
+
+
+def memory_child(size_name: str, name: str) -> int:
+    """``--memory-child``: print the peak-RSS MiB of one epoch call on the rebuilt case.
+
+    The case is rebuilt from its size (inputs are deterministic from the seed), so nothing is
+    serialised between the processes.
+    """
+    sizes = {size.name: size for size in SIZES["all"]}
+    case = build_case(sizes[size_name], params_for)
     connection = connect()
     print(f"{peak_rss_mib(epoch_call(name, case, connection)):.1f}")
     connection.close()
@@ -342,18 +351,14 @@ def memory_child(case_path: str, name: str) -> int:
 def measure_memory(case: Case, names: tuple[str, ...]) -> dict[str, float]:
     """Peak-RSS MiB of each implementation, each in a fresh child process."""
     peaks: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="yuma-bench-") as directory:
-        case_path = os.path.join(directory, "case.pickle")
-        with open(case_path, "wb") as handle:
-            pickle.dump(case, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        for name in names:
-            completed = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "--memory-child", case_path, name],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            peaks[name] = float(completed.stdout.strip().splitlines()[-1])
+    for name in names:
+        completed = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--memory-child", case.size.name, name],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        peaks[name] = float(completed.stdout.strip().splitlines()[-1])
     return peaks
 
 
@@ -595,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="also time each SQL statement at the largest size"
     )
-    parser.add_argument("--memory-child", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", nargs=2, metavar=("SIZE", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         return memory_child(*args.memory_child)
@@ -604,10 +609,6 @@ def main(argv: list[str] | None = None) -> int:
 
     yuma3 = duckdb_supports_yuma3()
     names = IMPLEMENTATIONS
-
-    def params_for(size: Size) -> YumaParams:
-        return YumaParams(yuma3=yuma3, liquid_alpha=yuma3, max_validators=size.validators)
-
     _print_preamble(names, yuma3, args.repeat)
     connection = connect()
     rows: list[Row] = []
