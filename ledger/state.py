@@ -23,6 +23,7 @@ Invariants (checked with explicit exceptions, see ``check_supply``):
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from ledger.errors import SupplyIdentityViolated
 from ledger.keys import is_account_id
 from ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
-from ledger.schema import EMISSION_KINDS, SYSTEM_KINDS, Kind, Tx
+from ledger.schema import EMISSION_KINDS, SYSTEM_KINDS, Kind, Tx, canonical_json
 from ledger.signing import signature_problem, signer_of
 from ledger.submissions import HISTORY_MAX, SubmissionCommit, SubmissionPolicy, submission_binding
 
@@ -331,10 +332,6 @@ class LedgerState:
         return None
 
     def _check_reveal(self, tx: Tx) -> str | None:
-        import hashlib
-
-        from ledger.schema import canonical_json
-
         commit = self.weight_commits.get((tx.subnet, tx.hotkey))
         if commit is None:
             return "no weights commit to reveal"

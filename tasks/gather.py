@@ -100,6 +100,10 @@ def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochCo
     tempo = int(info.config["tempo_blocks"])
     block = info.created_block + (epoch + 1) * tempo
     delay_blocks = SubmissionPolicy.from_config(info.config).evaluation_delay_blocks
+    stakers_of: dict[str, list[tuple[str, int]]] = {}
+    for (coldkey, hotkey), stake in state.stakes.items():  # one pass, not one per neuron
+        if stake > 0:
+            stakers_of.setdefault(hotkey, []).append((coldkey, stake))
     neurons = []
     for uid in sorted(state.neurons.get(subnet, {})):
         neuron = state.neurons[subnet][uid]
@@ -115,18 +119,12 @@ def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochCo
                 coldkey=neuron.coldkey,
                 role=neuron.role,
                 registered_block=neuron.registered_block,
-                stake_rao=state.hotkey_stake(neuron.hotkey),
+                stake_rao=sum(stake for _, stake in stakers_of.get(neuron.hotkey, [])),
                 artifact_digest=commit.digest if commit else None,
                 artifact_uri=commit.uri if commit else None,
                 artifact_block=commit.block if commit else None,
                 validator_settings=dict(neuron.validator_settings),
-                stakers=tuple(
-                    sorted(
-                        (coldkey, stake)
-                        for (coldkey, hotkey), stake in state.stakes.items()
-                        if hotkey == neuron.hotkey and stake > 0
-                    )
-                ),
+                stakers=tuple(sorted(stakers_of.get(neuron.hotkey, []))),
                 take_ppm=state.take_ppm(neuron.hotkey),
             )
         )

@@ -39,7 +39,6 @@ def test_copier_with_the_same_score_loses_to_the_earlier_model() -> None:
 
 def test_later_model_must_beat_the_epsilon_advantage() -> None:
     # Earlier loss 0.1 × (1 − 0.01) = 0.099: a later loss of 0.0995 does not beat it ...
-    blocks = {1: 0, 2: 0}
     close = win_rates(
         {1: 0.9, 2: 0.9005},
         commit_blocks={1: 0, 2: 10},
@@ -52,7 +51,6 @@ def test_later_model_must_beat_the_epsilon_advantage() -> None:
         {1: 0.9, 2: 0.95}, commit_blocks={1: 0, 2: 10}, current_block=10, policy=POLICY
     )
     assert better == {1: 0.0, 2: 1.0}
-    assert blocks  # same-block models compare by score alone (no advantage)
 
 
 def test_epsilon_decays_linearly_to_zero() -> None:
