@@ -30,6 +30,7 @@ from typing import Any
 
 from ledger.errors import SupplyIdentityViolated
 from ledger.keys import is_account_id
+from ledger.names import check_subnet_name
 from ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
 from ledger.schema import EMISSION_KINDS, SYSTEM_KINDS, Kind, Tx, canonical_json
 from ledger.signing import signature_problem, signer_of
@@ -249,7 +250,9 @@ class LedgerState:
                 return f"cannot unstake {tx.amount_rao} rao: {have} rao staked"
             return None
         if k == Kind.SUBNET_CREATE:
-            if not tx.subnet or tx.subnet in self.subnets:
+            if (name_problem := check_subnet_name(tx.subnet)) is not None:
+                return name_problem
+            if tx.subnet in self.subnets:
                 return f"subnet {tx.subnet!r} already exists or has no name"
             if not tx.hotkey or self.hotkey_owner.get(tx.hotkey, tx.coldkey) != tx.coldkey:
                 return "owner hotkey belongs to another coldkey"
