@@ -13,13 +13,16 @@ binds the format version, the public key and the wallet name, so a coldkey file 
 or copied into another wallet's directory, fails to decrypt.
 
 Invariants:
-- Wallet and hotkey names match ``[A-Za-z0-9_-]{1,64}``; anything else (path separators, ``..``,
-  empty, too long) raises ``WalletError`` before the filesystem is touched.
+- Wallet and hotkey names match ``ledger.names.NAME_RE`` (``[A-Za-z0-9_-]{1,64}``); anything
+  else (path separators, ``..``, empty, too long) raises ``WalletError`` before the filesystem
+  is touched.
 - Nothing is ever overwritten: creating a wallet or hotkey that exists raises ``WalletError``.
 - Every file is written atomically (temporary file, fsync, link into place, fsync of the
   directory); a new wallet is assembled in a hidden temporary directory and renamed into place,
   so a crash leaves either the whole wallet or nothing under its name.
 - Secret files are mode 0600, directories this module creates are mode 0700.
+- Like ssh, a secret is never used from a file (coldkey, hotkey) or a wallet directory that grants
+  any permission to group or others: the error names the path, its mode and the ``chmod`` to run.
 - No passphrase or private key is ever written in clear, except hotkey seeds (by design), and none
   is ever included in an exception message, a ``repr`` or a log line.
 - A coldkey passphrase has at least ``PASSPHRASE_MIN_CHARS`` characters and is NFC-normalised
@@ -38,9 +41,9 @@ import contextlib
 import errno
 import json
 import os
-import re
 import secrets
 import shutil
+import stat
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +56,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ledger.keys import PRIVATE_KEY_BYTES, Keypair, is_account_id
+from ledger.names import NAME_RE, name_problem
 
 COLDKEY_FILE = "coldkey.json"
 COLDKEYPUB_FILE = "coldkeypub.txt"
@@ -83,10 +87,14 @@ DEFAULT_HOTKEYS: tuple[str, ...] = ("default",)
 DIR_MODE = 0o700
 SECRET_FILE_MODE = 0o600
 PUBLIC_FILE_MODE = 0o644
+GROUP_OTHER_BITS = 0o077
+"""A secret file, or a directory on the way to one, with any of these bits is refused."""
+READ_BITS = 0o044
+WRITE_BITS = 0o022
 
 WRONG_PASSPHRASE_MESSAGE = "wrong passphrase or damaged coldkey file"
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NAME_RE = NAME_RE
 _TEMP_PREFIX = ".tmp-"
 _NO_HARD_LINKS_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
@@ -119,11 +127,42 @@ class WalletInfo:
 
 def check_name(value: str, *, kind: str) -> str:
     """Return ``value`` if it is a valid wallet or hotkey name, else raise ``WalletError``."""
-    if not isinstance(value, str) or _NAME_RE.fullmatch(value) is None:
-        raise WalletError(
-            f"invalid {kind} name {value!r}: use 1-64 characters from A-Z, a-z, 0-9, '_' and '-'"
-        )
+    problem = name_problem(value, kind=kind)
+    if problem is not None:
+        raise WalletError(problem)
     return value
+
+
+def _private_mode_problem(path: Path, *, what: str) -> str | None:
+    """Why ``path`` is too open to hold (or lead to) a secret, like ssh refuses a key file.
+
+    Any permission bit for group or others is refused, with the ``chmod`` that fixes it.
+    """
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None  # a missing file is reported by the reader, with its own message
+    open_bits = mode & GROUP_OTHER_BITS
+    if not open_bits:
+        return None
+    if open_bits & READ_BITS:
+        access = "readable"
+    elif open_bits & WRITE_BITS:
+        access = "writable"
+    else:
+        access = "accessible"
+    owner_only = DIR_MODE if path.is_dir() else SECRET_FILE_MODE
+    return (
+        f"{what} {path} is {access} by others (mode {mode:04o}): run `chmod {owner_only:o} {path}`"
+    )
+
+
+def _require_private(*paths_and_whats: tuple[Path, str]) -> None:
+    """Raise ``WalletError`` for the first of ``paths_and_whats`` that is too open."""
+    for path, what in paths_and_whats:
+        problem = _private_mode_problem(path, what=what)
+        if problem is not None:
+            raise WalletError(problem)
 
 
 def _wallet_dir(root: Path, name: str) -> Path:
@@ -465,6 +504,7 @@ def unlock_coldkey(root: Path, *, name: str, passphrase: str) -> Keypair:
         if _is_wallet_dir(wallet_dir):
             raise WalletError(f"wallet {name!r} holds only a public coldkey; it cannot sign")
         raise WalletError(f"no wallet named {name!r} under {str(root)!r}")
+    _require_private((wallet_dir, "wallet directory"), (coldkey_path, "coldkey file"))
     if not isinstance(passphrase, str):
         raise WalletError(WRONG_PASSPHRASE_MESSAGE)
     document = _read_json_object(coldkey_path, what=f"coldkey of {name!r}")
@@ -484,6 +524,9 @@ def load_hotkey(root: Path, *, wallet: str, hotkey: str) -> Keypair:
         raise WalletError(f"no wallet named {wallet!r} under {str(root)!r}")
     if not path.is_file():
         raise WalletError(f"wallet {wallet!r} has no hotkey named {hotkey!r}")
+    _require_private(
+        (wallet_dir, "wallet directory"), (path.parent, "hotkeys directory"), (path, "hotkey file")
+    )
     document = _read_hotkey_document(path, wallet=wallet, hotkey=hotkey)
     private_hex = document.get("private_hex")
     damaged = WalletError(f"hotkey {hotkey!r} of wallet {wallet!r} is damaged")

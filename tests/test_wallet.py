@@ -481,6 +481,56 @@ def test_permissions_do_not_depend_on_umask(root: Path) -> None:
     assert _mode(root / "alice") == 0o700
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_coldkey_readable_by_others_is_refused_with_the_chmod(root: Path, mode: int) -> None:
+    _create(root)
+    path = root / "alice" / COLDKEY_FILE
+    path.chmod(mode)
+    with pytest.raises(WalletError) as caught:
+        unlock_coldkey(root, name="alice", passphrase=PASSPHRASE)
+    assert str(caught.value) == (
+        f"coldkey file {path} is readable by others (mode {mode:04o}): run `chmod 600 {path}`"
+    )
+    path.chmod(0o600)
+    assert unlock_coldkey(root, name="alice", passphrase=PASSPHRASE).public_hex
+
+
+def test_coldkey_writable_by_others_is_refused(root: Path) -> None:
+    _create(root)
+    path = root / "alice" / COLDKEY_FILE
+    path.chmod(0o620)
+    with pytest.raises(WalletError, match=r"is writable by others \(mode 0620\): run `chmod 600 "):
+        unlock_coldkey(root, name="alice", passphrase=PASSPHRASE)
+
+
+def test_open_wallet_directory_is_refused_for_both_keys(root: Path) -> None:
+    _create(root)
+    wallet_dir = root / "alice"
+    wallet_dir.chmod(0o755)
+    expected = (
+        f"wallet directory {wallet_dir} is readable by others (mode 0755): "
+        f"run `chmod 700 {wallet_dir}`"
+    )
+    with pytest.raises(WalletError) as caught:
+        unlock_coldkey(root, name="alice", passphrase=PASSPHRASE)
+    assert str(caught.value) == expected
+    with pytest.raises(WalletError) as caught_hotkey:
+        load_hotkey(root, wallet="alice", hotkey="default")
+    assert str(caught_hotkey.value) == expected
+    assert wallet_info(root, name="alice").name == "alice"  # public keys stay readable
+
+
+def test_hotkey_readable_by_others_is_refused(root: Path) -> None:
+    _create(root)
+    path = root / "alice" / HOTKEYS_DIR / "default.json"
+    path.chmod(0o644)
+    with pytest.raises(WalletError) as caught:
+        load_hotkey(root, wallet="alice", hotkey="default")
+    assert str(caught.value) == (
+        f"hotkey file {path} is readable by others (mode 0644): run `chmod 600 {path}`"
+    )
+
+
 def test_passphrase_and_coldkey_never_stored_in_clear(root: Path) -> None:
     passphrase = "unique-passphrase-1234567"
     _create(root, passphrase=passphrase, hotkeys=("default", "m1"))
