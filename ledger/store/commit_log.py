@@ -1,8 +1,14 @@
 """The commit log: one checksummed JSON line per committed batch, appended and fsynced.
 
-A batch is acknowledged only once its line is durable. Fault model: a crash can leave at most one
-torn line at the end (no newline, or a checksum that does not match); that batch was never
-acknowledged and recovery cuts the tail. A bad line anywhere else is corruption.
+The log is an *index* of the batch files, not the only record of them: every batch file carries
+its own batch number, parent hash, rows hash, batch hash and writer signature, so a damaged or
+missing log can be rebuilt from the files (``ledger.store.recovery``).
+
+A batch is acknowledged only once its line is durable. Fault model: an append is one ``write``
+of a whole line ending in a newline, so a crash can leave at most one *torn tail*: bytes after
+the last newline. That line was never acknowledged and writers cut it. A complete line (one that
+ends in a newline) whose checksum or batch number is wrong is *damage*, never a torn write:
+readers and writers stop on it and ``taoflow ledger repair`` rebuilds the log from the files.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from pathlib import Path
 
 from ledger.errors import LedgerCorrupted
 from ledger.schema import canonical_json
+
+REPAIR_HINT = "run `taoflow ledger repair`"
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,7 @@ class CommitRecord:
 
     @staticmethod
     def from_line(line: bytes) -> CommitRecord | None:
-        """The record, or None if the line is torn or its checksum does not match."""
+        """The record, or None if the line is damaged (unparseable or its checksum is wrong)."""
         try:
             outer = json.loads(line)
             body = outer["record"]
@@ -53,35 +61,45 @@ class CommitRecord:
 
 @dataclass(frozen=True)
 class LogScan:
-    """The valid records, and the byte offset where a torn tail starts (if any)."""
+    """What the log holds: its valid records, a torn tail, the first damaged line."""
 
+    exists: bool
     records: list[CommitRecord]
+    """The records before the first damaged line, in order."""
     valid_bytes: int
+    """Length of the log up to the end of the last complete line (where a torn tail starts)."""
     torn_tail: bool
+    damaged_line: int | None = None
+    """1-based number of the first complete line that is damaged or out of order."""
+
+    def check(self) -> list[CommitRecord]:
+        """The records, or ``LedgerCorrupted`` naming the damaged line and the repair command."""
+        if self.damaged_line is not None:
+            batch_no = len(self.records) + 1
+            raise LedgerCorrupted(
+                f"ledger commit log line {self.damaged_line} (batch {batch_no}) is damaged: "
+                f"{REPAIR_HINT}",
+                batch_no=batch_no,
+            )
+        return self.records
 
 
 def scan(path: Path) -> LogScan:
-    """Read the log; raise ``LedgerCorrupted`` on a bad line that is not the last."""
-    if not path.exists():
-        return LogScan(records=[], valid_bytes=0, torn_tail=False)
-    data = path.read_bytes()
+    """Read the log without changing it (never raises for damage: see ``LogScan.check``)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return LogScan(exists=False, records=[], valid_bytes=0, torn_tail=False)
+    complete_end = data.rfind(b"\n") + 1
     records: list[CommitRecord] = []
     offset = 0
-    lines = data.split(b"\n")
-    for index, line in enumerate(lines):
-        is_last = index == len(lines) - 1
-        if is_last and line == b"":
-            break
-        record = None if is_last else CommitRecord.from_line(line)
+    for index, line in enumerate(data[:complete_end].split(b"\n")[:-1]):
+        record = CommitRecord.from_line(line)
         if record is None or record.batch_no != len(records) + 1:
-            if is_last or all(rest == b"" for rest in lines[index + 1 :]):
-                return LogScan(records=records, valid_bytes=offset, torn_tail=True)
-            raise LedgerCorrupted(
-                f"commit log line {index + 1} is damaged", batch_no=len(records) + 1
-            )
+            return LogScan(True, records, complete_end, complete_end < len(data), index + 1)
         records.append(record)
         offset += len(line) + 1
-    return LogScan(records=records, valid_bytes=offset, torn_tail=False)
+    return LogScan(exists=True, records=records, valid_bytes=offset, torn_tail=offset < len(data))
 
 
 def append(path: Path, record: CommitRecord) -> None:
@@ -100,3 +118,20 @@ def truncate(path: Path, *, valid_bytes: int) -> None:
         handle.truncate(valid_bytes)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def write_all(path: Path, records: list[CommitRecord]) -> None:
+    """Replace the log with ``records`` atomically (temporary file, fsync, rename, dir fsync)."""
+    tmp = path.with_name(f".{path.name}.rebuild-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"".join(record.to_line() for record in records))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -41,3 +41,17 @@ def file_sha256(path: Path) -> str:
         while chunk := handle.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+WRITER_DOMAIN = b"taoflow-batch-writer-v1\x00"
+COSIGN_DOMAIN = b"taoflow-batch-cosign-v1\x00"
+
+
+def writer_message(batch_hash_hex: str) -> bytes:
+    """What the network's writer key signs for a batch: its chained hash, domain-separated."""
+    return WRITER_DOMAIN + batch_hash_hex.encode()
+
+
+def cosign_message(batch_hash_hex: str) -> bytes:
+    """What a validator's hotkey signs to co-sign an epoch batch (not the writer's domain)."""
+    return COSIGN_DOMAIN + batch_hash_hex.encode()

@@ -1,32 +1,29 @@
-"""The ledger on disk: append-only, hash-chained Arrow batches with a checksummed commit log.
+"""The ledger on disk: append-only, hash-chained, signed Arrow batches with a commit log.
 
-Layout of ``root``::
+Layout of ``root`` (the home's ``ledger/``; the writer key lives outside it, in the home's
+``keys/writer.key``)::
 
-    COMMITS            one checksummed JSON line per committed batch (commit_log.py)
+    COMMITS            one checksummed JSON line per committed batch: the index (commit_log.py)
     LOCK               the writer lock (flock)
+    RECOVERY.log       one line per recovery action (recovery.py)
+    quarantine/        files recovery set aside (never deleted)
     batches/<n>.arrow  batch n: Arrow IPC file; its schema metadata holds batch_no, parent hash,
-                       rows hash and batch hash
+                       rows hash, batch hash, the writer's signature of the batch hash and the
+                       co-signatures of the epoch's hosted validators
 
-Commit protocol (one writer at a time, under ``LOCK``): recover; catch the in-memory state up with
-batches committed by other writers; apply the transactions to a copy of the state (all or
-nothing: one rejection rejects the batch); check the supply identity and that every announced
-epoch is fully paid; write the batch file durably; append its commit record (fsync). The batch is
-acknowledged when the record is durable.
+Commit protocol (one writer at a time, under ``LOCK``): recover (``recovery.recover``: roll
+forward, never delete what may have been acknowledged); catch the in-memory state up with
+batches committed by other writers; apply the transactions to the state (all or nothing: one
+rejection rejects the batch); check the supply identity and that every announced epoch is fully
+paid; sign the batch hash with the network's writer key (named by the network entry of batch 1)
+and add the co-signatures; write the batch file durably; append its commit record (fsync). The
+batch is acknowledged when the record is durable.
 
-Recovery decision table (run on every writer open, under the lock; running it twice equals once):
-
-=======================  ==========  =================  ===========================================
-file on disk             referenced  hash               action
-=======================  ==========  =================  ===========================================
-torn last log line       —           —                  cut the line (never acknowledged)
-present                  yes         matches the log    keep
-present                  yes         does not match     raise LedgerCorrupted naming the batch
-missing                  yes         —                  raise LedgerCorrupted naming the batch
-present (final name)     no          any                delete: written, never acknowledged
-``.tmp-*``               no          any                delete: half-written
-=======================  ==========  =================  ===========================================
-
-Corruption is never repaired silently: acknowledged data that does not verify stops the writer.
+Reads verify what they read: every file's bytes are hashed against its log line (cached per
+file identity within a process) and any damage becomes ``LedgerCorrupted`` naming the batch and
+``taoflow ledger repair``. ``verify`` re-checks everything from genesis: chain, rows, writer and
+co-signatures, the rules; it reports the stake share of validators that co-signed each subnet's
+latest epoch (finality).
 """
 
 from __future__ import annotations
@@ -37,18 +34,43 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ledger.errors import BatchRejected, LedgerCorrupted
-from ledger.schema import Kind, Tx, table_to_txs, txs_to_table
+from ledger.errors import BatchRejected, LedgerCorrupted, LedgerError
+from ledger.keys import Keypair
+from ledger.schema import Kind, Tx, canonical_json, table_to_txs, txs_to_table
 from ledger.state import Applied, Exists, LedgerState, Rejected
-from ledger.store import commit_log
-from ledger.store.commit_log import CommitRecord
+from ledger.store import commit_log, recovery
+from ledger.store.batch_check import (
+    META_COSIGNATURES,
+    META_WRITER_SIGNATURE,
+    BatchFacts,
+    inspect_batch,
+    network_writer_key,
+)
+from ledger.store.commit_log import REPAIR_HINT, CommitRecord
 from ledger.store.faults import fault_point
-from ledger.store.hashing import GENESIS_PARENT, batch_hash, file_sha256, rows_hash
+from ledger.store.hashing import (
+    GENESIS_PARENT,
+    batch_hash,
+    cosign_message,
+    file_sha256,
+    rows_hash,
+    writer_message,
+)
 from ledger.store.lock import writer_lock
-from ledger.store.segments import TMP_PREFIX, batch_file_name, fsync_dir, read_batch, write_batch
+from ledger.store.recovery import RecoveryReport
+from ledger.store.segments import batch_file_name, read_batch, write_batch
+from ledger.store.writer_key import WriterKeyError, load_writer_key
 
 LOCK_TIMEOUT_S = 30.0
 TXS_PER_BATCH_MAX = 1_000_000
+PPM = 1_000_000
+WRITER_KEY_RELATIVE = Path("keys") / "writer.key"
+"""Where a home keeps its writer key, relative to the home (the ledger is ``<home>/ledger``)."""
+
+
+def default_writer_key_path(root: Path) -> Path:
+    """The writer key of the home that holds the ledger directory ``root``."""
+    return Path(root).resolve().parent / WRITER_KEY_RELATIVE
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,25 @@ class CommitResult:
     batch_hash: str | None
     applied: int
     existed: int
+
+
+@dataclass(frozen=True)
+class Finality:
+    """How much of a subnet's validator stake co-signed its latest epoch batch."""
+
+    subnet: str
+    epoch: int
+    batch_no: int
+    signed_stake_rao: int
+    validator_stake_rao: int
+    signers: int
+    validators: int
+
+    @property
+    def signed_ppm(self) -> int:
+        if self.validator_stake_rao == 0:
+            return 0
+        return self.signed_stake_rao * PPM // self.validator_stake_rao
 
 
 @dataclass
@@ -72,16 +113,29 @@ class VerifyReport:
     first_bad_batch: int | None = None
     problem: str | None = None
     supply: dict[str, int] = field(default_factory=dict)
+    writer_key: str | None = None
+    finality: dict[str, Finality] = field(default_factory=dict)
+
+
+def _corrupted(record: CommitRecord, what: str) -> LedgerCorrupted:
+    return LedgerCorrupted(
+        f"ledger batch {record.batch_no} ({record.file}) {what}: {REPAIR_HINT}",
+        batch_no=record.batch_no,
+    )
 
 
 class Ledger:
     """Reader and (locked) writer of one ledger directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, writer_key_path: Path | None = None) -> None:
         self.root = Path(root)
         self.batches_dir = self.root / "batches"
         self.log_path = self.root / "COMMITS"
         self.lock_path = self.root / "LOCK"
+        self.writer_key_path = writer_key_path or default_writer_key_path(self.root)
+        self.last_recovery = RecoveryReport()
+        self._verified: dict[str, tuple[tuple[int, int, int], str]] = {}
+        self._writer_key: str | None = None
         self._state = LedgerState()
         self._state_batches = 0
         self._head_hash = GENESIS_PARENT
@@ -89,51 +143,82 @@ class Ledger:
     # ---- opening and recovery --------------------------------------------------------------
 
     @classmethod
-    def open(cls, root: Path, *, lock_timeout_s: float = LOCK_TIMEOUT_S) -> Ledger:
+    def open(
+        cls,
+        root: Path,
+        *,
+        lock_timeout_s: float = LOCK_TIMEOUT_S,
+        writer_key_path: Path | None = None,
+    ) -> Ledger:
         """Open (creating if needed) and recover the ledger at ``root``."""
-        ledger = cls(root)
+        ledger = cls(root, writer_key_path=writer_key_path)
         ledger.batches_dir.mkdir(parents=True, exist_ok=True)
         with writer_lock(ledger.lock_path, timeout_s=lock_timeout_s):
             ledger.recover()
         return ledger
 
-    def recover(self) -> None:
-        """Apply the decision table of the module docstring. Call with the writer lock held."""
-        scan = commit_log.scan(self.log_path)
-        if scan.torn_tail:
-            commit_log.truncate(self.log_path, valid_bytes=scan.valid_bytes)
-        referenced = {record.file for record in scan.records}
-        for record in scan.records:
-            path = self.batches_dir / record.file
-            if not path.exists():
-                raise LedgerCorrupted(
-                    f"batch {record.batch_no} ({record.file}) is missing", batch_no=record.batch_no
-                )
-        removed = False
-        for path in sorted(self.batches_dir.iterdir()):
-            if path.name.startswith(TMP_PREFIX) or path.name not in referenced:
-                path.unlink()
-                removed = True
-        if removed:
-            fsync_dir(self.batches_dir)
+    def recover(self) -> RecoveryReport:
+        """Roll forward (``recovery.recover``). Call with the writer lock held."""
+        _, self.last_recovery = recovery.recover(self.root)
+        return self.last_recovery
+
+    def repair(self, *, lock_timeout_s: float = LOCK_TIMEOUT_S) -> RecoveryReport:
+        """Rebuild the commit log from the batch files (``recovery.repair``); idempotent."""
+        self.batches_dir.mkdir(parents=True, exist_ok=True)
+        with writer_lock(self.lock_path, timeout_s=lock_timeout_s):
+            _, report = recovery.repair(self.root)
+            _, rolled = recovery.recover(self.root)
+        report.actions.extend(rolled.actions)
+        self._forget_state()
+        return report
 
     # ---- reading ---------------------------------------------------------------------------
 
     def records(self) -> list[CommitRecord]:
-        """Committed batches, in order (readers ignore a torn tail without changing anything)."""
-        return commit_log.scan(self.log_path).records
+        """Committed batches, in order (a torn tail is ignored; damage raises, naming repair)."""
+        scan = commit_log.scan(self.log_path)
+        records = scan.check()
+        if not scan.exists and recovery.numbered_files(self.batches_dir):
+            raise LedgerCorrupted(
+                f"the ledger commit log is missing but batch files exist: {REPAIR_HINT}",
+                batch_no=1,
+            )
+        return records
 
     def head_hash(self) -> str:
         records = self.records()
         return records[-1].batch_hash if records else GENESIS_PARENT
 
+    def _check_file(self, record: CommitRecord) -> Path:
+        """The batch file of ``record`` after checking its bytes against the log (cached)."""
+        path = self.batches_dir / record.file
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise _corrupted(record, "is missing") from None
+        identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._verified.get(record.file) != (identity, record.file_sha256):
+            if file_sha256(path) != record.file_sha256:
+                raise _corrupted(record, "does not match its commit record")
+            self._verified[record.file] = (identity, record.file_sha256)
+        return path
+
     def read_table(self, record: CommitRecord) -> pa.Table:
-        return read_batch(self.batches_dir / record.file)
+        """The rows of a committed batch, checked against the log."""
+        path = self._check_file(record)
+        try:
+            return read_batch(path)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise _corrupted(record, f"is unreadable ({str(exc).splitlines()[0]})") from None
 
     def table(self) -> pa.Table:
         """Every committed row, with ``batch_no`` and ``row_no`` columns (memory-mapped)."""
         tables = []
+        parent = GENESIS_PARENT
         for record in self.records():
+            if record.parent_hash != parent:
+                raise _corrupted(record, "does not chain on its parent")
+            parent = record.batch_hash
             t = self.read_table(record).replace_schema_metadata(None)
             t = t.append_column("batch_no", pa.array([record.batch_no] * t.num_rows, pa.int64()))
             t = t.append_column("row_no", pa.array(range(t.num_rows), pa.int64()))
@@ -151,15 +236,7 @@ class Ledger:
         records = self.records()
         for record in records[self._state_batches :]:
             if record.parent_hash != self._head_hash:
-                raise LedgerCorrupted(
-                    f"batch {record.batch_no} does not chain on its parent",
-                    batch_no=record.batch_no,
-                )
-            if file_sha256(self.batches_dir / record.file) != record.file_sha256:
-                raise LedgerCorrupted(
-                    f"batch {record.batch_no} ({record.file}) does not match its commit record",
-                    batch_no=record.batch_no,
-                )
+                raise _corrupted(record, "does not chain on its parent")
             # Signatures were checked at commit time and the bytes are hash-chained; ``verify``
             # re-checks them from genesis.
             self._apply_batch(
@@ -199,8 +276,13 @@ class Ledger:
         *,
         allow_system: bool = True,
         lock_timeout_s: float = LOCK_TIMEOUT_S,
+        cosigners: Sequence[Keypair] = (),
     ) -> CommitResult:
-        """Commit ``txs`` as one batch, all or nothing (see the module docstring)."""
+        """Commit ``txs`` as one batch, all or nothing (see the module docstring).
+
+        ``cosigners`` are validator hotkeys that co-sign the batch hash (an epoch's hosted
+        validators); ``verify`` reports the stake share that signed.
+        """
         if len(txs) > TXS_PER_BATCH_MAX:
             raise ValueError(f"a batch holds at most {TXS_PER_BATCH_MAX} transactions")
         self.batches_dir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +290,9 @@ class Ledger:
             self.recover()
             state = self.state()
             try:
-                return self._commit_locked(state, txs, allow_system=allow_system)
+                return self._commit_locked(
+                    state, txs, allow_system=allow_system, cosigners=cosigners
+                )
             except BaseException:
                 # The batch was applied to the live state before it was known to be
                 # acceptable; forget that state so the next read replays it from disk.
@@ -220,10 +304,48 @@ class Ledger:
         self._state_batches = 0
         self._head_hash = GENESIS_PARENT
 
+    def _network_writer_key(self, table: pa.Table) -> str | None:
+        """The writer key every batch must be signed with (from batch 1, or this genesis)."""
+        if self._writer_key is None and self._state_batches >= 1:
+            first = self.records()[0]
+            self._writer_key = network_writer_key(self.read_table(first)) or None
+        if self._state_batches == 0:
+            return network_writer_key(table) or None
+        return self._writer_key
+
+    def _signature_metadata(
+        self, *, table: pa.Table, b_hash: str, cosigners: Sequence[Keypair]
+    ) -> dict[str, str]:
+        meta: dict[str, str] = {}
+        required = self._network_writer_key(table)
+        if required is not None:
+            try:
+                writer = load_writer_key(self.writer_key_path)
+            except WriterKeyError as exc:
+                raise LedgerError(
+                    f"this network's batches are signed by writer key {required[:16]}…: {exc}"
+                ) from None
+            if writer.public_hex != required:
+                raise LedgerError(
+                    f"the writer key at {self.writer_key_path} is not this network's writer key "
+                    f"({required[:16]}…)"
+                )
+            meta[META_WRITER_SIGNATURE] = writer.sign(writer_message(b_hash)).hex()
+        if cosigners:
+            meta[META_COSIGNATURES] = canonical_json(
+                {k.public_hex: k.sign(cosign_message(b_hash)).hex() for k in cosigners}
+            )
+        return meta
+
     def _commit_locked(
-        self, state: LedgerState, txs: Sequence[Tx], *, allow_system: bool
+        self,
+        state: LedgerState,
+        txs: Sequence[Tx],
+        *,
+        allow_system: bool,
+        cosigners: Sequence[Keypair],
     ) -> CommitResult:
-        """Apply ``txs`` to ``state`` (in place), then write and record the batch.
+        """Apply ``txs`` to ``state`` (in place), then sign, write and record the batch.
 
         Applying in place keeps a commit O(batch) instead of copying the whole state; any
         failure makes the caller drop the in-memory state (see ``commit``).
@@ -247,6 +369,7 @@ class Ledger:
         r_hash = rows_hash(table)
         b_hash = batch_hash(batch_no=batch_no, parent_hash=self._head_hash, rows_sha256=r_hash)
         epochs = tuple(sorted({f"{t.subnet}/{t.epoch}" for t in fresh if t.kind == Kind.EPOCH}))
+        signatures = self._signature_metadata(table=table, b_hash=b_hash, cosigners=cosigners)
         fault_point("before_write")
         path = write_batch(
             self.batches_dir,
@@ -257,6 +380,7 @@ class Ledger:
                 "taoflow.parent_hash": self._head_hash,
                 "taoflow.rows_hash": r_hash,
                 "taoflow.batch_hash": b_hash,
+                **signatures,
             },
         )
         record = CommitRecord(
@@ -281,31 +405,27 @@ class Ledger:
     # ---- verification ----------------------------------------------------------------------
 
     def verify(self) -> VerifyReport:
-        """Re-hash every batch and replay the rules from genesis; name the first bad batch."""
+        """Re-check every batch from genesis (bytes, chain, signatures, rules); name the first bad
+        batch, and report each subnet's finality."""
         try:
             records = self.records()
         except LedgerCorrupted as exc:
             return VerifyReport(False, 0, 0, "", first_bad_batch=exc.batch_no, problem=str(exc))
         state = LedgerState()
-        parent = GENESIS_PARENT
+        parent, writer_key = GENESIS_PARENT, None
         rows = 0
-        listed = {r.file for r in records}
+        finality: dict[str, Finality] = {}
         for record in records:
-            path = self.batches_dir / record.file
-            problem = self._verify_one(record, path, parent)
-            if problem is None:
+            problem, facts = self._verify_one(record, parent, writer_key)
+            if facts is not None:
+                writer_key = facts.writer_key
                 try:
-                    table = read_batch(path)
-                    meta = table.schema.metadata or {}
-                    if meta.get(b"taoflow.parent_hash", b"").decode() != parent:
-                        problem = "parent hash in the file does not match the chain"
-                    elif rows_hash(table.replace_schema_metadata(None)) != record.rows_hash:
-                        problem = "rows do not match their hash"
-                    else:
-                        self._apply_batch(
-                            state, table_to_txs(table), record.batch_no, check_signatures=True
-                        )
-                        rows += table.num_rows
+                    table = read_batch(self.batches_dir / record.file)
+                    self._apply_batch(
+                        state, table_to_txs(table), record.batch_no, check_signatures=True
+                    )
+                    rows += table.num_rows
+                    problem = _finality(state, facts, finality)
                 except LedgerCorrupted as exc:
                     problem = str(exc)
                 except Exception as exc:
@@ -318,38 +438,101 @@ class Ledger:
                     parent,
                     first_bad_batch=record.batch_no,
                     problem=f"batch {record.batch_no} ({record.file}): {problem}",
+                    writer_key=writer_key,
                 )
             parent = record.batch_hash
-        extra = (
-            sorted(p.name for p in self.batches_dir.glob("*.arrow") if p.name not in listed)
-            if self.batches_dir.exists()
-            else []
-        )
-        if extra:
+        problem = self._verify_outside(records, writer_key)
+        if problem is not None:
             return VerifyReport(
                 False,
                 len(records),
                 rows,
                 parent,
                 first_bad_batch=len(records) + 1,
-                problem=f"unreferenced batch file(s): {', '.join(extra)}",
+                problem=problem,
+                writer_key=writer_key,
             )
-        return VerifyReport(True, len(records), rows, parent, supply=state.supply())
+        return VerifyReport(
+            True,
+            len(records),
+            rows,
+            parent,
+            supply=state.supply(),
+            writer_key=writer_key,
+            finality=finality,
+        )
 
-    @staticmethod
-    def _verify_one(record: CommitRecord, path: Path, parent: str) -> str | None:
+    def _verify_one(
+        self, record: CommitRecord, parent: str, writer_key: str | None
+    ) -> tuple[str | None, BatchFacts | None]:
         if record.parent_hash != parent:
-            return "commit record does not chain on its parent"
+            return "commit record does not chain on its parent", None
         expected = batch_hash(
             batch_no=record.batch_no, parent_hash=parent, rows_sha256=record.rows_hash
         )
         if record.batch_hash != expected:
-            return "batch hash does not match its parent and rows"
+            return "batch hash does not match its parent and rows", None
+        path = self.batches_dir / record.file
         if not path.exists():
-            return "file is missing"
+            return "file is missing", None
         if file_sha256(path) != record.file_sha256:
-            return "file bytes do not match the commit record"
+            return "file bytes do not match the commit record", None
+        facts = inspect_batch(
+            path, batch_no=record.batch_no, parent_hash=parent, writer_key=writer_key
+        )
+        if isinstance(facts, str):
+            return facts, None
+        if facts.batch_hash != record.batch_hash:
+            return "file and commit record disagree on the batch hash", None
+        return None, facts
+
+    def _verify_outside(self, records: list[CommitRecord], writer_key: str | None) -> str | None:
+        """Checks beyond the chain: stray batch files, and the home's own writer key."""
+        listed = {r.file for r in records}
+        extra = sorted(
+            p.name
+            for p in recovery.numbered_files(self.batches_dir).values()
+            if p.name not in listed
+        )
+        if extra:
+            return f"unreferenced batch file(s): {', '.join(extra)}"
+        if writer_key is not None and self.writer_key_path.exists():
+            try:
+                own = load_writer_key(self.writer_key_path).public_hex
+            except WriterKeyError as exc:
+                return str(exc)
+            if own != writer_key:
+                return (
+                    f"the ledger is signed by writer key {writer_key[:16]}…, not by this home's "
+                    f"key ({own[:16]}…): it is not the network this home created"
+                )
         return None
+
+
+def _finality(state: LedgerState, facts: BatchFacts, out: dict[str, Finality]) -> str | None:
+    """Record each epoch's co-signed stake share; a co-signer must be a validator of its subnet."""
+    signers = {hotkey for hotkey, _ in facts.cosignatures}
+    for label in facts.epochs:
+        subnet, _, epoch = label.rpartition("/")
+        validators = {
+            n.hotkey for n in state.neurons.get(subnet, {}).values() if n.role == "validator"
+        }
+        strangers = signers - validators if len(facts.epochs) == 1 else set()
+        if strangers:
+            return f"co-signed by {sorted(strangers)[0][:16]}…, not a validator of {subnet!r}"
+        stake = {hotkey: state.hotkey_stake(hotkey) for hotkey in validators}
+        out[subnet] = Finality(
+            subnet=subnet,
+            epoch=int(epoch),
+            batch_no=facts.batch_no,
+            signed_stake_rao=sum(stake[h] for h in signers & validators),
+            validator_stake_rao=sum(stake.values()),
+            signers=len(signers & validators),
+            validators=len(validators),
+        )
+    if not facts.epochs and signers:
+        return "co-signatures on a batch that holds no epoch"
+    return None
 
 
 def ledger_dir(home: Path) -> Path:
@@ -357,4 +540,11 @@ def ledger_dir(home: Path) -> Path:
     return Path(home) / "ledger"
 
 
-__all__ = ["CommitResult", "Ledger", "VerifyReport", "ledger_dir"]
+__all__ = [
+    "CommitResult",
+    "Finality",
+    "Ledger",
+    "VerifyReport",
+    "default_writer_key_path",
+    "ledger_dir",
+]
