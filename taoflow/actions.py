@@ -16,6 +16,7 @@ from typing import Any
 
 from ledger.errors import BatchRejected, LedgerError
 from ledger.keys import Keypair
+from ledger.names import PathOutsideRoot, check_subnet_name
 from ledger.schema import Kind, Tx, canonical_json
 from ledger.signing import sign
 from ledger.store import CommitResult, Ledger
@@ -78,7 +79,14 @@ def weights_commit_hash(*, uids: list[int], weights: list[int], salt: str) -> st
 
 
 def pending_weights_path(settings: Settings, *, subnet: str, hotkey_hex: str) -> Path:
-    return settings.home / "pending-weights" / subnet / f"{hotkey_hex}.json"
+    """Where a commit's weights wait for the reveal; ``ActionError`` for a name that is not one."""
+    problem = check_subnet_name(subnet)
+    if problem is not None:
+        raise ActionError(problem)
+    try:
+        return settings.path_under_home("pending-weights", subnet, f"{hotkey_hex}.json")
+    except PathOutsideRoot as exc:
+        raise ActionError(str(exc)) from None
 
 
 def save_pending_weights(path: Path, body: dict[str, Any]) -> None:

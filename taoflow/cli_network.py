@@ -68,11 +68,15 @@ def subnet_create(
 ) -> None:
     """Create a subnet owned by WALLET: burns the lock cost and records its configuration."""
     from evaluation_sets import UnknownEvaluationSet, load_evaluation_set
+    from ledger.names import check_subnet_name
     from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
     from taoflow.actions import ActionError, coldkey, commit_signed
     from taoflow.actions import hotkey as load_hot
     from taoflow.network import subnet_config
 
+    name_problem = check_subnet_name(name)
+    if name_problem is not None:  # before anything is unlocked, signed or written
+        raise _fail(name_problem)
     settings = _settings(home)
     try:
         eval_set = load_evaluation_set(evaluation_set)
@@ -369,6 +373,7 @@ def weights_commit(
     salt = secrets.token_hex(16)
     try:
         hot = load_hot(settings, wallet, hotkey)
+        pending = pending_weights_path(settings, subnet=subnet, hotkey_hex=hot.public_hex)
         digest = weights_commit_hash(uids=uids, weights=values, salt=salt)
         tx = Tx(
             new_tx_id(Kind.WEIGHTS_COMMIT),
@@ -380,10 +385,7 @@ def weights_commit(
         commit_signed(settings, tx, hot)
     except ActionError as exc:
         raise _fail(str(exc)) from None
-    save_pending_weights(
-        pending_weights_path(settings, subnet=subnet, hotkey_hex=hot.public_hex),
-        {"uids": uids, "weights": values, "salt": salt},
-    )
+    save_pending_weights(pending, {"uids": uids, "weights": values, "salt": salt})
     console.print(
         f"[green]committed[/] weights hash {digest[:16]}…; reveal with "
         f"`taoflow weights reveal --subnet {subnet} --wallet {wallet}`"

@@ -6,6 +6,13 @@ Invariants:
 - Privacy and offline defaults are set before prefect, mlflow or datasets are imported: no
   telemetry, no Hub access, services bound to 127.0.0.1, no pickle deserialisation in MLflow.
   A value the user exported explicitly wins, except the pickle switch, which is always off.
+- MLflow: ``--mlflow-uri`` (``Settings.load(mlflow_uri=…)``), else ``TAOFLOW_MLFLOW_URI``, else a
+  ``MLFLOW_TRACKING_URI`` the user exported, else the home's SQLite database. The home's default
+  is exported with a marker (``TAOFLOW_MLFLOW_URI_DEFAULTED``) so a later load for another home
+  does not mistake it for the user's choice; a user's URI is never overwritten.
+- Every path built from a name that came from the ledger or a user goes through
+  ``Settings.path_under_home`` (``ledger.names.path_under``): resolved, symlinks included, and
+  refused with one line unless it is inside the home.
 """
 
 from __future__ import annotations
@@ -14,10 +21,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.names import path_under
+
 HOME_ENV = "TAOFLOW_HOME"
 DASK_ADDRESS_ENV = "TAOFLOW_DASK_ADDRESS"
 ARTIFACT_STORE_ENV = "TAOFLOW_ARTIFACT_STORE"
 """An fsspec URL (e.g. ``s3://bucket/taoflow``) where submissions are published; unset: local."""
+MLFLOW_URI_ENV = "TAOFLOW_MLFLOW_URI"
+"""The MLflow tracking (and registry) URI; ``--mlflow-uri`` overrides it."""
+MLFLOW_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+MLFLOW_DEFAULTED_ENV = "TAOFLOW_MLFLOW_URI_DEFAULTED"
+"""Set to the URI that ``apply_environment`` exported as the home's default (not the user's)."""
 DEFAULT_HOME = Path(".taoflow")
 
 PRIVACY_DEFAULTS: dict[str, str] = {
@@ -43,12 +57,28 @@ class Settings:
 
     home: Path
     dask_address: str | None = None
+    mlflow_uri: str | None = None
+    """The MLflow URI chosen by the user (option or environment); ``None``: the home's SQLite."""
 
     @classmethod
-    def load(cls, home: Path | str | None = None, dask_address: str | None = None) -> Settings:
+    def load(
+        cls,
+        home: Path | str | None = None,
+        dask_address: str | None = None,
+        *,
+        mlflow_uri: str | None = None,
+    ) -> Settings:
         chosen = Path(home) if home else Path(os.environ.get(HOME_ENV, DEFAULT_HOME))
         address = dask_address or os.environ.get(DASK_ADDRESS_ENV) or None
-        return cls(home=chosen.expanduser().resolve(), dask_address=address)
+        return cls(
+            home=chosen.expanduser().resolve(),
+            dask_address=address,
+            mlflow_uri=mlflow_uri or user_mlflow_uri(),
+        )
+
+    def path_under_home(self, *parts: str) -> Path:
+        """``home / parts…``, resolved; ``PathOutsideRoot`` (one line) if it leaves the home."""
+        return path_under(self.home, *parts)
 
     @property
     def ledger_dir(self) -> Path:
@@ -76,8 +106,17 @@ class Settings:
         return self.home / "mlflow.db"
 
     @property
-    def mlflow_tracking_uri(self) -> str:
+    def default_mlflow_uri(self) -> str:
         return f"sqlite:///{self.mlflow_db}"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow_uri or self.default_mlflow_uri
+
+    @property
+    def tracking_lock_path(self) -> Path:
+        """The file lock that serialises MLflow logging of this home's epochs."""
+        return self.home / "mlflow.lock"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:
@@ -96,8 +135,27 @@ class Settings:
         os.environ.update(FORCED)
         os.environ[HOME_ENV] = str(self.home)
         os.environ["PREFECT_HOME"] = str(self.prefect_home)
-        os.environ["MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
+        os.environ[MLFLOW_TRACKING_URI_ENV] = self.mlflow_tracking_uri
+        if self.mlflow_uri is None:
+            os.environ[MLFLOW_DEFAULTED_ENV] = self.mlflow_tracking_uri
+        else:
+            os.environ.pop(MLFLOW_DEFAULTED_ENV, None)
         os.environ.setdefault("MLFLOW_REGISTRY_URI", self.mlflow_tracking_uri)
+
+
+def user_mlflow_uri() -> str | None:
+    """The MLflow URI the user chose through the environment, or ``None``.
+
+    ``TAOFLOW_MLFLOW_URI`` first, then ``MLFLOW_TRACKING_URI`` unless it is the value this module
+    exported itself as some home's default.
+    """
+    chosen = os.environ.get(MLFLOW_URI_ENV)
+    if chosen:
+        return chosen
+    exported = os.environ.get(MLFLOW_TRACKING_URI_ENV)
+    if exported and exported != os.environ.get(MLFLOW_DEFAULTED_ENV):
+        return exported
+    return None
 
 
 class NoNetwork(LookupError):
