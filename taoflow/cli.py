@@ -113,8 +113,18 @@ def metagraph(
 
 
 @ledger_app.command("verify")
-def ledger_verify(home: HomeOption = None, as_json: JsonOption = False) -> None:
-    """Re-hash every batch and replay the rules from genesis."""
+def ledger_verify(
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+    cross_check: Annotated[
+        bool,
+        typer.Option(
+            "--cross-check",
+            help="Also compare each epoch's batch hash with the one its MLflow run published",
+        ),
+    ] = False,
+) -> None:
+    """Re-hash every batch, check signatures and replay the rules from genesis."""
     from ledger.errors import LedgerError
     from ledger.store import Ledger
 
@@ -123,16 +133,55 @@ def ledger_verify(home: HomeOption = None, as_json: JsonOption = False) -> None:
         report = Ledger(settings.ledger_dir).verify()
     except LedgerError as exc:
         raise _fail(str(exc), 2) from None
+    checked = None
+    if cross_check and report.ok:
+        from taoflow.crosscheck import cross_check_mlflow
+
+        checked = cross_check_mlflow(settings)
     if as_json:
-        _print_json(report.__dict__)
+        body = {
+            **{k: v for k, v in report.__dict__.items() if k != "finality"},
+            "finality": {
+                subnet: {**f.__dict__, "signed_ppm": f.signed_ppm}
+                for subnet, f in report.finality.items()
+            },
+        }
+        if checked is not None:
+            body["cross_check"] = checked.__dict__
+        _print_json(body)
     elif report.ok:
-        console.print(
-            f"[green]ok[/]: {report.batches} batches, {report.rows} rows, head {report.head_hash}"
-        )
+        from taoflow.render import verify_lines
+
+        for line in verify_lines(report, checked):
+            console.print(line, soft_wrap=True)
     else:
-        err.print(f"[red]FAILED[/] at batch {report.first_bad_batch}: {report.problem}")
-    if not report.ok:
+        err.print(
+            f"[red]FAILED[/] at batch {report.first_bad_batch}: {report.problem}", soft_wrap=True
+        )
+    if not report.ok or (checked is not None and not checked.ok):
         raise typer.Exit(1)
+
+
+@ledger_app.command("repair")
+def ledger_repair(home: HomeOption = None, as_json: JsonOption = False) -> None:
+    """Rebuild a damaged or missing commit log from the batch files (never deletes data)."""
+    from ledger.store import Ledger
+
+    settings = Settings.load(home)
+    if not (settings.ledger_dir / "batches").is_dir():
+        raise _fail(f"no ledger at {settings.ledger_dir}: nothing to repair")
+    settings.apply_environment()
+    ledger = Ledger(settings.ledger_dir)
+    report = ledger.repair()
+    records = ledger.records()
+    head = records[-1].batch_hash if records else "-"
+    if as_json:
+        _print_json({**report.__dict__, "batches": len(records), "head_hash": head})
+        return
+    for action in report.actions:
+        console.print(f"• {action}", soft_wrap=True)
+    summary = "nothing to repair" if not report.actions else "repaired"
+    console.print(f"[green]{summary}[/]: {len(records)} batches, head {head}", soft_wrap=True)
 
 
 AsOfEpochOption = Annotated[

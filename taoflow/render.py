@@ -37,3 +37,21 @@ def metagraph_table(
             *("—" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in present)
         )
     return table
+
+
+def verify_lines(report: Any, checked: Any = None) -> list[str]:
+    """What ``ledger verify`` prints for a ledger that verifies: chain, writer, finality."""
+    lines = [f"[green]ok[/]: {report.batches} batches, {report.rows} rows, head {report.head_hash}"]
+    if report.writer_key:
+        lines.append(f"  every batch signed by the network's writer key {report.writer_key[:16]}…")
+    else:
+        lines.append("  [yellow]unsigned[/]: this ledger names no writer key (no network entry)")
+    for subnet, f in sorted(report.finality.items()):
+        share = f.signed_ppm / 10_000
+        lines.append(
+            f"  {subnet}: epoch {f.epoch} co-signed by {f.signers}/{f.validators} validators "
+            f"holding {share:.2f} % of validator stake"
+        )
+    if checked is not None:
+        lines.append(f"  cross-check: {checked.summary}")
+    return lines
