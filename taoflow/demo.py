@@ -73,10 +73,12 @@ def run_demo(settings: Settings, *, epochs: int, fresh: bool, console: Console) 
         if cluster is not None:
             cluster.close()
     report = Ledger.open(settings.ledger_dir).verify()
-    console.print(
-        f"ledger: {report.batches} batches, {report.rows} rows, verify "
-        + ("[green]ok[/]" if report.ok else f"[red]FAILED[/] {report.problem}")
-    )
+    if report.ok:
+        from taoflow.render import verify_lines
+
+        console.print("ledger verify: " + "\n".join(verify_lines(report)), soft_wrap=True)
+    else:
+        console.print(f"ledger verify: [red]FAILED[/] {report.problem}", soft_wrap=True)
     print_ui_commands(settings.home, console=console)
 
 

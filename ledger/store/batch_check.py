@@ -13,7 +13,7 @@ Invariants: ``inspect_batch`` never raises for bad input; it returns the facts o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -53,6 +53,8 @@ class BatchFacts:
     """The writer key this batch was checked against (named by the network entry)."""
     cosignatures: tuple[tuple[str, str], ...]
     """(validator hotkey, signature hex) pairs whose signatures verify."""
+    table: pa.Table | None = field(default=None, repr=False, compare=False)
+    """The rows that were checked (memory-mapped), so a caller need not read them again."""
 
 
 def network_writer_key(table: pa.Table) -> str | None:
@@ -141,6 +143,7 @@ def inspect_batch(
             epochs=epochs_of(table),
             writer_key=writer_key,
             cosignatures=cosigs,
+            table=table,
         )
     except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
         return f"unreadable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"

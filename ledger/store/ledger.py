@@ -420,7 +420,9 @@ class Ledger:
             if facts is not None:
                 writer_key = facts.writer_key
                 try:
-                    table = read_batch(self.batches_dir / record.file)
+                    table = facts.table
+                    if table is None:
+                        table = read_batch(self.batches_dir / record.file)
                     self._apply_batch(
                         state, table_to_txs(table), record.batch_no, check_signatures=True
                     )

@@ -44,10 +44,16 @@ from pathlib import Path
 
 from ledger.errors import LedgerCorrupted
 from ledger.store import commit_log
-from ledger.store.batch_check import BatchFacts, inspect_batch
+from ledger.store.batch_check import BatchFacts, inspect_batch, network_writer_key
 from ledger.store.commit_log import REPAIR_HINT, CommitRecord
-from ledger.store.hashing import GENESIS_PARENT
-from ledger.store.segments import BATCH_DIGITS, TMP_PREFIX, batch_file_name, fsync_dir
+from ledger.store.hashing import GENESIS_PARENT, file_sha256
+from ledger.store.segments import (
+    BATCH_DIGITS,
+    TMP_PREFIX,
+    batch_file_name,
+    fsync_dir,
+    read_batch,
+)
 
 QUARANTINE_DIR = "quarantine"
 REPORT_FILE = "RECOVERY.log"
@@ -139,13 +145,16 @@ def _drop_tmp_files(layout: Layout, report: RecoveryReport) -> None:
 
 
 def _writer_key_of(layout: Layout, records: list[CommitRecord]) -> str | None:
-    """The network's writer key, read from batch 1 (None while there is no batch or no key)."""
+    """The network's writer key, from logged batch 1 (None while there is none or no key)."""
     if not records:
         return None
-    facts = inspect_batch(
-        layout.batches / records[0].file, batch_no=1, parent_hash=GENESIS_PARENT, writer_key=None
-    )
-    return facts.writer_key if isinstance(facts, BatchFacts) else None
+    path = layout.batches / records[0].file
+    if file_sha256(path) != records[0].file_sha256:
+        raise LedgerCorrupted(
+            f"ledger batch 1 ({records[0].file}) does not match its commit record: {REPAIR_HINT}",
+            batch_no=1,
+        )
+    return network_writer_key(read_batch(path)) or None
 
 
 def _roll_forward(
@@ -153,9 +162,11 @@ def _roll_forward(
 ) -> list[CommitRecord]:
     """Adopt every self-consistent successor of the head; set aside the first that is not."""
     files = numbered_files(layout.batches)
+    number = len(records) + 1
+    if not any(n >= number for n in files):
+        return records
     writer_key = _writer_key_of(layout, records)
     head = records[-1].batch_hash if records else GENESIS_PARENT
-    number = len(records) + 1
     while number in files:
         facts = inspect_batch(
             files[number], batch_no=number, parent_hash=head, writer_key=writer_key
