@@ -11,7 +11,7 @@ from tasks.artifact_store import locate
 from tasks.gather import EpochContext, NeuronView
 from tasks.miner_kit import train_mlp
 from tasks.models.artifacts import artifact_digest, submission_bytes
-from tasks.remote_store import RemoteArtifactError, fetch, is_remote_uri, publish
+from tasks.remote_store import FetchPolicy, RemoteArtifactError, fetch, is_remote_uri, publish
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,12 @@ def test_publish_then_fetch_round_trip(tmp_path: Path, artifact: tuple[bytes, by
     )
     digest = artifact_digest(model_bytes=model_bytes, config_bytes=config_bytes)
     assert is_remote_uri(url) and url.endswith(digest)
-    fetched = fetch(url, digest=digest, cache_root=tmp_path / "cache")
+    fetched = fetch(
+        url,
+        digest=digest,
+        cache_root=tmp_path / "cache",
+        policy=FetchPolicy(store_urls=((tmp_path / "remote").as_uri(),)),
+    )
     assert fetched.model_path.read_bytes() == model_bytes
     assert fetched.config_path.read_bytes() == config_bytes
 
@@ -45,7 +50,12 @@ def test_a_store_cannot_substitute_other_bytes(
     data[-1] ^= 0xFF
     target.write_bytes(bytes(data))
     with pytest.raises(RemoteArtifactError, match="does not hash"):
-        fetch(url, digest=digest, cache_root=tmp_path / "cache")
+        fetch(
+            url,
+            digest=digest,
+            cache_root=tmp_path / "cache",
+            policy=FetchPolicy(store_urls=((tmp_path / "remote").as_uri(),)),
+        )
     assert not locate(tmp_path / "cache", digest).model_path.exists()
 
 
@@ -93,7 +103,11 @@ def test_evaluation_fetches_remote_artifacts(tmp_path: Path, artifact: tuple[byt
         neurons=neurons,
         previous={},
     )
-    jobs, errors = plan_jobs(ctx, artifacts_root=tmp_path / "cache")
+    policy = FetchPolicy(store_urls=((tmp_path / "remote").as_uri(),))
+    jobs, errors = plan_jobs(ctx, artifacts_root=tmp_path / "cache", fetch_policy=policy)
     assert [job.uid for job in jobs] == [0]
     assert Path(jobs[0].model_path).read_bytes() == model_bytes
-    assert errors[1].startswith("unreadable:")
+    assert errors[1] == (
+        f"unreadable: artifact uri does not name the committed digest in its store: {url}-missing"
+    )
+    assert sorted(errors) == [1]

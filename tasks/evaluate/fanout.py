@@ -49,16 +49,21 @@ not.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
+import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeGuard
 
 import distributed
 import numpy as np
 import torch
+from distributed.client import FuturesCancelledError
 
 from tasks.evaluate.batched import GROUP_MODELS_MAX, evaluate_group_auto
 from tasks.evaluate.runner import (
@@ -76,9 +81,20 @@ GPU_RESOURCE: Final = "GPU"
 CHUNK_MODELS_MAX: Final = GROUP_MODELS_MAX
 """Models per Dask task (one batched pass each on the worker)."""
 POLL_INTERVAL_S: Final = 0.1
+POLL_REPLY_TIMEOUT_S: Final = 2.0
+"""How long one worker may take to say what it is running (a stopped worker never does)."""
 FETCH_GRACE_S: Final = 5.0
+WORKERS_RETURN_S_MAX: Final = 30.0
+"""After failures, how long to wait for at least one worker (a nanny restarts a dead one)."""
+EVALUATION_DEADLINE_S_MAX: Final = 3600.0
+"""Cap on the whole evaluation stage, however many models there are."""
+CLUSTER_CLOSE_TIMEOUT_S: Final = 10.0
 _FINISHED: Final = "finished"
 _UNGROUPED: Final = b""
+
+
+class EvaluationFailed(RuntimeError):
+    """The cluster itself failed (every worker lost, none answering): nothing was scored."""
 
 
 @dataclass(frozen=True)
@@ -154,13 +170,32 @@ def _running_tasks_s(dask_worker: distributed.Worker) -> dict[str, float]:
     }
 
 
+async def _poll_workers(
+    client: distributed.Client, addresses: list[str], reply_timeout_s: float
+) -> list[object]:
+    async def one(address: str) -> object:
+        try:
+            return await asyncio.wait_for(
+                client._run(_running_tasks_s, workers=[address], on_error="return"),
+                reply_timeout_s,
+            )
+        except Exception:  # a stopped or dead worker says nothing
+            return None
+
+    return list(await asyncio.gather(*(one(address) for address in addresses)))
+
+
 def _poll_running(client: distributed.Client) -> dict[str, float]:
+    """Seconds each task has been running, from every worker that answers in time."""
     running: dict[str, float] = {}
-    with contextlib.suppress(Exception):  # a dead worker runs nothing
-        replies = client.run(_running_tasks_s, on_error="return")
-        for reply in replies.values():
+    with contextlib.suppress(Exception):  # a dead scheduler connection runs nothing
+        addresses = list(client.scheduler_info(n_workers=-1).get("workers", {}))
+        replies = client.sync(_poll_workers, client, addresses, POLL_REPLY_TIMEOUT_S)
+        for reply in replies:
             if isinstance(reply, dict):
-                running.update(reply)
+                for value in reply.values():
+                    if isinstance(value, dict):
+                        running.update(value)
     return running
 
 
@@ -178,15 +213,17 @@ def _await_tasks(
     *,
     timeout_s: float,
     slots: int,
+    stage_deadline_s: float,
 ) -> list[object]:
     """Each future's value, or an error string (``worker_error:``/``timeout:``) in its place.
 
-    Cancels every future that did not finish (see the module's fault model for the bounds).
+    Cancels every future that did not finish (see the module's fault model for the bounds);
+    nothing waits past ``stage_deadline_s`` (a ``time.monotonic()`` instant) plus one poll.
     """
     started_s = time.monotonic()
     waves = math.ceil(len(futures) / max(slots, 1))
-    queue_deadline_s = started_s + timeout_s * waves
-    hard_deadline_s = started_s + timeout_s * (waves + 1)
+    queue_deadline_s = min(started_s + timeout_s * waves, stage_deadline_s)
+    hard_deadline_s = min(started_s + timeout_s * (waves + 1), stage_deadline_s)
     outcomes: dict[int, object] = {}
     pending = dict(enumerate(futures))
     seen_running: set[str] = set()
@@ -196,7 +233,8 @@ def _await_tasks(
             # Nothing can have run for timeout_s before timeout_s has passed: no polling yet.
             first_check_s = started_s + timeout_s
             wait_s = first_check_s - now_s if now_s < first_check_s else POLL_INTERVAL_S
-            with contextlib.suppress(TimeoutError):
+            # A future cancelled because its inputs were lost raises here; its status says so.
+            with contextlib.suppress(TimeoutError, FuturesCancelledError):
                 distributed.wait(
                     list(pending.values()), timeout=max(wait_s, 1e-3), return_when="FIRST_COMPLETED"
                 )
@@ -212,26 +250,27 @@ def _await_tasks(
                     outcomes[index] = _future_error(future)
                     del pending[index]
             now_s = time.monotonic()
-            if not pending or now_s < started_s + timeout_s:
+            if not pending or now_s < min(started_s + timeout_s, hard_deadline_s):
                 continue
             running = _poll_running(client)
+            now_s = time.monotonic()
             for index, future in list(pending.items()):
                 key = str(future.key)
                 if key in running:
                     seen_running.add(key)
-                    if running[key] > timeout_s:
-                        outcomes[index] = one_line(
-                            f"timeout: evaluation still running after {timeout_s:g} s"
-                        )
-                        del pending[index]
-                elif (key not in seen_running and now_s > queue_deadline_s) or (
-                    now_s > hard_deadline_s
+                if running.get(key, 0.0) > timeout_s:
+                    reason = f"timeout: evaluation still running after {timeout_s:g} s"
+                elif now_s > hard_deadline_s or (
+                    key not in seen_running and now_s > queue_deadline_s
                 ):
-                    outcomes[index] = one_line(
-                        f"timeout: evaluation not finished within "
-                        f"{now_s - started_s:.3g} s (workers busy; status {future.status})"
+                    reason = (
+                        f"timeout: evaluation not finished within {now_s - started_s:.3g} s "
+                        f"(workers busy or not answering; status {future.status})"
                     )
-                    del pending[index]
+                else:
+                    continue
+                outcomes[index] = one_line(reason)
+                del pending[index]
         return [outcomes[index] for index in range(len(futures))]
     finally:
         client.cancel([future for future in futures if future.status != _FINISHED])
@@ -248,6 +287,52 @@ def _valid_group(value: object, chunk: list[EvalJob]) -> TypeGuard[list[EvalResu
     )
 
 
+def evaluation_deadline_s(*, timeout_s: float, models: int, slots: int) -> float:
+    """The bound on a whole :func:`evaluate_all` call: the sample transfer plus two phases of
+    ``ceil(models / slots) + 1`` per-task timeouts each, capped at ``EVALUATION_DEADLINE_S_MAX``.
+    """
+    waves = math.ceil(max(models, 1) / max(slots, 1))
+    return min(timeout_s * (2 * (waves + 1) + 1), EVALUATION_DEADLINE_S_MAX)
+
+
+def _lost_every_worker(wait_s: float) -> EvaluationFailed:
+    return EvaluationFailed(
+        f"every Dask worker was lost (none came back within {wait_s:g} s); "
+        "nothing was scored, run the epoch again"
+    )
+
+
+def _require_workers(client: distributed.Client, *, wait_s: float) -> None:
+    """Return once at least one worker is connected; ``EvaluationFailed`` after ``wait_s``."""
+    try:
+        client.wait_for_workers(1, timeout=wait_s)
+    except (TimeoutError, OSError):
+        raise _lost_every_worker(wait_s) from None
+
+
+def _scatter_inputs(
+    client: distributed.Client, arrays: list[np.ndarray], *, timeout_s: float
+) -> list[distributed.Future]:
+    """Broadcast the sample to every worker, within ``timeout_s`` (a stopped worker never
+    acknowledges: the whole transfer is bounded, not each connection)."""
+    _require_workers(client, wait_s=timeout_s)
+    try:
+        futures: list[distributed.Future] = client.sync(
+            client._scatter,  # the public ``scatter`` bounds only the wait for workers
+            arrays,
+            broadcast=True,
+            hash=False,
+            timeout=timeout_s,
+            callback_timeout=timeout_s,
+        )
+    except (TimeoutError, OSError, FuturesCancelledError) as exc:
+        raise EvaluationFailed(
+            f"Dask workers did not take the evaluation sample within {timeout_s:g} s "
+            f"(stopped or unreachable workers: {type(exc).__name__}); nothing was scored"
+        ) from None
+    return futures
+
+
 def evaluate_all(
     client: distributed.Client,
     jobs: list[EvalJob],
@@ -259,11 +344,14 @@ def evaluate_all(
     batch_size: int = 1024,
     device: str | None = None,
     chunk_models_max: int = CHUNK_MODELS_MAX,
+    stage_deadline_s: float | None = None,
 ) -> list[EvalResult]:
     """Evaluate ``jobs`` on the cluster behind ``client``; one result per job, sorted by uid.
 
     ``timeout_s`` bounds each task's running time (a batched chunk, or one model re-run alone);
-    ``device=None`` picks CUDA when the workers advertise a GPU resource, else CPU.
+    ``stage_deadline_s`` bounds the whole call (default :func:`evaluation_deadline_s`);
+    ``device=None`` picks CUDA when the workers advertise a GPU resource, else CPU.  Raises
+    :class:`EvaluationFailed` when the cluster itself fails (no worker left, none answering).
     """
     if not (math.isfinite(timeout_s) and timeout_s > 0):
         raise ValueError(f"timeout_s must be a positive finite number, got {timeout_s}")
@@ -275,47 +363,153 @@ def evaluate_all(
     if not jobs:
         return []
     route = cluster_route(client, device)
-    n_samples = int(labels.shape[0])
-    features_future, labels_future = client.scatter([features, labels], broadcast=True, hash=False)
-
-    def submit(function: Callable[..., object], work: object) -> distributed.Future:
-        return client.submit(
-            function,
-            work,
-            features=features_future,
-            labels=labels_future,
-            limits=limits,
-            batch_size=batch_size,
-            device=route.device,
-            resources=route.resources,
-            pure=False,
+    if stage_deadline_s is None:
+        stage_deadline_s = evaluation_deadline_s(
+            timeout_s=timeout_s, models=len(jobs), slots=route.slots
         )
-
-    results: dict[int, EvalResult] = {}
+    deadline_s = time.monotonic() + stage_deadline_s
+    inputs = _scatter_inputs(client, [features, labels], timeout_s=timeout_s)
+    options: dict[str, Any] = {
+        "limits": limits,
+        "batch_size": batch_size,
+        "device": route.device,
+        "resources": route.resources,
+        "pure": False,
+    }
     try:
-        group_futures = [submit(evaluate_group_auto, chunk) for chunk in chunks]
-        retry: list[EvalJob] = []
-        for chunk, value in zip(
-            chunks,
-            _await_tasks(client, group_futures, timeout_s=timeout_s, slots=route.slots),
-            strict=True,
-        ):
-            if _valid_group(value, chunk):
-                results.update((result.uid, result) for result in value)
-            else:
-                retry.extend(chunk)
-
-        alone_futures = [submit(evaluate_job, job) for job in retry]
-        for job, value in zip(
-            retry,
-            _await_tasks(client, alone_futures, timeout_s=timeout_s, slots=route.slots),
-            strict=True,
-        ):
-            if isinstance(value, EvalResult) and value.uid == job.uid:
-                results[job.uid] = value
-            else:
-                reason = value if isinstance(value, str) else "worker_error: malformed result"
-                results[job.uid] = failed_result(uid=job.uid, n_samples=n_samples, error=reason)
-        return [results[uid] for uid in sorted(results)]
+        # Phase 1: batched chunks reading the scattered sample.
+        group_futures = [
+            client.submit(
+                evaluate_group_auto, chunk, features=inputs[0], labels=inputs[1], **options
+            )
+            for chunk in chunks
+        ]
+        values = _await_tasks(
+            client,
+            group_futures,
+            timeout_s=timeout_s,
+            slots=route.slots,
+            stage_deadline_s=deadline_s,
+        )
     finally:
-        client.cancel([features_future, labels_future])
+        client.cancel(inputs)
+    results: dict[int, EvalResult] = {}
+    retry: list[EvalJob] = []
+    for chunk, value in zip(chunks, values, strict=True):
+        if _valid_group(value, chunk):
+            results.update((result.uid, result) for result in value)
+        else:
+            retry.extend(chunk)
+    results.update(
+        _evaluate_alone(
+            client,
+            retry,
+            features=features,
+            labels=labels,
+            options=options,
+            timeout_s=timeout_s,
+            slots=route.slots,
+            stage_deadline_s=deadline_s,
+        )
+    )
+    return [results[uid] for uid in sorted(results)]
+
+
+def _evaluate_alone(
+    client: distributed.Client,
+    retry: list[EvalJob],
+    *,
+    features: np.ndarray,
+    labels: np.ndarray,
+    options: dict[str, Any],
+    timeout_s: float,
+    slots: int,
+    stage_deadline_s: float,
+) -> dict[int, EvalResult]:
+    """Phase 2: each member of a failed chunk alone.  The sample travels inside each task (no
+    shared input a crashing worker could take down with it), so Dask can rerun a task whose
+    worker died on a restarted one."""
+    if not retry:
+        return {}
+    _require_workers(client, wait_s=min(timeout_s, WORKERS_RETURN_S_MAX))
+    futures = [
+        client.submit(evaluate_job, job, features=features, labels=labels, **options)
+        for job in retry
+    ]
+    values = _await_tasks(
+        client, futures, timeout_s=timeout_s, slots=slots, stage_deadline_s=stage_deadline_s
+    )
+    results: dict[int, EvalResult] = {}
+    for job, value in zip(retry, values, strict=True):
+        if isinstance(value, EvalResult) and value.uid == job.uid:
+            results[job.uid] = value
+        else:
+            reason = value if isinstance(value, str) else "worker_error: malformed result"
+            results[job.uid] = failed_result(
+                uid=job.uid, n_samples=int(labels.shape[0]), error=reason
+            )
+    if any(
+        result.error is not None and result.error.startswith("worker_error")
+        for result in results.values()
+    ):
+        _require_workers(client, wait_s=min(timeout_s, WORKERS_RETURN_S_MAX))
+    return results
+
+
+def _worker_pids(cluster: distributed.LocalCluster) -> list[int]:
+    pids = []
+    for worker in cluster.workers.values():
+        pid = getattr(worker, "pid", None)
+        if isinstance(pid, int) and pid != os.getpid():
+            pids.append(pid)
+    return pids
+
+
+def _call_bounded(function: Callable[[], object], *, timeout_s: float) -> bool:
+    """Run ``function`` on a daemon thread; ``True`` iff it returned within ``timeout_s``."""
+    thread = threading.Thread(target=_quiet, args=(function,), daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return not thread.is_alive()
+
+
+def _quiet(function: Callable[[], object]) -> None:
+    with contextlib.suppress(Exception):
+        function()
+
+
+@contextlib.contextmanager
+def local_cluster_client(
+    *,
+    n_workers: int = 1,
+    threads_per_worker: int = 1,
+    close_timeout_s: float = CLUSTER_CLOSE_TIMEOUT_S,
+) -> Iterator[distributed.Client]:
+    """A client on a fresh ``LocalCluster`` of worker processes bound to 127.0.0.1.
+
+    Closing is bounded: if the client and cluster do not close within ``close_timeout_s`` each
+    (a stopped worker never acknowledges), the worker processes are killed (``SIGKILL``, which
+    also ends a stopped process) and the cluster is closed again under the same bound.
+    """
+    cluster = distributed.LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    pids: list[int] = []
+    try:
+        client = distributed.Client(cluster)
+        try:
+            yield client
+        finally:
+            pids = _worker_pids(cluster)
+            _call_bounded(client.close, timeout_s=close_timeout_s)
+    finally:
+        pids = pids or _worker_pids(cluster)
+        if not _call_bounded(cluster.close, timeout_s=close_timeout_s):
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            _call_bounded(cluster.close, timeout_s=close_timeout_s)

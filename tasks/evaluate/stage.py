@@ -28,11 +28,11 @@ import numpy as np
 from evaluation_sets import EvaluationSet, load_evaluation_set
 from tasks.artifact_store import locate
 from tasks.evaluate.fanout import evaluate_all
-from tasks.evaluate.runner import EvalJob, correct_vector
+from tasks.evaluate.runner import EvalJob, correct_vector, one_line
 from tasks.evaluate.sampling import derive_seed, sample_indices
 from tasks.gather import EpochContext
 from tasks.models.families import FamilyLimits, families_for
-from tasks.remote_store import RemoteArtifactError, fetch, is_remote_uri
+from tasks.remote_store import FetchPolicy, FetchRequest, fetch_many, is_remote_uri
 
 EVAL_TIMEOUT_S_DEFAULT = 60.0
 
@@ -73,24 +73,34 @@ def family_limits(config: Mapping[str, Any], *, eval_set: EvaluationSet) -> Fami
     )
 
 
-def plan_jobs(ctx: EpochContext, *, artifacts_root: Path) -> tuple[list[EvalJob], dict[int, str]]:
-    """One job per neuron with a committed artifact; neurons whose artifact is missing fail."""
-    jobs: list[EvalJob] = []
+def plan_jobs(
+    ctx: EpochContext, *, artifacts_root: Path, fetch_policy: FetchPolicy | None = None
+) -> tuple[list[EvalJob], dict[int, str]]:
+    """One job per neuron with a committed artifact; neurons whose artifact is missing fail.
+
+    An artifact missing from the local store is fetched from its committed uri only if
+    ``fetch_policy`` allows that uri (default: no remote store, every remote uri refused);
+    fetches run in parallel under the policy's per-model deadline (``tasks.remote_store``).
+    """
+    policy = fetch_policy if fetch_policy is not None else FetchPolicy()
     errors: dict[int, str] = {}
+    requests: list[FetchRequest] = []
     for neuron in ctx.neurons:
         if neuron.artifact_digest is None:
             continue
         stored = locate(artifacts_root, neuron.artifact_digest)
         if not stored.model_path.exists() and is_remote_uri(neuron.artifact_uri):
-            try:
-                stored = fetch(
-                    str(neuron.artifact_uri),
-                    digest=neuron.artifact_digest,
-                    cache_root=artifacts_root,
-                )
-            except RemoteArtifactError as exc:
-                errors[neuron.uid] = f"unreadable: {exc}"
-                continue
+            requests.append(
+                FetchRequest(neuron.uid, str(neuron.artifact_uri), neuron.artifact_digest)
+            )
+    for outcome in fetch_many(requests, policy=policy, cache_root=artifacts_root):
+        if outcome.error is not None:
+            errors[outcome.uid] = one_line(f"unreadable: {outcome.error}")
+    jobs: list[EvalJob] = []
+    for neuron in ctx.neurons:
+        if neuron.artifact_digest is None or neuron.uid in errors:
+            continue
+        stored = locate(artifacts_root, neuron.artifact_digest)
         if not stored.model_path.exists():
             errors[neuron.uid] = f"artifact {neuron.artifact_digest[:12]} is not in the store"
             continue
@@ -132,8 +142,14 @@ def evaluate_epoch(
     client: distributed.Client,
     artifacts_root: Path,
     timeout_s: float = EVAL_TIMEOUT_S_DEFAULT,
+    fetch_policy: FetchPolicy | None = None,
 ) -> EvaluationOutcome:
-    """Evaluate every submission once; score it for every hosted validator on its subsample."""
+    """Evaluate every submission once; score it for every hosted validator on its subsample.
+
+    Remote artifacts are fetched under ``fetch_policy`` (see :func:`plan_jobs`); the Dask stage
+    is bounded by :func:`tasks.evaluate.fanout.evaluation_deadline_s` and raises
+    :class:`tasks.evaluate.fanout.EvaluationFailed` when the cluster itself fails.
+    """
     eval_set = load_evaluation_set(str(ctx.config["evaluation_set"]))
     features, labels = eval_set.arrays("test")
     if eval_set.content_hash != ctx.config.get("evaluation_set_hash", eval_set.content_hash):
@@ -142,7 +158,7 @@ def evaluate_epoch(
             f"subnet committed {str(ctx.config['evaluation_set_hash'])[:16]}…"
         )
     limits = family_limits(ctx.config, eval_set=eval_set)
-    jobs, errors = plan_jobs(ctx, artifacts_root=artifacts_root)
+    jobs, errors = plan_jobs(ctx, artifacts_root=artifacts_root, fetch_policy=fetch_policy)
     epoch_rows, positions = validator_positions(ctx, population=len(labels))
     if not positions:
         return EvaluationOutcome(scores={}, errors=errors, sample_size=0)
