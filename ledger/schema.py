@@ -24,6 +24,7 @@ RAO_PER_TAO = 1_000_000_000
 class Kind(StrEnum):
     """Every kind of ledger entry. System kinds are produced only by genesis and the epoch flow."""
 
+    NETWORK = "network"
     GENESIS_MINT = "genesis_mint"
     TRANSFER = "transfer"
     ADD_STAKE = "add_stake"
@@ -45,6 +46,7 @@ class Kind(StrEnum):
 
 SYSTEM_KINDS = frozenset(
     {
+        Kind.NETWORK,
         Kind.GENESIS_MINT,
         Kind.EPOCH,
         Kind.EMISSION_OWNER,

@@ -1,24 +1,34 @@
-"""Transaction signatures: what is signed, by which key, and how it is checked.
+"""Transaction signatures: what is signed, by which key, for which network, and how it is checked.
 
 Invariants:
-- The signed message is a domain tag followed by the canonical JSON of every field of the
-  transaction except the signature, so changing any field (amount, nonce, payload, id, …)
-  invalidates the signature.
+- The signed message is a domain tag, the network id (``ledger.network``; "" for a ledger
+  without a network entry) and the canonical JSON of every field of the transaction except the
+  signature, so changing any field (amount, nonce, payload, id, …) or the network invalidates it.
+- The ``signature`` field is ``NETWORK_ID_BYTES`` naming the network it was signed for, then the
+  64-byte ed25519 signature. A signature made for another network is refused as
+  ``SIGNED_FOR_ANOTHER_NETWORK`` (the prefix does not name this network) or, if the prefix was
+  relabelled, as a bad signature (the message includes the network id): never accepted.
 - Funds and registrations are authorised by the coldkey (``coldkey`` field); submissions and
   weights by the hotkey (``hotkey`` field). Account ids are 64-hex-digit ed25519 public keys.
-- System entries (genesis, epoch, emissions) carry no signature; only the network produces them
-  (the ledger refuses them from users).
+- System entries (network, genesis, epoch, emissions) carry no signature; only the network
+  produces them (the ledger refuses them from users).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import fields
+from typing import Final
 
-from ledger.keys import Keypair, is_account_id, verify_signature
+from ledger.keys import SIGNATURE_BYTES, Keypair, is_account_id, verify_signature
 from ledger.schema import SIGNED_BY_COLDKEY, SIGNED_BY_HOTKEY, SYSTEM_KINDS, Tx, canonical_json
 
-DOMAIN_TAG = b"taoflow-tx-v1\x00"
+DOMAIN_TAG: Final = b"taoflow-tx-v2\x00"
+NETWORK_ID_BYTES: Final = 32
+SIGNATURE_FIELD_BYTES: Final = NETWORK_ID_BYTES + SIGNATURE_BYTES
+NO_NETWORK: Final = bytes(NETWORK_ID_BYTES)
+"""The prefix of a signature made on a ledger that has no network entry (unit tests)."""
+SIGNED_FOR_ANOTHER_NETWORK: Final = "signed for another network"
 
 
 def signer_of(tx: Tx) -> str | None:
@@ -30,24 +40,35 @@ def signer_of(tx: Tx) -> str | None:
     return None
 
 
-def signing_message(tx: Tx) -> bytes:
+def network_prefix(network_id: str) -> bytes:
+    """The 32 bytes that name ``network_id`` (a sha256 hex) in a signature; zeros for ""."""
+    if network_id == "":
+        return NO_NETWORK
+    raw = bytes.fromhex(network_id)
+    if len(raw) != NETWORK_ID_BYTES:
+        raise ValueError("network id must be 64 hex digits")
+    return raw
+
+
+def signing_message(tx: Tx, network_id: str) -> bytes:
     body = {f.name: getattr(tx, f.name) for f in fields(tx) if f.name != "signature"}
     body["kind"] = str(tx.kind)
-    return DOMAIN_TAG + canonical_json(body).encode()
+    return DOMAIN_TAG + network_id.encode() + b"\x00" + canonical_json(body).encode()
 
 
-def sign(tx: Tx, keypair: Keypair) -> Tx:
-    """``tx`` signed by ``keypair`` (which must be its signer)."""
+def sign(tx: Tx, keypair: Keypair, *, network_id: str) -> Tx:
+    """``tx`` signed by ``keypair`` (which must be its signer) for the network ``network_id``."""
     signer = signer_of(tx)
     if signer is None:
         raise ValueError(f"{tx.kind} entries are not signed")
     if signer != keypair.public_hex:
         raise ValueError(f"{tx.kind} must be signed by {signer[:16]}…, not this key")
-    return dataclasses.replace(tx, signature=keypair.sign(signing_message(tx)))
+    signature = network_prefix(network_id) + keypair.sign(signing_message(tx, network_id))
+    return dataclasses.replace(tx, signature=signature)
 
 
-def signature_problem(tx: Tx) -> str | None:
-    """Why ``tx``'s signature is not acceptable, or None if it is."""
+def signature_problem(tx: Tx, *, network_id: str) -> str | None:
+    """Why ``tx``'s signature is not acceptable on the network ``network_id``, or None."""
     if tx.kind in SYSTEM_KINDS:
         return None if tx.signature == b"" else "system entries carry no signature"
     signer = signer_of(tx)
@@ -57,6 +78,14 @@ def signature_problem(tx: Tx) -> str | None:
         return f"signer {signer[:20]!r} is not an account id (64 hex digits)"
     if not tx.signature:
         return "missing signature"
-    if not verify_signature(public_hex=signer, message=signing_message(tx), signature=tx.signature):
+    if not isinstance(tx.signature, bytes) or len(tx.signature) != SIGNATURE_FIELD_BYTES:
+        return "bad signature"
+    if tx.signature[:NETWORK_ID_BYTES] != network_prefix(network_id):
+        return SIGNED_FOR_ANOTHER_NETWORK
+    if not verify_signature(
+        public_hex=signer,
+        message=signing_message(tx, network_id),
+        signature=tx.signature[NETWORK_ID_BYTES:],
+    ):
         return "bad signature"
     return None

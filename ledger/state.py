@@ -10,10 +10,22 @@ Invariants (checked with explicit exceptions, see ``check_supply``):
 - Supply identity: ``issued_rao − burned_rao == Σ balances + Σ stakes + Σ locked``.
 - Transaction ids are idempotent: the same id with the same content is ``Exists``; the same id
   with other content is ``Rejected``.
-- An epoch of a subnet is paid at most once, in order (epoch k+1 only after epoch k), and the
-  emission entries of an epoch add up exactly to the amount its ``epoch`` entry announces.
-- Every user transaction is signed by its signer (``ledger.signing``) and carries the signer's
-  next nonce (1, 2, 3, …), so a signed transaction cannot be replayed under another id.
+- The ``network`` entry (``ledger.network``) can only be a ledger's first transaction; its id is
+  what every user transaction signs, so a transaction signed for another network is refused.
+- Every user transaction is signed by its signer (``ledger.signing``) for this network and
+  carries the signer's next nonce (1, 2, 3, …), so it cannot be replayed under another id.
+- Every user transaction burns the network's ``tx_fee_rao`` from the signer's coldkey (for
+  hotkey-signed kinds: the hotkey owner's), checked with the amount it spends before anything
+  changes. Transfers, stakes and unstakes of 0 rao are refused. A ledger without a network entry
+  (unit tests) charges no fee. Genesis transactions pay the fee too: no phase is free.
+- The ledger owns the money rules (``ledger.payouts``): an ``epoch`` entry announces exactly what
+  the schedule owes the subnet at that point and the exact split leaves; while it is open, each
+  emission entry must be one the recomputed plan owes (right kind, uid, registered hotkey,
+  coldkey and amount), at most once, never an incentive to a uid rejected by the evaluation. An
+  epoch is paid in order (k+1 only after k is fully paid), and ``check_epochs_complete`` at the
+  end of every batch refuses an epoch that was announced but not fully paid.
+- One place per kind: ``_RULES`` maps every ``Kind`` to its (check, apply) pair; ``apply`` runs
+  the check and only then the change.
 - Only ``epoch`` entries move the block height; registrations and subnets record the block at
   which they were applied, never a block the sender chose.
 - A validator's take is within [0, ``TAKE_MAX_PPM``]; it can be lowered at any time but raised
@@ -24,15 +36,25 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ledger.errors import SupplyIdentityViolated
 from ledger.keys import is_account_id
 from ledger.names import check_subnet_name
+from ledger.network import NetworkParams
+from ledger.payouts import (
+    EpochPlan,
+    EpochShares,
+    PayoutEntry,
+    Recipient,
+    plan_epoch,
+    split_ppm_of,
+    subnet_emission_rao,
+)
 from ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
-from ledger.schema import EMISSION_KINDS, SYSTEM_KINDS, Kind, Tx, canonical_json
+from ledger.schema import SIGNED_BY_HOTKEY, SYSTEM_KINDS, Kind, Tx, canonical_json
 from ledger.signing import signature_problem, signer_of
 from ledger.submissions import HISTORY_MAX, SubmissionCommit, SubmissionPolicy, submission_binding
 
@@ -49,6 +71,8 @@ EPOCH_PAYLOAD_CHARS_MAX = 64 * 1024 * 1024
 FIELD_CHARS_MAX = 128
 PROPOSAL_TEXT_CHARS_MAX = 4_000
 PROPOSAL_OPTIONS_MAX = 16
+AMOUNT_MUST_BE_POSITIVE: Final = "amount must be positive"
+_SPENDS_BALANCE = frozenset({Kind.TRANSFER, Kind.ADD_STAKE, Kind.SUBNET_CREATE, Kind.REGISTER})
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,16 @@ class Rejected:
 
 
 Outcome = Applied | Exists | Rejected
+PayKey = tuple[Kind, int, str]
+
+
+@dataclass
+class OpenEpoch:
+    """An announced epoch while its emission entries are being applied."""
+
+    due: dict[PayKey, PayoutEntry]
+    paid: set[PayKey]
+    rejected_uids: frozenset[int]
 
 
 @dataclass(frozen=True)
@@ -131,8 +165,12 @@ class LedgerState:
     revealed_weights: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     proposals: dict[str, dict[str, Any]] = field(default_factory=dict)
     votes: dict[tuple[str, str], int] = field(default_factory=dict)
-    epoch_unpaid_rao: dict[tuple[str, int], int] = field(default_factory=dict)
+    open_epochs: dict[tuple[str, int], OpenEpoch] = field(default_factory=dict)
     tx_contents: dict[str, tuple[object, ...]] = field(default_factory=dict)
+    network: NetworkParams | None = None
+    network_id: str = ""
+    """The network entry's id ("" while there is none); what user transactions sign."""
+    _plan_memo: tuple[str, EpochPlan] | None = field(default=None, repr=False, compare=False)
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -183,11 +221,71 @@ class LedgerState:
 
     def check_epochs_complete(self) -> None:
         """Raise ``SupplyIdentityViolated`` if an announced epoch emission was not fully paid."""
-        for (subnet, epoch), unpaid in self.epoch_unpaid_rao.items():
-            if unpaid != 0:
-                raise SupplyIdentityViolated(
-                    f"epoch {epoch} of {subnet!r}: {unpaid} rao announced but not paid"
-                )
+        for (subnet, epoch), open_epoch in self.open_epochs.items():
+            unpaid = sum(entry.amount_rao for entry in open_epoch.due.values())
+            raise SupplyIdentityViolated(
+                f"epoch {epoch} of {subnet!r}: {unpaid} rao announced but not paid"
+            )
+
+    @property
+    def tx_fee_rao(self) -> int:
+        """What every user transaction burns (0 on a ledger without a network entry)."""
+        return 0 if self.network is None else self.network.tx_fee_rao
+
+    def fee_payer(self, tx: Tx) -> str | None:
+        """The coldkey that pays ``tx``'s fee (None for system entries or an unowned hotkey)."""
+        if tx.kind in SIGNED_BY_HOTKEY:
+            return self.hotkey_owner.get(tx.hotkey)
+        return signer_of(tx)
+
+    def scheduled_emission_rao(self, subnet: str) -> int:
+        """What the schedule owes ``subnet``'s next epoch now (ValueError on a bad config)."""
+        shares = {}
+        for name, info in self.subnets.items():
+            share = info.config.get("emission_share", 1)
+            if not isinstance(share, int) or isinstance(share, bool) or share < 0:
+                raise ValueError(f"emission_share of {name!r} must be a non-negative integer")
+            shares[name] = share
+        tempo = self.subnets[subnet].config.get("tempo_blocks")
+        if not isinstance(tempo, int) or isinstance(tempo, bool) or tempo < 1:
+            raise ValueError(f"tempo_blocks of {subnet!r} must be a positive integer")
+        return subnet_emission_rao(
+            issued_rao=self.issued_rao, blocks=tempo, emission_shares=shares, subnet=subnet
+        )
+
+    def recipients(self, subnet: str) -> dict[int, Recipient]:
+        """Every uid of ``subnet`` with its take and stakers, as the epoch split reads them."""
+        neurons = self.neurons.get(subnet, {})
+        hotkeys = {n.hotkey for n in neurons.values()}
+        stakers: dict[str, list[tuple[str, int]]] = {}
+        for (coldkey, hotkey), stake in self.stakes.items():  # one pass over every stake
+            if stake > 0 and hotkey in hotkeys:
+                stakers.setdefault(hotkey, []).append((coldkey, stake))
+        return {
+            uid: Recipient(
+                uid=uid,
+                hotkey=n.hotkey,
+                coldkey=n.coldkey,
+                take_ppm=self.take_ppm(n.hotkey),
+                stakers=tuple(sorted(stakers.get(n.hotkey, []))),
+            )
+            for uid, n in sorted(neurons.items())
+        }
+
+    def epoch_plan(self, subnet: str, shares: EpochShares) -> EpochPlan:
+        """The exact payouts of ``subnet``'s next epoch with consensus ``shares``, right now.
+
+        Raises ``ValueError`` (one line) if the subnet's configuration cannot be split by.
+        """
+        info = self.subnets[subnet]
+        return plan_epoch(
+            scheduled_rao=self.scheduled_emission_rao(subnet),
+            shares=shares,
+            split_ppm=split_ppm_of(info.config),
+            recipients=self.recipients(subnet),
+            owner_coldkey=info.owner_coldkey,
+            owner_hotkey=info.owner_hotkey,
+        )
 
     # ---- rules ---------------------------------------------------------------------------
 
@@ -208,7 +306,7 @@ class LedgerState:
         if shape is not None:
             return Rejected(tx.tx_id, shape)
         if check_signatures:
-            problem = signature_problem(tx)
+            problem = signature_problem(tx, network_id=self.network_id)
             if problem is not None:
                 return Rejected(tx.tx_id, problem)
         signer = signer_of(tx)
@@ -217,87 +315,130 @@ class LedgerState:
                 tx.tx_id,
                 f"nonce {tx.nonce} is not the signer's next nonce {self.next_nonce(signer)}",
             )
-        reason = self._check(tx)
+        rule = _RULES.get(tx.kind)
+        if rule is None:
+            return Rejected(tx.tx_id, f"unknown transaction kind {tx.kind!r}")
+        check, change = rule
+        reason = check(self, tx)
+        if reason is None and signer is not None:
+            reason = self._fee_problem(tx)
         if reason is not None:
             return Rejected(tx.tx_id, reason)
-        self._mutate(tx)
+        change(self, tx)
         if signer is not None:
+            self._burn_fee(tx)
             self.nonces[signer] = tx.nonce
         self.tx_contents[tx.tx_id] = tx.content()
         return Applied(tx.tx_id)
 
-    def _check(self, tx: Tx) -> str | None:
-        k = tx.kind
-        if k == Kind.GENESIS_MINT:
-            if not tx.coldkey:
-                return "genesis mint needs a coldkey"
-            if self.last_epoch:
-                return "genesis mints are only allowed before the first epoch"
+    def _fee_problem(self, tx: Tx) -> str | None:
+        fee = self.tx_fee_rao
+        if fee == 0:
             return None
-        if k == Kind.TRANSFER:
-            if not is_account_id(tx.dest) or tx.dest == tx.coldkey:
-                return "transfer needs a destination account other than the source"
-            return self._need_balance(tx.coldkey, tx.amount_rao)
-        if k == Kind.ADD_STAKE:
-            if tx.hotkey not in self.hotkey_owner:
-                return f"hotkey {tx.hotkey!r} is not registered"
-            if tx.amount_rao == 0:
-                return "stake amount must be positive"
-            return self._need_balance(tx.coldkey, tx.amount_rao)
-        if k == Kind.REMOVE_STAKE:
-            have = self.stake(coldkey=tx.coldkey, hotkey=tx.hotkey)
-            if tx.amount_rao == 0 or tx.amount_rao > have:
-                return f"cannot unstake {tx.amount_rao} rao: {have} rao staked"
-            return None
-        if k == Kind.SUBNET_CREATE:
-            if (name_problem := check_subnet_name(tx.subnet)) is not None:
-                return name_problem
-            if tx.subnet in self.subnets:
-                return f"subnet {tx.subnet!r} already exists or has no name"
-            if not tx.hotkey or self.hotkey_owner.get(tx.hotkey, tx.coldkey) != tx.coldkey:
-                return "owner hotkey belongs to another coldkey"
-            return self._need_balance(tx.coldkey, tx.amount_rao)
-        if k == Kind.REGISTER:
-            return self._check_register(tx)
-        if k == Kind.SUBMISSION_COMMIT:
-            return self._check_submission(tx)
-        if k == Kind.EPOCH:
-            if tx.subnet not in self.subnets:
-                return f"unknown subnet {tx.subnet!r}"
-            expected = self.last_epoch.get(tx.subnet, -1) + 1
-            if tx.epoch != expected:
-                return f"epoch {tx.epoch} of {tx.subnet!r} out of order: next is {expected}"
-            if tx.block < self.block:
-                return f"block {tx.block} is before the current block {self.block}"
-            return None
-        if k == Kind.SET_TAKE:
-            return self._check_take(tx)
-        if k == Kind.WEIGHTS_COMMIT:
-            if self.uid_of(subnet=tx.subnet, hotkey=tx.hotkey) is None:
-                return f"hotkey {tx.hotkey!r} is not registered on {tx.subnet!r}"
-            if not _is_hex_hash(tx.payload_dict().get("commit_hash")):
-                return "weights commit needs a 64-hex-digit commit_hash"
-            return None
-        if k == Kind.WEIGHTS_REVEAL:
-            return self._check_reveal(tx)
-        if k == Kind.PROPOSAL:
-            return _proposal_problem(tx.payload_dict())
-        if k == Kind.VOTE:
-            return self._check_vote(tx)
-        if k in EMISSION_KINDS:
-            unpaid = self.epoch_unpaid_rao.get((tx.subnet, tx.epoch))
-            if unpaid is None:
-                return f"no open epoch {tx.epoch} of {tx.subnet!r} to pay"
-            if tx.amount_rao > unpaid:
-                return f"pays {tx.amount_rao} rao but only {unpaid} rao remain in the epoch"
-            if k in (Kind.EMISSION_INCENTIVE, Kind.EMISSION_DIVIDEND) and (
-                self.hotkey_owner.get(tx.hotkey) != tx.coldkey
-            ):
-                return f"hotkey {tx.hotkey!r} is not owned by {tx.coldkey!r}"
-            if k == Kind.EMISSION_DELEGATOR and tx.hotkey not in self.hotkey_owner:
-                return f"hotkey {tx.hotkey!r} is not registered"
-            return None
-        return f"unknown transaction kind {k!r}"
+        payer = self.fee_payer(tx)
+        if payer is None:
+            return f"hotkey {tx.hotkey!r} has no coldkey to pay the fee"
+        spends = tx.amount_rao if tx.kind in _SPENDS_BALANCE else 0
+        have = self.balance(payer)
+        if spends + fee > have:
+            return (
+                f"insufficient balance for the fee: {payer!r} has {have} rao, needs "
+                f"{spends} + {fee} fee rao"
+            )
+        return None
+
+    def _burn_fee(self, tx: Tx) -> None:
+        fee = self.tx_fee_rao
+        payer = self.fee_payer(tx)
+        if fee and payer is not None:
+            self._debit(payer, fee)
+            self.burned_rao += fee
+
+    # -- network and money movements --
+
+    def _check_network(self, tx: Tx) -> str | None:
+        if self.network is not None:
+            return "the network entry can appear only once"
+        if self.tx_contents:
+            return "the network entry must be the ledger's first transaction"
+        if tx.amount_rao or tx.subnet or tx.coldkey or tx.hotkey or tx.dest:
+            return "the network entry carries only its payload"
+        try:
+            NetworkParams.from_payload(tx.payload_dict())
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def _apply_network(self, tx: Tx) -> None:
+        self.network = NetworkParams.from_payload(tx.payload_dict())
+        self.network_id = self.network.network_id
+
+    def _check_mint(self, tx: Tx) -> str | None:
+        if not tx.coldkey:
+            return "genesis mint needs a coldkey"
+        if self.last_epoch:
+            return "genesis mints are only allowed before the first epoch"
+        return None
+
+    def _apply_mint(self, tx: Tx) -> None:
+        self.issued_rao += tx.amount_rao
+        self._credit(tx.coldkey, tx.amount_rao)
+
+    def _check_transfer(self, tx: Tx) -> str | None:
+        if tx.amount_rao == 0:
+            return AMOUNT_MUST_BE_POSITIVE
+        if not is_account_id(tx.dest) or tx.dest == tx.coldkey:
+            return "transfer needs a destination account other than the source"
+        return self._need_balance(tx.coldkey, tx.amount_rao)
+
+    def _apply_transfer(self, tx: Tx) -> None:
+        self._debit(tx.coldkey, tx.amount_rao)
+        self._credit(tx.dest, tx.amount_rao)
+
+    def _check_add_stake(self, tx: Tx) -> str | None:
+        if tx.amount_rao == 0:
+            return AMOUNT_MUST_BE_POSITIVE
+        if tx.hotkey not in self.hotkey_owner:
+            return f"hotkey {tx.hotkey!r} is not registered"
+        return self._need_balance(tx.coldkey, tx.amount_rao)
+
+    def _apply_add_stake(self, tx: Tx) -> None:
+        self._debit(tx.coldkey, tx.amount_rao)
+        self._add_stake(coldkey=tx.coldkey, hotkey=tx.hotkey, amount_rao=tx.amount_rao)
+
+    def _check_remove_stake(self, tx: Tx) -> str | None:
+        if tx.amount_rao == 0:
+            return AMOUNT_MUST_BE_POSITIVE
+        have = self.stake(coldkey=tx.coldkey, hotkey=tx.hotkey)
+        if tx.amount_rao > have:
+            return f"cannot unstake {tx.amount_rao} rao: {have} rao staked"
+        return None
+
+    def _apply_remove_stake(self, tx: Tx) -> None:
+        self._add_stake(coldkey=tx.coldkey, hotkey=tx.hotkey, amount_rao=-tx.amount_rao)
+        self._credit(tx.coldkey, tx.amount_rao)
+
+    def _check_subnet_create(self, tx: Tx) -> str | None:
+        if (name_problem := check_subnet_name(tx.subnet)) is not None:
+            return name_problem
+        if tx.subnet in self.subnets:
+            return f"subnet {tx.subnet!r} already exists or has no name"
+        if not tx.hotkey or self.hotkey_owner.get(tx.hotkey, tx.coldkey) != tx.coldkey:
+            return "owner hotkey belongs to another coldkey"
+        return self._need_balance(tx.coldkey, tx.amount_rao)
+
+    def _apply_subnet_create(self, tx: Tx) -> None:
+        self._debit(tx.coldkey, tx.amount_rao)
+        self.locked[tx.subnet] = tx.amount_rao
+        self.hotkey_owner[tx.hotkey] = tx.coldkey
+        self.subnets[tx.subnet] = Subnet(
+            name=tx.subnet,
+            owner_coldkey=tx.coldkey,
+            owner_hotkey=tx.hotkey,
+            created_block=self.block,
+            config=tx.payload_dict(),
+        )
+        self.neurons[tx.subnet] = {}
 
     def _check_register(self, tx: Tx) -> str | None:
         subnet = self.subnets.get(tx.subnet)
@@ -444,128 +585,215 @@ class LedgerState:
         else:
             self.stakes.pop(key, None)
 
-    def _mutate(self, tx: Tx) -> None:
-        k, amount = tx.kind, tx.amount_rao
-        if k == Kind.GENESIS_MINT:
-            self.issued_rao += amount
+    # -- neurons, submissions, weights, governance --
+
+    def _apply_register(self, tx: Tx) -> None:
+        amount = tx.amount_rao
+        self._debit(tx.coldkey, amount)
+        self.burned_rao += amount
+        self.hotkey_owner[tx.hotkey] = tx.coldkey
+        uids = self.neurons[tx.subnet]
+        uid = len(uids)
+        if self._full(tx.subnet):
+            replaced = self._uid_to_replace(tx.subnet)
+            if replaced is None:  # guarded by _check_register
+                raise SupplyIdentityViolated("registration on a full subnet with no prunable uid")
+            old = uids.pop(replaced)
+            self.submission_history.pop((tx.subnet, old.hotkey), None)
+            self.submissions.pop((tx.subnet, old.hotkey), None)
+            self.uid_emission_rao.get(tx.subnet, {}).pop(replaced, None)
+            uid = replaced
+        policy = RegistrationPolicy.from_config(self.subnets[tx.subnet].config)
+        self.registration_cost_rao[tx.subnet] = policy.after_registration(amount)
+        uids[uid] = Neuron(
+            uid=uid,
+            hotkey=tx.hotkey,
+            coldkey=tx.coldkey,
+            registered_block=self.block,
+            role=str(tx.payload_dict().get("role", "miner")),
+            validator_settings=dict(tx.payload_dict().get("validator_settings", {})),
+        )
+
+    def _apply_submission(self, tx: Tx) -> None:
+        payload = tx.payload_dict()
+        commit = SubmissionCommit(
+            subnet=tx.subnet,
+            hotkey=tx.hotkey,
+            digest=str(payload["digest"]),
+            uri=str(payload.get("uri", "")),
+            block=self.block,
+            tx_id=tx.tx_id,
+        )
+        key = (tx.subnet, tx.hotkey)
+        self.submissions[key] = commit
+        self.submission_history[key] = (*self.submission_history.get(key, ()), commit)[
+            -HISTORY_MAX:
+        ]
+
+    def _apply_take(self, tx: Tx) -> None:
+        new = int(tx.payload_dict()["take_ppm"])
+        if new > self.take_ppm(tx.hotkey):
+            self.take_raised_block[tx.hotkey] = self.block
+        self.takes_ppm[tx.hotkey] = new
+
+    def _check_weights_commit(self, tx: Tx) -> str | None:
+        if self.uid_of(subnet=tx.subnet, hotkey=tx.hotkey) is None:
+            return f"hotkey {tx.hotkey!r} is not registered on {tx.subnet!r}"
+        if not _is_hex_hash(tx.payload_dict().get("commit_hash")):
+            return "weights commit needs a 64-hex-digit commit_hash"
+        return None
+
+    def _apply_weights_commit(self, tx: Tx) -> None:
+        commit_hash = str(tx.payload_dict()["commit_hash"])
+        self.weight_commits[(tx.subnet, tx.hotkey)] = (commit_hash, self.block)
+
+    def _apply_reveal(self, tx: Tx) -> None:
+        _, commit_block = self.weight_commits.pop((tx.subnet, tx.hotkey))
+        payload = tx.payload_dict()
+        self.revealed_weights[(tx.subnet, tx.hotkey)] = {
+            "uids": payload["uids"],
+            "weights": payload["weights"],
+            "commit_block": commit_block,
+            "reveal_block": self.block,
+        }
+
+    def _check_proposal(self, tx: Tx) -> str | None:
+        return _proposal_problem(tx.payload_dict())
+
+    def _apply_proposal(self, tx: Tx) -> None:
+        self.proposals[tx.tx_id] = {
+            **tx.payload_dict(),
+            "proposer": tx.coldkey,
+            "block": self.block,
+        }
+
+    def _apply_vote(self, tx: Tx) -> None:
+        payload = tx.payload_dict()
+        self.votes[(str(payload["proposal_id"]), tx.coldkey)] = int(payload["choice"])
+
+    # -- epochs and emissions --
+
+    def _check_epoch(self, tx: Tx) -> str | None:
+        if tx.subnet not in self.subnets:
+            return f"unknown subnet {tx.subnet!r}"
+        expected = self.last_epoch.get(tx.subnet, -1) + 1
+        if tx.epoch != expected:
+            return f"epoch {tx.epoch} of {tx.subnet!r} out of order: next is {expected}"
+        if tx.block < self.block:
+            return f"block {tx.block} is before the current block {self.block}"
+        payload = tx.payload_dict()
+        try:
+            plan = self.epoch_plan(tx.subnet, EpochShares.from_payload(payload))
+        except ValueError as exc:
+            return f"epoch {tx.epoch} of {tx.subnet!r}: {exc}"
+        if payload.get("scheduled_rao") != plan.scheduled_rao:
+            return (
+                f"epoch records a schedule of {payload.get('scheduled_rao')!r} rao but "
+                f"{tx.subnet!r} is owed exactly {plan.scheduled_rao} rao at this point"
+            )
+        if tx.amount_rao != plan.total_rao:
+            return (
+                f"epoch announces {tx.amount_rao} rao but the schedule and split pay exactly "
+                f"{plan.total_rao} rao"
+            )
+        if payload.get("unissued_rao") != plan.payouts.unissued_rao:
+            return (
+                f"epoch records {payload.get('unissued_rao')!r} rao unissued but the split "
+                f"leaves exactly {plan.payouts.unissued_rao} rao"
+            )
+        self._plan_memo = (tx.tx_id, plan)
+        return None
+
+    def _apply_epoch(self, tx: Tx) -> None:
+        memo, self._plan_memo = self._plan_memo, None
+        if memo is not None and memo[0] == tx.tx_id:
+            plan = memo[1]
+        else:
+            plan = self.epoch_plan(tx.subnet, EpochShares.from_payload(tx.payload_dict()))
+        self.block = tx.block
+        self.last_epoch[tx.subnet] = tx.epoch
+        policy = RegistrationPolicy.from_config(self.subnets[tx.subnet].config)
+        self.registration_cost_rao[tx.subnet] = policy.after_epoch(
+            self.registration_cost(tx.subnet)
+        )
+        self.uid_emission_rao[tx.subnet] = {}
+        self.last_epoch_payload[tx.subnet] = tx.payload_dict()
+        if plan.entries:
+            self.open_epochs[(tx.subnet, tx.epoch)] = OpenEpoch(
+                due={entry.key: entry for entry in plan.entries},
+                paid=set(),
+                rejected_uids=plan.rejected_uids,
+            )
+
+    def _check_emission(self, tx: Tx) -> str | None:
+        open_epoch = self.open_epochs.get((tx.subnet, tx.epoch))
+        if open_epoch is None:
+            return f"no open epoch {tx.epoch} of {tx.subnet!r} to pay"
+        key = (tx.kind, tx.uid, tx.coldkey)
+        if key in open_epoch.paid:
+            return f"{tx.kind} of uid {tx.uid} to {tx.coldkey[:16]}… already paid this epoch"
+        if tx.kind == Kind.EMISSION_INCENTIVE and tx.uid in open_epoch.rejected_uids:
+            return f"uid {tx.uid} is listed with an evaluation error and earns no incentive"
+        if tx.kind != Kind.EMISSION_OWNER:
+            neuron = self.neurons.get(tx.subnet, {}).get(tx.uid)
+            if neuron is None or neuron.hotkey != tx.hotkey:
+                return (
+                    f"hotkey {tx.hotkey[:16]!r} is not registered on {tx.subnet!r} at uid {tx.uid}"
+                )
+        due = open_epoch.due.get(key)
+        if due is None:
+            return f"no {tx.kind} is due to {tx.coldkey[:16]}… at uid {tx.uid} in this epoch"
+        if due.hotkey != tx.hotkey:
+            return f"{tx.kind} of uid {tx.uid} must be paid on hotkey {due.hotkey[:16]}…"
+        if tx.amount_rao != due.amount_rao:
+            return (
+                f"{tx.kind} of uid {tx.uid} must be exactly {due.amount_rao} rao, "
+                f"not {tx.amount_rao}"
+            )
+        return None
+
+    def _apply_emission(self, tx: Tx) -> None:
+        amount = tx.amount_rao
+        epoch_key = (tx.subnet, tx.epoch)
+        open_epoch = self.open_epochs[epoch_key]
+        key = (tx.kind, tx.uid, tx.coldkey)
+        del open_epoch.due[key]
+        open_epoch.paid.add(key)
+        if not open_epoch.due:
+            del self.open_epochs[epoch_key]
+        self.issued_rao += amount
+        if tx.kind != Kind.EMISSION_OWNER and tx.uid >= 0:
+            per_uid = self.uid_emission_rao.setdefault(tx.subnet, {})
+            per_uid[tx.uid] = per_uid.get(tx.uid, 0) + amount
+        if tx.kind == Kind.EMISSION_OWNER:
             self._credit(tx.coldkey, amount)
-        elif k == Kind.TRANSFER:
-            self._debit(tx.coldkey, amount)
-            self._credit(tx.dest, amount)
-        elif k == Kind.ADD_STAKE:
-            self._debit(tx.coldkey, amount)
+        else:
             self._add_stake(coldkey=tx.coldkey, hotkey=tx.hotkey, amount_rao=amount)
-        elif k == Kind.REMOVE_STAKE:
-            self._add_stake(coldkey=tx.coldkey, hotkey=tx.hotkey, amount_rao=-amount)
-            self._credit(tx.coldkey, amount)
-        elif k == Kind.SUBNET_CREATE:
-            self._debit(tx.coldkey, amount)
-            self.locked[tx.subnet] = amount
-            self.hotkey_owner[tx.hotkey] = tx.coldkey
-            self.subnets[tx.subnet] = Subnet(
-                name=tx.subnet,
-                owner_coldkey=tx.coldkey,
-                owner_hotkey=tx.hotkey,
-                created_block=self.block,
-                config=tx.payload_dict(),
-            )
-            self.neurons[tx.subnet] = {}
-        elif k == Kind.REGISTER:
-            self._debit(tx.coldkey, amount)
-            self.burned_rao += amount
-            self.hotkey_owner[tx.hotkey] = tx.coldkey
-            uids = self.neurons[tx.subnet]
-            uid = len(uids)
-            if self._full(tx.subnet):
-                replaced = self._uid_to_replace(tx.subnet)
-                if replaced is None:  # guarded by _check_register
-                    raise SupplyIdentityViolated(
-                        "registration on a full subnet with no prunable uid"
-                    )
-                old = uids.pop(replaced)
-                self.submission_history.pop((tx.subnet, old.hotkey), None)
-                self.submissions.pop((tx.subnet, old.hotkey), None)
-                self.uid_emission_rao.get(tx.subnet, {}).pop(replaced, None)
-                uid = replaced
-            policy = RegistrationPolicy.from_config(self.subnets[tx.subnet].config)
-            self.registration_cost_rao[tx.subnet] = policy.after_registration(amount)
-            role = str(tx.payload_dict().get("role", "miner"))
-            settings = tx.payload_dict().get("validator_settings", {})
-            uids[uid] = Neuron(
-                uid=uid,
-                hotkey=tx.hotkey,
-                coldkey=tx.coldkey,
-                registered_block=self.block,
-                role=role,
-                validator_settings=dict(settings),
-            )
-        elif k == Kind.SUBMISSION_COMMIT:
-            payload = tx.payload_dict()
-            commit = SubmissionCommit(
-                subnet=tx.subnet,
-                hotkey=tx.hotkey,
-                digest=str(payload["digest"]),
-                uri=str(payload.get("uri", "")),
-                block=self.block,
-                tx_id=tx.tx_id,
-            )
-            key = (tx.subnet, tx.hotkey)
-            self.submissions[key] = commit
-            self.submission_history[key] = (*self.submission_history.get(key, ()), commit)[
-                -HISTORY_MAX:
-            ]
-        elif k == Kind.SET_TAKE:
-            new = int(tx.payload_dict()["take_ppm"])
-            if new > self.take_ppm(tx.hotkey):
-                self.take_raised_block[tx.hotkey] = self.block
-            self.takes_ppm[tx.hotkey] = new
-        elif k == Kind.WEIGHTS_COMMIT:
-            commit_hash = str(tx.payload_dict()["commit_hash"])
-            self.weight_commits[(tx.subnet, tx.hotkey)] = (commit_hash, self.block)
-        elif k == Kind.WEIGHTS_REVEAL:
-            _, commit_block = self.weight_commits.pop((tx.subnet, tx.hotkey))
-            payload = tx.payload_dict()
-            self.revealed_weights[(tx.subnet, tx.hotkey)] = {
-                "uids": payload["uids"],
-                "weights": payload["weights"],
-                "commit_block": commit_block,
-                "reveal_block": self.block,
-            }
-        elif k == Kind.PROPOSAL:
-            self.proposals[tx.tx_id] = {
-                **tx.payload_dict(),
-                "proposer": tx.coldkey,
-                "block": self.block,
-            }
-        elif k == Kind.VOTE:
-            payload = tx.payload_dict()
-            self.votes[(str(payload["proposal_id"]), tx.coldkey)] = int(payload["choice"])
-        elif k == Kind.EPOCH:
-            self.block = tx.block
-            self.last_epoch[tx.subnet] = tx.epoch
-            policy = RegistrationPolicy.from_config(self.subnets[tx.subnet].config)
-            self.registration_cost_rao[tx.subnet] = policy.after_epoch(
-                self.registration_cost(tx.subnet)
-            )
-            self.uid_emission_rao[tx.subnet] = {}
-            self.last_epoch_payload[tx.subnet] = tx.payload_dict()
-            if amount:
-                self.epoch_unpaid_rao[(tx.subnet, tx.epoch)] = amount
-        else:  # emissions
-            self.issued_rao += amount
-            epoch_key = (tx.subnet, tx.epoch)
-            unpaid = self.epoch_unpaid_rao[epoch_key] - amount
-            if unpaid:
-                self.epoch_unpaid_rao[epoch_key] = unpaid
-            else:
-                del self.epoch_unpaid_rao[epoch_key]
-            if k != Kind.EMISSION_OWNER and tx.uid >= 0:
-                per_uid = self.uid_emission_rao.setdefault(tx.subnet, {})
-                per_uid[tx.uid] = per_uid.get(tx.uid, 0) + amount
-            if k == Kind.EMISSION_OWNER:
-                self._credit(tx.coldkey, amount)
-            else:
-                self._add_stake(coldkey=tx.coldkey, hotkey=tx.hotkey, amount_rao=amount)
+
+
+Check = Callable[[LedgerState, Tx], str | None]
+Change = Callable[[LedgerState, Tx], None]
+_RULES: Final[dict[Kind, tuple[Check, Change]]] = {
+    Kind.NETWORK: (LedgerState._check_network, LedgerState._apply_network),
+    Kind.GENESIS_MINT: (LedgerState._check_mint, LedgerState._apply_mint),
+    Kind.TRANSFER: (LedgerState._check_transfer, LedgerState._apply_transfer),
+    Kind.ADD_STAKE: (LedgerState._check_add_stake, LedgerState._apply_add_stake),
+    Kind.REMOVE_STAKE: (LedgerState._check_remove_stake, LedgerState._apply_remove_stake),
+    Kind.SUBNET_CREATE: (LedgerState._check_subnet_create, LedgerState._apply_subnet_create),
+    Kind.REGISTER: (LedgerState._check_register, LedgerState._apply_register),
+    Kind.SUBMISSION_COMMIT: (LedgerState._check_submission, LedgerState._apply_submission),
+    Kind.SET_TAKE: (LedgerState._check_take, LedgerState._apply_take),
+    Kind.WEIGHTS_COMMIT: (LedgerState._check_weights_commit, LedgerState._apply_weights_commit),
+    Kind.WEIGHTS_REVEAL: (LedgerState._check_reveal, LedgerState._apply_reveal),
+    Kind.PROPOSAL: (LedgerState._check_proposal, LedgerState._apply_proposal),
+    Kind.VOTE: (LedgerState._check_vote, LedgerState._apply_vote),
+    Kind.EPOCH: (LedgerState._check_epoch, LedgerState._apply_epoch),
+    Kind.EMISSION_OWNER: (LedgerState._check_emission, LedgerState._apply_emission),
+    Kind.EMISSION_INCENTIVE: (LedgerState._check_emission, LedgerState._apply_emission),
+    Kind.EMISSION_DIVIDEND: (LedgerState._check_emission, LedgerState._apply_emission),
+    Kind.EMISSION_DELEGATOR: (LedgerState._check_emission, LedgerState._apply_emission),
+}
+"""One place per kind: the rule that checks it and the change that applies it, side by side."""
 
 
 def apply(state: LedgerState, tx: Tx) -> LedgerState | Rejected | Exists:

@@ -64,7 +64,11 @@ def commit_signed(settings: Settings, tx: Tx, keypair: Keypair) -> CommitResult:
     """Sign ``tx`` with the signer's next nonce and commit it alone, as a user transaction."""
     ledger = Ledger.open(settings.ledger_dir)
     state = ledger.state()
-    signed = sign(dataclasses.replace(tx, nonce=state.next_nonce(keypair.public_hex)), keypair)
+    signed = sign(
+        dataclasses.replace(tx, nonce=state.next_nonce(keypair.public_hex)),
+        keypair,
+        network_id=state.network_id,
+    )
     try:
         return ledger.commit([signed], allow_system=False)
     except BatchRejected as exc:

@@ -426,7 +426,29 @@ def weights_reveal(
 
 
 stake_app = typer.Typer(no_args_is_help=True, help="Stake, unstake, delegate, set your take")
-AmountOption = Annotated[float, typer.Option("--amount", min=0, help="Amount in τ")]
+AmountOption = Annotated[
+    str, typer.Option("--amount", help="Amount in τ: positive, at most 9 decimals")
+]
+AMOUNT_USAGE_EXIT_CODE = 2
+
+
+def _amount_rao(text: str) -> int:
+    """``--amount`` as exact rao (``ledger.payouts.parse_tao``); one line and exit 2 if not."""
+    from rich.markup import escape
+
+    from ledger.payouts import parse_tao
+
+    try:
+        return parse_tao(text)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(AMOUNT_USAGE_EXIT_CODE) from None
+
+
+def _tao_text(amount_rao: int) -> str:
+    """Exact τ text of ``amount_rao`` (no float rounding)."""
+    whole, frac = divmod(amount_rao, 1_000_000_000)
+    return f"{whole:,}.{frac:09d}"
 
 
 def _account_of(settings: Settings, value: str) -> str:
@@ -440,9 +462,9 @@ def _account_of(settings: Settings, value: str) -> str:
 
 
 def _stake_tx(
-    kind_name: str, *, wallet: str, hotkey: str, amount: float, home: Path | None
+    kind_name: str, *, wallet: str, hotkey: str, amount_rao: int, home: Path | None
 ) -> tuple[str, int | None]:
-    from ledger.schema import RAO_PER_TAO, Kind, Tx
+    from ledger.schema import Kind, Tx
     from taoflow.actions import ActionError, coldkey, commit_signed, new_tx_id
 
     settings = _settings(home)
@@ -455,7 +477,7 @@ def _stake_tx(
             kind,
             coldkey=cold.public_hex,
             hotkey=target,
-            amount_rao=round(amount * RAO_PER_TAO),
+            amount_rao=amount_rao,
         )
         result = commit_signed(settings, tx, cold)
     except ActionError as exc:
@@ -471,9 +493,12 @@ def stake_add(
     home: HomeOption = None,
 ) -> None:
     """Stake (or delegate) AMOUNT τ from WALLET's coldkey to a validator hotkey."""
-    target, batch = _stake_tx("add_stake", wallet=wallet, hotkey=hotkey, amount=amount, home=home)
+    amount_rao = _amount_rao(amount)
+    target, batch = _stake_tx(
+        "add_stake", wallet=wallet, hotkey=hotkey, amount_rao=amount_rao, home=home
+    )
     console.print(
-        f"[green]staked[/] {amount:,.9f} τ to {target[:16]}… (batch {batch}); "
+        f"[green]staked[/] {_tao_text(amount_rao)} τ to {target[:16]}… (batch {batch}); "
         "it counts from the next epoch"
     )
 
@@ -486,10 +511,13 @@ def stake_remove(
     home: HomeOption = None,
 ) -> None:
     """Unstake AMOUNT τ from a hotkey back to WALLET's free balance."""
+    amount_rao = _amount_rao(amount)
     target, batch = _stake_tx(
-        "remove_stake", wallet=wallet, hotkey=hotkey, amount=amount, home=home
+        "remove_stake", wallet=wallet, hotkey=hotkey, amount_rao=amount_rao, home=home
     )
-    console.print(f"[green]unstaked[/] {amount:,.9f} τ from {target[:16]}… (batch {batch})")
+    console.print(
+        f"[green]unstaked[/] {_tao_text(amount_rao)} τ from {target[:16]}… (batch {batch})"
+    )
 
 
 @stake_app.command("list")
@@ -564,9 +592,10 @@ def transfer(
     as_json: JsonOption = False,
 ) -> None:
     """Transfer AMOUNT τ from WALLET's coldkey to DEST."""
-    from ledger.schema import RAO_PER_TAO, Kind, Tx
+    from ledger.schema import Kind, Tx
     from taoflow.actions import ActionError, coldkey, commit_signed, new_tx_id
 
+    amount_rao = _amount_rao(amount)
     settings = _settings(home)
     target = _account_of(settings, dest)
     try:
@@ -576,7 +605,7 @@ def transfer(
             Kind.TRANSFER,
             coldkey=cold.public_hex,
             dest=target,
-            amount_rao=round(amount * RAO_PER_TAO),
+            amount_rao=amount_rao,
         )
         result = commit_signed(settings, tx, cold)
     except ActionError as exc:
@@ -584,5 +613,6 @@ def transfer(
     _emit(
         {"tx_id": tx.tx_id, "batch_no": result.batch_no, "amount_rao": tx.amount_rao},
         as_json=as_json,
-        text=f"[green]sent[/] {amount:,.9f} τ to {target[:16]}… (batch {result.batch_no})",
+        text=f"[green]sent[/] {_tao_text(amount_rao)} τ to {target[:16]}… "
+        f"(batch {result.batch_no})",
     )

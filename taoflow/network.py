@@ -3,6 +3,10 @@
 Imperative shell: trains real models (``tasks.miner_kit``), stores them in the content-addressed
 artifact store and writes everything to the ledger as one genesis batch with deterministic
 transaction ids, so a second genesis on the same ledger is a no-op.
+
+The batch starts with the ``network`` entry (name, the writer key that signs batches, a random
+salt, the per-transaction fee); every user transaction after it is signed for that network and
+pays the fee like any other (genesis is not free): the demo balances cover it.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import torch
 
 from evaluation_sets import EvaluationSet, load_evaluation_set
 from ledger.keys import Keypair
+from ledger.network import NetworkParams
 from ledger.registration import RegistrationPolicy
 from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
 from ledger.signing import sign, signer_of
 from ledger.store import CommitResult, Ledger
+from ledger.store.writer_key import load_or_create_writer_key
 from ledger.submissions import submission_binding
 from taoflow.wallet import create_wallet, list_wallets, load_hotkey, unlock_coldkey
 from tasks import artifact_store
@@ -29,6 +35,7 @@ from tasks.miner_kit import train_mlp
 from tasks.models.artifacts import submission_bytes
 
 SUBNET = "digits"
+NETWORK_NAME = "taoflow-demo"
 OWNER = "owner"
 LOCK_COST_RAO = 100 * RAO_PER_TAO
 REGISTRATION_COST_RAO = 1 * RAO_PER_TAO
@@ -149,7 +156,8 @@ def demo_wallets(wallets_root: Path, *, passphrase: str) -> dict[str, DemoKeys]:
 class _Signer:
     """Signs a sequence of user transactions with consecutive nonces per signer."""
 
-    def __init__(self, keys: dict[str, DemoKeys]) -> None:
+    def __init__(self, keys: dict[str, DemoKeys], *, network_id: str) -> None:
+        self.network_id = network_id
         self.by_account = {}
         for k in keys.values():
             self.by_account[k.coldkey.public_hex] = k.coldkey
@@ -162,19 +170,25 @@ class _Signer:
             return tx
         nonce = self.nonces.get(account, 0) + 1
         self.nonces[account] = nonce
-        return sign(dataclasses.replace(tx, nonce=nonce), self.by_account[account])
+        return sign(
+            dataclasses.replace(tx, nonce=nonce),
+            self.by_account[account],
+            network_id=self.network_id,
+        )
 
 
 def genesis_transactions(
     *,
     artifacts_root: Path,
     keys: dict[str, DemoKeys],
+    writer_key: Keypair,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[Tx]:
     """Train the miners, store their artifacts and return the signed genesis batch."""
     eval_set = load_evaluation_set(SUBNET)
     subnet_cfg = subnet_config(eval_set)
-    signer = _Signer(keys)
+    network = NetworkParams.create(name=NETWORK_NAME, writer_key=writer_key.public_hex)
+    signer = _Signer(keys, network_id=network.network_id)
     cold = {name: k.coldkey.public_hex for name, k in keys.items()}
     hot = {name: k.hotkey.public_hex for name, k in keys.items()}
     balances = {
@@ -183,6 +197,9 @@ def genesis_transactions(
         **{m.name: MINER_BALANCE_TAO for m in MINERS},
     }
     txs: list[Tx] = [
+        Tx("genesis/network", Kind.NETWORK, payload=canonical_json(network.to_payload()))
+    ]
+    txs += [
         Tx(
             f"genesis/mint/{name}",
             Kind.GENESIS_MINT,
@@ -274,12 +291,20 @@ def ensure_genesis(
     artifacts_root: Path,
     wallets_root: Path,
     passphrase: str,
+    writer_key_path: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> CommitResult | None:
-    """Write the genesis batch unless the ledger already has one."""
+    """Write the genesis batch unless the ledger already has one.
+
+    The network's writer key is loaded from ``writer_key_path`` (default: the one ``ledger``
+    signs batches with, ``home / "keys" / "writer.key"``), created there if missing.
+    """
     if ledger.records():
         return None
+    writer_key = load_or_create_writer_key(writer_key_path or ledger.writer_key_path)
     progress("creating and unlocking wallets")
     keys = demo_wallets(wallets_root, passphrase=passphrase)
-    txs = genesis_transactions(artifacts_root=artifacts_root, keys=keys, progress=progress)
+    txs = genesis_transactions(
+        artifacts_root=artifacts_root, keys=keys, writer_key=writer_key, progress=progress
+    )
     return ledger.commit(txs)

@@ -1,183 +1,149 @@
 """Stage 4 — emit: the epoch's exact integer payouts as one batch of ledger entries.
 
-Pure: ``epoch_transactions`` depends only on the epoch context and the consensus outputs.
+The money rules live in ``ledger.payouts`` (the ledger recomputes every epoch and refuses any
+other split); this stage only turns the ledger's plan into transactions and commits them.
 
 Invariants:
-- The batch starts with one ``epoch`` entry whose amount equals the sum of the batch's emission
-  entries (the ledger rejects the batch otherwise), and every split is exact (``split_by_weights``).
-- Owner cut → the owner's coldkey balance; miner incentive → stake on the miner's hotkey;
-  validator dividends: the validator's take (``take_ppm`` of the dividend, floored) → stake of
-  the validator's coldkey on its hotkey; the rest → every coldkey staked on the hotkey (the
-  validator's own stake included) pro rata to stake, exactly (largest remainder, ties by
-  coldkey), as stake on that hotkey (compounding). Stake is the snapshot the epoch gathered.
-- If no miner earns incentive, the miner pool goes to validators by their emission share (spec
-  §4.10 fallback). A pool that nobody can receive is not minted at all (recorded as unissued).
-- Transaction ids are derived from (subnet, epoch, kind, uid): a retried epoch is idempotent and
-  a second, different payout of the same epoch is rejected by the ledger.
+- ``epoch_transactions`` is pure: the batch starts with one ``epoch`` entry announcing exactly
+  the plan's total, whose payload records the schedule, the unissued rest, the consensus state
+  and the integer ``shares`` the ledger splits by; then one entry per planned payout.
+- ``plan_from_context`` is the plan of the state the epoch gathered (pure in the context), so
+  two runs of the same epoch propose identical batches and the second is a no-op (``Exists``).
+- If the ledger changed between gather and commit (a stake, a registration, another subnet's
+  epoch) and refuses the proposal, ``commit_epoch`` re-plans on the fresh state, at most
+  ``EMIT_ATTEMPTS_MAX`` times; an epoch another run already committed with other results is an
+  ``EpochConflict``, never a second payment.
+- Transaction ids are derived from (subnet, epoch, kind, uid[, coldkey]).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
-from ledger.emission import PPM, quantise_shares, split_by_weights, split_subnet_emission
+from ledger.errors import BatchRejected
+from ledger.payouts import (
+    DelegationSplit,
+    EpochPlan,
+    EpochShares,
+    PayoutEntry,
+    Payouts,
+    Recipient,
+    compute_payouts,
+    plan_epoch,
+    split_dividend,
+    split_ppm_of,
+)
 from ledger.schema import Kind, Tx, canonical_json
+from ledger.store import CommitResult, Ledger
 from tasks.gather import EpochContext
 
+__all__ = [
+    "DelegationSplit",
+    "EpochConflict",
+    "Payouts",
+    "commit_epoch",
+    "compute_payouts",
+    "epoch_transactions",
+    "plan_from_context",
+    "split_dividend",
+]
 
-@dataclass(frozen=True)
-class Payouts:
-    """Per-uid amounts of one epoch, in rao."""
-
-    owner_rao: int
-    incentive_rao: tuple[int, ...]
-    dividends_rao: tuple[int, ...]
-    unissued_rao: int
-
-    @property
-    def total_rao(self) -> int:
-        return self.owner_rao + sum(self.incentive_rao) + sum(self.dividends_rao)
-
-
-def compute_payouts(
-    *,
-    emission_rao: int,
-    incentive: Sequence[float],
-    dividends: Sequence[float],
-    validator_share: Sequence[float],
-    split_ppm: dict[str, int],
-) -> Payouts:
-    """Exact split of ``emission_rao`` by the consensus outputs."""
-    split = split_subnet_emission(
-        emission_rao,
-        owner_ppm=split_ppm["owner"],
-        miners_ppm=split_ppm["miners"],
-        validators_ppm=split_ppm["validators"],
-    )
-    n = len(incentive)
-    incentive_q = quantise_shares(incentive)
-    dividends_q = quantise_shares(dividends)
-    unissued = 0
-    if sum(incentive_q) > 0:
-        to_miners = split_by_weights(split.miners_rao, incentive_q)
-        validator_pool = split.validators_rao
-    else:
-        to_miners = [0] * n
-        validator_pool = split.miners_rao + split.validators_rao
-        dividends_q = quantise_shares(validator_share)
-    if sum(dividends_q) > 0:
-        to_validators = split_by_weights(validator_pool, dividends_q)
-    else:
-        to_validators = [0] * n
-        unissued += validator_pool
-    return Payouts(
-        owner_rao=split.owner_rao,
-        incentive_rao=tuple(to_miners),
-        dividends_rao=tuple(to_validators),
-        unissued_rao=unissued,
-    )
+EMIT_ATTEMPTS_MAX: Final = 3
+"""Re-plans of one epoch commit when the ledger changed between gather and commit."""
 
 
-@dataclass(frozen=True)
-class DelegationSplit:
-    """How one validator's dividend is shared: its take and each staker's part, in rao."""
-
-    take_rao: int
-    stakers_rao: tuple[tuple[str, int], ...]
+class EpochConflict(RuntimeError):
+    """The epoch was committed by another run with other results, or could not be committed."""
 
 
-def split_dividend(
-    dividend_rao: int, *, take_ppm: int, stakers: Sequence[tuple[str, int]]
-) -> DelegationSplit:
-    """Validator take first, the rest pro rata to stake; exact to the rao."""
-    if not 0 <= take_ppm <= PPM:
-        raise ValueError(f"take_ppm must be in [0, {PPM}]")
-    staked = [(coldkey, stake) for coldkey, stake in stakers if stake > 0]
-    if not staked:
-        return DelegationSplit(take_rao=dividend_rao, stakers_rao=())
-    take = dividend_rao * take_ppm // PPM
-    parts = split_by_weights(dividend_rao - take, [stake for _, stake in staked])
-    return DelegationSplit(
-        take_rao=take,
-        stakers_rao=tuple((c, part) for (c, _), part in zip(staked, parts, strict=True)),
+def plan_from_context(ctx: EpochContext, shares: EpochShares) -> EpochPlan:
+    """The ledger's plan for the epoch on the state ``ctx`` was gathered from."""
+    return plan_epoch(
+        scheduled_rao=ctx.emission_rao,
+        shares=shares,
+        split_ppm=split_ppm_of(ctx.config),
+        recipients={
+            n.uid: Recipient(
+                uid=n.uid,
+                hotkey=n.hotkey,
+                coldkey=n.coldkey,
+                take_ppm=n.take_ppm,
+                stakers=n.stakers,
+            )
+            for n in ctx.neurons
+        },
+        owner_coldkey=ctx.owner_coldkey,
+        owner_hotkey=ctx.owner_hotkey,
     )
 
 
 def epoch_transactions(
-    ctx: EpochContext, payouts: Payouts, *, consensus_state: dict[str, Any]
+    ctx: EpochContext,
+    plan: EpochPlan,
+    *,
+    shares: EpochShares,
+    consensus_state: dict[str, Any],
 ) -> list[Tx]:
-    """The epoch's ledger batch: the ``epoch`` entry, then every non-zero payout."""
+    """The epoch's ledger batch: the ``epoch`` entry, then every planned payout."""
     prefix = f"epoch/{ctx.subnet}/{ctx.epoch}"
     payload = {
         "block": ctx.block,
         "seed": ctx.seed_hex,
         "parent_hash": ctx.parent_hash,
-        "scheduled_rao": ctx.emission_rao,
-        "unissued_rao": payouts.unissued_rao,
+        "scheduled_rao": plan.scheduled_rao,
+        "unissued_rao": plan.payouts.unissued_rao,
         **consensus_state,
+        "shares": shares.to_payload(),
     }
     txs = [
-        _entry(
-            ctx, prefix, Kind.EPOCH, amount_rao=payouts.total_rao, payload=canonical_json(payload)
-        )
+        _entry(ctx, prefix, Kind.EPOCH, amount_rao=plan.total_rao, payload=canonical_json(payload))
     ]
-    if payouts.owner_rao:
-        txs.append(
-            _entry(
-                ctx,
-                f"{prefix}/owner",
-                Kind.EMISSION_OWNER,
-                coldkey=ctx.owner_coldkey,
-                hotkey=ctx.owner_hotkey,
-                amount_rao=payouts.owner_rao,
-            )
-        )
-    for neuron in ctx.neurons:
-        incentive = payouts.incentive_rao[neuron.uid]
-        if incentive:
-            txs.append(
-                _entry(
-                    ctx,
-                    f"{prefix}/{Kind.EMISSION_INCENTIVE.value}/{neuron.uid}",
-                    Kind.EMISSION_INCENTIVE,
-                    coldkey=neuron.coldkey,
-                    hotkey=neuron.hotkey,
-                    uid=neuron.uid,
-                    amount_rao=incentive,
-                )
-            )
-        dividend = payouts.dividends_rao[neuron.uid]
-        if not dividend:
-            continue
-        split = split_dividend(dividend, take_ppm=neuron.take_ppm, stakers=neuron.stakers)
-        if split.take_rao:
-            txs.append(
-                _entry(
-                    ctx,
-                    f"{prefix}/{Kind.EMISSION_DIVIDEND.value}/{neuron.uid}",
-                    Kind.EMISSION_DIVIDEND,
-                    coldkey=neuron.coldkey,
-                    hotkey=neuron.hotkey,
-                    uid=neuron.uid,
-                    amount_rao=split.take_rao,
-                )
-            )
-        for coldkey, amount in split.stakers_rao:
-            if amount:
-                txs.append(
-                    _entry(
-                        ctx,
-                        f"{prefix}/{Kind.EMISSION_DELEGATOR.value}/{neuron.uid}/{coldkey}",
-                        Kind.EMISSION_DELEGATOR,
-                        coldkey=coldkey,
-                        hotkey=neuron.hotkey,
-                        uid=neuron.uid,
-                        amount_rao=amount,
-                    )
-                )
+    txs.extend(_emission_tx(ctx, prefix, entry) for entry in plan.entries)
     return txs
+
+
+def commit_epoch(
+    ledger_dir: Path, ctx: EpochContext, shares: EpochShares, *, consensus_state: dict[str, Any]
+) -> tuple[Payouts, CommitResult]:
+    """Commit the epoch's batch, re-planning on the fresh state if the ledger moved on."""
+    plan = plan_from_context(ctx, shares)
+    for attempt in range(EMIT_ATTEMPTS_MAX):
+        txs = epoch_transactions(ctx, plan, shares=shares, consensus_state=consensus_state)
+        ledger = Ledger.open(ledger_dir)
+        try:
+            return plan.payouts, ledger.commit(txs)
+        except BatchRejected as exc:
+            state = ledger.state()
+            if state.last_epoch.get(ctx.subnet, -1) >= ctx.epoch:
+                raise EpochConflict(
+                    f"epoch {ctx.epoch} of {ctx.subnet!r} was already committed with other results"
+                ) from None
+            if attempt + 1 == EMIT_ATTEMPTS_MAX:
+                raise EpochConflict(
+                    f"epoch {ctx.epoch} of {ctx.subnet!r} not committed after "
+                    f"{EMIT_ATTEMPTS_MAX} attempts: {exc.reason}"
+                ) from None
+            plan = state.epoch_plan(ctx.subnet, shares)
+    raise EpochConflict("unreachable")  # the loop returns or raises
+
+
+def _emission_tx(ctx: EpochContext, prefix: str, entry: PayoutEntry) -> Tx:
+    if entry.kind == Kind.EMISSION_OWNER:
+        tx_id = f"{prefix}/owner"
+    elif entry.kind == Kind.EMISSION_DELEGATOR:
+        tx_id = f"{prefix}/{entry.kind.value}/{entry.uid}/{entry.coldkey}"
+    else:
+        tx_id = f"{prefix}/{entry.kind.value}/{entry.uid}"
+    return _entry(
+        ctx,
+        tx_id,
+        entry.kind,
+        coldkey=entry.coldkey,
+        hotkey=entry.hotkey,
+        uid=entry.uid,
+        amount_rao=entry.amount_rao,
+    )
 
 
 def _entry(

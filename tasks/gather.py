@@ -5,7 +5,8 @@ inputs (and its evaluation seed) are reproducible from the ledger alone.
 
 Invariants: the epoch number is the subnet's last committed epoch + 1; the current block is the
 subnet's creation block + (epoch + 1) · tempo; neurons are listed by uid; the epoch's emission is
-the subnet's share of the scheduled block rewards for its tempo (``subnet_emission_rao``).
+the subnet's share of the scheduled block rewards for its tempo, as the ledger computes it
+(``LedgerState.scheduled_emission_rao``, ``ledger.payouts.subnet_emission_rao``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.emission import emission_for_blocks, split_by_weights
 from ledger.state import LedgerState
 from ledger.submissions import SubmissionPolicy, eligible
 from tasks.evaluate.sampling import derive_seed
@@ -79,18 +79,6 @@ class EpochContext:
         return None
 
 
-def subnet_emission_rao(state: LedgerState, *, subnet: str, blocks: int) -> int:
-    """This subnet's exact share of the block rewards of ``blocks`` blocks.
-
-    Subnets share every block's reward by their ``emission_share`` (default 1 each, i.e. equal
-    shares), split exactly with ``split_by_weights`` in subnet-name order.
-    """
-    total = emission_for_blocks(issued_rao=state.issued_rao, blocks=blocks)
-    names = sorted(state.subnets)
-    shares = [int(state.subnets[name].config.get("emission_share", 1)) for name in names]
-    return split_by_weights(total, shares)[names.index(subnet)]
-
-
 def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochContext:
     """The next epoch of ``subnet`` given the committed ledger ``state`` at ``head_hash``."""
     info = state.subnets.get(subnet)
@@ -143,7 +131,7 @@ def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochCo
         epoch=epoch,
         block=block,
         tempo_blocks=tempo,
-        emission_rao=subnet_emission_rao(state, subnet=subnet, blocks=tempo),
+        emission_rao=state.scheduled_emission_rao(subnet),
         parent_hash=head_hash,
         seed_hex=seed.hex(),
         owner_coldkey=info.owner_coldkey,

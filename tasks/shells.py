@@ -25,9 +25,10 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from ledger.payouts import EpochShares
 from ledger.store import CommitResult, Ledger
 from tasks.consensus.stage import ConsensusOutcome, run_consensus
-from tasks.emit import Payouts, compute_payouts, epoch_transactions
+from tasks.emit import Payouts, commit_epoch
 from tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
 from tasks.gather import EpochContext, build_context
 from tasks.registry import ChampionCandidate
@@ -86,16 +87,22 @@ def evaluate(
 
 
 def hosted_weights(ctx: EpochContext, evaluation: EvaluationOutcome) -> dict[int, dict[int, int]]:
-    """Each hosted validator's u16 weights from its own scores (SN9 pairwise wins)."""
+    """Each hosted validator's u16 weights from its own scores (SN9 pairwise wins).
+
+    A uid whose evaluation failed (``evaluation.errors``) gets weight 0: it earns nothing.
+    """
     commit_blocks = {n.uid: n.artifact_block for n in ctx.neurons if n.artifact_block is not None}
     default = dict(ctx.config.get("validator_policy", {}))
     weights = {}
     for validator, row in evaluation.scores.items():
         neuron = ctx.neurons[validator]
         policy = ValidatorPolicy.from_settings(default, neuron.validator_settings or {})
-        scored = {uid: score for uid, score in row.items() if uid in commit_blocks}
         weights[validator] = scores_to_weights(
-            scored, commit_blocks=commit_blocks, current_block=ctx.block, policy=policy
+            {uid: score for uid, score in row.items() if uid in commit_blocks},
+            commit_blocks=commit_blocks,
+            current_block=ctx.block,
+            policy=policy,
+            rejected=frozenset(evaluation.errors),
         )
     return weights
 
@@ -118,12 +125,12 @@ def emit(
     ledger_dir: Path, ctx: EpochContext, outcome: ConsensusOutcome, evaluation: EvaluationOutcome
 ) -> tuple[Payouts, CommitResult]:
     out = outcome.outputs
-    payouts = compute_payouts(
-        emission_rao=ctx.emission_rao,
+    shares = EpochShares.from_consensus(
+        hotkeys=[n.hotkey for n in ctx.neurons],
         incentive=out.incentive.tolist(),
         dividends=out.dividends.tolist(),
         validator_share=out.validator_emission_share.tolist(),
-        split_ppm=dict(ctx.config["emission_split_ppm"]),
+        rejected_uids=frozenset(evaluation.errors),
     )
     record = {
         **outcome.state,
@@ -134,8 +141,7 @@ def emit(
             "sample_size": evaluation.sample_size,
         },
     }
-    txs = epoch_transactions(ctx, payouts, consensus_state=record)
-    return payouts, Ledger.open(ledger_dir).commit(txs)
+    return commit_epoch(ledger_dir, ctx, shares, consensus_state=record)
 
 
 @task(name="track", cache_policy=NO_CACHE)

@@ -8,7 +8,8 @@ wins over the other models; weights are the softmax of win rate / temperature, m
 u16.
 
 Invariants: weights are integers in [0, 65535]; the best model of a non-empty row gets 65535;
-a uid with no score gets no entry; a higher win rate never gets a lower weight; the result does
+a uid with no score gets no entry; a rejected uid (failed evaluation) gets exactly 0 and takes
+no part in the pairwise wins; a higher win rate never gets a lower weight; the result does
 not depend on the iteration order of the inputs.
 """
 
@@ -127,19 +128,23 @@ def scores_to_weights(
     commit_blocks: Mapping[int, int],
     current_block: int,
     policy: ValidatorPolicy,
+    rejected: frozenset[int] = frozenset(),
 ) -> dict[int, int]:
-    """u16 weights from scores: softmax of win rates, max-upscaled."""
-    if not scores:
-        return {}
+    """u16 weights from scores: softmax of win rates, max-upscaled; ``rejected`` uids get 0."""
+    zeros = {uid: 0 for uid in sorted(rejected) if uid in scores}
+    ranked = {uid: score for uid, score in scores.items() if uid not in rejected}
+    if not ranked:
+        return zeros
     rates = win_rates(
-        scores, commit_blocks=commit_blocks, current_block=current_block, policy=policy
+        ranked, commit_blocks=commit_blocks, current_block=current_block, policy=policy
     )
     top = max(rates.values())
     # exp((r − max)/T) ∈ (0, 1], so the best uid maps to exactly 65535.
-    return {
+    weights = {
         uid: math.floor(math.exp((rate - top) / policy.temperature) * U16_MAX)
-        for uid, rate in sorted(rates.items())
+        for uid, rate in rates.items()
     }
+    return dict(sorted({**weights, **zeros}.items()))
 
 
 def _clean(score: float) -> float:

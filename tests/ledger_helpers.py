@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from functools import cache
 
 from ledger.keys import Keypair
-from ledger.schema import Kind, Tx
-from ledger.signing import sign, signer_of
-from ledger.state import LedgerState
+from ledger.payouts import EpochShares
+from ledger.schema import Kind, Tx, canonical_json
+from ledger.signing import network_prefix, sign, signer_of, signing_message
+from ledger.state import Applied, LedgerState
 
 TAO = 10**9
 
@@ -40,7 +42,12 @@ def signed(state: LedgerState, tx: Tx, *, nonce: int | None = None) -> Tx:
     if keypair is None:
         raise KeyError(f"no test key for {signer[:12]}")
     chosen = state.next_nonce(signer) if nonce is None else nonce
-    return sign(dataclasses.replace(tx, nonce=chosen), keypair)
+    return sign(dataclasses.replace(tx, nonce=chosen), keypair, network_id=state.network_id)
+
+
+def raw_signature(keypair: Keypair, tx: Tx, *, network_id: str = "") -> bytes:
+    """The signature field ``keypair`` would give ``tx`` on the network ``network_id``."""
+    return network_prefix(network_id) + keypair.sign(signing_message(tx, network_id))
 
 
 NAMES = ("alice", "bob", "carol", "dave", "alice-hot", "bob-hot", "carol-hot", "eve", "frank")
@@ -48,6 +55,76 @@ NAMES = ("alice", "bob", "carol", "dave", "alice-hot", "bob-hot", "carol-hot", "
 
 def mint(tx_id: str, name: str, amount_rao: int) -> Tx:
     return Tx(tx_id, Kind.GENESIS_MINT, coldkey=acct(name), amount_rao=amount_rao)
+
+
+def epoch_batch(
+    state: LedgerState,
+    subnet: str,
+    *,
+    block: int,
+    incentive: Sequence[int] = (),
+    dividends: Sequence[int] = (),
+    validator_share: Sequence[int] = (),
+    errors: Sequence[int] = (),
+) -> list[Tx]:
+    """The valid next epoch of ``subnet`` for these integer shares (default 0 per uid).
+
+    Built from the ledger's own plan (``LedgerState.epoch_plan``), as the epoch flow does.
+    """
+    uids = state.neurons.get(subnet, {})
+    n = len(uids)
+    shares = EpochShares(
+        hotkeys=tuple(uids[u].hotkey for u in range(n)),
+        incentive_q=tuple(incentive) or (0,) * n,
+        dividends_q=tuple(dividends) or (0,) * n,
+        validator_share_q=tuple(validator_share) or (0,) * n,
+        rejected_uids=frozenset(errors),
+    )
+    plan = state.epoch_plan(subnet, shares)
+    epoch = state.last_epoch.get(subnet, -1) + 1
+    payload = {
+        "scheduled_rao": plan.scheduled_rao,
+        "unissued_rao": plan.payouts.unissued_rao,
+        "shares": shares.to_payload(),
+        "evaluation": {"errors": {str(uid): "rejected" for uid in errors}},
+    }
+    prefix = f"epoch/{subnet}/{epoch}"
+    txs = [
+        Tx(
+            prefix,
+            Kind.EPOCH,
+            subnet=subnet,
+            epoch=epoch,
+            block=block,
+            amount_rao=plan.total_rao,
+            payload=canonical_json(payload),
+        )
+    ]
+    for entry in plan.entries:
+        txs.append(
+            Tx(
+                f"{prefix}/{entry.kind.value}/{entry.uid}/{entry.coldkey}",
+                entry.kind,
+                subnet=subnet,
+                epoch=epoch,
+                block=block,
+                coldkey=entry.coldkey,
+                hotkey=entry.hotkey,
+                uid=entry.uid,
+                amount_rao=entry.amount_rao,
+            )
+        )
+    return txs
+
+
+def apply_all(state: LedgerState, txs: Sequence[Tx]) -> None:
+    """Apply ``txs`` in order, failing on the first that is not ``Applied``."""
+    for tx in txs:
+        outcome = state.apply(tx)
+        if not isinstance(outcome, Applied):
+            raise AssertionError(f"{tx.tx_id}: {outcome}")
+    state.check_supply()
+    state.check_epochs_complete()
 
 
 def concurrent_worker(

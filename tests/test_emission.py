@@ -101,7 +101,6 @@ def test_schedule_matches_block_by_block_walk(issued: int, blocks: int) -> None:
 
 def test_subnets_share_block_rewards_exactly() -> None:
     from ledger.state import LedgerState, Subnet
-    from tasks.gather import subnet_emission_rao
 
     state = LedgerState()
     for name, share in (("a", 1), ("b", 2)):
@@ -110,10 +109,10 @@ def test_subnets_share_block_rewards_exactly() -> None:
             owner_coldkey="",
             owner_hotkey="",
             created_block=0,
-            config={"emission_share": share},
+            config={"emission_share": share, "tempo_blocks": 10},
         )
     total = emission_for_blocks(issued_rao=0, blocks=10)
-    a = subnet_emission_rao(state, subnet="a", blocks=10)
-    b = subnet_emission_rao(state, subnet="b", blocks=10)
+    a = state.scheduled_emission_rao("a")
+    b = state.scheduled_emission_rao("b")
     assert a + b == total
     assert (a, b) == (total // 3, total - total // 3)  # the spare rao: largest remainder

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ledger_helpers import TAO, acct, key, mint, signed
+from ledger_helpers import TAO, acct, epoch_batch, key, mint, raw_signature, signed
 
 from ledger.errors import BatchRejected
 from ledger.schema import Kind, Tx, canonical_json
-from ledger.signing import signing_message
 from ledger.store import Ledger
 from ledger.submissions import submission_binding
 from tasks.weights import ValidatorPolicy, win_rates
@@ -108,7 +107,7 @@ def _forged(**values: Any) -> Tx:
 def _sign_forged(ledger: Ledger, tx: Tx) -> Tx:
     nonce = ledger.state().next_nonce(acct("alice"))
     object.__setattr__(tx, "nonce", nonce)
-    object.__setattr__(tx, "signature", key("alice").sign(signing_message(tx)))
+    object.__setattr__(tx, "signature", raw_signature(key("alice"), tx))
     return tx
 
 
@@ -141,7 +140,7 @@ def test_unsigned_transaction_is_rejected(ledger: Ledger) -> None:
 
 def test_transaction_signed_by_another_key_is_rejected(ledger: Ledger) -> None:
     tx = signed(ledger.state(), _transfer("wrong-key"))
-    forged = dataclasses.replace(tx, signature=key("eve").sign(signing_message(tx)))
+    forged = dataclasses.replace(tx, signature=raw_signature(key("eve"), tx))
     _assert_rejected(ledger, [forged], "bad signature")
 
 
@@ -168,7 +167,7 @@ def test_replayed_content_under_a_new_id_fails_the_nonce(ledger: Ledger) -> None
     tx = signed(ledger.state(), _transfer("pay-a", 7))
     ledger.commit([tx], allow_system=False)
     replay = dataclasses.replace(tx, tx_id="pay-b")
-    replay = dataclasses.replace(replay, signature=key("alice").sign(signing_message(replay)))
+    replay = dataclasses.replace(replay, signature=raw_signature(key("alice"), replay))
     _assert_rejected(ledger, [replay], "nonce")
 
 
@@ -266,9 +265,8 @@ def test_copied_model_keeps_the_original_first(ledger: Ledger) -> None:
     digest = _digest("bob's model")
     original = signed(ledger.state(), _submission("orig", "bob-hot", digest))
     ledger.commit([original], allow_system=False)
-    # The network closes epoch 0 (no emission), so the next commit lands on a later block.
-    epoch = Tx("epoch/sn/0", Kind.EPOCH, subnet=SUBNET, epoch=0, block=10, amount_rao=0)
-    ledger.commit([epoch], allow_system=True)
+    # The network closes epoch 0, so the next commit lands on a later block.
+    ledger.commit(epoch_batch(ledger.state(), SUBNET, block=10), allow_system=True)
 
     stolen = signed(
         ledger.state(), _submission("copy-bound", "carol-hot", digest, binding_for="bob-hot")

@@ -96,7 +96,7 @@ def test_ledger_matches_model(ops: list[tuple[str, str, str, str, int]]) -> None
         else:
             if op == "transfer":
                 tx = Tx(f"x{n}", Kind.TRANSFER, coldkey=src, dest=dst, amount_rao=amount)
-                ok = src != dst and balance[src] >= amount
+                ok = src != dst and 0 < amount <= balance[src]
             elif op == "stake":
                 tx = Tx(f"x{n}", Kind.ADD_STAKE, coldkey=src, hotkey=hk, amount_rao=amount)
                 ok = hk in owner and 0 < amount <= balance[src]

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 
 import pytest
-from ledger_helpers import TAO, acct, key, mint, signed
+from ledger_helpers import TAO, acct, apply_all, epoch_batch, key, mint, signed
 
 from ledger.errors import SupplyIdentityViolated
 from ledger.schema import Kind, Tx, canonical_json
@@ -167,19 +167,12 @@ def test_full_subnet_replaces_lowest_emission_non_immune_uid() -> None:
     state = funded()
     assert isinstance(register(state, "r3", "alice", "carol-hot"), Applied)
     # Epoch 0 far past the immunity period pays bob's uid 0 but not carol's uid 1.
-    epoch = Tx("e0", Kind.EPOCH, subnet="sn", epoch=0, block=10_000, amount_rao=5)
-    assert isinstance(state.apply(epoch), Applied)
-    pay = Tx(
-        "p",
-        Kind.EMISSION_INCENTIVE,
-        subnet="sn",
-        epoch=0,
-        coldkey=acct("bob"),
-        hotkey=acct("bob-hot"),
-        uid=0,
-        amount_rao=5,
-    )
-    assert isinstance(state.apply(pay), Applied)
+    batch = epoch_batch(state, "sn", block=10_000, incentive=[1, 0])
+    apply_all(state, batch)
+    assert [(tx.kind, tx.uid) for tx in batch[1:]] == [
+        (Kind.EMISSION_OWNER, -1),
+        (Kind.EMISSION_INCENTIVE, 0),
+    ]
     assert isinstance(register(state, "r4", "alice", "dave"), Applied)
     assert state.neurons["sn"][1].hotkey == acct("dave")
     assert state.neurons["sn"][1].registered_block == 10_000
@@ -189,12 +182,11 @@ def test_full_subnet_replaces_lowest_emission_non_immune_uid() -> None:
 def test_registration_cost_decays_each_epoch_down_to_the_minimum() -> None:
     state = funded()
     before = state.registration_cost("sn")
-    state.apply(Tx("e0", Kind.EPOCH, subnet="sn", epoch=0, block=10, amount_rao=0))
+    apply_all(state, epoch_batch(state, "sn", block=10))
     assert state.registration_cost("sn") == before * 95 // 100
     for epoch in range(1, 200):
-        state.apply(
-            Tx(f"e{epoch}", Kind.EPOCH, subnet="sn", epoch=epoch, block=10 + epoch, amount_rao=0)
-        )
+        apply_all(state, epoch_batch(state, "sn", block=10 + epoch))
+    assert state.last_epoch["sn"] == 199
     assert state.registration_cost("sn") == TAO // 10
 
 
@@ -241,10 +233,7 @@ def test_take_bounds_and_rate_limited_increase() -> None:
     assert isinstance(set_take("t3", take // 2 + 1), Applied)  # first increase
     outcome = set_take("t4", take // 2 + 2)  # second increase too soon
     assert isinstance(outcome, Rejected) and "next increase" in outcome.reason
-    epoch = Tx(
-        "e0", Kind.EPOCH, subnet="sn", epoch=0, block=TAKE_INCREASE_INTERVAL_BLOCKS, amount_rao=0
-    )
-    assert isinstance(state.apply(epoch), Applied)
+    apply_all(state, epoch_batch(state, "sn", block=TAKE_INCREASE_INTERVAL_BLOCKS))
     assert isinstance(set_take("t5", take // 2 + 2), Applied)
     assert state.take_ppm(acct("bob-hot")) == take // 2 + 2
 
@@ -313,27 +302,28 @@ def test_proposal_and_one_vote_per_coldkey() -> None:
 
 def test_epoch_paid_once_in_order_and_exactly() -> None:
     state = funded()
-    skip = Tx("e1", Kind.EPOCH, subnet="sn", epoch=1, block=10, amount_rao=10)
-    assert isinstance(state.apply(skip), Rejected)
-    assert isinstance(
-        state.apply(Tx("e0", Kind.EPOCH, subnet="sn", epoch=0, block=10, amount_rao=10)), Applied
-    )
-    over = Tx("p", Kind.EMISSION_OWNER, subnet="sn", epoch=0, coldkey=acct("alice"), amount_rao=11)
-    assert isinstance(state.apply(over), Rejected)
-    pay = Tx(
-        "p",
-        Kind.EMISSION_INCENTIVE,
-        subnet="sn",
-        epoch=0,
-        coldkey=acct("bob"),
-        hotkey=acct("bob-hot"),
-        amount_rao=4,
-    )
-    assert isinstance(state.apply(pay), Applied)
-    with pytest.raises(SupplyIdentityViolated, match="not paid"):
+    batch = epoch_batch(state, "sn", block=10, incentive=[1])
+    epoch, owner, incentive = batch
+    skip = dataclasses.replace(epoch, tx_id="e1", epoch=1)
+    outcome = state.apply(skip)
+    assert isinstance(outcome, Rejected) and "out of order: next is 0" in outcome.reason
+    assert isinstance(state.apply(epoch), Applied)
+    over = dataclasses.replace(owner, amount_rao=owner.amount_rao + 1)
+    outcome = state.apply(over)
+    assert isinstance(outcome, Rejected)
+    expected = f"must be exactly {owner.amount_rao} rao, not {owner.amount_rao + 1}"
+    assert outcome.reason == f"emission_owner of uid -1 {expected}"
+    assert isinstance(state.apply(incentive), Applied)
+    with pytest.raises(
+        SupplyIdentityViolated, match=f"{owner.amount_rao} rao announced but not paid"
+    ):
         state.check_epochs_complete()
-    again = Tx("e0b", Kind.EPOCH, subnet="sn", epoch=0, block=10, amount_rao=10)
-    assert isinstance(state.apply(again), Rejected)
+    assert isinstance(state.apply(owner), Applied)
+    state.check_epochs_complete()
+    state.check_supply()
+    again = dataclasses.replace(epoch, tx_id="e0b")
+    outcome = state.apply(again)
+    assert isinstance(outcome, Rejected) and "out of order: next is 1" in outcome.reason
 
 
 def test_supply_violation_is_a_dedicated_error() -> None:

@@ -1,0 +1,383 @@
+"""Chaos: forged money. The ledger recomputes every epoch and refuses any other amount, split,
+recipient or order; signatures name their network; zero amounts are refused; fees are burned.
+
+Each forgery is committed to a real on-disk ledger with a network entry, and each test asserts
+the exact reason and that nothing changed (head, files, supply)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ledger_helpers import TAO, acct, epoch_batch, mint, signed
+
+from ledger.emission import SHARE_QUANTUM
+from ledger.errors import BatchRejected
+from ledger.network import TX_FEE_DEFAULT_RAO, NetworkParams
+from ledger.payouts import parse_tao
+from ledger.schema import Kind, Tx, canonical_json
+from ledger.state import Applied, LedgerState, Rejected
+from ledger.store import Ledger
+from ledger.store.writer_key import load_or_create_writer_key
+from ledger.submissions import submission_binding
+from tasks.weights import ValidatorPolicy, scores_to_weights
+
+SUBNET = "sn"
+FEE = TX_FEE_DEFAULT_RAO
+HALF = SHARE_QUANTUM // 2
+
+
+def open_network(home: Path, name: str = "chaos") -> Ledger:
+    """A ledger whose first batch names a network, funds alice, bob, carol and dave."""
+    writer_path = home / "keys" / "writer.key"
+    writer = load_or_create_writer_key(writer_path)
+    ledger = Ledger.open(home / "ledger", writer_key_path=writer_path)
+    params = NetworkParams.create(name=name, writer_key=writer.public_hex)
+    network = Tx("genesis/network", Kind.NETWORK, payload=canonical_json(params.to_payload()))
+    mints = [mint(f"m/{who}", who, 100 * TAO) for who in ("alice", "bob", "carol", "dave")]
+    ledger.commit([network, *mints])
+    return ledger
+
+
+def commit_signed(ledger: Ledger, *txs: Tx) -> None:
+    for tx in txs:
+        ledger.commit([signed(ledger.state(), tx)], allow_system=False)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    """Subnet "sn": uid 0 = bob-hot (miner), uid 1 = carol-hot (validator, dave delegates)."""
+    ledger = open_network(tmp_path)
+    config = canonical_json({"tempo_blocks": 100, "registration_cost_rao": TAO})
+    commit_signed(
+        ledger,
+        Tx(
+            "create",
+            Kind.SUBNET_CREATE,
+            subnet=SUBNET,
+            coldkey=acct("alice"),
+            hotkey=acct("alice-hot"),
+            amount_rao=10 * TAO,
+            payload=config,
+        ),
+    )
+    for who, role in (("bob", "miner"), ("carol", "validator")):
+        cost = ledger.state().registration_cost(SUBNET)
+        commit_signed(
+            ledger,
+            Tx(
+                f"reg/{who}",
+                Kind.REGISTER,
+                subnet=SUBNET,
+                coldkey=acct(who),
+                hotkey=acct(f"{who}-hot"),
+                amount_rao=cost,
+                payload=canonical_json({"role": role}),
+            ),
+        )
+    for who, amount in (("carol", 30 * TAO), ("dave", 10 * TAO)):
+        commit_signed(
+            ledger,
+            Tx(
+                f"stake/{who}",
+                Kind.ADD_STAKE,
+                coldkey=acct(who),
+                hotkey=acct("carol-hot"),
+                amount_rao=amount,
+            ),
+        )
+    return ledger
+
+
+def valid_epoch(ledger: Ledger, *, errors: tuple[int, ...] = ()) -> list[Tx]:
+    return epoch_batch(
+        ledger.state(),
+        SUBNET,
+        block=100,
+        incentive=[HALF, 0],
+        dividends=[0, SHARE_QUANTUM],
+        validator_share=[0, SHARE_QUANTUM],
+        errors=errors,
+    )
+
+
+def snapshot(ledger: Ledger) -> tuple[object, ...]:
+    files = sorted((p.name, p.stat().st_size) for p in ledger.batches_dir.iterdir())
+    state = Ledger.open(ledger.root, writer_key_path=ledger.writer_key_path).state()
+    return (ledger.head_hash(), len(ledger.records()), files, state.supply(), state.last_epoch)
+
+
+def assert_rejected(ledger: Ledger, txs: list[Tx], reason: str) -> None:
+    before = snapshot(ledger)
+    with pytest.raises(BatchRejected) as caught:
+        ledger.commit(txs)
+    assert caught.value.reason == reason
+    assert snapshot(ledger) == before
+
+
+def by_kind(batch: list[Tx], kind: Kind, uid: int | None = None) -> int:
+    return next(i for i, tx in enumerate(batch) if tx.kind == kind and uid in (None, tx.uid))
+
+
+# ---- the epoch as proposed is accepted (so every forgery below can fail) ---------------------
+
+
+def test_valid_epoch_is_accepted_and_pays_the_exact_split(ledger: Ledger) -> None:
+    state = ledger.state()
+    scheduled = state.scheduled_emission_rao(SUBNET)
+    batch = valid_epoch(ledger)
+    result = ledger.commit(batch)
+    assert result.applied == len(batch)
+    assert scheduled == 100 * TAO  # 100 blocks of 1 τ, one subnet
+    paid = {(tx.kind, tx.uid, tx.coldkey): tx.amount_rao for tx in batch[1:]}
+    assert paid == {
+        (Kind.EMISSION_OWNER, -1, acct("alice")): 18 * TAO,
+        (Kind.EMISSION_INCENTIVE, 0, acct("bob")): 41 * TAO,
+        (Kind.EMISSION_DIVIDEND, 1, acct("carol")): 7_380_000_000,  # 18 % take of 41 τ
+        (Kind.EMISSION_DELEGATOR, 1, acct("carol")): 25_215_000_000,  # 3/4 of the rest
+        (Kind.EMISSION_DELEGATOR, 1, acct("dave")): 8_405_000_000,  # 1/4 of the rest
+    }
+    assert batch[0].amount_rao == scheduled
+    ledger.state().check_supply()
+
+
+# ---- forged amounts, splits, recipients and order --------------------------------------------
+
+
+def test_forged_epoch_amount_above_the_schedule_is_rejected(ledger: Ledger) -> None:
+    batch = valid_epoch(ledger)
+    exact = batch[0].amount_rao
+    batch[0] = dataclasses.replace(batch[0], amount_rao=exact + 5 * TAO)
+    owner = by_kind(batch, Kind.EMISSION_OWNER)
+    batch[owner] = dataclasses.replace(batch[owner], amount_rao=batch[owner].amount_rao + 5 * TAO)
+    reason = (
+        f"epoch announces {exact + 5 * TAO} rao but the schedule and split pay exactly {exact} rao"
+    )
+    assert_rejected(ledger, batch, reason)
+
+
+def test_forged_schedule_in_the_payload_is_rejected(ledger: Ledger) -> None:
+    batch = valid_epoch(ledger)
+    payload = batch[0].payload_dict()
+    exact = payload["scheduled_rao"]
+    payload["scheduled_rao"] = exact * 2
+    batch[0] = dataclasses.replace(batch[0], payload=canonical_json(payload))
+    reason = (
+        f"epoch records a schedule of {exact * 2} rao but 'sn' is owed exactly {exact} rao "
+        "at this point"
+    )
+    assert_rejected(ledger, batch, reason)
+
+
+def test_forged_split_owner_more_miners_less_is_rejected(ledger: Ledger) -> None:
+    batch = valid_epoch(ledger)
+    owner, miner = by_kind(batch, Kind.EMISSION_OWNER), by_kind(batch, Kind.EMISSION_INCENTIVE)
+    exact = batch[owner].amount_rao
+    batch[owner] = dataclasses.replace(batch[owner], amount_rao=exact + TAO)
+    batch[miner] = dataclasses.replace(batch[miner], amount_rao=batch[miner].amount_rao - TAO)
+    assert sum(tx.amount_rao for tx in batch[1:]) == batch[0].amount_rao  # same total
+    reason = f"emission_owner of uid -1 must be exactly {exact} rao, not {exact + TAO}"
+    assert_rejected(ledger, batch, reason)
+
+
+def test_forged_delegator_part_is_rejected(ledger: Ledger) -> None:
+    batch = valid_epoch(ledger)
+    take = by_kind(batch, Kind.EMISSION_DIVIDEND)
+    dave = next(i for i, tx in enumerate(batch) if tx.coldkey == acct("dave"))
+    exact = batch[dave].amount_rao
+    batch[take] = dataclasses.replace(batch[take], amount_rao=batch[take].amount_rao - 1)
+    batch[dave] = dataclasses.replace(batch[dave], amount_rao=exact + 1)
+    forged = batch[take].amount_rao
+    reason = f"emission_dividend of uid 1 must be exactly {forged + 1} rao, not {forged}"
+    assert_rejected(ledger, batch, reason)
+
+
+def test_incentive_to_an_unregistered_hotkey_is_rejected(ledger: Ledger) -> None:
+    batch = valid_epoch(ledger)
+    miner = by_kind(batch, Kind.EMISSION_INCENTIVE)
+    batch[miner] = dataclasses.replace(batch[miner], coldkey=acct("eve"), hotkey=acct("eve"))
+    reason = f"hotkey {acct('eve')[:16]!r} is not registered on 'sn' at uid 0"
+    assert_rejected(ledger, batch, reason)
+
+
+def test_a_uid_paid_twice_is_rejected(ledger: Ledger) -> None:
+    batch = valid_epoch(ledger)
+    miner = by_kind(batch, Kind.EMISSION_INCENTIVE)
+    twice = dataclasses.replace(batch[miner], tx_id=batch[miner].tx_id + "/again")
+    batch.insert(miner + 1, twice)
+    reason = f"emission_incentive of uid 0 to {acct('bob')[:16]}… already paid this epoch"
+    assert_rejected(ledger, batch, reason)
+
+
+def test_incentive_to_a_rejected_uid_is_rejected(ledger: Ledger) -> None:
+    honest = valid_epoch(ledger, errors=(0,))
+    assert all(tx.kind != Kind.EMISSION_INCENTIVE for tx in honest)  # the plan pays it nothing
+    forged = valid_epoch(ledger)  # the same epoch with uid 0's incentive
+    batch = [honest[0], *[tx for tx in forged[1:] if tx.kind == Kind.EMISSION_INCENTIVE]]
+    reason = "uid 0 is listed with an evaluation error and earns no incentive"
+    assert_rejected(ledger, batch, reason)
+    assert ledger.commit(honest).applied == len(honest)
+
+
+def test_emission_before_its_epoch_entry_is_rejected(ledger: Ledger) -> None:
+    batch = valid_epoch(ledger)
+    batch[0], batch[1] = batch[1], batch[0]
+    assert_rejected(ledger, batch, "no open epoch 0 of 'sn' to pay")
+
+
+# ---- signatures, zero amounts, fees ----------------------------------------------------------
+
+
+def test_signed_transfer_replayed_on_another_network_is_rejected(tmp_path: Path) -> None:
+    network_a = open_network(tmp_path / "a", name="alpha")
+    network_b = open_network(tmp_path / "b", name="beta")
+    transfer = Tx("t", Kind.TRANSFER, coldkey=acct("alice"), dest=acct("bob"), amount_rao=TAO)
+    for_a = signed(network_a.state(), transfer)
+    assert_rejected(network_b, [for_a], "signed for another network")
+    assert network_a.commit([for_a], allow_system=False).applied == 1
+
+
+def test_network_entry_only_first_and_only_once(ledger: Ledger) -> None:
+    again = NetworkParams.create(name="again", writer_key=acct("alice"))
+    tx = Tx("network/again", Kind.NETWORK, payload=canonical_json(again.to_payload()))
+    assert_rejected(ledger, [tx], "the network entry can appear only once")
+    state = LedgerState()
+    assert isinstance(state.apply(mint("m", "alice", TAO)), Applied)
+    late = state.apply(tx)
+    assert late == Rejected(tx.tx_id, "the network entry must be the ledger's first transaction")
+
+
+@pytest.mark.parametrize("kind", [Kind.TRANSFER, Kind.ADD_STAKE, Kind.REMOVE_STAKE])
+def test_zero_amount_is_rejected(ledger: Ledger, kind: Kind) -> None:
+    tx = Tx(
+        "zero",
+        kind,
+        coldkey=acct("dave"),
+        dest=acct("bob") if kind == Kind.TRANSFER else "",
+        hotkey="" if kind == Kind.TRANSFER else acct("carol-hot"),
+        amount_rao=0,
+    )
+    assert_rejected(ledger, [signed(ledger.state(), tx)], "amount must be positive")
+
+
+def test_fee_is_burned_and_the_supply_identity_holds(ledger: Ledger) -> None:
+    before = ledger.state().copy()
+    transfer = Tx("t", Kind.TRANSFER, coldkey=acct("dave"), dest=acct("bob"), amount_rao=TAO)
+    commit_signed(ledger, transfer)
+    after = ledger.state()
+    assert after.balance(acct("dave")) == before.balance(acct("dave")) - TAO - FEE
+    assert after.balance(acct("bob")) == before.balance(acct("bob")) + TAO
+    assert after.burned_rao == before.burned_rao + FEE
+    assert after.issued_rao == before.issued_rao
+    after.check_supply()
+
+
+def test_hotkey_signed_transaction_fee_is_paid_by_the_hotkey_owner(ledger: Ledger) -> None:
+    before = ledger.state().copy()
+    digest = "ab" * 32
+    payload = {
+        "digest": digest,
+        "uri": "",
+        "binding": submission_binding(digest=digest, hotkey=acct("bob-hot")),
+    }
+    submit = Tx(
+        "submit",
+        Kind.SUBMISSION_COMMIT,
+        subnet=SUBNET,
+        coldkey=acct("bob"),
+        hotkey=acct("bob-hot"),
+        payload=canonical_json(payload),
+    )
+    commit_signed(ledger, submit)
+    assert ledger.state().balance(acct("bob")) == before.balance(acct("bob")) - FEE
+    assert ledger.state().burned_rao == before.burned_rao + FEE
+
+
+def test_balance_that_cannot_cover_the_fee_is_rejected(ledger: Ledger) -> None:
+    have = ledger.state().balance(acct("dave"))
+    transfer = Tx("all", Kind.TRANSFER, coldkey=acct("dave"), dest=acct("bob"), amount_rao=have)
+    reason = (
+        f"insufficient balance for the fee: {acct('dave')!r} has {have} rao, needs {have} + "
+        f"{FEE} fee rao"
+    )
+    assert_rejected(ledger, [signed(ledger.state(), transfer)], reason)
+    fits = dataclasses.replace(transfer, tx_id="fits", amount_rao=have - FEE)
+    commit_signed(ledger, fits)
+    assert acct("dave") not in ledger.state().balances
+
+
+def test_signature_without_the_network_prefix_is_a_bad_signature(ledger: Ledger) -> None:
+    tx = signed(
+        ledger.state(), Tx("t", Kind.TRANSFER, coldkey=acct("dave"), dest=acct("bob"), amount_rao=1)
+    )
+    bare = dataclasses.replace(tx, signature=tx.signature[32:])
+    assert_rejected(ledger, [bare], "bad signature")
+    relabelled = dataclasses.replace(tx, signature=bytes(32) + tx.signature[32:])
+    assert_rejected(ledger, [relabelled], "signed for another network")
+
+
+# ---- rejected submissions earn nothing at the source -----------------------------------------
+
+
+def test_rejected_uid_gets_weight_zero() -> None:
+    scores = {0: 0.0, 1: 0.5, 2: 0.9}
+    blocks = {0: 1, 1: 1, 2: 1}
+    policy = ValidatorPolicy(temperature=1.0)
+    unfiltered = scores_to_weights(scores, commit_blocks=blocks, current_block=10, policy=policy)
+    assert unfiltered[0] == 24_108  # softmax gives the failed model weight without the fix
+    weights = scores_to_weights(
+        scores, commit_blocks=blocks, current_block=10, policy=policy, rejected=frozenset({0})
+    )
+    assert weights == {0: 0, 1: 24_108, 2: 65_535}  # exp(-1) · 65535, floored
+
+
+# ---- amounts on the command line -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text", ["0", "0.0", "1e-10", "0.1234567891", "inf", "-inf", "nan", "-1", "abc", "", "1e30"]
+)
+def test_parse_tao_refuses(text: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_tao(text)
+    assert str(caught.value) == (
+        f"amount must be a positive number of τ with at most 9 decimals: {text!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "rao"),
+    [("1.5", 1_500_000_000), ("0.000000001", 1), ("2", 2 * TAO), ("1e-9", 1), (" 3 ", 3 * TAO)],
+)
+def test_parse_tao_is_exact(text: str, rao: int) -> None:
+    assert parse_tao(text) == rao
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("transfer", "--wallet", "w", "--dest", "d", "--amount", "inf"),
+        ("stake", "add", "--wallet", "w", "--hotkey", "h", "--amount", "0.1234567891"),
+    ],
+)
+def test_cli_refuses_a_bad_amount_in_one_line_with_exit_2(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "taoflow.cli", *args, "--home", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: amount must be a positive number of τ with at most 9 decimals: {args[-1]!r}"
+    )
+    assert list(tmp_path.iterdir()) == []
