@@ -30,15 +30,26 @@ Fault model -- two phases, each task under its own deadline:
    fails never gets here: ``evaluate_group`` already fails such a model alone.)
 2. *isolated*: each member of a failed chunk is re-run alone (:func:`evaluate_job`), one task
    per model, under the same rules; a model that still fails scores 0.0 with its reason
-   (``worker_error: ...`` or ``timeout: ...``) -- only itself.
+   (``worker_error: ...`` or ``timeout: ...``) -- only itself.  These tasks carry the sample
+   inline instead of depending on the scattered copy, so a worker that crashes (and is
+   restarted by its nanny) takes no other model's input with it.
 
 "Running" time is measured on the worker (``TaskState.start_time``, polled every
-``POLL_INTERVAL_S`` once ``timeout_s`` has passed, so a deadline may be overshot by about one
-poll); no phase outlives ``timeout_s * (ceil(tasks / slots) + 1)`` plus one poll, whatever the
-workers do.  ``slots`` is the number of worker threads (GPU slots when routing to GPUs).
-Cancelling does NOT interrupt a task already running inside a worker thread: a hung evaluation
-keeps that thread busy until it returns, which can make later tasks miss their queue bound, so
-callers that need hard isolation restart the workers (``client.restart()``) after a timeout.
+``POLL_INTERVAL_S`` once ``timeout_s`` has passed; each worker gets ``POLL_REPLY_TIMEOUT_S`` to
+answer, so a stopped worker cannot stall the poll), so a deadline may be overshot by about one
+poll; no phase outlives ``timeout_s * (ceil(tasks / slots) + 1)`` plus one poll, whatever the
+workers do, and the whole call never outlives ``stage_deadline_s``
+(:func:`evaluation_deadline_s`: the sample transfer plus both phases, capped at
+``EVALUATION_DEADLINE_S_MAX``) plus one poll.  ``slots`` is the number of worker threads (GPU
+slots when routing to GPUs).
+
+The cluster's own failures are one-line :class:`EvaluationFailed` errors, never a raw Dask
+exception: the sample not accepted within ``timeout_s`` (stopped or unreachable workers), or no
+worker left (none connected within ``min(timeout_s, WORKERS_RETURN_S_MAX)`` after failures:
+``every Dask worker was lost …``).  Cancelling does NOT interrupt a task already running inside
+a worker thread: a hung evaluation keeps that thread busy until it returns, which can make later
+tasks miss their queue bound; :func:`local_cluster_client` closes its cluster within a bound
+and kills worker processes that do not stop (a ``SIGSTOP``ped worker never does).
 Invalid caller inputs (shapes, dtypes, duplicate uids, non-positive timeout or chunk size)
 raise ``ValueError`` before anything is submitted.  Fetching an already finished result gets
 at least ``FETCH_GRACE_S``, so a result computed in time is not lost to a slow transfer.
@@ -91,6 +102,15 @@ EVALUATION_DEADLINE_S_MAX: Final = 3600.0
 CLUSTER_CLOSE_TIMEOUT_S: Final = 10.0
 _FINISHED: Final = "finished"
 _UNGROUPED: Final = b""
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """Per-task timeout, parallel slots and the stage's ``time.monotonic()`` deadline."""
+
+    timeout_s: float
+    slots: int
+    stage_deadline_s: float
 
 
 class EvaluationFailed(RuntimeError):
@@ -368,7 +388,6 @@ def evaluate_all(
             timeout_s=timeout_s, models=len(jobs), slots=route.slots
         )
     deadline_s = time.monotonic() + stage_deadline_s
-    inputs = _scatter_inputs(client, [features, labels], timeout_s=timeout_s)
     options: dict[str, Any] = {
         "limits": limits,
         "batch_size": batch_size,
@@ -376,9 +395,31 @@ def evaluate_all(
         "resources": route.resources,
         "pure": False,
     }
+    phase = _Bounds(timeout_s=timeout_s, slots=route.slots, stage_deadline_s=deadline_s)
+    results, retry = _evaluate_batched(
+        client, chunks, features=features, labels=labels, options=options, bounds=phase
+    )
+    results.update(
+        _evaluate_alone(
+            client, retry, features=features, labels=labels, options=options, bounds=phase
+        )
+    )
+    return [results[uid] for uid in sorted(results)]
+
+
+def _evaluate_batched(
+    client: distributed.Client,
+    chunks: list[list[EvalJob]],
+    *,
+    features: np.ndarray,
+    labels: np.ndarray,
+    options: dict[str, Any],
+    bounds: _Bounds,
+) -> tuple[dict[int, EvalResult], list[EvalJob]]:
+    """Phase 1: one task per chunk reading the scattered sample; (results, jobs to rerun)."""
+    inputs = _scatter_inputs(client, [features, labels], timeout_s=bounds.timeout_s)
     try:
-        # Phase 1: batched chunks reading the scattered sample.
-        group_futures = [
+        futures = [
             client.submit(
                 evaluate_group_auto, chunk, features=inputs[0], labels=inputs[1], **options
             )
@@ -386,10 +427,10 @@ def evaluate_all(
         ]
         values = _await_tasks(
             client,
-            group_futures,
-            timeout_s=timeout_s,
-            slots=route.slots,
-            stage_deadline_s=deadline_s,
+            futures,
+            timeout_s=bounds.timeout_s,
+            slots=bounds.slots,
+            stage_deadline_s=bounds.stage_deadline_s,
         )
     finally:
         client.cancel(inputs)
@@ -400,19 +441,7 @@ def evaluate_all(
             results.update((result.uid, result) for result in value)
         else:
             retry.extend(chunk)
-    results.update(
-        _evaluate_alone(
-            client,
-            retry,
-            features=features,
-            labels=labels,
-            options=options,
-            timeout_s=timeout_s,
-            slots=route.slots,
-            stage_deadline_s=deadline_s,
-        )
-    )
-    return [results[uid] for uid in sorted(results)]
+    return results, retry
 
 
 def _evaluate_alone(
@@ -422,22 +451,24 @@ def _evaluate_alone(
     features: np.ndarray,
     labels: np.ndarray,
     options: dict[str, Any],
-    timeout_s: float,
-    slots: int,
-    stage_deadline_s: float,
+    bounds: _Bounds,
 ) -> dict[int, EvalResult]:
     """Phase 2: each member of a failed chunk alone.  The sample travels inside each task (no
     shared input a crashing worker could take down with it), so Dask can rerun a task whose
     worker died on a restarted one."""
     if not retry:
         return {}
-    _require_workers(client, wait_s=min(timeout_s, WORKERS_RETURN_S_MAX))
+    _require_workers(client, wait_s=min(bounds.timeout_s, WORKERS_RETURN_S_MAX))
     futures = [
         client.submit(evaluate_job, job, features=features, labels=labels, **options)
         for job in retry
     ]
     values = _await_tasks(
-        client, futures, timeout_s=timeout_s, slots=slots, stage_deadline_s=stage_deadline_s
+        client,
+        futures,
+        timeout_s=bounds.timeout_s,
+        slots=bounds.slots,
+        stage_deadline_s=bounds.stage_deadline_s,
     )
     results: dict[int, EvalResult] = {}
     for job, value in zip(retry, values, strict=True):
@@ -449,10 +480,10 @@ def _evaluate_alone(
                 uid=job.uid, n_samples=int(labels.shape[0]), error=reason
             )
     if any(
-        result.error is not None and result.error.startswith("worker_error")
+        result.error is not None and result.error.startswith(("worker_error", "timeout"))
         for result in results.values()
-    ):
-        _require_workers(client, wait_s=min(timeout_s, WORKERS_RETURN_S_MAX))
+    ):  # models failed for the cluster's sake, not their own, if no worker is left
+        _require_workers(client, wait_s=min(bounds.timeout_s, WORKERS_RETURN_S_MAX))
     return results
 
 
