@@ -58,7 +58,10 @@ def epoch_flow(
     ctx = shells.gather(settings.ledger_dir, subnet)
     # _q(): Prefect would otherwise walk these large inputs (bond matrices…) for every task.
     evaluation = shells.evaluate(
-        _q(ctx), artifacts_root=settings.artifacts_dir, dask_address=settings.dask_address
+        _q(ctx),
+        artifacts_root=settings.artifacts_dir,
+        dask_address=settings.dask_address,
+        fetch_policy=_q(settings.fetch_policy()),
     )
     outcome = shells.consensus(_q(ctx), _q(evaluation))
     payouts, commit = shells.emit(settings.ledger_dir, _q(ctx), _q(outcome), _q(evaluation))

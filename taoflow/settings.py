@@ -20,13 +20,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ledger.names import path_under
+
+if TYPE_CHECKING:
+    from tasks.remote_store import FetchPolicy
 
 HOME_ENV = "TAOFLOW_HOME"
 DASK_ADDRESS_ENV = "TAOFLOW_DASK_ADDRESS"
 ARTIFACT_STORE_ENV = "TAOFLOW_ARTIFACT_STORE"
 """An fsspec URL (e.g. ``s3://bucket/taoflow``) where submissions are published; unset: local."""
+ALLOWED_STORES_ENV = "TAOFLOW_ALLOWED_STORES"
+"""More store URLs (comma-separated) validators may fetch artifacts from, besides the one above."""
+ALLOW_PRIVATE_STORES_ENV = "TAOFLOW_ALLOW_PRIVATE_STORES"
+"""``1``: stores on loopback, private or link-local addresses may be fetched from (test nets)."""
+FETCH_DEADLINE_ENV = "TAOFLOW_FETCH_DEADLINE_S"
+"""Seconds the fetch of one model's artifact may take (default ``MODEL_DEADLINE_S_DEFAULT``)."""
 MLFLOW_URI_ENV = "TAOFLOW_MLFLOW_URI"
 """The MLflow tracking (and registry) URI; ``--mlflow-uri`` overrides it."""
 MLFLOW_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
@@ -88,6 +98,26 @@ class Settings:
     def artifact_store_url(self) -> str | None:
         """Remote artifact store (fsspec URL) from ``TAOFLOW_ARTIFACT_STORE``, if any."""
         return os.environ.get(ARTIFACT_STORE_ENV) or None
+
+    def fetch_policy(self) -> FetchPolicy:
+        """Where validators may fetch artifacts from: the configured store(s), nothing else.
+
+        Raises ``ValueError`` (one line) for a malformed store URL or deadline.
+        """
+        from tasks.remote_store import MODEL_DEADLINE_S_DEFAULT, FetchPolicy
+
+        extra = os.environ.get(ALLOWED_STORES_ENV, "")
+        urls = [self.artifact_store_url or "", *extra.split(",")]
+        deadline = os.environ.get(FETCH_DEADLINE_ENV) or str(MODEL_DEADLINE_S_DEFAULT)
+        try:
+            deadline_s = float(deadline)
+        except ValueError:
+            raise ValueError(f"{FETCH_DEADLINE_ENV} must be a number of seconds") from None
+        return FetchPolicy(
+            store_urls=tuple(url.strip() for url in urls if url.strip()),
+            allow_private=os.environ.get(ALLOW_PRIVATE_STORES_ENV, "") == "1",
+            model_deadline_s=deadline_s,
+        )
 
     @property
     def wallets_dir(self) -> Path:

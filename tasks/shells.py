@@ -29,9 +29,11 @@ from ledger.payouts import EpochShares
 from ledger.store import CommitResult, Ledger
 from tasks.consensus.stage import ConsensusOutcome, run_consensus
 from tasks.emit import Payouts, commit_epoch
+from tasks.evaluate.fanout import local_cluster_client
 from tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
 from tasks.gather import EpochContext, build_context
 from tasks.registry import ChampionCandidate
+from tasks.remote_store import FetchPolicy
 from tasks.track_outbox import log_epoch_or_queue
 from tasks.weights import ValidatorPolicy, scores_to_weights
 
@@ -67,23 +69,23 @@ def gather(ledger_dir: Path, subnet: str) -> EpochContext:
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate(
-    ctx: EpochContext, *, artifacts_root: Path, dask_address: str | None
+    ctx: EpochContext,
+    *,
+    artifacts_root: Path,
+    dask_address: str | None,
+    fetch_policy: FetchPolicy | None = None,
 ) -> EvaluationOutcome:
+    """Evaluate on ``dask_address``'s cluster, or on a fresh local one whose shutdown is bounded
+    (stopped workers are killed); fetches only what ``fetch_policy`` allows."""
     if dask_address:
         with distributed.Client(dask_address) as client, _timed("evaluate"):
-            return evaluate_epoch(ctx, client=client, artifacts_root=artifacts_root)
-    with (
-        distributed.LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-        _timed("evaluate"),
-    ):
-        return evaluate_epoch(ctx, client=client, artifacts_root=artifacts_root)
+            return evaluate_epoch(
+                ctx, client=client, artifacts_root=artifacts_root, fetch_policy=fetch_policy
+            )
+    with local_cluster_client(n_workers=1, threads_per_worker=1) as client, _timed("evaluate"):
+        return evaluate_epoch(
+            ctx, client=client, artifacts_root=artifacts_root, fetch_policy=fetch_policy
+        )
 
 
 def hosted_weights(ctx: EpochContext, evaluation: EvaluationOutcome) -> dict[int, dict[int, int]]:
