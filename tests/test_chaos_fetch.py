@@ -381,3 +381,31 @@ def test_planning_marks_the_tarpit_model_and_goes_on(
     assert default_jobs == [] and default_errors[0].startswith(
         "unreadable: artifact uri not in the network's allowed stores: http://127.0.0.1:"
     )
+
+
+def test_settings_build_the_policy_from_the_configured_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taoflow.settings import Settings
+
+    for name in ("TAOFLOW_ALLOWED_STORES", "TAOFLOW_ALLOW_PRIVATE_STORES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("TAOFLOW_ARTIFACT_STORE", raising=False)
+    monkeypatch.delenv("TAOFLOW_FETCH_DEADLINE_S", raising=False)
+    settings = Settings.load(tmp_path)
+    assert settings.fetch_policy() == FetchPolicy()
+    monkeypatch.setenv("TAOFLOW_ARTIFACT_STORE", "s3://bucket/taoflow")
+    monkeypatch.setenv("TAOFLOW_ALLOWED_STORES", " https://mirror.example/a/ ,")
+    monkeypatch.setenv("TAOFLOW_ALLOW_PRIVATE_STORES", "1")
+    monkeypatch.setenv("TAOFLOW_FETCH_DEADLINE_S", "5")
+    policy = settings.fetch_policy()
+    assert policy.store_urls == ("s3://bucket/taoflow", "https://mirror.example/a/")
+    assert policy.allow_private and policy.model_deadline_s == 5.0
+    assert policy.allowed_schemes == frozenset({"s3", "https"})
+    monkeypatch.setenv("TAOFLOW_ALLOWED_STORES", "ftp://mirror.example/a")
+    with pytest.raises(ValueError) as caught:
+        settings.fetch_policy()
+    assert str(caught.value) == (
+        "artifact store ftp://mirror.example/a: scheme must be one of "
+        "['az', 'file', 'gcs', 'gs', 'http', 'https', 'memory', 's3']"
+    )
