@@ -98,6 +98,7 @@ def epoch_flow(
             emission_rao=payouts.total_rao,
             commit=commit,
             champion=champion_from_metagraph(metagraph, artifacts_root=settings.artifacts_dir),
+            ledger_dir=settings.ledger_dir,
         )
     except Exception as exc:  # MLflow must never undo or block the ledger commit
         mlflow_error = f"{type(exc).__name__}: {exc}"

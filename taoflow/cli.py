@@ -34,6 +34,8 @@ app.add_typer(miner_app, name="miner")
 app.add_typer(weights_app, name="weights")
 epoch_app = typer.Typer(no_args_is_help=True, help="Run epochs")
 app.add_typer(epoch_app, name="epoch")
+track_app = typer.Typer(no_args_is_help=True, help="MLflow tracking of committed epochs")
+app.add_typer(track_app, name="track")
 app.add_typer(stake_app, name="stake")
 app.command("transfer")(transfer)
 app.command("register")(register)
@@ -50,6 +52,14 @@ HomeOption = Annotated[
     typer.Option("--home", envvar=HOME_ENV, help="Network data directory (default ./.taoflow)"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+MlflowUriOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow-uri",
+        envvar="TAOFLOW_MLFLOW_URI",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI if set, else the home's SQLite)",
+    ),
+]
 
 
 def _settings(home: Path | None) -> Settings:
@@ -77,11 +87,12 @@ def demo(
     dask_address: Annotated[
         str | None, typer.Option("--dask-address", help="Join an existing Dask scheduler")
     ] = None,
+    mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Run a local network: genesis (once), then EPOCHS real epochs."""
     from taoflow.demo import run_demo
 
-    settings = Settings.load(home, dask_address)
+    settings = Settings.load(home, dask_address, mlflow_uri=mlflow_uri)
     run_demo(settings, epochs=epochs, fresh=fresh, console=console)
 
 
@@ -386,13 +397,14 @@ def serve(
     dask_address: Annotated[
         str | None, typer.Option("--dask-address", help="Join an existing Dask scheduler")
     ] = None,
+    mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Serve one scheduled epoch deployment per subnet (tempo × block time)."""
     import os
 
     from taoflow.services import BLOCK_TIME_S_FAST, ServiceError, running, serve_epochs
 
-    settings = Settings.load(home, dask_address)
+    settings = Settings.load(home, dask_address, mlflow_uri=mlflow_uri)
     settings.apply_environment()
     seconds = BLOCK_TIME_S_FAST if fast else block_time_s
     try:
@@ -414,14 +426,16 @@ def epoch_run(
         str | None, typer.Option("--dask-address", help="Join an existing Dask scheduler")
     ] = None,
     as_json: JsonOption = False,
+    mlflow_uri: MlflowUriOption = None,
 ) -> None:
-    """Run the next epoch of SUBNET as a Prefect flow run."""
+    """Run the next epoch of SUBNET as a Prefect flow run (after backfilling MLflow runs)."""
     from ledger.store import Ledger
 
-    settings = Settings.load(home, dask_address)
+    settings = Settings.load(home, dask_address, mlflow_uri=mlflow_uri)
     settings.apply_environment()
     if subnet not in Ledger.open(settings.ledger_dir).state().subnets:
         raise _fail(f"no subnet {subnet!r} in {settings.home}")
+    _reconcile_quietly(settings)
     from flows.epoch import epoch_flow
     from taoflow.names import account_labels
     from taoflow.render import metagraph_table
@@ -444,6 +458,60 @@ def epoch_run(
     title = f"{subnet} — epoch {result.epoch} — batch {result.batch_no}"
     labels = account_labels(settings.wallets_dir)
     console.print(metagraph_table(result.metagraph.to_pylist(), title=title, labels=labels))
+
+
+def _reconcile(settings: Settings, *, max_backfills: int | None = None) -> Any:
+    from tasks.track_reconcile import BACKFILLS_PER_CALL_MAX, reconcile_tracking
+
+    return reconcile_tracking(
+        ledger_dir=settings.ledger_dir,
+        tracking_uri=settings.mlflow_tracking_uri,
+        artifacts_dir=settings.mlflow_artifacts_dir,
+        outbox_root=settings.mlflow_outbox_dir,
+        max_backfills=BACKFILLS_PER_CALL_MAX if max_backfills is None else max_backfills,
+    )
+
+
+def _reconcile_quietly(settings: Settings) -> None:
+    """Backfill (bounded) before an epoch; tracking trouble is reported, never fatal."""
+    try:
+        report = _reconcile(settings)
+    except Exception as exc:  # the epoch must run even when MLflow is down
+        err.print(f"[yellow]MLflow backfill skipped:[/] {type(exc).__name__}: {exc}")
+        return
+    if report.flushed or report.backfilled or report.errors:
+        err.print(f"MLflow: {report.summary}", soft_wrap=True)
+
+
+@track_app.command("reconcile")
+def track_reconcile(
+    home: HomeOption = None,
+    mlflow_uri: MlflowUriOption = None,
+    max_backfills: Annotated[
+        int, typer.Option(min=0, max=100_000, help="Epochs to backfill at most in this call")
+    ] = 1000,
+    as_json: JsonOption = False,
+) -> None:
+    """Give every committed epoch exactly one finished MLflow run (flush queue, backfill)."""
+    settings = Settings.load(home, mlflow_uri=mlflow_uri)
+    require_network(settings)
+    settings.apply_environment()
+    report = _reconcile(settings, max_backfills=max_backfills)
+    if as_json:
+        _print_json(
+            {
+                "committed": report.committed,
+                "flushed": list(report.flushed),
+                "backfilled": list(report.backfilled),
+                "remaining": report.remaining,
+                "errors": list(report.errors),
+                "tracking_uri": settings.mlflow_tracking_uri,
+            }
+        )
+    else:
+        console.print(report.summary, soft_wrap=True)
+    if report.errors:
+        raise typer.Exit(1)
 
 
 @consensus_app.command("run")

@@ -35,6 +35,7 @@ from tasks.gather import EpochContext, build_context
 from tasks.registry import ChampionCandidate
 from tasks.remote_store import FetchPolicy
 from tasks.track_outbox import log_epoch_or_queue
+from tasks.track_reconcile import reconcile_tracking
 from tasks.weights import ValidatorPolicy, scores_to_weights
 
 _STAGE_COMPUTE_S: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
@@ -161,11 +162,13 @@ def track(
     champion: ChampionCandidate | None = None,
     emission_rao: int = 0,
     commit: CommitResult | None = None,
+    ledger_dir: Path | None = None,
 ) -> tuple[str | None, str | None]:
     """Publish the Prefect artifacts, then log the epoch's MLflow run (queued if MLflow is down).
 
     One task for both keeps the per-task orchestration cost down; neither can block the ledger,
-    which is already committed.
+    which is already committed. With ``ledger_dir``, committed epochs that still have no run
+    (a crash after an earlier commit) are then backfilled, a bounded number per epoch.
     """
     if commit is not None:
         try:
@@ -191,7 +194,7 @@ def track(
         },
         **{f"yuma.{k}": v for k, v in dict(ctx.config.get("yuma", {})).items()},
     }
-    return log_epoch_or_queue(
+    logged = log_epoch_or_queue(
         outbox_root=outbox_root,
         tracking_uri=tracking_uri,
         artifacts_dir=artifacts_dir,
@@ -204,6 +207,17 @@ def track(
         weights=weights,
         champion=champion,
     )
+    if ledger_dir is not None and logged[0] is not None:
+        try:
+            reconcile_tracking(
+                ledger_dir=ledger_dir,
+                tracking_uri=tracking_uri,
+                artifacts_dir=artifacts_dir,
+                outbox_root=outbox_root,
+            )
+        except Exception as exc:  # a later epoch (or `taoflow track reconcile`) retries
+            logging.getLogger("taoflow.track").warning("MLflow backfill skipped: %s", exc)
+    return logged
 
 
 def publish_artifacts(

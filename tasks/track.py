@@ -4,18 +4,28 @@ A run holds: the epoch's hyper-parameters as params; aggregates (``emission_tao`
 ``best_score``, ``validator_agreement``, whatever the caller passes) and per-uid metrics
 (``<name>/uid_<uid>`` for ``PER_UID_METRICS``) at ``step = epoch``, so curves form across runs;
 artifacts ``metagraph.parquet``, ``metagraph.json``, ``weights.parquet`` and ``plots/*.png``;
-tags ``taoflow.subnet``, ``taoflow.epoch``, ``taoflow.status`` plus the caller's (ledger batch
-hash, Prefect flow run id). With a champion candidate it also logs ``champion/`` (the
-submission's two files) and registers it (``tasks.registry``); tags
+tags ``taoflow.subnet``, ``taoflow.epoch``, ``taoflow.run_key`` (``<subnet>/<epoch>``),
+``taoflow.status`` plus the caller's (ledger batch hash, Prefect flow run id). With a champion
+candidate it also logs ``champion/`` (the submission's two files) and registers it
+(``tasks.registry``); tags
 ``taoflow.champion.{candidate_uid,candidate_digest,promoted,version,reason}`` record the outcome.
 
 Invariants:
 
-* one experiment per subnet (``subnet-<name>``); at most one *complete* run per (subnet, epoch),
-  found again by its tags, so a retried epoch returns the existing run and logs nothing;
+* exactly one run per (subnet, epoch): one experiment per subnet (``subnet-<name>``), the run
+  keyed by its tags (``taoflow.run_key``; older runs are found by ``taoflow.epoch``), so a
+  retried epoch returns the existing run and logs nothing;
+* search-then-create is serialised across processes: ``log_epoch`` holds an exclusive ``flock``
+  on ``<artifacts_dir>/.track.lock`` (waiting at most ``TRACK_LOCK_TIMEOUT_S``) from the search
+  until the run is complete, so concurrent trackers of one epoch produce one run, and a run
+  found unfinished under the lock was left by a dead process;
 * a run is created with ``taoflow.status = logging`` and only marked ``complete`` (and
   ``FINISHED``) after everything, registration included, is written; a run of the epoch left
-  unfinished by a crash is deleted (with any model version it registered) and logged again;
+  unfinished by a crash is deleted (with any model version it registered) and logged again, so
+  there is never a second visible run;
+* the subnet name must be a valid name (``ledger.names``); the experiment's artifact directory
+  is ``path_under(artifacts_dir, subnet)``; with an HTTP(S) tracking server the server chooses
+  the artifact location;
 * nothing here can change the ledger; MLflow is used through ``MlflowClient`` with an explicit
   tracking URI (the registry shares it) and pickle deserialisation is off (``taoflow.settings``).
 
@@ -24,16 +34,19 @@ Fault model: any MLflow / SQLite / filesystem error propagates to the caller —
 try. A champion whose files do not hash to its digest raises
 :class:`~tasks.registry.ChampionIntegrityError` before any run is created. A plot that cannot
 be drawn does not fail the run: its error is recorded as tag ``taoflow.plot_error.<name>``.
-Two processes logging the same epoch at the same moment are not serialised (the flow tracks
-each epoch once).
+A tracker that cannot get the lock within ``TRACK_LOCK_TIMEOUT_S`` raises
+:class:`TrackingLockTimeout` (an ``OSError``: the outbox queues the job).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,6 +55,7 @@ import pyarrow.parquet as pq
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from ledger.names import check_subnet_name, path_under
 from tasks import track_plots
 from tasks.models.artifacts import artifact_digest
 from tasks.registry import (
@@ -56,9 +70,14 @@ from tasks.registry import (
 
 __all__ = [
     "ChampionCandidate",
+    "Logged",
+    "TrackingLockTimeout",
     "experiment_name",
     "find_epoch_run",
     "log_epoch",
+    "log_epoch_once",
+    "run_key",
+    "tracking_lock",
     "unfinished_epoch_runs",
     "validator_agreement",
 ]
@@ -70,6 +89,11 @@ CHAMPION_FILE_BYTES_MAX: Final = 1 << 30
 STATUS_TAG: Final = "taoflow.status"
 STATUS_LOGGING: Final = "logging"
 STATUS_COMPLETE: Final = "complete"
+RUN_KEY_TAG: Final = "taoflow.run_key"
+TRACK_LOCK_FILE: Final = ".track.lock"
+TRACK_LOCK_TIMEOUT_S: Final = 600.0
+TRACK_LOCK_POLL_S: Final = 0.05
+REMOTE_TRACKING_SCHEMES: Final = ("http://", "https://", "databricks")
 PER_UID_METRICS: Final = (
     "stake_tao",
     "score",
@@ -81,16 +105,54 @@ PER_UID_METRICS: Final = (
 )
 
 
+class TrackingLockTimeout(OSError):
+    """Another tracker held the tracking lock for longer than the bound."""
+
+
 def experiment_name(subnet: str) -> str:
     return f"subnet-{subnet}"
 
 
-def _experiment_id(client: MlflowClient, *, subnet: str, artifacts_dir: Path) -> str:
+def run_key(subnet: str, epoch: int) -> str:
+    """The deterministic key of an epoch's run: ``<subnet>/<epoch>``."""
+    return f"{subnet}/{int(epoch)}"
+
+
+@contextmanager
+def tracking_lock(
+    artifacts_dir: Path, *, timeout_s: float = TRACK_LOCK_TIMEOUT_S
+) -> Iterator[None]:
+    """Hold the exclusive tracking lock of ``artifacts_dir`` (waits at most ``timeout_s``)."""
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    path = path_under(artifacts_dir, TRACK_LOCK_FILE)
+    deadline = time.monotonic() + timeout_s
+    with path.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TrackingLockTimeout(
+                        f"tracking lock {path} still held after {timeout_s} s"
+                    ) from None
+                time.sleep(TRACK_LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _experiment_id(
+    client: MlflowClient, *, subnet: str, artifacts_dir: Path, tracking_uri: str
+) -> str:
     name = experiment_name(subnet)
     found = client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
-    location = (artifacts_dir / subnet).resolve().as_uri()
+    if tracking_uri.startswith(REMOTE_TRACKING_SCHEMES):
+        return str(client.create_experiment(name))
+    location = path_under(artifacts_dir, subnet).as_uri()
     return str(client.create_experiment(name, artifact_location=location))
 
 
@@ -222,6 +284,14 @@ def _discard_unfinished(
         client.delete_run(run_id)
 
 
+@dataclass(frozen=True)
+class Logged:
+    """The epoch's complete run, and whether this call created it (``False``: it existed)."""
+
+    run_id: str
+    created: bool
+
+
 def log_epoch(
     *,
     tracking_uri: str,
@@ -241,11 +311,76 @@ def log_epoch(
     logged as ``weights.parquet`` and drawn against consensus. ``champion``: the epoch's best
     model, logged under ``champion/`` and registered if it beats the current champion.
     """
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    experiment_id = _experiment_id(client, subnet=subnet, artifacts_dir=artifacts_dir)
-    existing = find_epoch_run(client, experiment_id=experiment_id, epoch=epoch)
-    if existing is not None:
-        return existing
+    return log_epoch_once(
+        tracking_uri=tracking_uri,
+        artifacts_dir=artifacts_dir,
+        subnet=subnet,
+        epoch=epoch,
+        params=params,
+        metagraph=metagraph,
+        aggregates=aggregates,
+        tags=tags,
+        weights=weights,
+        champion=champion,
+    ).run_id
+
+
+def log_epoch_once(
+    *,
+    tracking_uri: str,
+    artifacts_dir: Path,
+    subnet: str,
+    epoch: int,
+    params: Mapping[str, Any],
+    metagraph: pa.Table,
+    aggregates: Mapping[str, float],
+    tags: Mapping[str, str],
+    weights: pa.Table | None = None,
+    champion: ChampionCandidate | None = None,
+) -> Logged:
+    """:func:`log_epoch`, also saying whether the run was created by this call."""
+    problem = check_subnet_name(subnet)
+    if problem is not None:
+        raise ValueError(problem)
+    if type(epoch) is not int or epoch < 0:
+        raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+    with tracking_lock(artifacts_dir):  # opening a new store creates (migrates) it
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        experiment_id = _experiment_id(
+            client, subnet=subnet, artifacts_dir=artifacts_dir, tracking_uri=tracking_uri
+        )
+        existing = find_epoch_run(client, experiment_id=experiment_id, epoch=epoch)
+        if existing is not None:
+            return Logged(existing, created=False)
+        created = _log_epoch_locked(
+            client,
+            experiment_id=experiment_id,
+            subnet=subnet,
+            epoch=epoch,
+            params=params,
+            metagraph=metagraph,
+            aggregates=aggregates,
+            tags=tags,
+            weights=weights,
+            champion=champion,
+        )
+        return Logged(created, created=True)
+
+
+def _log_epoch_locked(
+    client: MlflowClient,
+    *,
+    experiment_id: str,
+    subnet: str,
+    epoch: int,
+    params: Mapping[str, Any],
+    metagraph: pa.Table,
+    aggregates: Mapping[str, float],
+    tags: Mapping[str, str],
+    weights: pa.Table | None,
+    champion: ChampionCandidate | None,
+) -> str:
+    """Discard the epoch's unfinished runs, then log a new one (tracking lock held)."""
     with tempfile.TemporaryDirectory(prefix="taoflow-track-") as tmp:
         root = Path(tmp)
         staged = None if champion is None else _stage_champion(champion, root / "staging")
@@ -304,6 +439,7 @@ def _log_new_run(
         **tags,
         "taoflow.subnet": subnet,
         "taoflow.epoch": str(epoch),
+        RUN_KEY_TAG: run_key(subnet, epoch),
         STATUS_TAG: STATUS_LOGGING,
     }
     run = client.create_run(experiment_id, run_name=f"{subnet}-epoch-{epoch}", tags=run_tags)

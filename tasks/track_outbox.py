@@ -17,8 +17,10 @@ Invariants:
 * a job directory appears complete or not at all: it is written under a ``.staging-*`` name in
   the same parent, fsynced, then renamed; a re-queued epoch replaces the old job the same way;
 * jobs are flushed in (subnet, epoch) order and a job is removed only after ``log_epoch``
-  returned, i.e. after its run is marked complete; ``log_epoch`` is idempotent, so a crash
-  between the two writes nothing twice;
+  returned, i.e. after its run is marked complete; ``log_epoch`` is keyed by (subnet, epoch) and
+  serialised by the tracking lock, so a crash between the two, or a flush racing a live tracker
+  or the reconciler (``tasks.track_reconcile``), writes nothing twice;
+* job directories are built with ``ledger.names.path_under``: never outside ``root``;
 * a flush is bounded (``max_jobs``, default ``FLUSH_JOBS_MAX``), stops after
   ``consecutive_failures_max`` availability failures in a row (``AVAILABILITY_ERRORS``: MLflow
   is most likely still down; a job failing for its own reasons does not count), and only
@@ -53,6 +55,7 @@ import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
+from ledger.names import path_under
 from tasks.registry import CONFIG_FILE, MODEL_FILE, ChampionCandidate
 from tasks.track import log_epoch
 
@@ -136,7 +139,7 @@ class TrackingOutbox:
     def job_dir(self, subnet: str, epoch: int) -> Path:
         if type(epoch) is not int or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
-        return self.root / subnet_dir_name(subnet) / str(epoch)
+        return path_under(self.root, subnet_dir_name(subnet), str(epoch))
 
     def put(
         self,

@@ -88,7 +88,7 @@ def test_outage_queues_the_job_and_a_flush_writes_it_exactly_once(
     champion = fake_champion(tmp_path / "submission")
     run_id, error = queue_or_log(down, outbox, subnet, 0, champion=champion)
     assert run_id is None
-    assert error is not None and error.startswith("FileExistsError")
+    assert error is not None and error.startswith("NotADirectoryError")  # the tracking lock
     queued = TrackingOutbox(outbox)
     assert queued.pending() == [(subnet, 0)]
     job = queued.load(subnet, 0)
