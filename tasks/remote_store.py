@@ -200,14 +200,9 @@ def _refused_address(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
+    # Not globally routable covers loopback, private, link-local, shared (CGNAT), reserved,
+    # documentation and unspecified ranges.
+    return not ip.is_global or ip.is_multicast
 
 
 def resolve_checked(host: str, port: int, *, allow_private: bool) -> tuple[str, int]:

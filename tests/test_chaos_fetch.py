@@ -253,7 +253,16 @@ def test_a_loopback_store_is_refused_unless_private_stores_are_allowed(
 
 
 @pytest.mark.parametrize(
-    "address", ["10.1.2.3", "169.254.169.254", "192.168.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0"]
+    "address",
+    [
+        "10.1.2.3",
+        "169.254.169.254",
+        "192.168.0.1",
+        "100.64.0.1",
+        "::1",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+    ],
 )
 def test_private_link_local_and_mapped_addresses_are_refused(address: str) -> None:
     with pytest.raises(Exception, match="resolves to a private or local address"):
