@@ -13,6 +13,9 @@ Invariants: results depend only on the ledger (seed, submissions) and the stored
 the number of workers; a model that fails scores 0 with its reason for every hosted validator and
 never stops the epoch; a neuron without a stored artifact is not scored, one whose artifact is
 missing from the store scores 0 with its reason; with no hosted validator nothing is evaluated.
+A remote artifact is fetched only as the ``FetchPolicy`` allows (configured stores, bounded in
+time and size: ``tasks.remote_store``); a refused or late one scores 0 with that reason. The Dask
+stage is bounded by ``evaluation_deadline_s``; a failed cluster is one ``EvaluationFailed`` line.
 """
 
 from __future__ import annotations
