@@ -91,8 +91,11 @@ def demo(
 ) -> None:
     """Run a local network: genesis (once), then EPOCHS real epochs."""
     from taoflow.demo import run_demo
+    from taoflow.services import make_ephemeral_prefect_server_die_with_parent
 
     settings = Settings.load(home, dask_address, mlflow_uri=mlflow_uri)
+    settings.apply_environment()
+    make_ephemeral_prefect_server_die_with_parent()
     run_demo(settings, epochs=epochs, fresh=fresh, console=console)
 
 
@@ -402,10 +405,17 @@ def serve(
     """Serve one scheduled epoch deployment per subnet (tempo × block time)."""
     import os
 
-    from taoflow.services import BLOCK_TIME_S_FAST, ServiceError, running, serve_epochs
+    from taoflow.services import (
+        BLOCK_TIME_S_FAST,
+        ServiceError,
+        make_ephemeral_prefect_server_die_with_parent,
+        running,
+        serve_epochs,
+    )
 
     settings = Settings.load(home, dask_address, mlflow_uri=mlflow_uri)
     settings.apply_environment()
+    make_ephemeral_prefect_server_die_with_parent()
     seconds = BLOCK_TIME_S_FAST if fast else block_time_s
     try:
         if os.environ.get("PREFECT_API_URL"):
@@ -436,6 +446,9 @@ def epoch_run(
     if subnet not in Ledger.open(settings.ledger_dir).state().subnets:
         raise _fail(f"no subnet {subnet!r} in {settings.home}")
     _reconcile_quietly(settings)
+    from taoflow.services import make_ephemeral_prefect_server_die_with_parent
+
+    make_ephemeral_prefect_server_die_with_parent()
     from flows.epoch import epoch_flow
     from taoflow.names import account_labels
     from taoflow.render import metagraph_table
@@ -562,6 +575,25 @@ def consensus_run(
 DEBUG_ENV = "TAOFLOW_DEBUG"
 
 
+STAGE_ERRORS = {
+    "tasks.evaluate.fanout": "EvaluationFailed",
+    "tasks.emit": "EpochConflict",
+    "tasks.remote_store": "RemoteArtifactError",
+}
+"""Errors of the epoch stages that explain themselves in one line (looked up only if the stage
+module was imported, so the CLI never imports Dask or torch to report an error)."""
+
+
+def _stage_errors() -> tuple[type[Exception], ...]:
+    import sys
+
+    return tuple(
+        getattr(sys.modules[module], name)
+        for module, name in STAGE_ERRORS.items()
+        if module in sys.modules and hasattr(sys.modules[module], name)
+    )
+
+
 def main() -> None:
     """Entry point: every failure is one line on stderr and a non-zero exit, no traceback."""
     import os
@@ -571,7 +603,7 @@ def main() -> None:
 
     try:
         app()
-    except (LedgerError, WalletError, OSError, ValueError, LookupError) as exc:
+    except (LedgerError, WalletError, OSError, ValueError, LookupError, *_stage_errors()) as exc:
         if os.environ.get(DEBUG_ENV):
             raise
         err.print(f"[red]error:[/] {exc}", soft_wrap=True)

@@ -3,14 +3,23 @@
 Imperative shell. Fault model: a child service that fails to come up within its start-up bound is
 stopped and reported; on Ctrl-C (SIGINT) or SIGTERM every child is terminated, then killed after
 ``STOP_TIMEOUT_S``. Nothing here touches the ledger.
+
+Children die with us: every server child (ours, and the temporary API server Prefect starts
+when no server is configured, see :func:`make_ephemeral_prefect_server_die_with_parent`) runs
+under a guard (``python -m taoflow.services --die-with-parent PID -- python -m MODULE …``) that
+runs the module in-process and, from a watchdog thread, sends itself SIGTERM (then exits after
+``ORPHAN_STOP_GRACE_S``) as soon as its parent is no longer PID — so a CLI killed with SIGTERM or
+SIGKILL leaves no server behind. The watchdog polls every ``ORPHAN_POLL_S``.
 """
 
 from __future__ import annotations
 
 import os
+import runpy
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +40,9 @@ POLL_INTERVAL_S = 0.5
 BLOCK_TIME_S_DEFAULT = 12.0
 BLOCK_TIME_S_FAST = 0.1
 EPOCH_INTERVAL_S_MIN = 5.0
+ORPHAN_POLL_S = 0.5
+ORPHAN_STOP_GRACE_S = 10.0
+GUARD_FLAG = "--die-with-parent"
 
 
 class ServiceError(RuntimeError):
@@ -46,7 +58,60 @@ class Service:
 
 
 def _module_command(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
+    return guarded_command([sys.executable, "-m", module, *args], parent_pid=os.getpid())
+
+
+def guarded_command(command: list[str], *, parent_pid: int) -> list[str]:
+    """``command`` (``python -m MODULE …``) wrapped so that it stops when ``parent_pid`` dies.
+
+    Any other command is returned unchanged.
+    """
+    if len(command) < 3 or command[0] != sys.executable or command[1] != "-m":
+        return list(command)
+    return [sys.executable, "-m", "taoflow.services", GUARD_FLAG, str(parent_pid), "--", *command]
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(ORPHAN_POLL_S)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(ORPHAN_STOP_GRACE_S)
+    os._exit(1)
+
+
+def run_guarded(argv: list[str]) -> None:
+    """``--die-with-parent PID -- python -m MODULE ARGS…``: run MODULE here, watched."""
+    if len(argv) < 6 or argv[0] != GUARD_FLAG or argv[2] != "--" or argv[4] != "-m":
+        raise SystemExit(f"usage: {GUARD_FLAG} PID -- python -m MODULE [ARGS…]")
+    parent_pid, module, args = int(argv[1]), argv[5], argv[6:]
+    if os.getppid() != parent_pid:
+        raise SystemExit(f"parent {parent_pid} is already gone")
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+class _GuardedSubprocess:
+    """``subprocess`` as seen by Prefect's server module: ``Popen`` children are guarded."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(args: Any, *rest: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+        if isinstance(args, list):
+            args = guarded_command([str(a) for a in args], parent_pid=os.getpid())
+        return subprocess.Popen(args, *rest, **kwargs)
+
+
+def make_ephemeral_prefect_server_die_with_parent() -> None:
+    """Make the temporary Prefect API server (started when no server is configured) a guarded
+    child, so it dies with this process. Idempotent; call after ``Settings.apply_environment``.
+    """
+    from prefect.server.api import server as prefect_server
+
+    if not isinstance(prefect_server.__dict__.get("subprocess"), _GuardedSubprocess):
+        prefect_server.__dict__["subprocess"] = _GuardedSubprocess()
 
 
 def _wait_healthy(service: Service, *, timeout_s: float) -> None:
@@ -182,3 +247,7 @@ def serve_epochs(settings: Settings, *, block_time_s: float, dask_address: str |
         for name, info in sorted(state.subnets.items())
     ]
     serve(*deployments)
+
+
+if __name__ == "__main__":
+    run_guarded(sys.argv[1:])

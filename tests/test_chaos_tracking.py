@@ -208,3 +208,62 @@ def test_home_default_exported_for_one_home_is_not_taken_as_the_users(tmp_path: 
     second = Settings.load(tmp_path / "b")
     assert second.mlflow_uri is None
     assert second.mlflow_tracking_uri == f"sqlite:///{(tmp_path / 'b').resolve()}/mlflow.db"
+
+
+# --- the CLI's temporary Prefect server dies with it ------------------------------------------
+
+CLI_LIKE = """
+import sys, time
+from taoflow.settings import Settings
+Settings.load(sys.argv[1]).apply_environment()
+from taoflow.services import make_ephemeral_prefect_server_die_with_parent
+make_ephemeral_prefect_server_die_with_parent()
+from prefect import flow
+from prefect.server.api.server import SubprocessASGIServer
+
+@flow(persist_result=False)
+def probe() -> int:
+    return 1
+
+probe()
+pids = [s.server_process.pid for s in SubprocessASGIServer._instances.values() if s.server_process]
+print(" ".join(map(str, pids)), flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+SERVER_GONE_WAIT_S = 60.0
+CLI_LIKE_LIFETIME_S = 600.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; only its parent has not reaped it
+
+
+@pytest.mark.parametrize("signum", [9, 15], ids=["SIGKILL", "SIGTERM"])
+def test_ephemeral_prefect_server_dies_with_the_cli(tmp_path: Path, signum: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI_LIKE, str(tmp_path / "home"), str(CLI_LIKE_LIFETIME_S)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # bounded: the child exits after CLI_LIKE_LIFETIME_S
+        pids = [int(p) for p in line.split()]
+        assert len(pids) == 1 and _alive(pids[0]), f"no ephemeral server reported: {line!r}"
+        proc.send_signal(signum)
+        proc.wait(timeout=PROCESS_TIMEOUT_S)
+        deadline = time.monotonic() + SERVER_GONE_WAIT_S
+        while _alive(pids[0]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(pids[0]), f"ephemeral Prefect server {pids[0]} outlived the CLI"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
