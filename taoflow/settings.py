@@ -144,11 +144,6 @@ class Settings:
         return self.mlflow_uri or self.default_mlflow_uri
 
     @property
-    def tracking_lock_path(self) -> Path:
-        """The file lock that serialises MLflow logging of this home's epochs."""
-        return self.home / "mlflow.lock"
-
-    @property
     def mlflow_artifacts_dir(self) -> Path:
         return self.home / "mlruns"
 
