@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.config import SubnetConfig
+
 PPM = 1_000_000
 RAO_PER_TAO = 1_000_000_000
 
@@ -46,6 +48,17 @@ class RegistrationPolicy:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RegistrationPolicy:
+        """The policy of a subnet's config (a ``ledger.config.SubnetConfig`` or its payload)."""
+        if isinstance(config, SubnetConfig):
+            initial = config.registration_cost_rao
+            return cls(
+                initial_cost_rao=initial,
+                min_cost_rao=_or(config.registration_cost_min_rao, min(initial, RAO_PER_TAO // 10)),
+                max_cost_rao=_or(config.registration_cost_max_rao, max(initial, 100 * RAO_PER_TAO)),
+                increase_ppm=config.registration_cost_increase_ppm,
+                decay_ppm=config.registration_cost_decay_ppm,
+                immunity_period_blocks=config.immunity_period_blocks,
+            )
         initial = int(config.get("registration_cost_rao", RAO_PER_TAO))
         return cls(
             initial_cost_rao=initial,
@@ -65,6 +78,10 @@ class RegistrationPolicy:
 
     def after_epoch(self, cost_rao: int) -> int:
         return max(self.min_cost_rao, cost_rao * (PPM - self.decay_ppm) // PPM)
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 @dataclass(frozen=True)

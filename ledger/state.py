@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ledger.config import SubnetConfig
 from ledger.errors import SupplyIdentityViolated
 from ledger.keys import is_account_id
 from ledger.names import check_subnet_name
@@ -50,7 +51,6 @@ from ledger.payouts import (
     PayoutEntry,
     Recipient,
     plan_epoch,
-    split_ppm_of,
     subnet_emission_rao,
 )
 from ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
@@ -124,17 +124,17 @@ class Neuron:
 
 @dataclass(frozen=True)
 class Subnet:
-    """A subnet as created: its owner and its configuration (the create entry's payload)."""
+    """A subnet as created: its owner and its validated configuration (``ledger.config``)."""
 
     name: str
     owner_coldkey: str
     owner_hotkey: str
     created_block: int
-    config: dict[str, Any]
+    config: SubnetConfig
 
     @property
     def uids_max(self) -> int:
-        return int(self.config.get("uids_max", UIDS_MAX_DEFAULT))
+        return self.config.uids_max
 
 
 @dataclass
@@ -239,18 +239,14 @@ class LedgerState:
         return signer_of(tx)
 
     def scheduled_emission_rao(self, subnet: str) -> int:
-        """What the schedule owes ``subnet``'s next epoch now (ValueError on a bad config)."""
-        shares = {}
-        for name, info in self.subnets.items():
-            share = info.config.get("emission_share", 1)
-            if not isinstance(share, int) or isinstance(share, bool) or share < 0:
-                raise ValueError(f"emission_share of {name!r} must be a non-negative integer")
-            shares[name] = share
-        tempo = self.subnets[subnet].config.get("tempo_blocks")
-        if not isinstance(tempo, int) or isinstance(tempo, bool) or tempo < 1:
-            raise ValueError(f"tempo_blocks of {subnet!r} must be a positive integer")
+        """What the schedule owes ``subnet``'s next epoch now."""
         return subnet_emission_rao(
-            issued_rao=self.issued_rao, blocks=tempo, emission_shares=shares, subnet=subnet
+            issued_rao=self.issued_rao,
+            blocks=self.subnets[subnet].config.tempo_blocks,
+            emission_shares={
+                name: info.config.emission_share for name, info in self.subnets.items()
+            },
+            subnet=subnet,
         )
 
     def recipients(self, subnet: str) -> dict[int, Recipient]:
@@ -273,15 +269,12 @@ class LedgerState:
         }
 
     def epoch_plan(self, subnet: str, shares: EpochShares) -> EpochPlan:
-        """The exact payouts of ``subnet``'s next epoch with consensus ``shares``, right now.
-
-        Raises ``ValueError`` (one line) if the subnet's configuration cannot be split by.
-        """
+        """The exact payouts of ``subnet``'s next epoch with consensus ``shares``, right now."""
         info = self.subnets[subnet]
         return plan_epoch(
             scheduled_rao=self.scheduled_emission_rao(subnet),
             shares=shares,
-            split_ppm=split_ppm_of(info.config),
+            split_ppm=info.config.split_ppm(),
             recipients=self.recipients(subnet),
             owner_coldkey=info.owner_coldkey,
             owner_hotkey=info.owner_hotkey,
@@ -425,6 +418,10 @@ class LedgerState:
             return f"subnet {tx.subnet!r} already exists or has no name"
         if not tx.hotkey or self.hotkey_owner.get(tx.hotkey, tx.coldkey) != tx.coldkey:
             return "owner hotkey belongs to another coldkey"
+        try:
+            SubnetConfig.from_payload(tx.payload_dict())
+        except ValueError as exc:
+            return str(exc)
         return self._need_balance(tx.coldkey, tx.amount_rao)
 
     def _apply_subnet_create(self, tx: Tx) -> None:
@@ -436,7 +433,7 @@ class LedgerState:
             owner_coldkey=tx.coldkey,
             owner_hotkey=tx.hotkey,
             created_block=self.block,
-            config=tx.payload_dict(),
+            config=SubnetConfig.from_payload(tx.payload_dict()),
         )
         self.neurons[tx.subnet] = {}
 

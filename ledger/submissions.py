@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.config import SubnetConfig
+
 HISTORY_MAX = 8
 
 
@@ -30,6 +32,12 @@ class SubmissionPolicy:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SubmissionPolicy:
+        """The policy of a subnet's config (a ``ledger.config.SubnetConfig`` or its payload)."""
+        if isinstance(config, SubnetConfig):
+            return cls(
+                evaluation_delay_blocks=config.evaluation_delay_blocks,
+                per_epoch_max=config.submissions_per_epoch_max,
+            )
         return cls(
             evaluation_delay_blocks=int(config.get("evaluation_delay_blocks", 0)),
             per_epoch_max=int(config.get("submissions_per_epoch_max", 2)),

@@ -11,6 +11,7 @@ the subnet's share of the scheduled block rewards for its tempo, as the ledger c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,8 @@ class EpochContext:
     seed_hex: str
     owner_coldkey: str
     owner_hotkey: str
-    config: dict[str, Any]
+    config: Mapping[str, Any]
+    """The subnet's ``ledger.config.SubnetConfig`` (typed attributes; also read as a mapping)."""
     neurons: tuple[NeuronView, ...]
     previous: dict[str, Any]
     external_weights: dict[int, tuple[dict[int, int], int]] = field(default_factory=dict)
@@ -85,7 +87,7 @@ def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochCo
     if info is None:
         raise UnknownSubnet(subnet)
     epoch = state.last_epoch.get(subnet, -1) + 1
-    tempo = int(info.config["tempo_blocks"])
+    tempo = info.config.tempo_blocks
     block = info.created_block + (epoch + 1) * tempo
     delay_blocks = SubmissionPolicy.from_config(info.config).evaluation_delay_blocks
     stakers_of: dict[str, list[tuple[str, int]]] = {}
@@ -136,7 +138,7 @@ def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochCo
         seed_hex=seed.hex(),
         owner_coldkey=info.owner_coldkey,
         owner_hotkey=info.owner_hotkey,
-        config=dict(info.config),
+        config=info.config,
         neurons=tuple(neurons),
         previous=dict(state.last_epoch_payload.get(subnet, {})),
         external_weights=external,

@@ -66,8 +66,11 @@ def epoch_batch(
     dividends: Sequence[int] = (),
     validator_share: Sequence[int] = (),
     errors: Sequence[int] = (),
+    note: str = "",
 ) -> list[Tx]:
     """The valid next epoch of ``subnet`` for these integer shares (default 0 per uid).
+
+    ``note`` goes into the epoch payload: two notes give two valid but different batches.
 
     Built from the ledger's own plan (``LedgerState.epoch_plan``), as the epoch flow does.
     """
@@ -87,6 +90,7 @@ def epoch_batch(
         "unissued_rao": plan.payouts.unissued_rao,
         "shares": shares.to_payload(),
         "evaluation": {"errors": {str(uid): "rejected" for uid in errors}},
+        **({"note": note} if note else {}),
     }
     prefix = f"epoch/{subnet}/{epoch}"
     txs = [
@@ -145,29 +149,18 @@ def concurrent_worker(
         results.put((name, i, result.batch_no))  # type: ignore[attr-defined]
 
 
-def epoch_worker(root: str, amount_rao: int, barrier: object, results: object) -> None:
-    """Try to commit epoch 0 of subnet "sn" paying ``amount_rao`` to alice."""
+def epoch_worker(root: str, note: str, barrier: object, results: object) -> None:
+    """Try to commit epoch 0 of subnet "sn" (a valid batch whose payload carries ``note``)."""
     from pathlib import Path
 
     from ledger.errors import BatchRejected
     from ledger.store import Ledger
 
     ledger = Ledger.open(Path(root))
-    batch = [
-        Tx("epoch/sn/0", Kind.EPOCH, subnet="sn", epoch=0, block=10, amount_rao=amount_rao),
-        Tx(
-            "epoch/sn/0/owner",
-            Kind.EMISSION_OWNER,
-            subnet="sn",
-            epoch=0,
-            block=10,
-            coldkey=acct("alice"),
-            amount_rao=amount_rao,
-        ),
-    ]
+    batch = epoch_batch(ledger.state(), "sn", block=10, note=note)
     barrier.wait()  # type: ignore[attr-defined]
     try:
         result = ledger.commit(batch)
-        results.put(("epoch", amount_rao, result.batch_no))  # type: ignore[attr-defined]
+        results.put(("epoch", note, result.batch_no))  # type: ignore[attr-defined]
     except BatchRejected as exc:
-        results.put(("epoch", amount_rao, f"rejected: {exc.reason}"))  # type: ignore[attr-defined]
+        results.put(("epoch", note, f"rejected: {exc.reason}"))  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from ledger_helpers import TAO, acct, epoch_batch, mint, signed
 
+from ledger.config import SubnetConfig
 from ledger.emission import SHARE_QUANTUM
 from ledger.errors import BatchRejected
 from ledger.network import TX_FEE_DEFAULT_RAO, NetworkParams
@@ -381,3 +382,59 @@ def test_cli_refuses_a_bad_amount_in_one_line_with_exit_2(
         f"error: amount must be a positive number of τ with at most 9 decimals: {args[-1]!r}"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- typed subnet configuration --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        ({}, "subnet config needs tempo_blocks"),
+        ({"tempo_blocks": 0}, "subnet setting tempo_blocks must be an integer in [1, 1,000,000]"),
+        (
+            {"tempo_blocks": "10"},
+            "subnet setting tempo_blocks must be an integer in [1, 1,000,000]",
+        ),
+        ({"tempo_blocks": 10, "bogus": 1}, "unknown subnet setting(s) ['bogus']"),
+        (
+            {"tempo_blocks": 10, "uids_max": 10**9},
+            "subnet setting uids_max must be an integer in [1, 4,096]",
+        ),
+        (
+            {
+                "tempo_blocks": 10,
+                "emission_split_ppm": {"owner": 900_000, "miners": 50_000, "validators": 60_000},
+            },
+            "emission_split_ppm must add up to 1,000,000",
+        ),
+        (
+            {"tempo_blocks": 10, "registration_cost_rao": TAO, "registration_cost_max_rao": 1},
+            "registration_cost_max_rao must be ≥ registration_cost_rao",
+        ),
+    ],
+)
+def test_hostile_subnet_config_is_refused(
+    ledger: Ledger, config: dict[str, object], reason: str
+) -> None:
+    create = Tx(
+        "create/bad",
+        Kind.SUBNET_CREATE,
+        subnet="bad",
+        coldkey=acct("dave"),
+        hotkey=acct("frank"),
+        amount_rao=TAO,
+        payload=canonical_json(config),
+    )
+    assert_rejected(ledger, [signed(ledger.state(), create)], reason)
+
+
+def test_subnet_config_is_typed_on_the_subnet(ledger: Ledger) -> None:
+    config = ledger.state().subnets[SUBNET].config
+    assert isinstance(config, SubnetConfig)
+    assert (config.tempo_blocks, config.uids_max, config.split_ppm()) == (
+        100,
+        256,
+        {"owner": 180_000, "miners": 410_000, "validators": 410_000},
+    )
+    assert config["tempo_blocks"] == 100 and config.get("yuma", {}) == {}

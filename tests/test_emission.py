@@ -100,6 +100,7 @@ def test_schedule_matches_block_by_block_walk(issued: int, blocks: int) -> None:
 
 
 def test_subnets_share_block_rewards_exactly() -> None:
+    from ledger.config import SubnetConfig
     from ledger.state import LedgerState, Subnet
 
     state = LedgerState()
@@ -109,7 +110,7 @@ def test_subnets_share_block_rewards_exactly() -> None:
             owner_coldkey="",
             owner_hotkey="",
             created_block=0,
-            config={"emission_share": share, "tempo_blocks": 10},
+            config=SubnetConfig.from_payload({"emission_share": share, "tempo_blocks": 10}),
         )
     total = emission_for_blocks(issued_rao=0, blocks=10)
     a = state.scheduled_emission_rao("a")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ledger.config import SubnetConfig
 from tasks.consensus.params import YumaParams
 from tasks.consensus.sql import run_epoch
 from tasks.consensus.types import EpochInputs, EpochOutputs, EpochState
@@ -42,6 +43,9 @@ class ConsensusOutcome:
 
 
 def yuma_params(config: Mapping[str, Any]) -> YumaParams:
+    """The subnet's Yuma parameters (``SubnetConfig.yuma``, or a plain config mapping's)."""
+    if isinstance(config, SubnetConfig):
+        return YumaParams(**dict(config.yuma))
     return YumaParams(**dict(config.get("yuma", {})))
 
 
