@@ -127,7 +127,7 @@ def genesis(settings: Settings, *, miners: int, validators: int) -> int:
         uids_max=miners + validators,
         registration_cost_increase_ppm=0,  # flat cost: every participant's balance suffices
     )
-    signer = _Signer(keys)
+    signer = _Signer(keys, network_id="")  # no network entry: a benchmark ledger
     txs: list[Tx] = [
         Tx(
             f"genesis/mint/{p.name}",

@@ -107,7 +107,7 @@ def genesis_batch(accounts: list[str], owner: Keypair) -> list[Tx]:
         payload='{"tempo_blocks":1}',
         nonce=1,
     )
-    txs.append(sign(create, owner))
+    txs.append(sign(create, owner, network_id=""))
     return txs
 
 
