@@ -64,7 +64,13 @@ def epoch_flow(
         fetch_policy=_q(settings.fetch_policy()),
     )
     outcome = shells.consensus(_q(ctx), _q(evaluation))
-    payouts, commit = shells.emit(settings.ledger_dir, _q(ctx), _q(outcome), _q(evaluation))
+    payouts, commit = shells.emit(
+        settings.ledger_dir,
+        _q(ctx),
+        _q(outcome),
+        _q(evaluation),
+        wallets_dir=settings.wallets_dir,
+    )
     mean_scores = evaluation.mean_scores()
     metagraph = build_metagraph(
         ctx,

@@ -603,14 +603,21 @@ def main() -> None:
 
     try:
         app()
-    except (LedgerError, WalletError, OSError, ValueError, LookupError, *_stage_errors()) as exc:
+    except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
-        raise SystemExit(1) from None
-    except Exception as exc:  # anything else is a bug: say so, still no traceback by default
-        if os.environ.get(DEBUG_ENV):
-            raise
+        expected: tuple[type[Exception], ...] = (
+            LedgerError,
+            WalletError,
+            OSError,
+            ValueError,
+            LookupError,
+            *_stage_errors(),
+        )
+        if isinstance(exc, expected):
+            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            raise SystemExit(1) from None
+        # Anything else is a bug: say so, still no traceback by default.
         err.print(
             f"[red]unexpected error:[/] {type(exc).__name__}: {exc} "
             f"(set {DEBUG_ENV}=1 for the traceback)",

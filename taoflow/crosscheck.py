@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from ledger.store import Ledger
 from taoflow.settings import Settings
 
-RUNS_MAX = 100_000
+RUNS_MAX = 50_000
+"""MLflow's own ceiling for one search."""
 EXPERIMENTS_MAX = 1_000
 BATCH_HASH_TAG = "taoflow.ledger_batch_hash"
 

@@ -191,5 +191,9 @@ def require_network(settings: Settings) -> None:
     """Raise ``NoNetwork`` with a one-line hint unless ``settings.home`` holds a ledger."""
     if not settings.home.exists():
         raise NoNetwork(f"no network at {settings.home}: run `taoflow demo` or pass --home")
-    if not (settings.ledger_dir / "COMMITS").exists():
+    batches = settings.ledger_dir / "batches"
+    has_batches = batches.is_dir() and any(batches.glob("*.arrow"))
+    if not (settings.ledger_dir / "COMMITS").exists() and not has_batches:
+        # Batch files without a log are a damaged ledger, not a missing one: the ledger itself
+        # says so and names `taoflow ledger repair`.
         raise NoNetwork(f"{settings.home} holds no ledger: run `taoflow demo` or pass --home")

@@ -18,10 +18,12 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from ledger.errors import BatchRejected
+from ledger.keys import Keypair
 from ledger.payouts import (
     DelegationSplit,
     EpochPlan,
@@ -104,15 +106,23 @@ def epoch_transactions(
 
 
 def commit_epoch(
-    ledger_dir: Path, ctx: EpochContext, shares: EpochShares, *, consensus_state: dict[str, Any]
+    ledger_dir: Path,
+    ctx: EpochContext,
+    shares: EpochShares,
+    *,
+    consensus_state: dict[str, Any],
+    cosigners: Sequence[Keypair] = (),
 ) -> tuple[Payouts, CommitResult]:
-    """Commit the epoch's batch, re-planning on the fresh state if the ledger moved on."""
+    """Commit the epoch's batch, re-planning on the fresh state if the ledger moved on.
+
+    ``cosigners`` (the hosted validators' hotkeys) co-sign the batch hash.
+    """
     plan = plan_from_context(ctx, shares)
     for attempt in range(EMIT_ATTEMPTS_MAX):
         txs = epoch_transactions(ctx, plan, shares=shares, consensus_state=consensus_state)
         ledger = Ledger.open(ledger_dir)
         try:
-            return plan.payouts, ledger.commit(txs)
+            return plan.payouts, ledger.commit(txs, cosigners=cosigners)
         except BatchRejected as exc:
             state = ledger.state()
             if state.last_epoch.get(ctx.subnet, -1) >= ctx.epoch:

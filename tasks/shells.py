@@ -28,6 +28,7 @@ from prefect.cache_policies import NO_CACHE
 from ledger.payouts import EpochShares
 from ledger.store import CommitResult, Ledger
 from tasks.consensus.stage import ConsensusOutcome, run_consensus
+from tasks.cosign import hosted_cosigners
 from tasks.emit import Payouts, commit_epoch
 from tasks.evaluate.fanout import local_cluster_client
 from tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
@@ -125,7 +126,12 @@ def consensus(ctx: EpochContext, evaluation: EvaluationOutcome) -> ConsensusOutc
 @task(name="emit", cache_policy=NO_CACHE)
 @_timed("emit")  # the body is the stage call
 def emit(
-    ledger_dir: Path, ctx: EpochContext, outcome: ConsensusOutcome, evaluation: EvaluationOutcome
+    ledger_dir: Path,
+    ctx: EpochContext,
+    outcome: ConsensusOutcome,
+    evaluation: EvaluationOutcome,
+    *,
+    wallets_dir: Path | None = None,
 ) -> tuple[Payouts, CommitResult]:
     out = outcome.outputs
     shares = EpochShares.from_consensus(
@@ -144,7 +150,8 @@ def emit(
             "sample_size": evaluation.sample_size,
         },
     }
-    return commit_epoch(ledger_dir, ctx, shares, consensus_state=record)
+    cosigners = hosted_cosigners(ctx, wallets_root=wallets_dir)
+    return commit_epoch(ledger_dir, ctx, shares, consensus_state=record, cosigners=cosigners)
 
 
 @task(name="track", cache_policy=NO_CACHE)
