@@ -134,7 +134,7 @@ def ledger_verify(
         bool,
         typer.Option(
             "--cross-check",
-            help="Also compare each epoch's batch hash with the one its MLflow run published",
+            help="Also compare each epoch's batch hash with what MLflow and Prefect published",
         ),
     ] = False,
 ) -> None:
@@ -149,9 +149,9 @@ def ledger_verify(
         raise _fail(str(exc), 2) from None
     checked = None
     if cross_check and report.ok:
-        from taoflow.crosscheck import cross_check_mlflow
+        from taoflow.crosscheck import cross_check as run_cross_check
 
-        checked = cross_check_mlflow(settings)
+        checked = run_cross_check(settings)
     if as_json:
         body = {
             **{k: v for k, v in report.__dict__.items() if k != "finality"},
@@ -161,7 +161,11 @@ def ledger_verify(
             },
         }
         if checked is not None:
-            body["cross_check"] = checked.__dict__
+            body["cross_check"] = {
+                "ok": checked.ok,
+                "epochs": checked.epochs,
+                "sources": {c.source: c.__dict__ for c in checked.sources},
+            }
         _print_json(body)
     elif report.ok:
         from taoflow.render import verify_lines

@@ -48,7 +48,7 @@ def markdown_summary(
         f"# {subnet} — epoch {epoch}",
         "",
         f"* block {block}, emission **{emission_rao / 1e9:,.9f} τ**",
-        f"* ledger batch {batch_no} `{(batch_hash or 'already committed')[:16]}`",
+        f"* ledger batch {batch_no} `{batch_hash or 'already committed'}`",
         f"* {len(miners)} miners, {len(metagraph) - len(miners)} validators",
     ]
     if best is not None:

@@ -328,3 +328,28 @@ def test_repair_command_reports_and_is_idempotent(home: Path) -> None:
     assert second.returncode == 0
     assert second.stdout.startswith("nothing to repair: 4 batches")
     assert balances(home) == before
+
+
+def test_cross_check_names_an_epoch_whose_published_hash_differs(tmp_path: Path) -> None:
+    """MLflow keeps the hash published at commit time; a rewritten ledger no longer matches it.
+    Backfilled runs (hash copied from the ledger) are not counted as evidence."""
+    import mlflow
+
+    from taoflow.crosscheck import compare, published_in_mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("sn", artifact_location=str(tmp_path / "runs"))
+    for epoch, batch_hash_hex, backfilled in ((0, "a" * 64, "false"), (1, "b" * 64, "true")):
+        run = client.create_run(experiment)
+        client.log_param(run.info.run_id, "subnet", "sn")
+        client.log_param(run.info.run_id, "epoch", str(epoch))
+        client.set_tag(run.info.run_id, "taoflow.ledger_batch_hash", batch_hash_hex)
+        client.set_tag(run.info.run_id, "taoflow.backfilled", backfilled)
+    published = published_in_mlflow(uri)
+    assert published == {("sn", 0): {"a" * 64}}
+    assert compare({("sn", 0): "a" * 64}, published, "MLflow").mismatches == []
+    forged = compare({("sn", 0): "c" * 64}, published, "MLflow")
+    assert forged.mismatches == [
+        f"sn epoch 0: published batch {'a' * 16}…, the ledger holds {'c' * 16}…"
+    ]

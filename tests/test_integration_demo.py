@@ -91,9 +91,13 @@ def test_cli_verify_and_supply(network: Path) -> None:
     assert finality["epoch"] == EPOCHS - 1
     assert finality["signers"] == finality["validators"] == 4
     assert finality["signed_ppm"] == 1_000_000
-    # The batch hashes MLflow published when each epoch was tracked match the ledger.
-    assert report["cross_check"]["ok"] is True
-    assert report["cross_check"]["compared"] == EPOCHS
+    # The batch hashes MLflow and Prefect published when each epoch ran match the ledger.
+    checked = report["cross_check"]
+    assert checked["ok"] is True and checked["epochs"] == EPOCHS
+    for source in ("MLflow", "Prefect"):
+        assert checked["sources"][source]["error"] is None
+        assert checked["sources"][source]["mismatches"] == []
+        assert checked["sources"][source]["compared"] == EPOCHS
     supply = json.loads(taoflow(network, "ledger", "supply", "--json").stdout)
     held = supply["balances_rao"] + supply["stakes_rao"] + supply["locked_rao"]
     assert supply["issued_rao"] - supply["burned_rao"] == held
