@@ -101,6 +101,13 @@ def test_damaged_log_line_is_corruption_then_repair_loses_nothing(home: Path, in
     assert again.actions == [] and not again.log_rebuilt
 
 
+def test_one_file_past_the_log_is_a_commit_in_flight_for_readers(home: Path) -> None:
+    before = balances(home)
+    write_log(home, log_lines(home)[:-1])
+    assert len(Ledger(home / "ledger").records()) == BATCHES - 1
+    assert balances(home) == before  # the next writer adopts it
+
+
 def test_torn_tail_without_newline_is_cut_and_nothing_else_changes(home: Path) -> None:
     before = balances(home)
     with (home / "ledger" / "COMMITS").open("ab") as log:
@@ -115,7 +122,10 @@ def test_torn_tail_without_newline_is_cut_and_nothing_else_changes(home: Path) -
 def test_rolled_back_log_is_rolled_forward_by_any_writer(home: Path) -> None:
     before = balances(home)
     write_log(home, log_lines(home)[:-2])
-    assert len(Ledger(home / "ledger").records()) == BATCHES - 2  # readers never change things
+    # Readers never change anything, and never answer from the shorter history.
+    with pytest.raises(LedgerCorrupted, match="commit log is behind its batch files"):
+        Ledger(home / "ledger").records()
+    assert len(log_lines(home)) == BATCHES - 2
     ledger = Ledger.open(home / "ledger")
     assert ledger.last_recovery.adopted == [BATCHES - 1, BATCHES]
     assert balances(home) == before

@@ -64,6 +64,8 @@ from ledger.store.writer_key import WriterKeyError, load_writer_key
 LOCK_TIMEOUT_S = 30.0
 TXS_PER_BATCH_MAX = 1_000_000
 PPM = 1_000_000
+UNLOGGED_FILES_IN_FLIGHT_MAX = 1
+"""Batch files past the log a reader accepts as a commit in flight (one writer at a time)."""
 WRITER_KEY_RELATIVE = Path("keys") / "writer.key"
 """Where a home keeps its writer key, relative to the home (the ledger is ``<home>/ledger``)."""
 
@@ -182,6 +184,16 @@ class Ledger:
             raise LedgerCorrupted(
                 f"the ledger commit log is missing but batch files exist: {REPAIR_HINT}",
                 batch_no=1,
+            )
+        # One file past the log is a commit in flight (or a crash the next writer adopts); two
+        # cannot happen under the writer lock, so the log was rolled back: say so, do not
+        # answer from a shorter history.
+        behind = len(records) + UNLOGGED_FILES_IN_FLIGHT_MAX + 1
+        if (self.batches_dir / batch_file_name(behind)).exists():
+            raise LedgerCorrupted(
+                f"the ledger commit log is behind its batch files (batch {behind} and more are "
+                f"not in it): {REPAIR_HINT}",
+                batch_no=len(records) + 1,
             )
         return records
 
