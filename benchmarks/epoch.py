@@ -106,6 +106,7 @@ def genesis(settings: Settings, *, miners: int, validators: int) -> int:
     import torch
 
     from evaluation_sets import load_evaluation_set
+    from ledger.config import SubnetConfig
     from ledger.registration import RegistrationPolicy
     from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
     from ledger.store import Ledger
@@ -150,7 +151,7 @@ def genesis(settings: Settings, *, miners: int, validators: int) -> int:
             )
         )
     )
-    cost_rao = RegistrationPolicy.from_config(config).initial_cost_rao
+    cost_rao = RegistrationPolicy.from_config(SubnetConfig.from_payload(config)).initial_cost_rao
     for p in people:
         if p.role == "owner":
             continue

@@ -5,15 +5,14 @@ Invariants:
   names are refused), each with its exact JSON type and within its bounds; any problem is one
   line (``ValueError``) and the subnet is not created. Every subnet in a valid ledger therefore
   has a config whose every field is in range.
-- ``SubnetConfig`` is frozen. It is also a read-only ``Mapping`` over the payload it was parsed
-  from (``config["tempo_blocks"]``, ``config.get("yuma", {})``) so readers of the former dict keep
-  working; new code reads the typed attributes.
+- ``SubnetConfig`` is frozen and read by attribute; ``raw`` keeps the payload it was parsed from
+  (for display), never for reading settings.
 - Pure: no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
@@ -35,7 +34,7 @@ SPLIT_NAMES: Final = ("owner", "miners", "validators")
 
 
 @dataclass(frozen=True)
-class SubnetConfig(Mapping[str, Any]):
+class SubnetConfig:
     """Every setting of a subnet, typed and in range (see the module docstring)."""
 
     tempo_blocks: int
@@ -68,7 +67,7 @@ class SubnetConfig(Mapping[str, Any]):
     validator_policy: Mapping[str, Any] = field(default_factory=dict)
     yuma: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    """The payload this config was parsed from (what the ``Mapping`` view reads)."""
+    """The payload this config was parsed from (for display only)."""
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> SubnetConfig:
@@ -90,17 +89,6 @@ class SubnetConfig(Mapping[str, Any]):
 
     def split_ppm(self) -> dict[str, int]:
         return dict(self.emission_split_ppm)
-
-    # ---- read-only Mapping view of the payload ------------------------------------------------
-
-    def __getitem__(self, key: str) -> Any:
-        return self.raw[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.raw)
-
-    def __len__(self) -> int:
-        return len(self.raw)
 
 
 _INT_BOUNDS: Final[dict[str, tuple[int, int]]] = {

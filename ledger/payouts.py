@@ -48,7 +48,6 @@ SHARE_UIDS_MAX: Final = 65_536
 TAO_DECIMALS: Final = 9
 TAO_TEXT_CHARS_MAX: Final = 64
 AMOUNT_RAO_MAX: Final = 2**63 - 1
-DEFAULT_SPLIT_PPM: Final = {"owner": 180_000, "miners": 410_000, "validators": 410_000}
 
 
 # ---- amounts ---------------------------------------------------------------------------------
@@ -185,19 +184,6 @@ def split_dividend(
         take_rao=take,
         stakers_rao=tuple((c, part) for (c, _), part in zip(staked, parts, strict=True)),
     )
-
-
-def split_ppm_of(config: Mapping[str, Any]) -> dict[str, int]:
-    """The subnet's owner/miners/validators split (ppm, summing to 1e6), or ValueError."""
-    raw = config.get("emission_split_ppm", DEFAULT_SPLIT_PPM)
-    if not isinstance(raw, Mapping) or set(raw) != set(DEFAULT_SPLIT_PPM):
-        raise ValueError("emission_split_ppm must have exactly owner, miners and validators")
-    values = {str(k): v for k, v in raw.items()}
-    if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in values.values()):
-        raise ValueError("emission_split_ppm values must be non-negative integers")
-    if sum(values.values()) != PPM:
-        raise ValueError("emission_split_ppm must add up to 1,000,000")
-    return values
 
 
 # ---- the epoch as the ledger checks it -------------------------------------------------------

@@ -11,9 +11,8 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from ledger.config import SubnetConfig
 
@@ -47,30 +46,16 @@ class RegistrationPolicy:
             raise InvalidRegistrationPolicy("immunity_period_blocks must be ≥ 0")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> RegistrationPolicy:
-        """The policy of a subnet's config (a ``ledger.config.SubnetConfig`` or its payload)."""
-        if isinstance(config, SubnetConfig):
-            initial = config.registration_cost_rao
-            return cls(
-                initial_cost_rao=initial,
-                min_cost_rao=_or(config.registration_cost_min_rao, min(initial, RAO_PER_TAO // 10)),
-                max_cost_rao=_or(config.registration_cost_max_rao, max(initial, 100 * RAO_PER_TAO)),
-                increase_ppm=config.registration_cost_increase_ppm,
-                decay_ppm=config.registration_cost_decay_ppm,
-                immunity_period_blocks=config.immunity_period_blocks,
-            )
-        initial = int(config.get("registration_cost_rao", RAO_PER_TAO))
+    def from_config(cls, config: SubnetConfig) -> RegistrationPolicy:
+        """The policy of a subnet's validated config."""
+        initial = config.registration_cost_rao
         return cls(
             initial_cost_rao=initial,
-            min_cost_rao=int(
-                config.get("registration_cost_min_rao", min(initial, RAO_PER_TAO // 10))
-            ),
-            max_cost_rao=int(
-                config.get("registration_cost_max_rao", max(initial, 100 * RAO_PER_TAO))
-            ),
-            increase_ppm=int(config.get("registration_cost_increase_ppm", 100_000)),
-            decay_ppm=int(config.get("registration_cost_decay_ppm", 50_000)),
-            immunity_period_blocks=int(config.get("immunity_period_blocks", 4_096)),
+            min_cost_rao=_or(config.registration_cost_min_rao, min(initial, RAO_PER_TAO // 10)),
+            max_cost_rao=_or(config.registration_cost_max_rao, max(initial, 100 * RAO_PER_TAO)),
+            increase_ppm=config.registration_cost_increase_ppm,
+            decay_ppm=config.registration_cost_decay_ppm,
+            immunity_period_blocks=config.immunity_period_blocks,
         )
 
     def after_registration(self, cost_rao: int) -> int:

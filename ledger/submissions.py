@@ -12,9 +12,8 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ledger.config import SubnetConfig
 
@@ -31,16 +30,11 @@ class SubmissionPolicy:
     per_epoch_max: int = 2
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> SubmissionPolicy:
-        """The policy of a subnet's config (a ``ledger.config.SubnetConfig`` or its payload)."""
-        if isinstance(config, SubnetConfig):
-            return cls(
-                evaluation_delay_blocks=config.evaluation_delay_blocks,
-                per_epoch_max=config.submissions_per_epoch_max,
-            )
+    def from_config(cls, config: SubnetConfig) -> SubmissionPolicy:
+        """The policy of a subnet's validated config."""
         return cls(
-            evaluation_delay_blocks=int(config.get("evaluation_delay_blocks", 0)),
-            per_epoch_max=int(config.get("submissions_per_epoch_max", 2)),
+            evaluation_delay_blocks=config.evaluation_delay_blocks,
+            per_epoch_max=config.submissions_per_epoch_max,
         )
 
 

@@ -116,9 +116,9 @@ def subnet_list(home: HomeOption = None, as_json: JsonOption = False) -> None:
     rows: list[dict[str, Any]] = [
         {
             "subnet": name,
-            "task": info.config.get("task"),
-            "evaluation_set": info.config.get("evaluation_set"),
-            "evaluation_set_hash": info.config.get("evaluation_set_hash"),
+            "task": info.config.task,
+            "evaluation_set": info.config.evaluation_set,
+            "evaluation_set_hash": info.config.evaluation_set_hash,
             "uids": len(state.neurons.get(name, {})),
             "uids_max": info.uids_max,
             "registration_cost_rao": state.registration_cost(name),
@@ -223,7 +223,7 @@ def submit(
         raise _fail(f"no subnet {subnet!r}")
     from evaluation_sets import load_evaluation_set
 
-    eval_set = load_evaluation_set(str(info.config["evaluation_set"]))
+    eval_set = load_evaluation_set(info.config.evaluation_set)
     limits = family_limits(info.config, eval_set=eval_set)
     try:
         with model.open("rb") as handle:
@@ -262,7 +262,7 @@ def submit(
         result = commit_signed(settings, tx, hot)
     except ActionError as exc:
         raise _fail(str(exc)) from None
-    delay = int(info.config.get("evaluation_delay_blocks", 0))
+    delay = info.config.evaluation_delay_blocks
     _emit(
         {
             "digest": stored.digest,
@@ -328,8 +328,8 @@ def miner_train(
     info = Ledger.open(settings.ledger_dir).state().subnets.get(subnet)
     if info is None:
         raise _fail(f"no subnet {subnet!r}")
-    eval_set = load_evaluation_set(str(info.config["evaluation_set"]))
-    configured = info.config.get("model_families") or [info.config.get("model_family", "mlp")]
+    eval_set = load_evaluation_set(info.config.evaluation_set)
+    configured = info.config.model_families or (info.config.model_family,)
     chosen = family or str(configured[0])
     overrides: dict[str, object] = {} if chosen == "cnn" else {"hidden_sizes": list(hidden)}
     try:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from evaluation_sets import EvaluationSet, load_evaluation_set
+from ledger.config import SubnetConfig
 from ledger.keys import Keypair
 from ledger.network import NetworkParams
 from ledger.registration import RegistrationPolicy
@@ -221,7 +222,7 @@ def genesis_transactions(
             )
         )
     )
-    policy = RegistrationPolicy.from_config(subnet_cfg)
+    policy = RegistrationPolicy.from_config(SubnetConfig.from_payload(subnet_cfg))
     cost_rao = policy.initial_cost_rao
     for role, names in (
         ("validator", [v.name for v in VALIDATORS]),

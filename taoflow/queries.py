@@ -78,8 +78,8 @@ def submission_states(ledger: Ledger, *, subnet: str) -> list[dict[str, Any]]:
     scores: dict[str, float] = evaluation.get("scores", {})
     errors: dict[str, str] = evaluation.get("errors", {})
     delay = SubmissionPolicy.from_config(info.config).evaluation_delay_blocks
-    next_block = info.created_block + (state.last_epoch.get(subnet, -1) + 2) * int(
-        info.config["tempo_blocks"]
+    next_block = (
+        info.created_block + (state.last_epoch.get(subnet, -1) + 2) * info.config.tempo_blocks
     )
     rows = []
     for uid, neuron in sorted(state.neurons[subnet].items()):

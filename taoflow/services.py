@@ -237,12 +237,12 @@ def serve_epochs(settings: Settings, *, block_time_s: float, dask_address: str |
         epoch_flow.to_deployment(
             name=f"epoch-{name}",
             interval=epoch_interval(
-                tempo_blocks=int(info.config["tempo_blocks"]), block_time_s=block_time_s
+                tempo_blocks=info.config.tempo_blocks, block_time_s=block_time_s
             ),
             parameters={"subnet": name, "home": str(settings.home), "dask_address": dask_address},
             concurrency_limit=1,
             tags=["taoflow", f"subnet-{name}"],
-            description=f"Yuma epochs of subnet {name!r} ({info.config.get('task')})",
+            description=f"Yuma epochs of subnet {name!r} ({info.config.task})",
         )
         for name, info in sorted(state.subnets.items())
     ]

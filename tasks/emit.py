@@ -34,7 +34,6 @@ from ledger.payouts import (
     compute_payouts,
     plan_epoch,
     split_dividend,
-    split_ppm_of,
 )
 from ledger.schema import Kind, Tx, canonical_json
 from ledger.store import CommitResult, Ledger
@@ -64,7 +63,7 @@ def plan_from_context(ctx: EpochContext, shares: EpochShares) -> EpochPlan:
     return plan_epoch(
         scheduled_rao=ctx.emission_rao,
         shares=shares,
-        split_ppm=split_ppm_of(ctx.config),
+        split_ppm=ctx.config.split_ppm(),
         recipients={
             n.uid: Recipient(
                 uid=n.uid,

@@ -11,10 +11,10 @@ the subnet's share of the scheduled block rewards for its tempo, as the ledger c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger.config import SubnetConfig
 from ledger.state import LedgerState
 from ledger.submissions import SubmissionPolicy, eligible
 from tasks.evaluate.sampling import derive_seed
@@ -56,8 +56,8 @@ class EpochContext:
     seed_hex: str
     owner_coldkey: str
     owner_hotkey: str
-    config: Mapping[str, Any]
-    """The subnet's ``ledger.config.SubnetConfig`` (typed attributes; also read as a mapping)."""
+    config: SubnetConfig
+    """The subnet's validated configuration."""
     neurons: tuple[NeuronView, ...]
     previous: dict[str, Any]
     external_weights: dict[int, tuple[dict[int, int], int]] = field(default_factory=dict)

@@ -96,7 +96,7 @@ def hosted_weights(ctx: EpochContext, evaluation: EvaluationOutcome) -> dict[int
     A uid whose evaluation failed (``evaluation.errors``) gets weight 0: it earns nothing.
     """
     commit_blocks = {n.uid: n.artifact_block for n in ctx.neurons if n.artifact_block is not None}
-    default = dict(ctx.config.get("validator_policy", {}))
+    default = dict(ctx.config.validator_policy)
     weights = {}
     for validator, row in evaluation.scores.items():
         neuron = ctx.neurons[validator]
@@ -191,15 +191,12 @@ def track(
         "tempo_blocks": ctx.tempo_blocks,
         "emission_rao": ctx.emission_rao,
         "seed": ctx.seed_hex,
-        "evaluation_set": ctx.config.get("evaluation_set"),
-        "evaluation_set_hash": ctx.config.get("evaluation_set_hash"),
-        "model_family": ctx.config.get("model_family"),
-        "sample_size": ctx.config.get("sample_size"),
-        **{
-            f"validator_policy.{k}": v
-            for k, v in dict(ctx.config.get("validator_policy", {})).items()
-        },
-        **{f"yuma.{k}": v for k, v in dict(ctx.config.get("yuma", {})).items()},
+        "evaluation_set": ctx.config.evaluation_set,
+        "evaluation_set_hash": ctx.config.evaluation_set_hash,
+        "model_family": ctx.config.model_family,
+        "sample_size": ctx.config.sample_size,
+        **{f"validator_policy.{k}": v for k, v in dict(ctx.config.validator_policy).items()},
+        **{f"yuma.{k}": v for k, v in dict(ctx.config.yuma).items()},
     }
     logged = log_epoch_or_queue(
         outbox_root=outbox_root,

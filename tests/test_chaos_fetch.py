@@ -23,6 +23,7 @@ from typing import Final
 import pytest
 import torch
 
+from ledger.config import SubnetConfig
 from tasks.artifact_store import locate
 from tasks.evaluate.stage import plan_jobs
 from tasks.gather import EpochContext, NeuronView
@@ -369,7 +370,7 @@ def test_planning_marks_the_tarpit_model_and_goes_on(
         seed_hex="00",
         owner_coldkey="",
         owner_hotkey="",
-        config={},
+        config=SubnetConfig.from_payload({"tempo_blocks": 100}),
         neurons=(
             _neuron(0, digest=DIGEST_A, uri=artifact_url(silent.url, DIGEST_A)),
             _neuron(1, digest=digest, uri=artifact_url(store_url, digest)),

@@ -437,4 +437,4 @@ def test_subnet_config_is_typed_on_the_subnet(ledger: Ledger) -> None:
         256,
         {"owner": 180_000, "miners": 410_000, "validators": 410_000},
     )
-    assert config["tempo_blocks"] == 100 and config.get("yuma", {}) == {}
+    assert config.yuma == {} and not hasattr(config, "__getitem__")  # attributes, not keys

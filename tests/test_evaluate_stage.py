@@ -16,6 +16,7 @@ import torch
 from distributed import Client, LocalCluster
 
 from evaluation_sets import load_evaluation_set
+from ledger.config import SubnetConfig
 from taoflow.network import subnet_config
 from tasks import artifact_store
 from tasks.evaluate.runner import EvalJob, evaluate_job
@@ -86,7 +87,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[EpochContext, Path]
         seed_hex=derive_seed("head", "digits", 3).hex(),
         owner_coldkey="",
         owner_hotkey="",
-        config=config,
+        config=SubnetConfig.from_payload(config),
         neurons=tuple(neurons),
         previous={},
     )

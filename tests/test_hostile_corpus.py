@@ -35,6 +35,7 @@ import safetensors.torch
 import torch
 
 from evaluation_sets import load_evaluation_set
+from ledger.config import SubnetConfig
 from tasks import artifact_store
 from tasks.evaluate.sampling import derive_seed
 from tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
@@ -307,16 +308,19 @@ def _context(neurons: list[NeuronView]) -> EpochContext:
         seed_hex=derive_seed("hostile-head", "digits", 5).hex(),
         owner_coldkey="",
         owner_hotkey="",
-        config={
-            "evaluation_set": "digits",
-            "evaluation_set_hash": eval_set.content_hash,
-            "sample_size": 300,
-            "validator_sample_size": 200,
-            "params_max": PARAMS_MAX,
-            "bytes_max": BYTES_MAX,
-            "layers_max": 4,
-            "model_families": ["mlp", "cnn"],
-        },
+        config=SubnetConfig.from_payload(
+            {
+                "tempo_blocks": 100,
+                "evaluation_set": "digits",
+                "evaluation_set_hash": eval_set.content_hash,
+                "sample_size": 300,
+                "validator_sample_size": 200,
+                "params_max": PARAMS_MAX,
+                "bytes_max": BYTES_MAX,
+                "layers_max": 4,
+                "model_families": ["mlp", "cnn"],
+            }
+        ),
         neurons=tuple(neurons),
         previous={},
     )

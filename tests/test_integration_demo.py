@@ -70,7 +70,7 @@ def test_ledger_holds_exactly_the_scheduled_epochs(network: Path) -> None:
         txs = table_to_txs(ledger.read_table(record))
         if record.batch_no in epoch_batch_nos:
             marker = next(t for t in txs if t.kind == Kind.EPOCH)
-            tempo = state.subnets[marker.subnet].config["tempo_blocks"]
+            tempo = state.subnets[marker.subnet].config.tempo_blocks
             scheduled = emission_for_blocks(issued_rao=state.issued_rao, blocks=tempo)
             paid = sum(t.amount_rao for t in txs if t.kind.value.startswith("emission_"))
             assert paid == marker.amount_rao == scheduled > 0
@@ -123,13 +123,9 @@ def test_most_accurate_miner_earns_more_than_least_accurate(network: Path) -> No
     ledger = Ledger(network / "ledger")
     state = ledger.state()
     config = state.subnets["digits"].config
-    limits = FamilyLimits(
-        params_max=config["params_max"],
-        bytes_max=config["bytes_max"],
-        layers_max=config["layers_max"],
-        input_dim=64,
-        num_classes=10,
-    )
+    from tasks.evaluate.stage import family_limits
+
+    limits = family_limits(config, eval_set=load_evaluation_set("digits"))
     accuracy = {
         uid: full_test_accuracy(network, state.submissions[("digits", n.hotkey)].digest, limits)
         for uid, n in state.neurons["digits"].items()

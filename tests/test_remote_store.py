@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from evaluation_sets import load_evaluation_set
+from ledger.config import SubnetConfig
 from tasks.artifact_store import locate
 from tasks.gather import EpochContext, NeuronView
 from tasks.miner_kit import train_mlp
@@ -99,7 +100,7 @@ def test_evaluation_fetches_remote_artifacts(tmp_path: Path, artifact: tuple[byt
         seed_hex="00",
         owner_coldkey="",
         owner_hotkey="",
-        config={},
+        config=SubnetConfig.from_payload({"tempo_blocks": 100}),
         neurons=neurons,
         previous={},
     )

@@ -42,11 +42,9 @@ class ConsensusOutcome:
     state: dict[str, Any]
 
 
-def yuma_params(config: Mapping[str, Any]) -> YumaParams:
-    """The subnet's Yuma parameters (``SubnetConfig.yuma``, or a plain config mapping's)."""
-    if isinstance(config, SubnetConfig):
-        return YumaParams(**dict(config.yuma))
-    return YumaParams(**dict(config.get("yuma", {})))
+def yuma_params(config: SubnetConfig) -> YumaParams:
+    """The subnet's Yuma parameters (``SubnetConfig.yuma``)."""
+    return YumaParams(**dict(config.yuma))
 
 
 def previous_state(ctx: EpochContext) -> EpochState:

@@ -20,15 +20,14 @@ stage is bounded by ``evaluation_deadline_s``; a failed cluster is one ``Evaluat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import distributed
 import numpy as np
 
 from evaluation_sets import EvaluationSet, load_evaluation_set
+from ledger.config import SubnetConfig
 from tasks.artifact_store import locate
 from tasks.evaluate.fanout import evaluate_all
 from tasks.evaluate.runner import EvalJob, correct_vector, one_line
@@ -61,14 +60,19 @@ class EvaluationOutcome:
         return {uid: float(np.mean(values)) for uid, values in sorted(sums.items())}
 
 
-def family_limits(config: Mapping[str, Any], *, eval_set: EvaluationSet) -> FamilyLimits:
+def _required(value: int | None, name: str) -> int:
+    if value is None:
+        raise ValueError(f"the subnet's config has no {name}: evaluation needs it")
+    return value
+
+
+def family_limits(config: SubnetConfig, *, eval_set: EvaluationSet) -> FamilyLimits:
     """The subnet's model limits for its evaluation set (families from ``model_families``)."""
-    configured = config.get("model_families") or [config.get("model_family", "mlp")]
-    families = frozenset(str(f) for f in configured) or frozenset({"mlp"})
+    families = frozenset(config.model_families or (config.model_family,)) or frozenset({"mlp"})
     return FamilyLimits(
-        params_max=int(str(config["params_max"])),
-        bytes_max=int(str(config["bytes_max"])),
-        layers_max=int(str(config["layers_max"])),
+        params_max=_required(config.params_max, "params_max"),
+        bytes_max=_required(config.bytes_max, "bytes_max"),
+        layers_max=_required(config.layers_max, "layers_max"),
         input_dim=eval_set.input_dim,
         num_classes=eval_set.num_classes,
         vocab_size=eval_set.vocab_size if eval_set.feature_dtype == "int64" else None,
@@ -116,11 +120,11 @@ def validator_positions(
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """The epoch sample (row indices of the held-out split) and, per hosted validator, the
     positions within it that the validator scores this epoch."""
-    epoch_size = min(int(ctx.config["sample_size"]), population)
+    epoch_size = min(_required(ctx.config.sample_size, "sample_size"), population)
     epoch_rows = sample_indices(
         seed=bytes.fromhex(ctx.seed_hex), population=population, sample_size=epoch_size
     )
-    sub_size = min(int(ctx.config["validator_sample_size"]), epoch_size)
+    sub_size = min(_required(ctx.config.validator_sample_size, "validator_sample_size"), epoch_size)
     positions = {}
     for neuron in ctx.neurons:
         if not ctx.is_hosted_validator(neuron.uid):
@@ -153,12 +157,12 @@ def evaluate_epoch(
     is bounded by :func:`tasks.evaluate.fanout.evaluation_deadline_s` and raises
     :class:`tasks.evaluate.fanout.EvaluationFailed` when the cluster itself fails.
     """
-    eval_set = load_evaluation_set(str(ctx.config["evaluation_set"]))
+    eval_set = load_evaluation_set(ctx.config.evaluation_set)
     features, labels = eval_set.arrays("test")
-    if eval_set.content_hash != ctx.config.get("evaluation_set_hash", eval_set.content_hash):
+    if ctx.config.evaluation_set_hash not in ("", eval_set.content_hash):
         raise EvaluationSetMismatch(
             f"evaluation set {eval_set.name!r} hashes to {eval_set.content_hash[:16]}…, but the "
-            f"subnet committed {str(ctx.config['evaluation_set_hash'])[:16]}…"
+            f"subnet committed {ctx.config.evaluation_set_hash[:16]}…"
         )
     limits = family_limits(ctx.config, eval_set=eval_set)
     jobs, errors = plan_jobs(ctx, artifacts_root=artifacts_root, fetch_policy=fetch_policy)
