@@ -20,6 +20,7 @@ from taoflow.cli_network import (
     transfer,
     weights_app,
 )
+from taoflow.cli_simulate import network_app
 from taoflow.cli_wallet import wallet_app
 from taoflow.settings import HOME_ENV, Settings, require_network
 
@@ -37,6 +38,7 @@ app.add_typer(epoch_app, name="epoch")
 track_app = typer.Typer(no_args_is_help=True, help="MLflow tracking of committed epochs")
 app.add_typer(track_app, name="track")
 app.add_typer(stake_app, name="stake")
+app.add_typer(network_app, name="network")
 app.command("transfer")(transfer)
 app.command("register")(register)
 app.command("submit")(submit)
