@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -53,7 +52,7 @@ from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
 from ledger.signing import sign, signer_of
 from ledger.store import CommitResult, Ledger
 from ledger.store.segments import batch_file_name
-from ledger.store.writer_key import KEY_DIR_MODE, KEY_FILE_MODE, load_writer_key
+from ledger.store.writer_key import load_or_create_writer_key
 from ledger.submissions import submission_binding
 from tasks.consensus.stage import run_consensus
 from tasks.emit import epoch_transactions, plan_from_context
@@ -412,25 +411,8 @@ def propose_epoch(ctx: EpochContext, *, seed: int) -> EpochProposal:
 
 def ensure_writer_key(path: Path, *, seed: int) -> Keypair:
     """The writer key at ``path``; if there is none, the SIMULATION key derived from ``seed``,
-    written like ``load_or_create_writer_key`` writes one (0600, durable, never replacing)."""
-    if path.exists():
-        return load_writer_key(path)
-    keypair = simulation_keypair(seed, "writer")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=KEY_DIR_MODE)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
-    try:
-        os.write(fd, keypair.private_bytes())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass  # another process created one meanwhile: use that one
-    finally:
-        tmp.unlink()
-    return load_writer_key(path)
+    written like any writer key (0600, durable, never replacing one that exists)."""
+    return load_or_create_writer_key(path, new_key=lambda: simulation_keypair(seed, "writer"))
 
 
 def cosigners_of(ctx: EpochContext, *, seed: int, validators: int) -> list[Keypair]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from ledger.keys import PRIVATE_KEY_BYTES, Keypair
@@ -41,13 +42,15 @@ def load_writer_key(path: Path) -> Keypair:
     return Keypair.from_private_bytes(raw)
 
 
-def load_or_create_writer_key(path: Path) -> Keypair:
-    """The writer key at ``path``, created (0600, durably) if no file is there yet."""
+def load_or_create_writer_key(
+    path: Path, *, new_key: Callable[[], Keypair] = Keypair.generate
+) -> Keypair:
+    """The writer key at ``path``, created from ``new_key()`` (0600, durably) if there is none."""
     path = Path(path)
     if path.exists():
         return load_writer_key(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=KEY_DIR_MODE)
-    keypair = Keypair.generate()
+    keypair = new_key()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
     try:
