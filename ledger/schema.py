@@ -13,11 +13,13 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
+EMPTY_PAYLOAD = "{}"
+_PAYLOAD_CACHE = "_payload_parsed"
 RAO_PER_TAO = 1_000_000_000
 
 
@@ -130,10 +132,18 @@ class Tx:
         object.__setattr__(self, "kind", Kind(self.kind))
 
     def payload_dict(self) -> dict[str, Any]:
-        """The payload parsed as a JSON object."""
-        value = json.loads(self.payload)
+        """The payload parsed as a JSON object (parsed once per ``Tx``; do not mutate it).
+
+        An epoch entry's payload is large and the rules read it several times while checking
+        and applying it, so the parse is kept on the (frozen) transaction.
+        """
+        cached = self.__dict__.get(_PAYLOAD_CACHE)
+        if cached is not None:
+            return cast(dict[str, Any], cached)
+        value = {} if self.payload == EMPTY_PAYLOAD else json.loads(self.payload)
         if not isinstance(value, dict):
             raise ValueError(f"payload of {self.tx_id!r} is not a JSON object")
+        object.__setattr__(self, _PAYLOAD_CACHE, value)
         return value
 
     def content(self) -> tuple[object, ...]:

@@ -119,7 +119,7 @@ def commit_epoch(
     plan = plan_from_context(ctx, shares)
     for attempt in range(EMIT_ATTEMPTS_MAX):
         txs = epoch_transactions(ctx, plan, shares=shares, consensus_state=consensus_state)
-        ledger = Ledger.open(ledger_dir)
+        ledger = Ledger.shared(ledger_dir)
         try:
             return plan.payouts, ledger.commit(txs, cosigners=cosigners)
         except BatchRejected as exc:

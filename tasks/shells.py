@@ -65,7 +65,7 @@ def _timed(stage: str) -> Iterator[None]:
 @task(name="gather", cache_policy=NO_CACHE)
 @_timed("gather")  # the body is the stage call
 def gather(ledger_dir: Path, subnet: str) -> EpochContext:
-    ledger = Ledger.open(ledger_dir)
+    ledger = Ledger.shared(ledger_dir)
     return build_context(ledger.state(), subnet=subnet, head_hash=ledger.head_hash())
 
 

@@ -363,3 +363,27 @@ def test_cross_check_names_an_epoch_whose_published_hash_differs(tmp_path: Path)
     assert forged.mismatches == [
         f"sn epoch 0: published batch {'a' * 16}…, the ledger holds {'c' * 16}…"
     ]
+
+
+def test_long_lived_process_keeps_one_ledger_and_notices_a_replaced_history(
+    home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``Ledger.shared`` catches up incrementally, and rebuilds its state when the log no longer
+    holds the batch it had reached (a ledger replaced under a running worker)."""
+    root = home / "ledger"
+    shared = Ledger.shared(root)
+    assert Ledger.shared(root) is shared
+    shared.commit([transfer(shared, "t-more", "alice", "bob", 5)])
+    assert shared.state().balances == Ledger.open(root).state().balances
+
+    other = tmp_path_factory.mktemp("other")
+    build(other)
+    ledger_b = Ledger.open(other / "ledger")
+    ledger_b.commit([transfer(ledger_b, "t-other", "bob", "dave", 7)])
+    for path in (root / "batches").iterdir():
+        path.unlink()
+    for path in (other / "ledger" / "batches").iterdir():
+        (root / "batches" / path.name).write_bytes(path.read_bytes())
+    (root / "COMMITS").write_bytes((other / "ledger" / "COMMITS").read_bytes())
+    assert shared.state().balances == Ledger(other / "ledger").state().balances
+    assert acct("dave") in shared.state().balances

@@ -28,6 +28,7 @@ latest epoch (finality).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +67,14 @@ TXS_PER_BATCH_MAX = 1_000_000
 PPM = 1_000_000
 UNLOGGED_FILES_IN_FLIGHT_MAX = 1
 """Batch files past the log a reader accepts as a commit in flight (one writer at a time)."""
+SHARED_LEDGERS_MAX = 16
+"""Ledger directories one process keeps open through ``Ledger.shared``."""
 WRITER_KEY_RELATIVE = Path("keys") / "writer.key"
 """Where a home keeps its writer key, relative to the home (the ledger is ``<home>/ledger``)."""
+
+
+_SHARED: dict[Path, Ledger] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def default_writer_key_path(root: Path) -> Path:
@@ -138,6 +145,7 @@ class Ledger:
         self.last_recovery = RecoveryReport()
         self._verified: dict[str, tuple[tuple[int, int, int], str]] = {}
         self._writer_key: str | None = None
+        self._thread_lock = threading.RLock()
         self._state = LedgerState()
         self._state_batches = 0
         self._head_hash = GENESIS_PARENT
@@ -158,6 +166,23 @@ class Ledger:
         with writer_lock(ledger.lock_path, timeout_s=lock_timeout_s):
             ledger.recover()
         return ledger
+
+    @classmethod
+    def shared(cls, root: Path) -> Ledger:
+        """This process's one open ``Ledger`` for ``root`` (opened and recovered the first time).
+
+        A long-lived process (the flow worker, ``serve``) keeps one state and catches up with
+        new batches instead of replaying the whole history for every stage of every epoch.
+        Thread-safe; at most ``SHARED_LEDGERS_MAX`` directories are kept (oldest dropped).
+        """
+        key = Path(root).resolve()
+        with _SHARED_LOCK:
+            ledger = _SHARED.get(key)
+            if ledger is None or not ledger.log_path.exists():
+                while len(_SHARED) >= SHARED_LEDGERS_MAX:
+                    _SHARED.pop(next(iter(_SHARED)))
+                ledger = _SHARED[key] = cls.open(key)
+            return ledger
 
     def recover(self) -> RecoveryReport:
         """Roll forward (``recovery.recover``). Call with the writer lock held."""
@@ -244,22 +269,30 @@ class Ledger:
         return pa.concat_tables(tables)
 
     def state(self) -> LedgerState:
-        """The current state, caught up with every committed batch."""
-        records = self.records()
-        for record in records[self._state_batches :]:
-            if record.parent_hash != self._head_hash:
-                raise _corrupted(record, "does not chain on its parent")
-            # Signatures were checked at commit time and the bytes are hash-chained; ``verify``
-            # re-checks them from genesis.
-            self._apply_batch(
-                self._state,
-                table_to_txs(self.read_table(record)),
-                record.batch_no,
-                check_signatures=False,
-            )
-            self._state_batches = record.batch_no
-            self._head_hash = record.batch_hash
-        return self._state
+        """The current state, caught up with every committed batch (incrementally).
+
+        If the log no longer holds the batch this state was built up to (a repaired or
+        replaced ledger under a long-lived process), the state is rebuilt from genesis.
+        """
+        with self._thread_lock:
+            records = self.records()
+            known = self._state_batches
+            if known and (len(records) < known or records[known - 1].batch_hash != self._head_hash):
+                self._forget_state()
+            for record in records[self._state_batches :]:
+                if record.parent_hash != self._head_hash:
+                    raise _corrupted(record, "does not chain on its parent")
+                # Signatures were checked at commit time and the bytes are hash-chained;
+                # ``verify`` re-checks them from genesis.
+                self._apply_batch(
+                    self._state,
+                    table_to_txs(self.read_table(record)),
+                    record.batch_no,
+                    check_signatures=False,
+                )
+                self._state_batches = record.batch_no
+                self._head_hash = record.batch_hash
+            return self._state
 
     @staticmethod
     def _apply_batch(
@@ -298,7 +331,7 @@ class Ledger:
         if len(txs) > TXS_PER_BATCH_MAX:
             raise ValueError(f"a batch holds at most {TXS_PER_BATCH_MAX} transactions")
         self.batches_dir.mkdir(parents=True, exist_ok=True)
-        with writer_lock(self.lock_path, timeout_s=lock_timeout_s):
+        with self._thread_lock, writer_lock(self.lock_path, timeout_s=lock_timeout_s):
             self.recover()
             state = self.state()
             try:
@@ -312,6 +345,7 @@ class Ledger:
                 raise
 
     def _forget_state(self) -> None:
+        self._writer_key = None
         self._state = LedgerState()
         self._state_batches = 0
         self._head_hash = GENESIS_PARENT
