@@ -53,9 +53,11 @@ AMOUNT_RAO_MAX: Final = 2**63 - 1
 # ---- amounts ---------------------------------------------------------------------------------
 
 
-def parse_tao(text: str) -> int:
-    """``text`` τ as rao: a positive decimal with at most 9 decimals, else one-line ValueError."""
-    problem = f"amount must be a positive number of τ with at most 9 decimals: {text[:80]!r}"
+def parse_tao(text: str, *, allow_zero: bool = False) -> int:
+    """``text`` τ as rao: a positive (or, with ``allow_zero``, zero) decimal with at most 9
+    decimals, else one-line ValueError."""
+    sign = "non-negative" if allow_zero else "positive"
+    problem = f"amount must be a {sign} number of τ with at most 9 decimals: {text[:80]!r}"
     cleaned = text.strip()
     if len(cleaned) > TAO_TEXT_CHARS_MAX or not cleaned:
         raise ValueError(problem)
@@ -63,10 +65,10 @@ def parse_tao(text: str) -> int:
         value = Decimal(cleaned)
     except InvalidOperation:
         raise ValueError(problem) from None
-    if not value.is_finite() or value <= 0:
+    if not value.is_finite() or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(problem)
     rao = value * RAO_PER_TAO
-    if rao != rao.to_integral_value() or not 0 < rao <= AMOUNT_RAO_MAX:
+    if rao != rao.to_integral_value() or not 0 <= rao <= AMOUNT_RAO_MAX:
         raise ValueError(problem)
     return int(rao)
 

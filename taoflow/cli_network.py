@@ -62,14 +62,16 @@ def subnet_create(
     evaluation_set: Annotated[str, typer.Option("--evaluation-set", help="digits, …")] = "digits",
     hotkey: HotkeyOption = "default",
     tempo: Annotated[int, typer.Option(min=1, max=100_000, help="Blocks per epoch")] = 100,
-    lock_tao: Annotated[float, typer.Option(min=0, help="Lock cost to burn, τ")] = 100.0,
+    lock_tao: Annotated[
+        str, typer.Option("--lock-tao", help="Lock cost to burn, τ (at most 9 decimals)")
+    ] = "100",
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a subnet owned by WALLET: burns the lock cost and records its configuration."""
     from evaluation_sets import UnknownEvaluationSet, load_evaluation_set
     from ledger.names import check_subnet_name
-    from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
+    from ledger.schema import Kind, Tx, canonical_json
     from taoflow.actions import ActionError, coldkey, commit_signed
     from taoflow.actions import hotkey as load_hot
     from taoflow.network import subnet_config
@@ -83,6 +85,7 @@ def subnet_create(
     except UnknownEvaluationSet as exc:
         raise _fail(str(exc)) from None
     config = subnet_config(eval_set, tempo_blocks=tempo)
+    lock_rao = _amount_rao(lock_tao, allow_zero=True)
     try:
         owner = coldkey(settings, wallet)
         hot = load_hot(settings, wallet, hotkey)
@@ -92,7 +95,7 @@ def subnet_create(
             subnet=name,
             coldkey=owner.public_hex,
             hotkey=hot.public_hex,
-            amount_rao=round(lock_tao * RAO_PER_TAO),
+            amount_rao=lock_rao,
             payload=canonical_json(config),
         )
         result = commit_signed(settings, tx, owner)
@@ -153,7 +156,8 @@ def register(
         bool, typer.Option("--external", help="Validator sets its own weights (commit → reveal)")
     ] = False,
     max_cost_tao: Annotated[
-        float | None, typer.Option("--max-cost", help="Refuse if the burn exceeds this, τ")
+        str | None,
+        typer.Option("--max-cost", help="Refuse if the burn exceeds this, τ (≤ 9 decimals)"),
     ] = None,
     home: HomeOption = None,
     as_json: JsonOption = False,
@@ -164,13 +168,16 @@ def register(
     from taoflow.actions import ActionError, coldkey, commit_signed
     from taoflow.actions import hotkey as load_hot
 
+    max_cost_rao = None if max_cost_tao is None else _amount_rao(max_cost_tao, allow_zero=True)
     settings = _settings(home)
     state = Ledger.open(settings.ledger_dir).state()
     if subnet not in state.subnets:
         raise _fail(f"no subnet {subnet!r}")
     cost = state.registration_cost(subnet)
-    if max_cost_tao is not None and cost > max_cost_tao * 1e9:
-        raise _fail(f"registration costs {cost / 1e9:,.4f} τ, above --max-cost {max_cost_tao} τ")
+    if max_cost_rao is not None and cost > max_cost_rao:
+        raise _fail(
+            f"registration costs {_tao_text(cost)} τ, above --max-cost {_tao_text(max_cost_rao)} τ"
+        )
     payload: dict[str, Any] = {"role": role}
     if external:
         payload["validator_settings"] = {"hosted": False}
@@ -432,14 +439,14 @@ AmountOption = Annotated[
 AMOUNT_USAGE_EXIT_CODE = 2
 
 
-def _amount_rao(text: str) -> int:
-    """``--amount`` as exact rao (``ledger.payouts.parse_tao``); one line and exit 2 if not."""
+def _amount_rao(text: str, *, allow_zero: bool = False) -> int:
+    """A τ option as exact rao (``ledger.payouts.parse_tao``); one line and exit 2 if not."""
     from rich.markup import escape
 
     from ledger.payouts import parse_tao
 
     try:
-        return parse_tao(text)
+        return parse_tao(text, allow_zero=allow_zero)
     except ValueError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(AMOUNT_USAGE_EXIT_CODE) from None

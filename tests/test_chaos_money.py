@@ -438,3 +438,15 @@ def test_subnet_config_is_typed_on_the_subnet(ledger: Ledger) -> None:
         {"owner": 180_000, "miners": 410_000, "validators": 410_000},
     )
     assert config.yuma == {} and not hasattr(config, "__getitem__")  # attributes, not keys
+
+
+def test_lock_and_max_cost_are_exact_and_may_be_zero() -> None:
+    from ledger.payouts import parse_tao
+
+    assert parse_tao("0", allow_zero=True) == 0
+    assert parse_tao("2.000000001", allow_zero=True) == 2_000_000_001
+    for bad in ("-1", "inf", "1e-10", "nan"):
+        with pytest.raises(ValueError, match="non-negative number of τ"):
+            parse_tao(bad, allow_zero=True)
+    with pytest.raises(ValueError, match="positive number of τ"):
+        parse_tao("0")
