@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from tasks import shells
-from tasks.metagraph import build_metagraph
+from tasks.metagraph import build_metagraph, epoch_aggregates, epoch_tags
 from tasks.registry import champion_from_metagraph
 
 log = logging.getLogger("taoflow.epoch")
@@ -87,18 +87,10 @@ def epoch_flow(
             artifacts_dir=settings.mlflow_artifacts_dir,
             ctx=_q(ctx),
             metagraph=_q(metagraph),
-            aggregates={
-                "emission_tao": payouts.total_rao / 1e9,
-                "best_score": max(mean_scores.values(), default=0.0),
-                "validator_trust_mean": float(outcome.outputs.validator_trust.mean())
-                if ctx.n
-                else 0.0,
-            },
-            tags={
-                "taoflow.ledger_batch_hash": commit.batch_hash or "",
-                "taoflow.prefect_flow_run_id": run_id or "",
-                "taoflow.seed": ctx.seed_hex,
-            },
+            aggregates=epoch_aggregates(
+                ctx, outputs=outcome.outputs, payouts=payouts, scores=mean_scores
+            ),
+            tags=epoch_tags(ctx, batch_hash=commit.batch_hash, flow_run_id=run_id),
             outbox_root=settings.mlflow_outbox_dir,
             weights=_q(outcome.weights),
             emission_rao=payouts.total_rao,

@@ -222,27 +222,7 @@ def genesis_transactions(
             )
         )
     )
-    policy = RegistrationPolicy.from_config(SubnetConfig.from_payload(subnet_cfg))
-    cost_rao = policy.initial_cost_rao
-    for role, names in (
-        ("validator", [v.name for v in VALIDATORS]),
-        ("miner", [m.name for m in MINERS]),
-    ):
-        for name in names:
-            txs.append(
-                signer(
-                    Tx(
-                        f"genesis/register/{SUBNET}/{name}",
-                        Kind.REGISTER,
-                        subnet=SUBNET,
-                        coldkey=cold[name],
-                        hotkey=hot[name],
-                        amount_rao=cost_rao,
-                        payload=canonical_json({"role": role}),
-                    )
-                )
-            )
-            cost_rao = policy.after_registration(cost_rao)
+    txs.extend(_registrations(subnet_cfg, keys=keys, signer=signer))
     for v in VALIDATORS:
         txs.append(
             signer(
@@ -255,7 +235,54 @@ def genesis_transactions(
                 )
             )
         )
+    txs.extend(
+        _trained_submissions(
+            eval_set, artifacts_root=artifacts_root, keys=keys, signer=signer, progress=progress
+        )
+    )
+    return txs
+
+
+def _registrations(
+    subnet_cfg: dict[str, Any], *, keys: dict[str, DemoKeys], signer: _Signer
+) -> list[Tx]:
+    """Every demo validator, then every miner, registered at the rising registration cost."""
+    policy = RegistrationPolicy.from_config(SubnetConfig.from_payload(subnet_cfg))
+    cost_rao = policy.initial_cost_rao
+    txs = []
+    for role, names in (
+        ("validator", [v.name for v in VALIDATORS]),
+        ("miner", [m.name for m in MINERS]),
+    ):
+        for name in names:
+            txs.append(
+                signer(
+                    Tx(
+                        f"genesis/register/{SUBNET}/{name}",
+                        Kind.REGISTER,
+                        subnet=SUBNET,
+                        coldkey=keys[name].coldkey.public_hex,
+                        hotkey=keys[name].hotkey.public_hex,
+                        amount_rao=cost_rao,
+                        payload=canonical_json({"role": role}),
+                    )
+                )
+            )
+            cost_rao = policy.after_registration(cost_rao)
+    return txs
+
+
+def _trained_submissions(
+    eval_set: EvaluationSet,
+    *,
+    artifacts_root: Path,
+    keys: dict[str, DemoKeys],
+    signer: _Signer,
+    progress: Callable[[str], None],
+) -> list[Tx]:
+    """Train each demo miner, store its artifact and return its signed submission commit."""
     torch.set_num_threads(1)
+    txs = []
     for m in MINERS:
         progress(f"training {m.name} (hidden {list(m.hidden_sizes)}, {m.epochs} epochs)")
         model, config = train_mlp(
@@ -265,21 +292,21 @@ def genesis_transactions(
         stored = artifact_store.store(
             artifacts_root, model_bytes=model_bytes, config_bytes=config_bytes
         )
+        hotkey = keys[m.name].hotkey.public_hex
+        payload = {
+            "digest": stored.digest,
+            "uri": stored.uri,
+            "binding": submission_binding(digest=stored.digest, hotkey=hotkey),
+        }
         txs.append(
             signer(
                 Tx(
                     f"genesis/submit/{SUBNET}/{m.name}",
                     Kind.SUBMISSION_COMMIT,
                     subnet=SUBNET,
-                    coldkey=cold[m.name],
-                    hotkey=hot[m.name],
-                    payload=canonical_json(
-                        {
-                            "digest": stored.digest,
-                            "uri": stored.uri,
-                            "binding": submission_binding(digest=stored.digest, hotkey=hot[m.name]),
-                        }
-                    ),
+                    coldkey=keys[m.name].coldkey.public_hex,
+                    hotkey=hotkey,
+                    payload=canonical_json(payload),
                 )
             )
         )

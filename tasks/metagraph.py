@@ -50,3 +50,29 @@ def build_metagraph(
             }
         )
     return pa.Table.from_pylist(rows)
+
+
+def epoch_aggregates(
+    ctx: EpochContext,
+    *,
+    outputs: EpochOutputs,
+    payouts: Payouts,
+    scores: Mapping[int, float],
+) -> dict[str, float]:
+    """The epoch's headline numbers for tracking: emission (τ), best score, mean validator trust."""
+    return {
+        "emission_tao": payouts.total_rao / RAO_PER_TAO,
+        "best_score": max(scores.values(), default=0.0),
+        "validator_trust_mean": float(outputs.validator_trust.mean()) if ctx.n else 0.0,
+    }
+
+
+def epoch_tags(
+    ctx: EpochContext, *, batch_hash: str | None, flow_run_id: str | None
+) -> dict[str, str]:
+    """Tags that tie the epoch's tracking run to its ledger batch and Prefect flow run."""
+    return {
+        "taoflow.ledger_batch_hash": batch_hash or "",
+        "taoflow.prefect_flow_run_id": flow_run_id or "",
+        "taoflow.seed": ctx.seed_hex,
+    }
