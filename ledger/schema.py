@@ -9,6 +9,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -19,6 +20,7 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 1
 EMPTY_PAYLOAD = "{}"
+CONTENT_DIGEST_TAG = b"taoflow-tx-content-v1\x00"
 _PAYLOAD_CACHE = "_payload_parsed"
 RAO_PER_TAO = 1_000_000_000
 
@@ -149,6 +151,19 @@ class Tx:
     def content(self) -> tuple[object, ...]:
         """Everything but the id: what "same id, same content" compares."""
         return tuple(getattr(self, f.name) for f in fields(self) if f.name != "tx_id")
+
+    def content_digest(self) -> bytes:
+        """sha256 of ``content()`` (length-prefixed fields): what the ledger keeps per id.
+
+        Keeping a digest instead of the content bounds the idempotency index by the number of
+        ids, not by the size of their payloads (an epoch entry's payload is large).
+        """
+        digest = hashlib.sha256(CONTENT_DIGEST_TAG)
+        for value in self.content():
+            raw = value if isinstance(value, bytes) else str(value).encode()
+            digest.update(len(raw).to_bytes(8, "big"))
+            digest.update(raw)
+        return digest.digest()
 
 
 def txs_to_table(txs: Sequence[Tx]) -> pa.Table:

@@ -166,7 +166,8 @@ class LedgerState:
     proposals: dict[str, dict[str, Any]] = field(default_factory=dict)
     votes: dict[tuple[str, str], int] = field(default_factory=dict)
     open_epochs: dict[tuple[str, int], OpenEpoch] = field(default_factory=dict)
-    tx_contents: dict[str, tuple[object, ...]] = field(default_factory=dict)
+    tx_contents: dict[str, bytes] = field(default_factory=dict)
+    """Transaction id → ``Tx.content_digest()`` (idempotency: same id, same content)."""
     network: NetworkParams | None = None
     network_id: str = ""
     """The network entry's id ("" while there is none); what user transactions sign."""
@@ -290,7 +291,7 @@ class LedgerState:
         """
         seen = self.tx_contents.get(tx.tx_id)
         if seen is not None:
-            if seen == tx.content():
+            if seen == tx.content_digest():
                 return Exists(tx.tx_id)
             return Rejected(tx.tx_id, "transaction id already used with different content")
         if tx.kind in SYSTEM_KINDS and not allow_system:
@@ -321,7 +322,7 @@ class LedgerState:
         if signer is not None:
             self._burn_fee(tx)
             self.nonces[signer] = tx.nonce
-        self.tx_contents[tx.tx_id] = tx.content()
+        self.tx_contents[tx.tx_id] = tx.content_digest()
         return Applied(tx.tx_id)
 
     def _fee_problem(self, tx: Tx) -> str | None:
