@@ -16,13 +16,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Final
 
 import numpy as np
 import pytest
 import torch
 from distributed import Client, LocalCluster
+from hang_guard import hang_guard
 
 import tasks.evaluate.fanout as fanout
 from tasks.evaluate.fanout import EvaluationFailed, evaluate_all, local_cluster_client
@@ -38,20 +38,10 @@ LIMITS = FamilyLimits(
 )
 
 
-class Hang(Exception):
-    pass
-
-
 @pytest.fixture(autouse=True)
 def alarm_guard() -> Iterator[None]:
-    def on_alarm(signum: int, frame: FrameType | None) -> None:
-        raise Hang(f"test still running after {ALARM_S} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(ALARM_S)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with hang_guard(ALARM_S):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import http.server
-import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Final
 
 import pytest
 import torch
+from hang_guard import hang_guard
 
 from ledger.config import SubnetConfig
 from tasks.artifact_store import locate
@@ -49,20 +48,10 @@ DIGEST_B: Final = "cd" * 32
 DIGEST_C: Final = "ef" * 32
 
 
-class Hang(Exception):
-    pass
-
-
 @pytest.fixture(autouse=True)
 def alarm_guard() -> Iterator[None]:
-    def on_alarm(signum: int, frame: FrameType | None) -> None:
-        raise Hang(f"test still running after {ALARM_S} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(ALARM_S)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with hang_guard(ALARM_S):
+        yield
 
 
 class Tarpit:
