@@ -103,12 +103,18 @@ def _cosignatures(table: pa.Table, b_hash: str) -> tuple[tuple[str, str], ...] |
 
 
 def inspect_batch(
-    path: Path, *, batch_no: int, parent_hash: str, writer_key: str | None
+    path: Path,
+    *,
+    batch_no: int,
+    parent_hash: str,
+    writer_key: str | None,
+    known_sha256: str | None = None,
 ) -> BatchFacts | str:
     """The facts of the batch file at ``path``, or why it is not a valid batch ``batch_no``.
 
     ``writer_key`` is the network's writer key (None: no network entry seen yet; for batch 1 the
-    key is read from the batch's own network entry).
+    key is read from the batch's own network entry). ``known_sha256``: the file's hash when the
+    caller has just computed it (it is not computed twice).
     """
     try:
         table = read_batch(path)
@@ -138,7 +144,7 @@ def inspect_batch(
             parent_hash=parent_hash,
             rows_hash=r_hash,
             batch_hash=b_hash,
-            file_sha256=file_sha256(path),
+            file_sha256=known_sha256 or file_sha256(path),
             rows=table.num_rows,
             epochs=epochs_of(table),
             writer_key=writer_key,

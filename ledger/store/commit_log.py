@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ledger.errors import LedgerCorrupted
 from ledger.schema import canonical_json
+from ledger.store.segments import fsync_dir
 
 REPAIR_HINT = "run `taoflow ledger repair`"
 
@@ -130,8 +131,4 @@ def write_all(path: Path, records: list[CommitRecord]) -> None:
     finally:
         os.close(fd)
     os.rename(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)

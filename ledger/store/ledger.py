@@ -523,10 +523,15 @@ class Ledger:
         path = self.batches_dir / record.file
         if not path.exists():
             return "file is missing", None
-        if file_sha256(path) != record.file_sha256:
+        digest = file_sha256(path)
+        if digest != record.file_sha256:
             return "file bytes do not match the commit record", None
         facts = inspect_batch(
-            path, batch_no=record.batch_no, parent_hash=parent, writer_key=writer_key
+            path,
+            batch_no=record.batch_no,
+            parent_hash=parent,
+            writer_key=writer_key,
+            known_sha256=digest,
         )
         if isinstance(facts, str):
             return facts, None

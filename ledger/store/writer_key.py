@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ledger.keys import PRIVATE_KEY_BYTES, Keypair
+from ledger.store.segments import fsync_dir
 
 KEY_FILE_MODE = 0o600
 KEY_DIR_MODE = 0o700
@@ -65,9 +66,5 @@ def load_or_create_writer_key(
         return load_writer_key(path)
     finally:
         tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
     return load_writer_key(path)
