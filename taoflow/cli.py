@@ -581,31 +581,13 @@ def consensus_run(
 DEBUG_ENV = "TAOFLOW_DEBUG"
 
 
-STAGE_ERRORS = {
-    "tasks.evaluate.fanout": "EvaluationFailed",
-    "tasks.emit": "EpochConflict",
-    "tasks.remote_store": "RemoteArtifactError",
-}
-"""Errors of the epoch stages that explain themselves in one line (looked up only if the stage
-module was imported, so the CLI never imports Dask or torch to report an error)."""
-
-
-def _stage_errors() -> tuple[type[Exception], ...]:
-    import sys
-
-    return tuple(
-        getattr(sys.modules[module], name)
-        for module, name in STAGE_ERRORS.items()
-        if module in sys.modules and hasattr(sys.modules[module], name)
-    )
-
-
 def main() -> None:
     """Entry point: every failure is one line on stderr and a non-zero exit, no traceback."""
     import os
 
     from ledger.errors import LedgerError
     from taoflow.wallet import WalletError
+    from tasks.errors import StageError
 
     try:
         app()
@@ -618,7 +600,7 @@ def main() -> None:
             OSError,
             ValueError,
             LookupError,
-            *_stage_errors(),
+            StageError,
         )
         if isinstance(exc, expected):
             err.print(f"[red]error:[/] {exc}", soft_wrap=True)

@@ -37,6 +37,7 @@ from ledger.payouts import (
 )
 from ledger.schema import Kind, Tx, canonical_json
 from ledger.store import CommitResult, Ledger
+from tasks.errors import StageError
 from tasks.gather import EpochContext
 
 __all__ = [
@@ -54,7 +55,7 @@ EMIT_ATTEMPTS_MAX: Final = 3
 """Re-plans of one epoch commit when the ledger changed between gather and commit."""
 
 
-class EpochConflict(RuntimeError):
+class EpochConflict(StageError):
     """The epoch was committed by another run with other results, or could not be committed."""
 
 

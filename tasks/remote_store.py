@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 import fsspec
 
 from tasks.artifact_store import CONFIG_FILE, MODEL_FILE, StoredArtifact, locate, store
+from tasks.errors import StageError
 from tasks.models.artifacts import artifact_digest
 
 FETCH_BYTES_MAX: Final = 64 * 1024 * 1024
@@ -66,7 +67,7 @@ HTTP_SCHEMES: Final = frozenset({"http", "https"})
 HTTP_OK: Final = 200
 
 
-class RemoteArtifactError(RuntimeError):
+class RemoteArtifactError(StageError):
     """A remote artifact could not be published or fetched; the message says why."""
 
 

@@ -76,6 +76,7 @@ import numpy as np
 import torch
 from distributed.client import FuturesCancelledError
 
+from tasks.errors import StageError
 from tasks.evaluate.batched import GROUP_MODELS_MAX, evaluate_group_auto
 from tasks.evaluate.runner import (
     EvalJob,
@@ -113,7 +114,7 @@ class _Bounds:
     stage_deadline_s: float
 
 
-class EvaluationFailed(RuntimeError):
+class EvaluationFailed(StageError):
     """The cluster itself failed (every worker lost, none answering): nothing was scored."""
 
 
