@@ -34,3 +34,7 @@ class BatchRejected(LedgerError):
 
 class LockTimeout(LedgerError):
     """Another writer held the ledger lock for longer than the caller was willing to wait."""
+
+
+class LedgerFormatOutdated(LedgerError):
+    """The ledger was written in an older format; ``taoflow ledger migrate`` converts it."""

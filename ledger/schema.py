@@ -1,8 +1,10 @@
 """The ledger's transaction schema: one typed, versioned Arrow schema for every kind of entry.
 
 Invariants:
-- ``SCHEMA_VERSION`` names the column layout; a batch written with another version is rejected on
-  read instead of being misinterpreted.
+- ``SCHEMA_VERSION`` names the ledger format; a batch written with another version is rejected on
+  read instead of being misinterpreted. Format 2 hashes rows column-wise from their Arrow buffers
+  and keeps an epoch's consensus state in columnar epoch records (``ledger.epoch_records``);
+  format 1 ledgers are converted by ``taoflow ledger migrate``.
 - Amounts are integer rao (1 TAO = 10**9 rao) in an ``int64`` column, never floats, never negative.
 - ``payload`` is canonical JSON (sorted keys, no spaces) so that equal content means equal bytes.
 """
@@ -18,7 +20,9 @@ from typing import Any, cast
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+LEGACY_SCHEMA_VERSIONS = frozenset({1})
+"""Formats ``taoflow ledger migrate`` converts from."""
 EMPTY_PAYLOAD = "{}"
 CONTENT_DIGEST_TAG = b"taoflow-tx-content-v1\x00"
 _PAYLOAD_CACHE = "_payload_parsed"

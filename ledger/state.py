@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ledger.config import SubnetConfig
+from ledger.epoch_records import RECORDS_KEY, check_refs
 from ledger.errors import SupplyIdentityViolated
 from ledger.keys import is_account_id
 from ledger.names import check_subnet_name
@@ -680,6 +681,9 @@ class LedgerState:
         if tx.block < self.block:
             return f"block {tx.block} is before the current block {self.block}"
         payload = tx.payload_dict()
+        refs = check_refs(payload.get(RECORDS_KEY))
+        if isinstance(refs, str):
+            return f"epoch {tx.epoch} of {tx.subnet!r}: {refs}"
         try:
             plan = self.epoch_plan(tx.subnet, EpochShares.from_payload(payload))
         except ValueError as exc:

@@ -1,8 +1,12 @@
 """Content hashes of batches: rows hash, batch hash (chained on the parent), file hash.
 
-Invariants: hashes depend only on the logical rows (canonical JSON per row), the batch number and
-the parent's hash, so the same transactions committed at the same position always hash the same,
-whatever the Arrow library version writes on disk. The file hash covers the exact bytes on disk.
+Invariants: hashes depend only on the logical rows, the batch number and the parent's hash, so
+the same transactions committed at the same position always hash the same, whatever the Arrow
+library version writes on disk (compression, chunking, buffer layout). The file hash covers the
+exact bytes on disk.
+
+The rows hash is ``ledger.table_hash.table_sha256`` of the rows (format 2: column-wise from the
+Arrow buffers, no Python object per row).
 """
 
 from __future__ import annotations
@@ -12,20 +16,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ledger.schema import canonical_json
+from ledger.table_hash import table_sha256
 
 GENESIS_PARENT = "0" * 64
 HASH_CHUNK_BYTES = 1 << 20
+ROWS_DOMAIN = b"taoflow-rows-v2\x00"
 
 
 def rows_hash(table: pa.Table) -> str:
-    """sha256 over the canonical JSON of every row, in order."""
-    digest = hashlib.sha256()
-    for row in table.to_pylist():
-        row = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in row.items()}
-        digest.update(canonical_json(row).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
+    """The rows hash of a batch: ``table_sha256`` of its rows (schema metadata ignored)."""
+    return table_sha256(table.replace_schema_metadata(None), domain=ROWS_DOMAIN)
 
 
 def batch_hash(*, batch_no: int, parent_hash: str, rows_sha256: str) -> str:

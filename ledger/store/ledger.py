@@ -29,17 +29,27 @@ latest epoch (finality).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ledger.errors import BatchRejected, LedgerCorrupted, LedgerError
+from ledger.epoch_records import RECORDS_KEY, check_refs, record_refs
+from ledger.errors import BatchRejected, LedgerCorrupted, LedgerError, LedgerFormatOutdated
 from ledger.keys import Keypair
-from ledger.schema import Kind, Tx, canonical_json, table_to_txs, txs_to_table
+from ledger.schema import (
+    LEGACY_SCHEMA_VERSIONS,
+    Kind,
+    Tx,
+    canonical_json,
+    table_to_txs,
+    txs_to_table,
+)
 from ledger.state import Applied, Exists, LedgerState, Rejected
 from ledger.store import commit_log, recovery
+from ledger.store import records as record_files
 from ledger.store.batch_check import (
     META_COSIGNATURES,
     META_WRITER_SIGNATURE,
@@ -59,7 +69,13 @@ from ledger.store.hashing import (
 )
 from ledger.store.lock import writer_lock
 from ledger.store.recovery import RecoveryReport
-from ledger.store.segments import batch_file_name, read_batch, write_batch
+from ledger.store.segments import (
+    batch_file_name,
+    batch_format,
+    outdated_message,
+    read_batch,
+    write_batch,
+)
 from ledger.store.writer_key import WriterKeyError, load_writer_key
 
 LOCK_TIMEOUT_S = 30.0
@@ -149,6 +165,7 @@ class Ledger:
         self._state = LedgerState()
         self._state_batches = 0
         self._head_hash = GENESIS_PARENT
+        self._format_checked = False
 
     # ---- opening and recovery --------------------------------------------------------------
 
@@ -163,9 +180,21 @@ class Ledger:
         """Open (creating if needed) and recover the ledger at ``root``."""
         ledger = cls(root, writer_key_path=writer_key_path)
         ledger.batches_dir.mkdir(parents=True, exist_ok=True)
+        ledger.check_format()
         with writer_lock(ledger.lock_path, timeout_s=lock_timeout_s):
             ledger.recover()
         return ledger
+
+    def check_format(self) -> None:
+        """Refuse a ledger of an older format (``LedgerFormatOutdated`` naming migrate)."""
+        if self._format_checked:
+            return
+        first = self.batches_dir / batch_file_name(1)
+        if first.exists():
+            version = batch_format(first)
+            if version in LEGACY_SCHEMA_VERSIONS:
+                raise LedgerFormatOutdated(outdated_message(version))
+            self._format_checked = True
 
     @classmethod
     def shared(cls, root: Path) -> Ledger:
@@ -186,6 +215,7 @@ class Ledger:
 
     def recover(self) -> RecoveryReport:
         """Roll forward (``recovery.recover``). Call with the writer lock held."""
+        self.check_format()
         _, self.last_recovery = recovery.recover(self.root)
         return self.last_recovery
 
@@ -203,6 +233,7 @@ class Ledger:
 
     def records(self) -> list[CommitRecord]:
         """Committed batches, in order (a torn tail is ignored; damage raises, naming repair)."""
+        self.check_format()
         scan = commit_log.scan(self.log_path)
         records = scan.check()
         if not scan.exists and recovery.numbered_files(self.batches_dir):
@@ -322,11 +353,14 @@ class Ledger:
         allow_system: bool = True,
         lock_timeout_s: float = LOCK_TIMEOUT_S,
         cosigners: Sequence[Keypair] = (),
+        records: Mapping[str, pa.Table] | None = None,
     ) -> CommitResult:
         """Commit ``txs`` as one batch, all or nothing (see the module docstring).
 
         ``cosigners`` are validator hotkeys that co-sign the batch hash (an epoch's hosted
-        validators); ``verify`` reports the stake share that signed.
+        validators); ``verify`` reports the stake share that signed. ``records`` are the epoch
+        record tables (``ledger.epoch_records``) of the batch's one epoch entry, whose payload
+        must name exactly them; they are written durably before the batch.
         """
         if len(txs) > TXS_PER_BATCH_MAX:
             raise ValueError(f"a batch holds at most {TXS_PER_BATCH_MAX} transactions")
@@ -336,7 +370,7 @@ class Ledger:
             state = self.state()
             try:
                 return self._commit_locked(
-                    state, txs, allow_system=allow_system, cosigners=cosigners
+                    state, txs, allow_system=allow_system, cosigners=cosigners, records=records
                 )
             except BaseException:
                 # The batch was applied to the live state before it was known to be
@@ -390,6 +424,7 @@ class Ledger:
         *,
         allow_system: bool,
         cosigners: Sequence[Keypair],
+        records: Mapping[str, pa.Table] | None,
     ) -> CommitResult:
         """Apply ``txs`` to ``state`` (in place), then sign, write and record the batch.
 
@@ -416,6 +451,7 @@ class Ledger:
         b_hash = batch_hash(batch_no=batch_no, parent_hash=self._head_hash, rows_sha256=r_hash)
         epochs = tuple(sorted({f"{t.subnet}/{t.epoch}" for t in fresh if t.kind == Kind.EPOCH}))
         signatures = self._signature_metadata(table=table, b_hash=b_hash, cosigners=cosigners)
+        self._write_epoch_records(fresh, records or {})
         fault_point("before_write")
         path = write_batch(
             self.batches_dir,
@@ -448,6 +484,62 @@ class Ledger:
             batch_no=batch_no, batch_hash=b_hash, applied=len(fresh), existed=existed
         )
 
+    def _write_epoch_records(self, fresh: Sequence[Tx], tables: Mapping[str, pa.Table]) -> None:
+        """Write the epoch records the batch's epoch entries name (before the batch itself)."""
+        epochs = [tx for tx in fresh if tx.kind == Kind.EPOCH]
+        if tables and len(epochs) != 1:
+            raise ValueError("epoch records need exactly one epoch entry in the batch")
+        for tx in epochs:
+            refs = check_refs(tx.payload_dict().get(RECORDS_KEY))
+            if isinstance(refs, str):
+                raise ValueError(refs)
+            given = record_refs(tables)
+            named = {name: ref.to_payload() for name, ref in refs.items()}
+            if given != named:
+                raise ValueError(
+                    f"epoch {tx.epoch} of {tx.subnet!r} names records {sorted(named)} that are "
+                    f"not the tables given ({sorted(given)}) or do not hash to them"
+                )
+            record_files.write_records(self.root, subnet=tx.subnet, epoch=tx.epoch, tables=tables)
+
+    def epoch_payload(self, subnet: str, epoch: int) -> dict[str, object] | None:
+        """The payload of ``subnet``'s committed ``epoch`` entry (None if it was not committed)."""
+        state = self.state()
+        if state.last_epoch.get(subnet) == epoch:
+            return state.last_epoch_payload.get(subnet)
+        label = f"{subnet}/{epoch}"
+        for record in reversed(self.records()):
+            if label in record.epochs:
+                for tx in table_to_txs(self.read_table(record)):
+                    if tx.kind == Kind.EPOCH and tx.subnet == subnet and tx.epoch == epoch:
+                        return tx.payload_dict()
+        return None
+
+    def epoch_records(
+        self, subnet: str, epoch: int, names: Sequence[str] | None = None
+    ) -> dict[str, pa.Table]:
+        """The record tables of ``subnet``'s committed ``epoch``, each checked against its hash.
+
+        ``names`` limits which tables are read; a table the epoch does not name is absent from
+        the answer (an epoch committed without records has none). A record file that is missing
+        or does not match its hash is ``LedgerCorrupted`` naming the epoch.
+        """
+        payload = self.epoch_payload(subnet, epoch)
+        if payload is None:
+            return {}
+        refs = check_refs(payload.get(RECORDS_KEY))
+        if isinstance(refs, str):
+            raise LedgerCorrupted(f"epoch {epoch} of {subnet!r}: {refs}", batch_no=None)
+        out: dict[str, pa.Table] = {}
+        for name, ref in refs.items():
+            if names is not None and name not in names:
+                continue
+            table = record_files.read_record(self.root, subnet=subnet, epoch=epoch, ref=ref)
+            if isinstance(table, str):
+                raise LedgerCorrupted(f"epoch {epoch} of {subnet!r}: {table}", batch_no=None)
+            out[name] = table
+        return out
+
     # ---- verification ----------------------------------------------------------------------
 
     def verify(self) -> VerifyReport:
@@ -473,7 +565,7 @@ class Ledger:
                         state, table_to_txs(table), record.batch_no, check_signatures=True
                     )
                     rows += table.num_rows
-                    problem = _finality(state, facts, finality)
+                    problem = _finality(state, facts, finality) or self._records_problem(table)
                 except LedgerCorrupted as exc:
                     problem = str(exc)
                 except Exception as exc:
@@ -538,6 +630,21 @@ class Ledger:
         if facts.batch_hash != record.batch_hash:
             return "file and commit record disagree on the batch hash", None
         return None, facts
+
+    def _records_problem(self, table: pa.Table) -> str | None:
+        """Why an epoch record named by the batch's epoch entries does not verify (or None)."""
+        for tx in table_to_txs(table.filter(pc.equal(table.column("kind"), Kind.EPOCH.value))):
+            refs = check_refs(tx.payload_dict().get(RECORDS_KEY))
+            if isinstance(refs, str):
+                return refs
+            for ref in refs.values():
+                path = record_files.record_path(
+                    self.root, subnet=tx.subnet, epoch=tx.epoch, ref=ref
+                )
+                problem = record_files.read_problem(path, ref)
+                if problem is not None:
+                    return f"epoch {tx.epoch} of {tx.subnet!r}: {problem}"
+        return None
 
     def _verify_outside(self, records: list[CommitRecord], writer_key: str | None) -> str | None:
         """Checks beyond the chain: stray batch files, and the home's own writer key."""

@@ -12,7 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from ledger.schema import SCHEMA_VERSION, TX_SCHEMA
+from ledger.errors import LedgerFormatOutdated
+from ledger.schema import LEGACY_SCHEMA_VERSIONS, SCHEMA_VERSION, TX_SCHEMA
 from ledger.store.faults import fault_point
 
 BATCH_DIGITS = 12
@@ -56,12 +57,38 @@ def write_batch(
     return final
 
 
-def read_batch(path: Path) -> pa.Table:
-    """Memory-map a batch file (zero copy) and return its table, with its schema metadata."""
+MIGRATE_HINT = "run `taoflow ledger migrate`"
+
+
+def outdated_message(version: int) -> str:
+    return (
+        f"this ledger is in format {version}; this taoflow reads format {SCHEMA_VERSION}: "
+        f"{MIGRATE_HINT} (it keeps the old ledger and proves the new one equal)"
+    )
+
+
+def batch_format(path: Path) -> int | None:
+    """The format version a batch file declares (None if it declares none or is unreadable)."""
+    try:
+        with pa.memory_map(str(path), "r") as source:
+            meta = ipc.open_file(source).schema.metadata or {}
+        return int(meta.get(b"taoflow.schema_version", b""))
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
+def read_batch(path: Path, *, version: int = SCHEMA_VERSION) -> pa.Table:
+    """Memory-map a batch file (zero copy) and return its table, with its schema metadata.
+
+    A file of a legacy format raises ``LedgerFormatOutdated`` (naming the migrate command);
+    ``version`` lets the migration read those.
+    """
     source = pa.memory_map(str(path), "r")
     reader = ipc.open_file(source)
     table = reader.read_all()
-    version = (table.schema.metadata or {}).get(b"taoflow.schema_version")
-    if version != str(SCHEMA_VERSION).encode():
-        raise ValueError(f"{path.name}: unsupported schema version {version!r}")
+    found = (table.schema.metadata or {}).get(b"taoflow.schema_version", b"")
+    if found != str(version).encode():
+        if found.isdigit() and int(found) in LEGACY_SCHEMA_VERSIONS and version == SCHEMA_VERSION:
+            raise LedgerFormatOutdated(outdated_message(int(found)))
+        raise ValueError(f"{path.name}: unsupported schema version {found!r}")
     return table
