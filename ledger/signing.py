@@ -12,12 +12,17 @@ Invariants:
   weights by the hotkey (``hotkey`` field). Account ids are 64-hex-digit ed25519 public keys.
 - System entries (network, genesis, epoch, emissions) carry no signature; only the network
   produces them (the ledger refuses them from users).
+- ``signing_message`` builds the canonical JSON with one format string (``signing_body``) when
+  every field has its plain type (exact ``int`` / ``str``), and with ``canonical_json`` otherwise;
+  both give the same bytes (ledgers already signed stay valid), and the field list the format
+  string names is checked against ``Tx`` at import.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import fields
+from json.encoder import encode_basestring_ascii
 from typing import Final
 
 from ledger.keys import SIGNATURE_BYTES, Keypair, is_account_id, verify_signature
@@ -29,6 +34,28 @@ SIGNATURE_FIELD_BYTES: Final = NETWORK_ID_BYTES + SIGNATURE_BYTES
 NO_NETWORK: Final = bytes(NETWORK_ID_BYTES)
 """The prefix of a signature made on a ledger that has no network entry (unit tests)."""
 SIGNED_FOR_ANOTHER_NETWORK: Final = "signed for another network"
+
+_INT_FIELDS: Final = frozenset({"amount_rao", "block", "epoch", "nonce", "uid"})
+_BODY_FIELDS: Final = (
+    "amount_rao",
+    "block",
+    "coldkey",
+    "dest",
+    "epoch",
+    "hotkey",
+    "kind",
+    "nonce",
+    "payload",
+    "subnet",
+    "tx_id",
+    "uid",
+)
+"""Every field of ``Tx`` but the signature, in ``canonical_json``'s (sorted) key order."""
+_BODY_FORMAT: Final = (
+    "{" + ",".join(f'"{n}":%d' if n in _INT_FIELDS else f'"{n}":%s' for n in _BODY_FIELDS) + "}"
+)
+if tuple(sorted(f.name for f in fields(Tx) if f.name != "signature")) != _BODY_FIELDS:
+    raise RuntimeError("ledger.signing: the signed body's field list no longer matches Tx")
 
 
 def signer_of(tx: Tx) -> str | None:
@@ -50,10 +77,87 @@ def network_prefix(network_id: str) -> bytes:
     return raw
 
 
+def message_head(network_id: str) -> bytes:
+    """What every signed message on the network ``network_id`` starts with."""
+    return DOMAIN_TAG + network_id.encode() + b"\x00"
+
+
+def signing_body(
+    *,
+    tx_id: str,
+    kind: str,
+    subnet: str,
+    epoch: int,
+    block: int,
+    coldkey: str,
+    hotkey: str,
+    dest: str,
+    uid: int,
+    amount_rao: int,
+    payload: str,
+    nonce: int,
+) -> bytes:
+    """The canonical JSON of a transaction's fields (its signed body), from plain values.
+
+    Equal to ``canonical_json`` of the same fields only for exact ``int`` and ``str`` values
+    (what an Arrow row of ``TX_SCHEMA`` gives); ``signing_message`` checks that before using it.
+    """
+    quote = encode_basestring_ascii
+    text = _BODY_FORMAT % (
+        amount_rao,
+        block,
+        quote(coldkey),
+        quote(dest),
+        epoch,
+        quote(hotkey),
+        quote(kind),
+        nonce,
+        quote(payload),
+        quote(subnet),
+        quote(tx_id),
+        uid,
+    )
+    return text.encode("ascii")
+
+
+def _has_plain_fields(tx: Tx) -> bool:
+    """True when every signed field of ``tx`` is an exact int or str (``signing_body`` applies)."""
+    return (
+        type(tx) is Tx
+        and type(tx.amount_rao) is int
+        and type(tx.block) is int
+        and type(tx.epoch) is int
+        and type(tx.nonce) is int
+        and type(tx.uid) is int
+        and type(tx.tx_id) is str
+        and type(tx.subnet) is str
+        and type(tx.coldkey) is str
+        and type(tx.hotkey) is str
+        and type(tx.dest) is str
+        and type(tx.payload) is str
+    )
+
+
 def signing_message(tx: Tx, network_id: str) -> bytes:
-    body = {f.name: getattr(tx, f.name) for f in fields(tx) if f.name != "signature"}
-    body["kind"] = str(tx.kind)
-    return DOMAIN_TAG + network_id.encode() + b"\x00" + canonical_json(body).encode()
+    """The bytes ``tx``'s signer signs on the network ``network_id``."""
+    if not _has_plain_fields(tx):
+        body = {f.name: getattr(tx, f.name) for f in fields(tx) if f.name != "signature"}
+        body["kind"] = str(tx.kind)
+        return message_head(network_id) + canonical_json(body).encode()
+    return message_head(network_id) + signing_body(
+        tx_id=tx.tx_id,
+        kind=str(tx.kind),
+        subnet=tx.subnet,
+        epoch=tx.epoch,
+        block=tx.block,
+        coldkey=tx.coldkey,
+        hotkey=tx.hotkey,
+        dest=tx.dest,
+        uid=tx.uid,
+        amount_rao=tx.amount_rao,
+        payload=tx.payload,
+        nonce=tx.nonce,
+    )
 
 
 def sign(tx: Tx, keypair: Keypair, *, network_id: str) -> Tx:
