@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -31,6 +33,12 @@ from ledger.signing import (
     signature_problem,
     signing_message,
 )
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:  # benchmarks/ is not an installed package
+    sys.path.insert(0, str(_ROOT))
+
+from benchmarks.signatures import bench  # noqa: E402
 
 NETWORK = hashlib.sha256(b"test-network/bulk").hexdigest()
 OTHER_NETWORK = hashlib.sha256(b"test-network/other").hexdigest()
@@ -272,3 +280,20 @@ def test_message_of_non_plain_fields_equals_canonical_json() -> None:
     for tx in odd:
         assert signing_message(tx, NETWORK) == reference_message(tx, NETWORK)
     assert b'"epoch":true' in signing_message(odd[0], NETWORK)
+
+
+def test_benchmark_reports_every_figure() -> None:
+    figures = bench(6, n_accounts=2, repeat=1, workers=2)
+    assert set(figures) == {
+        "txs",
+        "raw_per_s",
+        "bulk_per_s",
+        "bulk_ratio",
+        "table_per_s",
+        "table_ratio",
+        "parallel_per_s",
+        "parallel_ratio",
+        "workers",
+    }
+    assert (figures["txs"], figures["workers"]) == (6.0, 2.0)
+    assert all(value > 0 for value in figures.values())
