@@ -11,10 +11,10 @@ Invariants:
   messages are computed in the calling process; only the ed25519 verifications go to workers,
   as ``(public_hex, message, signature)`` tuples of str and bytes (no user object is pickled).
 - Worker processes are started with the ``"spawn"`` method (safe when the caller runs threads),
-  only when at least ``PARALLEL_VERIFY_MIN_TXS`` signatures need verifying and the work spans
-  more than one chunk; they live for one call. At most ``MAX_VERIFY_WORKERS`` workers, chunks of
-  at most ``VERIFY_CHUNK_TXS`` signatures, and at most ``MAX_CHUNKS_IN_FLIGHT_PER_WORKER`` chunks
-  per worker submitted and not yet collected.
+  only when at least ``PARALLEL_VERIFY_MIN_TXS`` signatures need verifying, the work spans more
+  than one chunk and the caller is not itself a daemonic process; they live for one call. At
+  most ``MAX_VERIFY_WORKERS`` workers, chunks of at most ``VERIFY_CHUNK_TXS`` signatures, and at
+  most ``MAX_CHUNKS_IN_FLIGHT_PER_WORKER`` chunks per worker submitted and not yet collected.
 - An invalid ``network_id`` (neither "" nor 64 hex digits) raises ``ValueError`` before any work.
 """
 
@@ -263,7 +263,9 @@ def _record_verdicts(
 ) -> None:
     """Verify ``jobs`` and set ``results[positions[i]]`` to ``BAD_SIGNATURE`` where job i fails."""
     n_chunks = -(-len(jobs) // chunk_txs)
-    if workers > 1 and n_chunks > 1 and len(jobs) >= parallel_min_txs:
+    # A daemonic process (a pool worker itself) may not start processes: verify here.
+    can_fork = not multiprocessing.current_process().daemon
+    if can_fork and workers > 1 and n_chunks > 1 and len(jobs) >= parallel_min_txs:
         verdicts = _verify_in_workers(jobs, workers=min(workers, n_chunks), chunk_txs=chunk_txs)
     else:
         verdicts = verify_jobs(jobs)

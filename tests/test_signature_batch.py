@@ -150,6 +150,22 @@ def test_below_the_threshold_no_pool_is_started(monkeypatch: pytest.MonkeyPatch)
     assert signature_problems(txs, network_id=NETWORK, workers=2, chunk_txs=2) == expected
 
 
+def test_a_daemonic_caller_verifies_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> bytes:
+        raise AssertionError("a pool was started")
+
+    class Daemonic:
+        daemon = True
+
+    monkeypatch.setattr(batch, "_verify_in_workers", refuse)
+    monkeypatch.setattr(batch.multiprocessing, "current_process", Daemonic)
+    txs, expected = mixed_txs()
+    answers = signature_problems(
+        txs, network_id=NETWORK, workers=2, parallel_min_txs=0, chunk_txs=2
+    )
+    assert answers == expected
+
+
 def test_empty_input() -> None:
     assert signature_problems([], network_id=NETWORK) == []
     assert signature_problems_table(txs_to_table([]), network_id=NETWORK) == []
