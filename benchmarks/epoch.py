@@ -285,10 +285,10 @@ def compare_evaluation(settings: Settings, *, client: Any, repeat: int) -> list[
     from tasks.evaluate.fanout import evaluate_all
     from tasks.evaluate.runner import EvalResult, evaluate_job
     from tasks.evaluate.stage import family_limits, plan_jobs, validator_positions
-    from tasks.gather import build_context
+    from tasks.gather import gather_context
 
     ledger = Ledger.open(settings.ledger_dir)
-    ctx = build_context(ledger.state(), subnet=SUBNET, head_hash=ledger.head_hash())
+    ctx = gather_context(ledger, subnet=SUBNET)
     eval_set = load_evaluation_set(SUBNET)
     all_features, all_labels = eval_set.arrays("test")
     epoch_rows, positions = validator_positions(ctx, population=len(all_labels))
@@ -364,13 +364,13 @@ def cost_breakdown(settings: Settings, *, client: Any) -> list[str]:
     from ledger.store import Ledger
     from tasks import shells
     from tasks.evaluate.stage import evaluate_epoch
-    from tasks.gather import build_context
+    from tasks.gather import gather_context
 
     started_s = time.perf_counter()
     ledger = Ledger.open(settings.ledger_dir)
-    state = ledger.state()
+    ledger.state()
     replay_s = time.perf_counter() - started_s
-    ctx = build_context(state, subnet=SUBNET, head_hash=ledger.head_hash())
+    ctx = gather_context(ledger, subnet=SUBNET)
     evaluation = evaluate_epoch(ctx, client=client, artifacts_root=settings.artifacts_dir)
     outcome = shells.consensus.fn(ctx, evaluation)
 

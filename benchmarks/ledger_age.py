@@ -36,7 +36,7 @@ if str(_ROOT) not in sys.path:  # run as a script: make the repository root impo
 from ledger.store import Ledger  # noqa: E402
 from ledger.views import LedgerViews  # noqa: E402
 from taoflow.queries import metagraph  # noqa: E402
-from tasks.gather import build_context  # noqa: E402
+from tasks.gather import gather_context  # noqa: E402
 from tasks.simulate import SimulationSpec, commit_simulated_epoch, simulate  # noqa: E402
 
 SUBNET = "age"
@@ -59,7 +59,7 @@ def measure(root: Path) -> dict[str, float]:
 
     def gather() -> None:
         ledger = Ledger.open(root)
-        build_context(ledger.state(), subnet=SUBNET, head_hash=ledger.head_hash())
+        gather_context(ledger, subnet=SUBNET)
 
     def balance() -> None:
         LedgerViews(Ledger(root).table()).balances()

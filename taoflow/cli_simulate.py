@@ -100,7 +100,11 @@ def _print_summary(summary: SimulationSummary) -> None:
         ("epochs committed", f"{summary.epochs} ({summary.first_epoch}…{summary.last_epoch})"),
         ("ledger batches", str(summary.batches)),
         ("ledger bytes on disk", f"{summary.ledger_bytes:,}"),
-        ("bytes per epoch", f"{summary.bytes_per_epoch:,}"),
+        ("bytes on disk per epoch", f"{summary.bytes_per_epoch:,}"),
+        (
+            "  batch / records",
+            f"{summary.batch_bytes_per_epoch:,} / {summary.record_bytes_per_epoch:,}",
+        ),
         ("seconds per epoch (mean)", f"{summary.seconds_per_epoch:.3f}"),
         ("emitted τ", _tao(summary.emitted_rao)),
         ("supply identity", "holds" if summary.supply_identity_holds else "BROKEN"),

@@ -4,9 +4,12 @@ The money rules live in ``ledger.payouts`` (the ledger recomputes every epoch an
 other split); this stage only turns the ledger's plan into transactions and commits them.
 
 Invariants:
-- ``epoch_transactions`` is pure: the batch starts with one ``epoch`` entry announcing exactly
-  the plan's total, whose payload records the schedule, the unissued rest, the consensus state
-  and the integer ``shares`` the ledger splits by; then one entry per planned payout.
+- ``epoch_batch`` is pure: the batch starts with one ``epoch`` entry announcing exactly the
+  plan's total, whose payload records only the block, seed, parent hash, the schedule, the
+  unissued rest, the integer ``shares`` the ledger splits by, the evaluation's rejected uids and
+  sample size, and the ``records`` references (hash and row count) of the epoch's record tables
+  (``tasks.records``); then one entry per planned payout. The tables travel beside the
+  transactions and ``Ledger.commit`` writes them before the batch.
 - ``plan_from_context`` is the plan of the state the epoch gathered (pure in the context), so
   two runs of the same epoch propose identical batches and the second is a no-op (``Exists``).
 - If the ledger changed between gather and commit (a stake, a registration, another subnet's
@@ -18,10 +21,14 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
+import pyarrow as pa
+
+from ledger.epoch_records import RECORDS_KEY, record_refs
 from ledger.errors import BatchRejected
 from ledger.keys import Keypair
 from ledger.payouts import (
@@ -39,14 +46,16 @@ from ledger.schema import Kind, Tx, canonical_json
 from ledger.store import CommitResult, Ledger
 from tasks.errors import StageError
 from tasks.gather import EpochContext
+from tasks.records import EpochRecords
 
 __all__ = [
     "DelegationSplit",
+    "EpochBatch",
     "EpochConflict",
     "Payouts",
     "commit_epoch",
     "compute_payouts",
-    "epoch_transactions",
+    "epoch_batch",
     "plan_from_context",
     "split_dividend",
 ]
@@ -80,29 +89,36 @@ def plan_from_context(ctx: EpochContext, shares: EpochShares) -> EpochPlan:
     )
 
 
-def epoch_transactions(
-    ctx: EpochContext,
-    plan: EpochPlan,
-    *,
-    shares: EpochShares,
-    consensus_state: dict[str, Any],
-) -> list[Tx]:
-    """The epoch's ledger batch: the ``epoch`` entry, then every planned payout."""
+@dataclass(frozen=True)
+class EpochBatch:
+    """What one epoch commits: its transactions and the record tables its payload names."""
+
+    txs: tuple[Tx, ...]
+    tables: Mapping[str, pa.Table]
+
+
+def epoch_batch(
+    ctx: EpochContext, plan: EpochPlan, *, shares: EpochShares, records: EpochRecords
+) -> EpochBatch:
+    """The epoch's ledger batch: the ``epoch`` entry, then every planned payout, and the record
+    tables (with the emission ``plan`` pays) that the ``epoch`` entry names by hash."""
     prefix = f"epoch/{ctx.subnet}/{ctx.epoch}"
+    tables = records.tables(plan)
     payload = {
         "block": ctx.block,
         "seed": ctx.seed_hex,
         "parent_hash": ctx.parent_hash,
         "scheduled_rao": plan.scheduled_rao,
         "unissued_rao": plan.payouts.unissued_rao,
-        **consensus_state,
         "shares": shares.to_payload(),
+        "evaluation": records.evaluation.to_payload(),
+        RECORDS_KEY: record_refs(tables),
     }
     txs = [
         _entry(ctx, prefix, Kind.EPOCH, amount_rao=plan.total_rao, payload=canonical_json(payload))
     ]
     txs.extend(_emission_tx(ctx, prefix, entry) for entry in plan.entries)
-    return txs
+    return EpochBatch(txs=tuple(txs), tables=tables)
 
 
 def commit_epoch(
@@ -110,19 +126,22 @@ def commit_epoch(
     ctx: EpochContext,
     shares: EpochShares,
     *,
-    consensus_state: dict[str, Any],
+    records: EpochRecords,
     cosigners: Sequence[Keypair] = (),
 ) -> tuple[Payouts, CommitResult]:
-    """Commit the epoch's batch, re-planning on the fresh state if the ledger moved on.
+    """Commit the epoch's batch and records, re-planning on the fresh state if the ledger moved
+    on (the records' emission follows the plan committed).
 
     ``cosigners`` (the hosted validators' hotkeys) co-sign the batch hash.
     """
     plan = plan_from_context(ctx, shares)
     for attempt in range(EMIT_ATTEMPTS_MAX):
-        txs = epoch_transactions(ctx, plan, shares=shares, consensus_state=consensus_state)
+        batch = epoch_batch(ctx, plan, shares=shares, records=records)
         ledger = Ledger.shared(ledger_dir)
         try:
-            return plan.payouts, ledger.commit(txs, cosigners=cosigners)
+            return plan.payouts, ledger.commit(
+                list(batch.txs), cosigners=cosigners, records=batch.tables
+            )
         except BatchRejected as exc:
             state = ledger.state()
             if state.last_epoch.get(ctx.subnet, -1) >= ctx.epoch:

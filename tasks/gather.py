@@ -1,7 +1,10 @@
-"""Stage 1 — gather: everything an epoch needs, read from the ledger state.
+"""Stage 1 — gather: everything an epoch needs, read from the ledger.
 
-Pure: ``build_context`` is a function of the ledger state and head hash only, so an epoch's
-inputs (and its evaluation seed) are reproducible from the ledger alone.
+Pure: ``build_context`` is a function of the ledger state, the head hash and the previous
+epoch's consensus state (``PreviousEpoch``, read by ``previous_epoch`` from the last epoch's
+payload and its hash-checked ``bonds`` and ``uids`` records), so an epoch's inputs (and its
+evaluation seed) are reproducible from the ledger alone. ``gather_context`` reads all three
+from an open ``Ledger``.
 
 Invariants: the epoch number is the subnet's last committed epoch + 1; the current block is the
 subnet's creation block + (epoch + 1) · tempo; neurons are listed by uid; the epoch's emission is
@@ -12,10 +15,14 @@ the subnet's share of the scheduled block rewards for its tempo, as the ledger c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+import pyarrow as pa
 
 from ledger.config import SubnetConfig
+from ledger.epoch_records import BONDS_SCHEMA
 from ledger.state import LedgerState
+from ledger.store import Ledger
 from ledger.submissions import SubmissionPolicy, eligible
 from tasks.evaluate.sampling import derive_seed
 
@@ -43,6 +50,43 @@ class NeuronView:
     take_ppm: int = 0
 
 
+PREVIOUS_RECORDS: Final = ("bonds", "uids")
+"""The records of the last epoch that the next one reads (its bonds and validator permits)."""
+
+
+@dataclass(frozen=True)
+class PreviousEpoch:
+    """The consensus state the last committed epoch stored (empty before the first).
+
+    ``bonds`` has the ``bonds`` record's columns ``(validator, miner, bond_u16)``; ``permits``
+    is the ``uids`` record's ``permit`` column (one bool per uid of that epoch).
+    """
+
+    block: int = 0
+    bonds: pa.Table = field(default_factory=BONDS_SCHEMA.empty_table)
+    permits: pa.Array = field(default_factory=lambda: pa.array([], type=pa.bool_()))
+
+
+def previous_epoch(ledger: Ledger, state: LedgerState, *, subnet: str) -> PreviousEpoch:
+    """What ``subnet``'s last committed epoch (in ``state``) left for the next one.
+
+    Reads that epoch's ``bonds`` and ``uids`` records (hash-checked: a damaged record file is
+    ``LedgerCorrupted``); an epoch committed without records leaves no bonds and no permits.
+    """
+    last = state.last_epoch.get(subnet)
+    if last is None:
+        return PreviousEpoch()
+    payload = state.last_epoch_payload.get(subnet, {})
+    records = ledger.epoch_records(subnet, last, names=PREVIOUS_RECORDS)
+    empty = PreviousEpoch()
+    uids = records.get("uids")
+    return PreviousEpoch(
+        block=int(payload.get("block", 0)),
+        bonds=records.get("bonds", empty.bonds),
+        permits=uids.column("permit").combine_chunks() if uids is not None else empty.permits,
+    )
+
+
 @dataclass(frozen=True)
 class EpochContext:
     """The inputs of one epoch of one subnet."""
@@ -59,7 +103,8 @@ class EpochContext:
     config: SubnetConfig
     """The subnet's validated configuration."""
     neurons: tuple[NeuronView, ...]
-    previous: dict[str, Any]
+    previous: PreviousEpoch = field(default_factory=PreviousEpoch)
+    """The consensus state of the subnet's last committed epoch (``previous_epoch``)."""
     external_weights: dict[int, tuple[dict[int, int], int]] = field(default_factory=dict)
     """Revealed weights of external validators: uid → ({miner uid: u16}, commit block)."""
 
@@ -81,8 +126,22 @@ class EpochContext:
         return None
 
 
-def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochContext:
-    """The next epoch of ``subnet`` given the committed ledger ``state`` at ``head_hash``."""
+def gather_context(ledger: Ledger, *, subnet: str) -> EpochContext:
+    """The next epoch of ``subnet`` on the open ``ledger`` (state, head hash, previous records)."""
+    state = ledger.state()
+    return build_context(
+        state,
+        subnet=subnet,
+        head_hash=ledger.head_hash(),
+        previous=previous_epoch(ledger, state, subnet=subnet),
+    )
+
+
+def build_context(
+    state: LedgerState, *, subnet: str, head_hash: str, previous: PreviousEpoch
+) -> EpochContext:
+    """The next epoch of ``subnet`` given the committed ledger ``state`` at ``head_hash`` and
+    the consensus state its last epoch stored (``previous``)."""
     info = state.subnets.get(subnet)
     if info is None:
         raise UnknownSubnet(subnet)
@@ -140,6 +199,6 @@ def build_context(state: LedgerState, *, subnet: str, head_hash: str) -> EpochCo
         owner_hotkey=info.owner_hotkey,
         config=info.config,
         neurons=tuple(neurons),
-        previous=dict(state.last_epoch_payload.get(subnet, {})),
+        previous=previous,
         external_weights=external,
     )

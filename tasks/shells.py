@@ -32,7 +32,8 @@ from tasks.cosign import hosted_cosigners
 from tasks.emit import Payouts, commit_epoch
 from tasks.evaluate.fanout import local_cluster_client
 from tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
-from tasks.gather import EpochContext, build_context
+from tasks.gather import EpochContext, gather_context
+from tasks.records import epoch_records
 from tasks.registry import ChampionCandidate
 from tasks.remote_store import FetchPolicy
 from tasks.track_outbox import log_epoch_or_queue
@@ -65,8 +66,7 @@ def _timed(stage: str) -> Iterator[None]:
 @task(name="gather", cache_policy=NO_CACHE)
 @_timed("gather")  # the body is the stage call
 def gather(ledger_dir: Path, subnet: str) -> EpochContext:
-    ledger = Ledger.shared(ledger_dir)
-    return build_context(ledger.state(), subnet=subnet, head_hash=ledger.head_hash())
+    return gather_context(Ledger.shared(ledger_dir), subnet=subnet)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -141,17 +141,15 @@ def emit(
         validator_share=out.validator_emission_share.tolist(),
         rejected_uids=frozenset(evaluation.errors),
     )
-    record = {
-        **outcome.state,
-        "evaluation": {
-            "scores": {str(uid): score for uid, score in evaluation.mean_scores().items()},
-            "errors": {str(uid): reason for uid, reason in sorted(evaluation.errors.items())},
-            "digests": {str(n.uid): n.artifact_digest for n in ctx.neurons if n.artifact_digest},
-            "sample_size": evaluation.sample_size,
-        },
-    }
+    records = epoch_records(
+        ctx,
+        outcome,
+        scores=evaluation.scores,
+        errors=evaluation.errors,
+        sample_size=evaluation.sample_size,
+    )
     cosigners = hosted_cosigners(ctx, wallets_root=wallets_dir)
-    return commit_epoch(ledger_dir, ctx, shares, consensus_state=record, cosigners=cosigners)
+    return commit_epoch(ledger_dir, ctx, shares, records=records, cosigners=cosigners)
 
 
 @task(name="track", cache_policy=NO_CACHE)

@@ -4,11 +4,13 @@
 or MLflow. Genesis (when the ledger is empty) is one batch like the demo's: the ``network``
 entry, mints, the subnet, V validators registered and staked, M miners registered with one
 submission commit each (a digest that names no stored artifact: nothing is evaluated). Each
-epoch is the pipeline's own path minus evaluation: ``tasks.gather.build_context`` → synthetic
-scores → u16 weights (``tasks.weights.scores_to_weights`` with the subnet's validator policy) →
-``tasks.consensus.stage.run_consensus`` → ``EpochShares`` → the emit stage's
-``plan_from_context`` and ``epoch_transactions`` → ``Ledger.commit``, where the ledger checks
-every money rule (schedule, split, recipients, supply identity) as for any epoch.
+epoch is the pipeline's own path minus evaluation: ``tasks.gather.gather_context`` (which reads
+the previous epoch's bonds and permits from its records) → synthetic scores → u16 weights
+(``tasks.weights.scores_to_weights`` with the subnet's validator policy) →
+``tasks.consensus.stage.run_consensus`` → ``EpochShares`` and the epoch's records
+(``tasks.records.epoch_records``) → the emit stage's ``plan_from_context`` and ``epoch_batch``
+→ ``Ledger.commit``, where the ledger checks every money rule (schedule, split, recipients,
+supply identity) as for any epoch and writes the record files before the batch.
 
 Invariants:
 - Determinism: everything is a function of (seed, miners, validators, subnet) and the ledger.
@@ -20,7 +22,10 @@ Invariants:
   longer run with the same seed.
 - One ``Ledger`` object stays open for the whole run: its state catches up incrementally
   instead of replaying the history for every epoch. The batch it commits is byte-for-byte the
-  one ``tasks.emit.commit_epoch`` would commit for the same context and results.
+  one ``tasks.emit.commit_epoch`` would commit for the same context and results, with the same
+  record files.
+- Bytes on disk per epoch (``SimulationSummary.bytes_per_epoch``) count the epoch's batch file
+  and its record files.
 - Bounds: ``EPOCHS_MAX`` epochs per call, ``MINERS_MAX`` miners, ``VALIDATORS_MAX`` validators,
   seeds in [0, ``SEED_MAX``]; anything else is a ``SimulationError`` (one line) raised before
   anything is written.
@@ -43,6 +48,7 @@ from typing import Any, Final
 import numpy as np
 
 from ledger.config import SubnetConfig
+from ledger.epoch_records import RECORDS_KEY, check_refs
 from ledger.keys import Keypair
 from ledger.names import check_subnet_name
 from ledger.network import NetworkParams
@@ -51,12 +57,14 @@ from ledger.registration import RegistrationPolicy
 from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
 from ledger.signing import sign, signer_of
 from ledger.store import CommitResult, Ledger
+from ledger.store.records import record_path
 from ledger.store.segments import batch_file_name
 from ledger.store.writer_key import load_or_create_writer_key
 from ledger.submissions import submission_binding
 from tasks.consensus.stage import run_consensus
-from tasks.emit import epoch_transactions, plan_from_context
-from tasks.gather import EpochContext, build_context
+from tasks.emit import EpochBatch, epoch_batch, plan_from_context
+from tasks.gather import EpochContext, gather_context
+from tasks.records import EpochRecords, epoch_records
 from tasks.weights import ValidatorPolicy, scores_to_weights
 
 EPOCHS_MAX: Final = 100_000
@@ -135,6 +143,8 @@ class EpochReport:
     emitted_rao: int
     scheduled_rao: int
     batch_bytes: int
+    record_bytes: int
+    """Bytes of the epoch's record files on disk."""
     seconds: float
 
 
@@ -153,6 +163,9 @@ class SimulationSummary:
     batches: int
     ledger_bytes: int
     bytes_per_epoch: int
+    """Bytes on disk per simulated epoch: its batch file and its record files."""
+    batch_bytes_per_epoch: int
+    record_bytes_per_epoch: int
     seconds_per_epoch: float
     emitted_rao: int
     supply_identity_holds: bool
@@ -371,14 +384,14 @@ def scores_weights(
 
 @dataclass(frozen=True)
 class EpochProposal:
-    """What an epoch commits: the integer shares and the ``epoch`` entry's consensus record."""
+    """What an epoch commits: the integer shares and the epoch's records."""
 
     shares: EpochShares
-    consensus_state: dict[str, Any]
+    records: EpochRecords
 
 
 def propose_epoch(ctx: EpochContext, *, seed: int) -> EpochProposal:
-    """Scores → weights → Yuma consensus → shares and record, shaped like the emit stage's."""
+    """Scores → weights → Yuma consensus → shares and records, shaped like the emit stage's."""
     scores = synthetic_scores(ctx, seed=seed)
     outcome = run_consensus(ctx, scores_weights(ctx, scores))
     out = outcome.outputs
@@ -388,22 +401,9 @@ def propose_epoch(ctx: EpochContext, *, seed: int) -> EpochProposal:
         dividends=out.dividends.tolist(),
         validator_share=out.validator_emission_share.tolist(),
     )
-    means: dict[int, list[float]] = {}
-    for row in scores.values():
-        for uid, score in row.items():
-            means.setdefault(uid, []).append(score)
-    record = {
-        **outcome.state,
-        "evaluation": {
-            "scores": {
-                str(uid): round(sum(v) / len(v), SCORE_DECIMALS) for uid, v in sorted(means.items())
-            },
-            "errors": {},
-            "digests": {str(n.uid): n.artifact_digest for n in ctx.neurons if n.artifact_digest},
-            "sample_size": 0,  # nothing was sampled: the scores are synthetic
-        },
-    }
-    return EpochProposal(shares=shares, consensus_state=record)
+    # nothing was sampled (sample size 0): the scores are synthetic
+    records = epoch_records(ctx, outcome, scores=scores, errors={}, sample_size=0)
+    return EpochProposal(shares=shares, records=records)
 
 
 # ---- the shell: one open ledger, N epochs ----------------------------------------------------
@@ -425,16 +425,15 @@ def cosigners_of(ctx: EpochContext, *, seed: int, validators: int) -> list[Keypa
 def commit_simulated_epoch(ledger: Ledger, *, seed: int, subnet: str) -> EpochReport:
     """Gather, propose and commit the next epoch of ``subnet`` on the open ``ledger``."""
     started_s = time.perf_counter()
-    state = ledger.state()
-    ctx = build_context(state, subnet=subnet, head_hash=ledger.head_hash())
+    ctx = gather_context(ledger, subnet=subnet)
     proposal = propose_epoch(ctx, seed=seed)
     plan = plan_from_context(ctx, proposal.shares)
-    txs = epoch_transactions(
-        ctx, plan, shares=proposal.shares, consensus_state=proposal.consensus_state
-    )
+    batch = epoch_batch(ctx, plan, shares=proposal.shares, records=proposal.records)
     validators = sum(1 for n in ctx.neurons if n.role == "validator")
     result: CommitResult = ledger.commit(
-        txs, cosigners=cosigners_of(ctx, seed=seed, validators=validators)
+        list(batch.txs),
+        cosigners=cosigners_of(ctx, seed=seed, validators=validators),
+        records=batch.tables,
     )
     if result.batch_no is None or result.batch_hash is None:
         raise SimulationError(f"epoch {ctx.epoch} of {subnet!r} was already committed")
@@ -446,7 +445,19 @@ def commit_simulated_epoch(ledger: Ledger, *, seed: int, subnet: str) -> EpochRe
         emitted_rao=plan.total_rao,
         scheduled_rao=plan.scheduled_rao,
         batch_bytes=batch_bytes,
+        record_bytes=record_bytes(ledger, ctx, batch),
         seconds=time.perf_counter() - started_s,
+    )
+
+
+def record_bytes(ledger: Ledger, ctx: EpochContext, batch: EpochBatch) -> int:
+    """Bytes on disk of the record files that ``batch``'s ``epoch`` entry names."""
+    refs = check_refs(batch.txs[0].payload_dict().get(RECORDS_KEY))
+    if isinstance(refs, str):
+        raise SimulationError(refs)
+    return sum(
+        record_path(ledger.root, subnet=ctx.subnet, epoch=ctx.epoch, ref=ref).stat().st_size
+        for ref in refs.values()
     )
 
 
@@ -497,7 +508,9 @@ def simulate(
         epochs=len(reports),
         batches=len(ledger.records()),
         ledger_bytes=sum(p.stat().st_size for p in Path(ledger_dir).rglob("*") if p.is_file()),
-        bytes_per_epoch=sum(r.batch_bytes for r in reports) // len(reports),
+        bytes_per_epoch=sum(r.batch_bytes + r.record_bytes for r in reports) // len(reports),
+        batch_bytes_per_epoch=sum(r.batch_bytes for r in reports) // len(reports),
+        record_bytes_per_epoch=sum(r.record_bytes for r in reports) // len(reports),
         seconds_per_epoch=sum(r.seconds for r in reports) / len(reports),
         emitted_rao=sum(r.emitted_rao for r in reports),
         supply_identity_holds=supply["issued_rao"] - supply["burned_rao"] == held_rao,

@@ -7,14 +7,15 @@ committed epoch without a run. ``reconcile_tracking`` repairs that:
 1. flush the outbox (queued jobs carry everything: plots, weights, the champion);
 2. list the committed epochs from the commit log (each record's ``epochs``), newest last;
 3. for each subnet, read the epochs that already have a complete run (one paginated search);
-4. backfill each remaining epoch from what its ledger batch holds — the ``epoch`` entry's
-   payload (consensus outputs, scores, errors, digests, seed, block) and the emission entries —
+4. backfill each remaining epoch from what the ledger holds — the ``epoch`` entry's payload
+   (seed, block, schedule, sample size), its ``uids`` record (consensus outputs, permits, stake,
+   emission per uid, scores, errors, digests; queried with DuckDB) and its ``weights`` record —
    through :func:`tasks.track.log_epoch`, which searches again under the tracking lock, so a
    concurrent tracker or a second reconciler never produces a second run.
 
 Backfilled runs carry ``taoflow.backfilled = true`` and the batch hash of the batch that paid the
-epoch (``taoflow.ledger_batch_hash``); they have no weights table and no champion (neither is in
-the ledger).
+epoch (``taoflow.ledger_batch_hash``); they have no champion (it is not in the ledger). An epoch
+committed without records is backfilled with an empty metagraph.
 
 Bounds: at most ``max_backfills`` epochs per call (default ``BACKFILLS_PER_CALL_MAX``, so the
 call at the start of an epoch stays short; the rest is done by the next call), the last
@@ -32,13 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import duckdb
 import pyarrow as pa
 from mlflow.tracking import MlflowClient
 
+from ledger.epoch_records import UIDS_SCHEMA
 from ledger.names import check_subnet_name
-from ledger.schema import EMISSION_KINDS, RAO_PER_TAO, Kind, Tx, table_to_txs
+from ledger.schema import RAO_PER_TAO, Kind, Tx, table_to_txs
 from ledger.store import Ledger
 from ledger.store.commit_log import CommitRecord
+from tasks.consensus.types import WEIGHTS_SCHEMA
 from tasks.track import (
     STATUS_COMPLETE,
     STATUS_TAG,
@@ -57,7 +61,16 @@ RUNS_PAGES_MAX: Final = 100
 CONSECUTIVE_FAILURES_MAX: Final = 3
 ERROR_CHARS_MAX: Final = 500
 BACKFILLED_TAG: Final = "taoflow.backfilled"
-OUTPUT_COLUMNS: Final = ("stake_weight", "validator_trust", "consensus", "incentive", "dividends")
+BACKFILL_RECORDS: Final = ("uids", "weights")
+METAGRAPH_SQL: Final = f"""
+SELECT CAST(? AS BIGINT) AS epoch, uid, hotkey, stake_rao, stake_rao / {RAO_PER_TAO}.0 AS stake_tao,
+       CASE WHEN isnan(score) THEN NULL ELSE score END AS score,
+       permit AS validator_permit, active, stake_weight, validator_trust, consensus, incentive,
+       dividends, emission_rao, emission_rao / {RAO_PER_TAO}.0 AS emission_tao,
+       NULLIF(artifact_digest, '') AS artifact_digest, NULLIF(error, '') AS error
+FROM uids ORDER BY uid
+"""
+"""The metagraph of a backfilled run: the ``uids`` record with "none" markers as NULL."""
 
 
 @dataclass(frozen=True)
@@ -118,53 +131,33 @@ def tracked_epochs(client: MlflowClient, *, subnet: str) -> set[int]:
     return done
 
 
-def _float_list(values: object, size: int) -> list[float | None]:
-    items = list(values) if isinstance(values, list) else []
-    return [
-        float(items[i]) if i < len(items) and items[i] is not None else None for i in range(size)
-    ]
+def backfill_metagraph(uids: pa.Table, *, epoch: int) -> pa.Table:
+    """The metagraph logged for a backfilled epoch, from its ``uids`` record (DuckDB)."""
+    with duckdb.connect() as database:
+        database.register("uids", uids)
+        return database.sql(METAGRAPH_SQL, params=[epoch]).to_arrow_table()
 
 
-def backfill_job(txs: Sequence[Tx], *, subnet: str, epoch: int, batch_hash: str) -> dict[str, Any]:
-    """``log_epoch`` arguments (all but the URIs) rebuilt from the epoch's ledger entries."""
+def backfill_job(
+    txs: Sequence[Tx],
+    *,
+    subnet: str,
+    epoch: int,
+    batch_hash: str,
+    records: Mapping[str, pa.Table],
+) -> dict[str, Any]:
+    """``log_epoch`` arguments (all but the URIs) rebuilt from the epoch's ledger entries and
+    its ``records`` (``Ledger.epoch_records``)."""
     entry = next(
         (t for t in txs if t.kind == Kind.EPOCH and t.subnet == subnet and t.epoch == epoch), None
     )
     if entry is None:
         raise ValueError(f"batch {batch_hash[:16]} holds no epoch entry for {subnet}/{epoch}")
     payload = entry.payload_dict()
-    outputs: Mapping[str, Any] = payload.get("outputs") or {}
     evaluation: Mapping[str, Any] = payload.get("evaluation") or {}
-    size = max((len(v) for v in outputs.values() if isinstance(v, list)), default=0)
-    columns = {name: _float_list(outputs.get(name), size) for name in OUTPUT_COLUMNS}
-    emission_rao = [0] * size
-    hotkeys: list[str | None] = [None] * size
-    for tx in txs:
-        ours = tx.kind in EMISSION_KINDS and tx.subnet == subnet and tx.epoch == epoch
-        if ours and 0 <= tx.uid < size:
-            emission_rao[tx.uid] += tx.amount_rao
-            hotkeys[tx.uid] = hotkeys[tx.uid] or tx.hotkey or None
-    scores = {int(k): float(v) for k, v in dict(evaluation.get("scores") or {}).items()}
-    errors = {int(k): str(v) for k, v in dict(evaluation.get("errors") or {}).items()}
-    digests = {int(k): str(v) for k, v in dict(evaluation.get("digests") or {}).items()}
-    permits = list(payload.get("permits") or [])
-    metagraph = pa.Table.from_pylist(
-        [
-            {
-                "epoch": epoch,
-                "uid": uid,
-                "hotkey": hotkeys[uid],
-                "score": scores.get(uid),
-                "validator_permit": bool(permits[uid]) if uid < len(permits) else None,
-                **{name: columns[name][uid] for name in OUTPUT_COLUMNS},
-                "emission_rao": emission_rao[uid],
-                "emission_tao": emission_rao[uid] / RAO_PER_TAO,
-                "artifact_digest": digests.get(uid),
-                "error": errors.get(uid),
-            }
-            for uid in range(size)
-        ]
-    )
+    metagraph = backfill_metagraph(records.get("uids", UIDS_SCHEMA.empty_table()), epoch=epoch)
+    scores = [s for s in metagraph.column("score").to_pylist() if s is not None]
+    weights = records.get("weights")
     return {
         "subnet": subnet,
         "epoch": epoch,
@@ -179,13 +172,14 @@ def backfill_job(txs: Sequence[Tx], *, subnet: str, epoch: int, batch_hash: str)
         "metagraph": metagraph,
         "aggregates": {
             "emission_tao": entry.amount_rao / RAO_PER_TAO,
-            "best_score": max(scores.values(), default=0.0),
+            "best_score": max(scores, default=0.0),
         },
         "tags": {
             "taoflow.ledger_batch_hash": batch_hash,
             "taoflow.seed": str(payload.get("seed") or ""),
             BACKFILLED_TAG: "true",
         },
+        "weights": weights.cast(WEIGHTS_SCHEMA) if weights is not None else None,
     }
 
 
@@ -234,6 +228,7 @@ def reconcile_tracking(
                 subnet=subnet,
                 epoch=epoch,
                 batch_hash=record.batch_hash,
+                records=ledger.epoch_records(subnet, epoch, names=BACKFILL_RECORDS),
             )
             logged = log_epoch_once(tracking_uri=tracking_uri, artifacts_dir=artifacts_dir, **job)
         except Exception as exc:  # one epoch's failure must not hide the others

@@ -365,7 +365,6 @@ def test_planning_marks_the_tarpit_model_and_goes_on(
             _neuron(1, digest=digest, uri=artifact_url(store_url, digest)),
             _neuron(2, digest=DIGEST_B, uri="file:///etc/passwd"),
         ),
-        previous={},
     )
     policy = _private_policy(silent.url, store_url)
     jobs, errors = plan_jobs(ctx, artifacts_root=tmp_path / "cache", fetch_policy=policy)

@@ -142,8 +142,8 @@ def test_submit_commit_reveal_and_one_epoch(network: Path, tmp_path: Path) -> No
     assert result["epoch"] == 0 and result["batch_no"] is not None
     rows = json.loads(tf(network, "submissions", "--subnet", "sn", "--json").stdout)
     assert rows[0]["state"] == "evaluated"
-    payload = Ledger(network / "ledger").state().last_epoch_payload["sn"]
-    assert payload["evaluation"]["digests"]["1"] == submitted["digest"]
+    uids = Ledger(network / "ledger").epoch_records("sn", 0, names=("uids",))["uids"]
+    assert uids.column("artifact_digest").to_pylist()[1] == submitted["digest"]
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[EpochContext, Path]
         owner_hotkey="",
         config=SubnetConfig.from_payload(config),
         neurons=tuple(neurons),
-        previous={},
     )
     return ctx, root
 

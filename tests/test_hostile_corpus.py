@@ -322,7 +322,6 @@ def _context(neurons: list[NeuronView]) -> EpochContext:
             }
         ),
         neurons=tuple(neurons),
-        previous={},
     )
 
 

@@ -102,7 +102,6 @@ def test_evaluation_fetches_remote_artifacts(tmp_path: Path, artifact: tuple[byt
         owner_hotkey="",
         config=SubnetConfig.from_payload({"tempo_blocks": 100}),
         neurons=neurons,
-        previous={},
     )
     policy = FetchPolicy(store_urls=((tmp_path / "remote").as_uri(),))
     jobs, errors = plan_jobs(ctx, artifacts_root=tmp_path / "cache", fetch_policy=policy)

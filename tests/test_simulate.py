@@ -12,7 +12,7 @@ from ledger.schema import RAO_PER_TAO, Kind, table_to_txs
 from ledger.store import Ledger
 from taoflow.cli import app
 from tasks.emit import commit_epoch
-from tasks.gather import build_context
+from tasks.gather import gather_context
 from tasks.simulate import (
     EPOCHS_MAX,
     MINERS_MAX,
@@ -62,8 +62,21 @@ def test_four_epochs_verify_pay_the_schedule_and_keep_the_supply_identity(
         assert payload["unissued_rao"] == 0
         assert epoch_tx.amount_rao == TEMPO_EPOCH_RAO
         assert sum(tx.amount_rao for tx in txs if tx.kind != Kind.EPOCH) == TEMPO_EPOCH_RAO
-        assert payload["evaluation"]["errors"] == {}
-        assert len(payload["evaluation"]["scores"]) == MINERS
+        assert payload["evaluation"] == {"errors": {}, "sample_size": 0}
+        assert set(payload) == {
+            "block",
+            "seed",
+            "parent_hash",
+            "scheduled_rao",
+            "unissued_rao",
+            "shares",
+            "evaluation",
+            "records",
+        }
+        tables = ledger.epoch_records(SUBNET, epoch_tx.epoch)
+        assert sorted(tables) == ["bonds", "scores", "uids", "weights"]
+        assert tables["scores"].num_rows == MINERS * VALIDATORS
+        assert tables["uids"].num_rows == MINERS + VALIDATORS
     state = ledger.state()
     supply = state.supply()
     held_rao = supply["balances_rao"] + supply["stakes_rao"] + supply["locked_rao"]
@@ -102,13 +115,13 @@ def test_the_simulated_batch_is_the_one_commit_epoch_writes(tmp_path: Path) -> N
     simulate(tmp_path / "a" / "ledger", spec(1))
     ledger = Ledger.open(tmp_path / "b" / "ledger")
     assert prepare(ledger, spec(1)) is True
-    ctx = build_context(ledger.state(), subnet=SUBNET, head_hash=ledger.head_hash())
+    ctx = gather_context(ledger, subnet=SUBNET)
     proposal = propose_epoch(ctx, seed=1)
     commit_epoch(
         tmp_path / "b" / "ledger",
         ctx,
         proposal.shares,
-        consensus_state=proposal.consensus_state,
+        records=proposal.records,
         cosigners=cosigners_of(ctx, seed=1, validators=VALIDATORS),
     )
     assert batch_hashes(tmp_path / "a") == batch_hashes(tmp_path / "b")

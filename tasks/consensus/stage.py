@@ -2,8 +2,9 @@
 
 Pure glue between the epoch context (from the ledger), the hosted validators' weights and
 ``tasks.consensus.sql.run_epoch``. The previous epoch's consensus state (u16 bonds and validator
-permits) is read from the ledger's last ``epoch`` entry and the new one is returned for the
-next ``epoch`` entry, so consensus depends on the ledger alone.
+permits) is read from the ledger's last epoch's records (``EpochContext.previous``) and the new
+one is returned (``ConsensusOutcome.state``) for the next epoch's ``bonds`` and ``uids``
+records, so consensus depends on the ledger alone.
 
 Invariants: stake is the total stake on each uid's hotkey at the start of the epoch; a validator
 that set weights this epoch has ``last_update = current block``; one that never did keeps its
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,18 +28,16 @@ from tasks.gather import EpochContext
 WEIGHTS_SCHEMA = pa.schema(
     [("validator", pa.int32()), ("miner", pa.int32()), ("weight_u16", pa.int32())]
 )
-BONDS_SCHEMA = pa.schema(
-    [("validator", pa.int32()), ("miner", pa.int32()), ("bond_u16", pa.int32())]
-)
 
 
 @dataclass(frozen=True)
 class ConsensusOutcome:
-    """The epoch's consensus outputs, the weights that produced them, and the state to store."""
+    """The epoch's consensus outputs, the weights that produced them, and the state to store
+    (u16 bonds and validator permits, read back by the next epoch)."""
 
     outputs: EpochOutputs
     weights: pa.Table
-    state: dict[str, Any]
+    state: EpochState
 
 
 def yuma_params(config: SubnetConfig) -> YumaParams:
@@ -49,14 +47,11 @@ def yuma_params(config: SubnetConfig) -> YumaParams:
 
 def previous_state(ctx: EpochContext) -> EpochState:
     """The consensus state stored by the previous epoch (empty before the first)."""
-    bonds = ctx.previous.get("bonds", [])
-    permits = ctx.previous.get("permits", [])
-    if not permits:
+    previous = ctx.previous
+    if len(previous.permits) == 0:
         return EpochState.empty(ctx.n)
-    table = pa.Table.from_pylist(
-        [{"validator": v, "miner": m, "bond_u16": b} for v, m, b in bonds], schema=BONDS_SCHEMA
-    )
-    return EpochState(bonds=table, validator_permit=np.array(permits, dtype=bool)).for_uids(ctx.n)
+    permits = np.asarray(previous.permits.to_numpy(zero_copy_only=False), dtype=np.bool_)
+    return EpochState(bonds=previous.bonds, validator_permit=permits).for_uids(ctx.n)
 
 
 def weights_table(weights: Mapping[int, Mapping[int, int]]) -> pa.Table:
@@ -85,7 +80,7 @@ def epoch_inputs(
         registered_block=np.array([n.registered_block for n in ctx.neurons], dtype=np.int64),
         current_block=ctx.block,
         owner_uid=ctx.owner_uid,
-        last_step_block=int(ctx.previous.get("block", 0)),
+        last_step_block=ctx.previous.block,
         tempo_blocks=ctx.tempo_blocks,
     )
 
@@ -99,17 +94,4 @@ def run_consensus(
     """Yuma consensus of the epoch in DuckDB."""
     inputs = epoch_inputs(ctx, weights, last_update_block=last_update_block)
     outputs, state = run_epoch(inputs, yuma_params(ctx.config), previous_state(ctx))
-    bonds = state.bonds.to_pydict()
-    stored = {
-        "bonds": [
-            [int(v), int(m), int(b)]
-            for v, m, b in zip(bonds["validator"], bonds["miner"], bonds["bond_u16"], strict=True)
-        ],
-        "permits": [bool(p) for p in state.validator_permit],
-        "outputs": {
-            name: [float(x) for x in getattr(outputs, name)]
-            for name in ("stake_weight", "validator_trust", "consensus", "incentive", "dividends")
-        },
-        "active": [bool(a) for a in outputs.active],
-    }
-    return ConsensusOutcome(outputs=outputs, weights=inputs.weights, state=stored)
+    return ConsensusOutcome(outputs=outputs, weights=inputs.weights, state=state)
