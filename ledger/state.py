@@ -58,6 +58,7 @@ from ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
 from ledger.schema import SIGNED_BY_HOTKEY, SYSTEM_KINDS, Kind, Tx, canonical_json
 from ledger.signing import signature_problem, signer_of
 from ledger.submissions import HISTORY_MAX, SubmissionCommit, SubmissionPolicy, submission_binding
+from ledger.tx_index import TxIndex
 
 UIDS_MAX_DEFAULT = 256
 NEURON_ROLES = frozenset({"miner", "validator"})
@@ -167,8 +168,8 @@ class LedgerState:
     proposals: dict[str, dict[str, Any]] = field(default_factory=dict)
     votes: dict[tuple[str, str], int] = field(default_factory=dict)
     open_epochs: dict[tuple[str, int], OpenEpoch] = field(default_factory=dict)
-    tx_contents: dict[str, bytes] = field(default_factory=dict)
-    """Transaction id → ``Tx.content_digest()`` (idempotency: same id, same content)."""
+    tx_index: TxIndex = field(default_factory=TxIndex)
+    """Transaction id → content digest (idempotency: same id, same content; ``ledger.tx_index``)."""
     network: NetworkParams | None = None
     network_id: str = ""
     """The network entry's id ("" while there is none); what user transactions sign."""
@@ -290,9 +291,9 @@ class LedgerState:
         ``check_signatures=False`` is only for replaying batches whose signatures were checked
         when they were committed and whose bytes are covered by the hash chain.
         """
-        seen = self.tx_contents.get(tx.tx_id)
+        seen = self.tx_index.get(tx.tx_id)
         if seen is not None:
-            if seen == tx.content_digest():
+            if seen == TxIndex.digest_of(tx.content_digest()):
                 return Exists(tx.tx_id)
             return Rejected(tx.tx_id, "transaction id already used with different content")
         if tx.kind in SYSTEM_KINDS and not allow_system:
@@ -323,7 +324,7 @@ class LedgerState:
         if signer is not None:
             self._burn_fee(tx)
             self.nonces[signer] = tx.nonce
-        self.tx_contents[tx.tx_id] = tx.content_digest()
+        self.tx_index.add(tx.tx_id, tx.content_digest())
         return Applied(tx.tx_id)
 
     def _fee_problem(self, tx: Tx) -> str | None:
@@ -354,7 +355,7 @@ class LedgerState:
     def _check_network(self, tx: Tx) -> str | None:
         if self.network is not None:
             return "the network entry can appear only once"
-        if self.tx_contents:
+        if self.tx_index:
             return "the network entry must be the ledger's first transaction"
         if tx.amount_rao or tx.subnet or tx.coldkey or tx.hotkey or tx.dest:
             return "the network entry carries only its payload"

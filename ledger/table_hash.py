@@ -32,6 +32,14 @@ def _hash_array(digest: hashlib._Hash, array: pa.Array) -> None:
         values = np.asarray(array.to_numpy(zero_copy_only=False))
         digest.update(values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes())
         return
+    if pa.types.is_fixed_size_binary(kind):
+        width = kind.byte_width
+        data = array.buffers()[1]
+        if data is not None:
+            digest.update(
+                memoryview(data)[array.offset * width : (array.offset + len(array)) * width]
+            )
+        return
     if not (
         pa.types.is_string(kind)
         or pa.types.is_binary(kind)

@@ -6,12 +6,17 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 from ledger.keys import Keypair
+from ledger.network import NetworkParams
 from ledger.payouts import EpochShares
 from ledger.schema import Kind, Tx, canonical_json
 from ledger.signing import network_prefix, sign, signer_of, signing_message
 from ledger.state import Applied, LedgerState
+from ledger.store import Ledger
+from ledger.store.writer_key import load_or_create_writer_key
 
 TAO = 10**9
 
@@ -119,6 +124,18 @@ def epoch_batch(
             )
         )
     return txs
+
+
+def open_network(home: Path, name: str = "chaos", **kwargs: Any) -> Ledger:
+    """A ledger whose first batch names a network, funds alice, bob, carol and dave."""
+    writer_path = home / "keys" / "writer.key"
+    writer = load_or_create_writer_key(writer_path)
+    ledger = Ledger.open(home / "ledger", writer_key_path=writer_path, **kwargs)
+    params = NetworkParams.create(name=name, writer_key=writer.public_hex)
+    network = Tx("genesis/network", Kind.NETWORK, payload=canonical_json(params.to_payload()))
+    mints = [mint(f"m/{who}", who, 100 * TAO) for who in ("alice", "bob", "carol", "dave")]
+    ledger.commit([network, *mints])
+    return ledger
 
 
 def apply_all(state: LedgerState, txs: Sequence[Tx]) -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ledger_helpers import TAO, acct, epoch_batch, mint, signed
+from ledger_helpers import TAO, acct, epoch_batch, mint, open_network, signed
 
 from ledger.config import SubnetConfig
 from ledger.emission import SHARE_QUANTUM
@@ -23,25 +23,12 @@ from ledger.payouts import parse_tao
 from ledger.schema import Kind, Tx, canonical_json
 from ledger.state import Applied, LedgerState, Rejected
 from ledger.store import Ledger
-from ledger.store.writer_key import load_or_create_writer_key
 from ledger.submissions import submission_binding
 from tasks.weights import ValidatorPolicy, scores_to_weights
 
 SUBNET = "sn"
 FEE = TX_FEE_DEFAULT_RAO
 HALF = SHARE_QUANTUM // 2
-
-
-def open_network(home: Path, name: str = "chaos") -> Ledger:
-    """A ledger whose first batch names a network, funds alice, bob, carol and dave."""
-    writer_path = home / "keys" / "writer.key"
-    writer = load_or_create_writer_key(writer_path)
-    ledger = Ledger.open(home / "ledger", writer_key_path=writer_path)
-    params = NetworkParams.create(name=name, writer_key=writer.public_hex)
-    network = Tx("genesis/network", Kind.NETWORK, payload=canonical_json(params.to_payload()))
-    mints = [mint(f"m/{who}", who, 100 * TAO) for who in ("alice", "bob", "carol", "dave")]
-    ledger.commit([network, *mints])
-    return ledger
 
 
 def commit_signed(ledger: Ledger, *txs: Tx) -> None:

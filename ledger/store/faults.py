@@ -18,6 +18,9 @@ FAULT_POINTS = (
     "after_dir_fsync",
     "after_commit_record",
 )
+"""The points of a batch commit (the kill -9 test of ``tests/test_ledger_store.py``)."""
+SNAPSHOT_FAULT_POINTS = ("snapshot_mid_tables", "snapshot_before_index")
+"""The points of a snapshot write (``tests/test_snapshots.py``)."""
 
 
 def fault_point(name: str) -> None:

@@ -28,6 +28,8 @@ latest epoch (finality).
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +50,7 @@ from ledger.schema import (
     txs_to_table,
 )
 from ledger.state import Applied, Exists, LedgerState, Rejected
-from ledger.store import commit_log, recovery
+from ledger.store import commit_log, recovery, snapshots
 from ledger.store import records as record_files
 from ledger.store.batch_check import (
     META_COSIGNATURES,
@@ -76,6 +78,7 @@ from ledger.store.segments import (
     read_batch,
     write_batch,
 )
+from ledger.store.snapshots import SNAPSHOT_EVERY_BATCHES_DEFAULT, SnapshotLoad, SnapshotRecord
 from ledger.store.writer_key import WriterKeyError, load_writer_key
 
 LOCK_TIMEOUT_S = 30.0
@@ -85,12 +88,25 @@ UNLOGGED_FILES_IN_FLIGHT_MAX = 1
 """Batch files past the log a reader accepts as a commit in flight (one writer at a time)."""
 SHARED_LEDGERS_MAX = 16
 """Ledger directories one process keeps open through ``Ledger.shared``."""
+SNAPSHOT_EVERY_ENV = "TAOFLOW_SNAPSHOT_EVERY_BATCHES"
+"""Overrides ``SNAPSHOT_EVERY_BATCHES_DEFAULT`` (0: never snapshot automatically)."""
 WRITER_KEY_RELATIVE = Path("keys") / "writer.key"
 """Where a home keeps its writer key, relative to the home (the ledger is ``<home>/ledger``)."""
 
 
+_LOG = logging.getLogger("taoflow.ledger")
 _SHARED: dict[Path, Ledger] = {}
 _SHARED_LOCK = threading.Lock()
+
+
+def snapshot_every_batches() -> int:
+    """How often commits write a snapshot: ``$TAOFLOW_SNAPSHOT_EVERY_BATCHES`` or the default."""
+    text = os.environ.get(SNAPSHOT_EVERY_ENV, "").strip()
+    if not text:
+        return SNAPSHOT_EVERY_BATCHES_DEFAULT
+    if not text.isdigit():
+        raise LedgerError(f"{SNAPSHOT_EVERY_ENV} must be a whole number of batches, not {text!r}")
+    return int(text)
 
 
 def default_writer_key_path(root: Path) -> Path:
@@ -152,8 +168,16 @@ def _corrupted(record: CommitRecord, what: str) -> LedgerCorrupted:
 class Ledger:
     """Reader and (locked) writer of one ledger directory."""
 
-    def __init__(self, root: Path, *, writer_key_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        writer_key_path: Path | None = None,
+        snapshot_every: int | None = None,
+    ) -> None:
         self.root = Path(root)
+        self.snapshot_every = snapshot_every_batches() if snapshot_every is None else snapshot_every
+        self.last_snapshot_load = SnapshotLoad()
         self.batches_dir = self.root / "batches"
         self.log_path = self.root / "COMMITS"
         self.lock_path = self.root / "LOCK"
@@ -176,9 +200,10 @@ class Ledger:
         *,
         lock_timeout_s: float = LOCK_TIMEOUT_S,
         writer_key_path: Path | None = None,
+        snapshot_every: int | None = None,
     ) -> Ledger:
         """Open (creating if needed) and recover the ledger at ``root``."""
-        ledger = cls(root, writer_key_path=writer_key_path)
+        ledger = cls(root, writer_key_path=writer_key_path, snapshot_every=snapshot_every)
         ledger.batches_dir.mkdir(parents=True, exist_ok=True)
         ledger.check_format()
         with writer_lock(ledger.lock_path, timeout_s=lock_timeout_s):
@@ -310,6 +335,8 @@ class Ledger:
             known = self._state_batches
             if known and (len(records) < known or records[known - 1].batch_hash != self._head_hash):
                 self._forget_state()
+            if self._state_batches == 0 and records:
+                self._load_snapshot(records)
             for record in records[self._state_batches :]:
                 if record.parent_hash != self._head_hash:
                     raise _corrupted(record, "does not chain on its parent")
@@ -324,6 +351,58 @@ class Ledger:
                 self._state_batches = record.batch_no
                 self._head_hash = record.batch_hash
             return self._state
+
+    def _load_snapshot(self, records: list[CommitRecord], *, at_most: int | None = None) -> None:
+        """Start the state from the newest snapshot that verifies (``snapshots``), if any."""
+        writer_key = network_writer_key(self.read_table(records[0])) or None
+        state, self.last_snapshot_load = snapshots.load_newest(
+            self.root, logged=records, writer_key=writer_key, at_most=at_most
+        )
+        for line in self.last_snapshot_load.skipped:
+            _LOG.warning("ledger %s: %s", self.root, line)
+        if state is not None and self.last_snapshot_load.used is not None:
+            self._state = state
+            self._state_batches = self.last_snapshot_load.used
+            self._head_hash = records[self._state_batches - 1].batch_hash
+
+    def snapshot(self, *, lock_timeout_s: float = LOCK_TIMEOUT_S) -> SnapshotRecord | None:
+        """Write a snapshot of the current state now (None on an empty ledger).
+
+        Idempotent: a snapshot of the head that is already indexed and verifies is returned
+        as it is.
+        """
+        with self._thread_lock, writer_lock(self.lock_path, timeout_s=lock_timeout_s):
+            self.recover()
+            state = self.state()
+            if self._state_batches == 0:
+                return None
+            for existing in snapshots.index_records(self.root)[0]:
+                if existing.batch_no == self._state_batches:
+                    check = snapshots.load_newest(
+                        self.root,
+                        logged=self.records(),
+                        writer_key=self._network_writer_key(None),
+                        at_most=existing.batch_no,
+                    )[1]
+                    if check.used == existing.batch_no:
+                        return existing
+            return self._write_snapshot(state)
+
+    def _write_snapshot(self, state: LedgerState) -> SnapshotRecord:
+        required = self._network_writer_key(None)
+        signer = None
+        if required is not None:
+            try:
+                signer = load_writer_key(self.writer_key_path)
+            except WriterKeyError as exc:
+                raise LedgerError(f"a snapshot is signed by the writer key: {exc}") from None
+        return snapshots.write_snapshot(
+            self.root,
+            state,
+            batch_no=self._state_batches,
+            head_hash=self._head_hash,
+            signer=signer,
+        )
 
     @staticmethod
     def _apply_batch(
@@ -384,13 +463,13 @@ class Ledger:
         self._state_batches = 0
         self._head_hash = GENESIS_PARENT
 
-    def _network_writer_key(self, table: pa.Table) -> str | None:
+    def _network_writer_key(self, table: pa.Table | None) -> str | None:
         """The writer key every batch must be signed with (from batch 1, or this genesis)."""
         if self._writer_key is None and self._state_batches >= 1:
             first = self.records()[0]
             self._writer_key = network_writer_key(self.read_table(first)) or None
         if self._state_batches == 0:
-            return network_writer_key(table) or None
+            return None if table is None else network_writer_key(table) or None
         return self._writer_key
 
     def _signature_metadata(
@@ -480,9 +559,23 @@ class Ledger:
         self._state = state
         self._state_batches = batch_no
         self._head_hash = b_hash
+        if self.snapshot_every and batch_no % self.snapshot_every == 0:
+            self._snapshot_after_commit(state)
         return CommitResult(
             batch_no=batch_no, batch_hash=b_hash, applied=len(fresh), existed=existed
         )
+
+    def _snapshot_after_commit(self, state: LedgerState) -> None:
+        """A periodic snapshot; the batch is already acknowledged, so a failure only warns."""
+        try:
+            self._write_snapshot(state)
+        except (OSError, LedgerError, ValueError) as exc:
+            _LOG.warning(
+                "ledger %s: snapshot of batch %s not written: %s",
+                self.root,
+                self._state_batches,
+                exc,
+            )
 
     def _write_epoch_records(self, fresh: Sequence[Tx], tables: Mapping[str, pa.Table]) -> None:
         """Write the epoch records the batch's epoch entries name (before the batch itself)."""

@@ -79,7 +79,9 @@ def write_records(
 
 def _read(path: Path) -> pa.Table:
     with pa.memory_map(str(path), "r") as source:
-        return ipc.open_file(source).read_all()
+        table = ipc.open_file(source).read_all()
+    table.validate(full=True)  # a damaged file must fail here, not inside a later kernel
+    return table
 
 
 def _load_checked(path: Path, ref: RecordRef) -> pa.Table | str:

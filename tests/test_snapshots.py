@@ -1,0 +1,287 @@
+"""Snapshots: state from snapshot + tail == state from full replay; a bad snapshot is never used."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ledger_helpers import TAO, acct, epoch_batch, open_network, signed
+
+from ledger.emission import SHARE_QUANTUM
+from ledger.schema import Kind, Tx, canonical_json
+from ledger.state import LedgerState
+from ledger.store import Ledger
+from ledger.store.faults import SNAPSHOT_FAULT_POINTS
+from ledger.store.snapshots import INDEX_FILE, index_records, snapshot_dir, snapshots_dir
+
+SUBNET = "sn"
+PEOPLE = ("alice", "bob", "carol", "dave")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def commit(ledger: Ledger, tx: Tx) -> None:
+    ledger.commit([signed(ledger.state(), tx)], allow_system=False)
+
+
+def network_with_subnet(home: Path, *, snapshot_every: int) -> Ledger:
+    """alice owns subnet "sn"; bob-hot (uid 0) mines, carol-hot (uid 1) validates."""
+    ledger = open_network(home, snapshot_every=snapshot_every)
+    config = canonical_json({"tempo_blocks": 100, "registration_cost_rao": TAO})
+    commit(
+        ledger,
+        Tx(
+            "create",
+            Kind.SUBNET_CREATE,
+            subnet=SUBNET,
+            coldkey=acct("alice"),
+            hotkey=acct("alice-hot"),
+            amount_rao=10 * TAO,
+            payload=config,
+        ),
+    )
+    for who, role in (("bob", "miner"), ("carol", "validator")):
+        commit(
+            ledger,
+            Tx(
+                f"reg/{who}",
+                Kind.REGISTER,
+                subnet=SUBNET,
+                coldkey=acct(who),
+                hotkey=acct(f"{who}-hot"),
+                amount_rao=ledger.state().registration_cost(SUBNET),
+                payload=canonical_json({"role": role}),
+            ),
+        )
+    return ledger
+
+
+def step(ledger: Ledger, op: tuple[str, int, int, int], number: int) -> None:
+    """One random but valid operation, committed as its own batch."""
+    kind, a, b, amount = op
+    state = ledger.state()
+    giver = PEOPLE[a % len(PEOPLE)]
+    taker = PEOPLE[(a + 1 + b % (len(PEOPLE) - 1)) % len(PEOPLE)]  # never the giver
+    if kind == "epoch":
+        block = state.block + 100
+        half = amount % (SHARE_QUANTUM + 1)
+        batch = epoch_batch(
+            state,
+            SUBNET,
+            block=block,
+            incentive=[SHARE_QUANTUM, 0],
+            dividends=[0, SHARE_QUANTUM],
+            validator_share=[SHARE_QUANTUM - half, SHARE_QUANTUM],
+        )
+        ledger.commit(batch)
+        return
+    have = state.balance(acct(giver))
+    value = 1 + amount % max(1, have // 4)
+    if kind == "transfer" and have > value + TAO:
+        commit(
+            ledger,
+            Tx(
+                f"t/{number}",
+                Kind.TRANSFER,
+                coldkey=acct(giver),
+                dest=acct(taker),
+                amount_rao=value,
+            ),
+        )
+    elif kind == "stake" and have > value + TAO:
+        commit(
+            ledger,
+            Tx(
+                f"s/{number}",
+                Kind.ADD_STAKE,
+                coldkey=acct(giver),
+                hotkey=acct("carol-hot"),
+                amount_rao=value,
+            ),
+        )
+    elif kind == "unstake":
+        staked = state.stake(coldkey=acct(giver), hotkey=acct("carol-hot"))
+        if staked and have > TAO:
+            commit(
+                ledger,
+                Tx(
+                    f"u/{number}",
+                    Kind.REMOVE_STAKE,
+                    coldkey=acct(giver),
+                    hotkey=acct("carol-hot"),
+                    amount_rao=1 + amount % staked,
+                ),
+            )
+
+
+def full_replay(root: Path) -> LedgerState:
+    """The state replayed from genesis (snapshots moved away, then put back)."""
+    parked = root.parent / "parked-snapshots"
+    shutil.move(snapshots_dir(root), parked)
+    try:
+        fresh = Ledger(root, snapshot_every=0)
+        state = fresh.state()
+        assert fresh.last_snapshot_load.used is None
+        return state
+    finally:
+        shutil.move(parked, snapshots_dir(root))
+
+
+OPS = st.tuples(
+    st.sampled_from(["transfer", "stake", "unstake", "epoch"]),
+    st.integers(0, 3),
+    st.integers(0, 3),
+    st.integers(0, 10**12),
+)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=st.lists(OPS, min_size=1, max_size=14), every=st.sampled_from([1, 2, 3, 5]))
+def test_state_from_snapshot_plus_tail_equals_full_replay(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, int, int]], every: int
+) -> None:
+    home = tmp_path_factory.mktemp("home")
+    ledger = network_with_subnet(home, snapshot_every=every)
+    for number, op in enumerate(ops):
+        step(ledger, op, number)
+    live = ledger.state()
+    reopened = Ledger(ledger.root)
+    assert reopened.state() == live
+    assert reopened.last_snapshot_load.used is not None
+    assert reopened.last_snapshot_load.used > len(reopened.records()) - every
+    assert full_replay(ledger.root) == live
+
+
+@pytest.fixture
+def snapshotted(tmp_path: Path) -> Ledger:
+    """A ledger with snapshots after batches 2 and 4, and a fifth batch after them."""
+    ledger = network_with_subnet(tmp_path, snapshot_every=2)
+    step(ledger, ("transfer", 0, 1, 5 * TAO), 0)
+    assert [r.batch_no for r in index_records(ledger.root)[0]] == [2, 4]
+    return ledger
+
+
+def reopen(ledger: Ledger) -> tuple[Ledger, LedgerState]:
+    again = Ledger(ledger.root, snapshot_every=0)
+    return again, again.state()
+
+
+def test_a_flipped_byte_in_a_snapshot_is_detected_and_an_older_one_used(
+    snapshotted: Ledger,
+) -> None:
+    live = snapshotted.state()
+    path = snapshot_dir(snapshotted.root, 4) / "balances.arrow"
+    table = ipc.open_file(pa.memory_map(str(path))).read_all()
+    amounts = table.column("amount_rao").to_pylist()
+    amounts[0] += 1  # an edit that keeps the file a valid Arrow file
+    edited = table.set_column(1, "amount_rao", pa.array(amounts, pa.int64()))
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, edited.schema) as writer:
+        writer.write_table(edited)
+    again, state = reopen(snapshotted)
+    assert state == live
+    assert again.last_snapshot_load.used == 2
+    assert any(
+        "snapshot of batch 4 table balances does not match its hash" in line
+        for line in again.last_snapshot_load.skipped
+    )
+
+
+def test_a_raw_byte_flip_falls_back_to_genesis_when_no_snapshot_verifies(
+    snapshotted: Ledger,
+) -> None:
+    live = snapshotted.state()
+    for batch_no in (2, 4):
+        path = snapshot_dir(snapshotted.root, batch_no) / "tx_index.arrow"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    again, state = reopen(snapshotted)
+    assert state == live
+    assert again.last_snapshot_load.used is None
+    assert len(again.last_snapshot_load.skipped) == 2
+
+
+def test_a_snapshot_whose_index_line_is_missing_is_never_used(snapshotted: Ledger) -> None:
+    live = snapshotted.state()
+    index = snapshots_dir(snapshotted.root) / INDEX_FILE
+    lines = index.read_bytes().splitlines(keepends=True)
+    index.write_bytes(lines[0])  # the line of batch 4 is gone, its directory stays
+    again, state = reopen(snapshotted)
+    assert state == live
+    assert again.last_snapshot_load.used == 2
+
+
+def test_a_forged_index_line_without_the_writer_signature_is_never_used(
+    snapshotted: Ledger,
+) -> None:
+    from ledger.store.snapshots import SnapshotRecord
+
+    index = snapshots_dir(snapshotted.root) / INDEX_FILE
+    newest = index_records(snapshotted.root)[0][-1]
+    forged = SnapshotRecord(newest.batch_no, newest.head_hash, newest.tables, signature="00" * 64)
+    index.write_bytes(index.read_bytes() + forged.to_line())
+    again, _ = reopen(snapshotted)
+    assert again.last_snapshot_load.used == 4  # the genuine line of batch 4, not the forgery
+    assert any(
+        "not signed by the network's writer key" in s for s in again.last_snapshot_load.skipped
+    )
+
+
+def test_a_snapshot_of_another_history_is_never_used(snapshotted: Ledger) -> None:
+    index = snapshots_dir(snapshotted.root) / INDEX_FILE
+    index.write_bytes(index.read_bytes().replace(b'"batch_no":4', b'"batch_no":5'))
+    again, _ = reopen(snapshotted)
+    assert again.last_snapshot_load.used == 2
+    assert any("damaged snapshot index line" in s for s in again.last_snapshot_load.skipped)
+
+
+def test_on_demand_snapshot_is_idempotent_and_used_on_open(tmp_path: Path) -> None:
+    ledger = network_with_subnet(tmp_path, snapshot_every=0)
+    assert index_records(ledger.root)[0] == []
+    first = ledger.snapshot()
+    assert first is not None and first.batch_no == len(ledger.records())
+    assert ledger.snapshot() == first
+    assert len(index_records(ledger.root)[0]) == 1
+    again, state = reopen(ledger)
+    assert again.last_snapshot_load.used == first.batch_no
+    assert state == ledger.state()
+
+
+_KILL_SCRIPT = """
+import sys
+from pathlib import Path
+from ledger.store import Ledger
+from ledger.store.faults import SNAPSHOT_FAULT_POINTS
+Ledger.open(Path(sys.argv[1]), snapshot_every=0).snapshot()
+"""
+
+
+@pytest.mark.parametrize("point", SNAPSHOT_FAULT_POINTS)
+def test_kill_9_while_writing_a_snapshot_loses_nothing(snapshotted: Ledger, point: str) -> None:
+    snapshotted.snapshot_every = 0
+    step(snapshotted, ("transfer", 0, 2, 3 * TAO), 99)  # batch 6: newer than any snapshot
+    live = snapshotted.state()
+    env = {**os.environ, "TAOFLOW_FAULT_POINT": point, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_SCRIPT, str(snapshotted.root)], env=env, check=False
+    )
+    assert proc.returncode == -9
+    assert [r.batch_no for r in index_records(snapshotted.root)[0]] == [2, 4]
+    again, state = reopen(snapshotted)
+    assert state == live
+    assert again.last_snapshot_load.used == 4
+    assert again.snapshot() is not None  # the next snapshot of batch 6 replaces the leftover
+    assert [r.batch_no for r in index_records(snapshotted.root)[0]] == [2, 4, 6]
+    third, state = reopen(snapshotted)
+    assert third.last_snapshot_load.used == 6 and state == live
