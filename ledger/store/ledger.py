@@ -28,6 +28,7 @@ latest epoch (finality).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -41,6 +42,7 @@ import pyarrow.compute as pc
 from ledger.epoch_records import RECORDS_KEY, check_refs, record_refs
 from ledger.errors import BatchRejected, LedgerCorrupted, LedgerError, LedgerFormatOutdated
 from ledger.keys import Keypair
+from ledger.network import NetworkParams
 from ledger.schema import (
     LEGACY_SCHEMA_VERSIONS,
     Kind,
@@ -49,6 +51,7 @@ from ledger.schema import (
     table_to_txs,
     txs_to_table,
 )
+from ledger.signature_batch import signature_problems_table
 from ledger.state import Applied, Exists, LedgerState, Rejected
 from ledger.store import commit_log, recovery, snapshots
 from ledger.store import records as record_files
@@ -156,6 +159,8 @@ class VerifyReport:
     supply: dict[str, int] = field(default_factory=dict)
     writer_key: str | None = None
     finality: dict[str, Finality] = field(default_factory=dict)
+    rules_from_batch: int = 1
+    """The first batch whose rules were replayed (after the snapshot used, or 1)."""
 
 
 def _corrupted(record: CommitRecord, what: str) -> LedgerCorrupted:
@@ -635,15 +640,20 @@ class Ledger:
 
     # ---- verification ----------------------------------------------------------------------
 
-    def verify(self) -> VerifyReport:
-        """Re-check every batch from genesis (bytes, chain, signatures, rules); name the first bad
-        batch, and report each subnet's finality."""
+    def verify(self, *, from_snapshot: bool = False) -> VerifyReport:
+        """Re-check every batch (bytes, chain, writer and co-signatures, user signatures in bulk,
+        record files) and replay the rules; name the first bad batch, and report finality.
+
+        ``from_snapshot``: replay the rules only after the newest snapshot that verifies
+        (everything else is still hashed and every signature checked); without it the rules
+        are replayed from genesis.
+        """
         try:
             records = self.records()
         except LedgerCorrupted as exc:
             return VerifyReport(False, 0, 0, "", first_bad_batch=exc.batch_no, problem=str(exc))
-        state = LedgerState()
-        parent, writer_key = GENESIS_PARENT, None
+        state, start = self._verify_start(records, from_snapshot=from_snapshot)
+        parent, writer_key, network_id = GENESIS_PARENT, None, ""
         rows = 0
         finality: dict[str, Finality] = {}
         for record in records:
@@ -654,11 +664,14 @@ class Ledger:
                     table = facts.table
                     if table is None:
                         table = read_batch(self.batches_dir / record.file)
-                    self._apply_batch(
-                        state, table_to_txs(table), record.batch_no, check_signatures=True
-                    )
+                    if record.batch_no == 1:
+                        network_id = _network_id(table)
                     rows += table.num_rows
-                    problem = _finality(state, facts, finality) or self._records_problem(table)
+                    problem = self._check_batch(
+                        state, facts, table, network_id=network_id, replay=record.batch_no > start
+                    )
+                    if problem is None and record.batch_no > start:
+                        problem = _finality(state, facts, finality)
                 except LedgerCorrupted as exc:
                     problem = str(exc)
                 except Exception as exc:
@@ -693,7 +706,39 @@ class Ledger:
             supply=state.supply(),
             writer_key=writer_key,
             finality=finality,
+            rules_from_batch=start + 1,
         )
+
+    def _verify_start(
+        self, records: list[CommitRecord], *, from_snapshot: bool
+    ) -> tuple[LedgerState, int]:
+        """The state the rules replay from: genesis, or the newest snapshot that verifies."""
+        if not from_snapshot or not records:
+            return LedgerState(), 0
+        writer_key = network_writer_key(self.read_table(records[0])) or None
+        state, load = snapshots.load_newest(self.root, logged=records, writer_key=writer_key)
+        self.last_snapshot_load = load
+        if state is None or load.used is None:
+            return LedgerState(), 0
+        return state, load.used
+
+    def _check_batch(
+        self,
+        state: LedgerState,
+        facts: BatchFacts,
+        table: pa.Table,
+        *,
+        network_id: str,
+        replay: bool,
+    ) -> str | None:
+        """The user signatures (in bulk), the record files, and (``replay``) the rules."""
+        for row, problem in enumerate(signature_problems_table(table, network_id=network_id)):
+            if problem is not None:
+                tx_id = table.column("tx_id")[row].as_py()
+                return f"{tx_id!r} breaks the rules: {problem}"
+        if replay:
+            self._apply_batch(state, table_to_txs(table), facts.batch_no, check_signatures=False)
+        return self._records_problem(table)
 
     def _verify_one(
         self, record: CommitRecord, parent: str, writer_key: str | None
@@ -760,6 +805,14 @@ class Ledger:
                     f"key ({own[:16]}…): it is not the network this home created"
                 )
         return None
+
+
+def _network_id(table: pa.Table) -> str:
+    """The network id named by batch 1's network entry ("" for a ledger without one)."""
+    rows = table.filter(pc.equal(table.column("kind"), Kind.NETWORK.value))
+    if rows.num_rows == 0:
+        return ""
+    return NetworkParams.from_payload(json.loads(rows.column("payload")[0].as_py())).network_id
 
 
 def _finality(state: LedgerState, facts: BatchFacts, out: dict[str, Finality]) -> str | None:
