@@ -9,7 +9,12 @@ Invariants (checked with explicit exceptions, see ``check_supply``):
 - Balances, stakes and locks are non-negative integer rao; no transaction can overdraw them.
 - Supply identity: ``issued_rao − burned_rao == Σ balances + Σ stakes + Σ locked``.
 - Transaction ids are idempotent: the same id with the same content is ``Exists``; the same id
-  with other content is ``Rejected``.
+  with other content is ``Rejected``. The id index (``ledger.tx_index``) holds every id except
+  emission entries': an epoch's entry is ``epoch/<subnet>/<n>`` and its emission entries' ids
+  extend it (``epoch/<subnet>/<n>/…``, unique within the epoch, checked while it is open), ids
+  under ``epoch/`` are refused from anything else, so the index grows with user transactions
+  and epochs, not with the number of payees. (A retried epoch batch is recognised by the store,
+  which compares it with the committed one.)
 - The ``network`` entry (``ledger.network``) can only be a ledger's first transaction; its id is
   what every user transaction signs, so a transaction signed for another network is refused.
 - Every user transaction is signed by its signer (``ledger.signing``) for this network and
@@ -55,12 +60,14 @@ from ledger.payouts import (
     subnet_emission_rao,
 )
 from ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
-from ledger.schema import SIGNED_BY_HOTKEY, SYSTEM_KINDS, Kind, Tx, canonical_json
+from ledger.schema import EMISSION_KINDS, SIGNED_BY_HOTKEY, SYSTEM_KINDS, Kind, Tx, canonical_json
 from ledger.signing import signature_problem, signer_of
 from ledger.submissions import HISTORY_MAX, SubmissionCommit, SubmissionPolicy, submission_binding
 from ledger.tx_index import TxIndex
 
 UIDS_MAX_DEFAULT = 256
+EPOCH_ID_PREFIX: Final = "epoch/"
+"""Ids under this prefix belong to epochs: ``epoch/<subnet>/<n>`` and its emission entries."""
 NEURON_ROLES = frozenset({"miner", "validator"})
 TAKE_DEFAULT_PPM = 180_000
 TAKE_MAX_PPM = 180_000
@@ -110,6 +117,7 @@ class OpenEpoch:
     due: dict[PayKey, PayoutEntry]
     paid: set[PayKey]
     rejected_uids: frozenset[int]
+    paid_ids: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -291,13 +299,15 @@ class LedgerState:
         ``check_signatures=False`` is only for replaying batches whose signatures were checked
         when they were committed and whose bytes are covered by the hash chain.
         """
-        seen = self.tx_index.get(tx.tx_id)
+        seen = None if tx.kind in EMISSION_KINDS else self.tx_index.get(tx.tx_id)
         if seen is not None:
             if seen == TxIndex.digest_of(tx.content_digest()):
                 return Exists(tx.tx_id)
             return Rejected(tx.tx_id, "transaction id already used with different content")
         if tx.kind in SYSTEM_KINDS and not allow_system:
             return Rejected(tx.tx_id, f"{tx.kind} entries are produced only by the network")
+        if tx.kind not in SYSTEM_KINDS and tx.tx_id.startswith(EPOCH_ID_PREFIX):
+            return Rejected(tx.tx_id, f"ids starting with {EPOCH_ID_PREFIX!r} belong to epochs")
         shape = _shape_problem(tx)
         if shape is not None:
             return Rejected(tx.tx_id, shape)
@@ -324,7 +334,8 @@ class LedgerState:
         if signer is not None:
             self._burn_fee(tx)
             self.nonces[signer] = tx.nonce
-        self.tx_index.add(tx.tx_id, tx.content_digest())
+        if tx.kind not in EMISSION_KINDS:  # kept per open epoch instead (``_check_emission``)
+            self.tx_index.add(tx.tx_id, tx.content_digest())
         return Applied(tx.tx_id)
 
     def _fee_problem(self, tx: Tx) -> str | None:
@@ -679,6 +690,8 @@ class LedgerState:
         expected = self.last_epoch.get(tx.subnet, -1) + 1
         if tx.epoch != expected:
             return f"epoch {tx.epoch} of {tx.subnet!r} out of order: next is {expected}"
+        if tx.tx_id != epoch_tx_id(tx.subnet, tx.epoch):
+            return f"an epoch entry's id must be {epoch_tx_id(tx.subnet, tx.epoch)!r}"
         if tx.block < self.block:
             return f"block {tx.block} is before the current block {self.block}"
         payload = tx.payload_dict()
@@ -732,6 +745,10 @@ class LedgerState:
         open_epoch = self.open_epochs.get((tx.subnet, tx.epoch))
         if open_epoch is None:
             return f"no open epoch {tx.epoch} of {tx.subnet!r} to pay"
+        if not tx.tx_id.startswith(epoch_tx_id(tx.subnet, tx.epoch) + "/"):
+            return f"an emission id must start with {epoch_tx_id(tx.subnet, tx.epoch) + '/'!r}"
+        if tx.tx_id in open_epoch.paid_ids:
+            return "transaction id already used in this epoch"
         key = (tx.kind, tx.uid, tx.coldkey)
         if key in open_epoch.paid:
             return f"{tx.kind} of uid {tx.uid} to {tx.coldkey[:16]}… already paid this epoch"
@@ -762,6 +779,7 @@ class LedgerState:
         key = (tx.kind, tx.uid, tx.coldkey)
         del open_epoch.due[key]
         open_epoch.paid.add(key)
+        open_epoch.paid_ids.add(tx.tx_id)
         if not open_epoch.due:
             del self.open_epochs[epoch_key]
         self.issued_rao += amount
@@ -817,6 +835,11 @@ def replay(txs: Iterable[Tx]) -> LedgerState:
             raise SupplyIdentityViolated(f"replay rejected {tx.tx_id!r}: {outcome.reason}")
     state.check_supply()
     return state
+
+
+def epoch_tx_id(subnet: str, epoch: int) -> str:
+    """The id of ``subnet``'s ``epoch`` entry; its emission entries' ids extend it with "/…"."""
+    return f"{EPOCH_ID_PREFIX}{subnet}/{epoch}"
 
 
 def _is_hex_hash(value: object) -> bool:

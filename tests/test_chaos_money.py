@@ -437,3 +437,24 @@ def test_lock_and_max_cost_are_exact_and_may_be_zero() -> None:
             parse_tao(bad, allow_zero=True)
     with pytest.raises(ValueError, match="positive number of τ"):
         parse_tao("0")
+
+
+def test_a_retried_epoch_batch_exists_and_a_changed_one_is_rejected(ledger: Ledger) -> None:
+    batch = valid_epoch(ledger)
+    ledger.commit(batch)
+    batches = len(ledger.records())
+    again = ledger.commit(batch)
+    assert (again.batch_no, again.applied, again.existed) == (None, 0, len(batch))
+    owner = next(tx for tx in batch if tx.kind == Kind.EMISSION_OWNER)
+    changed = [tx if tx is not owner else dataclasses.replace(owner, amount_rao=1) for tx in batch]
+    with pytest.raises(BatchRejected, match="was committed without this entry"):
+        ledger.commit(changed)
+    assert len(ledger.records()) == batches
+
+
+def test_user_ids_under_the_epoch_prefix_are_refused(ledger: Ledger) -> None:
+    transfer = Tx(
+        "epoch/sn/1/owner", Kind.TRANSFER, coldkey=acct("bob"), dest=acct("dave"), amount_rao=TAO
+    )
+    with pytest.raises(BatchRejected, match="ids starting with 'epoch/' belong to epochs"):
+        ledger.commit([signed(ledger.state(), transfer)], allow_system=False)

@@ -44,6 +44,7 @@ from ledger.errors import BatchRejected, LedgerCorrupted, LedgerError, LedgerFor
 from ledger.keys import Keypair
 from ledger.network import NetworkParams
 from ledger.schema import (
+    EMISSION_KINDS,
     LEGACY_SCHEMA_VERSIONS,
     Kind,
     Tx,
@@ -517,14 +518,22 @@ class Ledger:
         """
         fresh: list[Tx] = []
         existed = 0
+        committed_epochs: set[tuple[str, int]] = set()
+        retried: list[Tx] = []
         for tx in txs:
+            if tx.kind in EMISSION_KINDS and (tx.subnet, tx.epoch) in committed_epochs:
+                retried.append(tx)  # compared with the committed epoch below
+                continue
             outcome = state.apply(tx, allow_system=allow_system)
             if isinstance(outcome, Rejected):
                 raise BatchRejected(tx.tx_id, outcome.reason)
             if isinstance(outcome, Exists):
                 existed += 1
+                if tx.kind == Kind.EPOCH:
+                    committed_epochs.add((tx.subnet, tx.epoch))
             else:
                 fresh.append(tx)
+        existed += self._check_retried_emissions(retried)
         if not fresh:
             return CommitResult(batch_no=None, batch_hash=None, applied=0, existed=existed)
         state.check_supply()
@@ -569,6 +578,26 @@ class Ledger:
         return CommitResult(
             batch_no=batch_no, batch_hash=b_hash, applied=len(fresh), existed=existed
         )
+
+    def _check_retried_emissions(self, retried: Sequence[Tx]) -> int:
+        """Emission entries of an epoch already committed: each must be one it committed."""
+        if not retried:
+            return 0
+        committed: dict[str, bytes] = {}
+        for subnet, epoch in sorted({(tx.subnet, tx.epoch) for tx in retried}):
+            label = f"{subnet}/{epoch}"
+            for record in reversed(self.records()):
+                if label in record.epochs:
+                    for tx in table_to_txs(self.read_table(record)):
+                        if tx.kind in EMISSION_KINDS and (tx.subnet, tx.epoch) == (subnet, epoch):
+                            committed[tx.tx_id] = tx.content_digest()
+                    break
+        for tx in retried:
+            if committed.get(tx.tx_id) != tx.content_digest():
+                raise BatchRejected(
+                    tx.tx_id, f"epoch {tx.epoch} of {tx.subnet!r} was committed without this entry"
+                )
+        return len(retried)
 
     def _snapshot_after_commit(self, state: LedgerState) -> None:
         """A periodic snapshot; the batch is already acknowledged, so a failure only warns."""
