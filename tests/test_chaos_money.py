@@ -12,15 +12,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from ledger_helpers import TAO, acct, epoch_batch, mint, open_network, signed
 
 from ledger.config import SubnetConfig
 from ledger.emission import SHARE_QUANTUM
+from ledger.epoch_payment import pay_columns
 from ledger.errors import BatchRejected
 from ledger.network import TX_FEE_DEFAULT_RAO, NetworkParams
 from ledger.payouts import parse_tao
-from ledger.schema import Kind, Tx, canonical_json
+from ledger.schema import Kind, Tx, canonical_json, txs_to_table
 from ledger.state import Applied, LedgerState, Rejected
 from ledger.store import Ledger
 from ledger.submissions import submission_binding
@@ -458,3 +461,44 @@ def test_user_ids_under_the_epoch_prefix_are_refused(ledger: Ledger) -> None:
     )
     with pytest.raises(BatchRejected, match="ids starting with 'epoch/' belong to epochs"):
         ledger.commit([signed(ledger.state(), transfer)], allow_system=False)
+
+
+def _open_epoch_and_rows(ledger: Ledger) -> tuple[LedgerState, list[Tx], pa.Table]:
+    batch = valid_epoch(ledger)
+    state = ledger.state().copy()
+    assert isinstance(state.apply(batch[0]), Applied)
+    return state, batch[1:], txs_to_table(batch[1:])
+
+
+def test_column_wise_payment_equals_paying_row_by_row(ledger: Ledger) -> None:
+    state, rows, table = _open_epoch_and_rows(ledger)
+    by_rows = state.copy()
+    for tx in rows:
+        assert isinstance(by_rows.apply(tx), Applied)
+    assert table.num_rows == 5 and pay_columns(state, table)
+    assert state == by_rows and not state.open_epochs
+    state.check_supply()
+
+
+FORGERIES = {
+    "amount": lambda t: t.set_column(9, "amount_rao", pc.add(t.column("amount_rao"), 1)),
+    "one row twice": lambda t: pa.concat_tables([t.slice(0, 1), t.slice(0, t.num_rows - 1)]),
+    "a row missing": lambda t: t.slice(1),
+    "hotkey": lambda t: t.set_column(6, "hotkey", pa.array([acct("eve")] * t.num_rows)),
+    "signature": lambda t: t.set_column(12, "signature", pa.array([b"x"] * t.num_rows)),
+    "payload": lambda t: t.set_column(10, "payload", pa.array(['{"a":1}'] * t.num_rows)),
+    "id outside the epoch": lambda t: t.set_column(
+        0, "tx_id", pc.utf8_replace_slice(t.column("tx_id"), start=0, stop=5, replacement="x")
+    ),
+    "same id twice": lambda t: t.set_column(0, "tx_id", pa.array(["epoch/sn/0/a"] * t.num_rows)),
+}
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGERIES))
+def test_column_wise_payment_refuses_anything_but_the_exact_plan(
+    ledger: Ledger, forgery: str
+) -> None:
+    state, _, table = _open_epoch_and_rows(ledger)
+    before = state.copy()
+    assert not pay_columns(state, FORGERIES[forgery](table))
+    assert state == before

@@ -28,6 +28,7 @@ latest epoch (finality).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -36,9 +37,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ledger.epoch_payment import pay_columns
 from ledger.epoch_records import RECORDS_KEY, check_refs, record_refs
 from ledger.errors import BatchRejected, LedgerCorrupted, LedgerError, LedgerFormatOutdated
 from ledger.keys import Keypair
@@ -53,7 +56,7 @@ from ledger.schema import (
     txs_to_table,
 )
 from ledger.signature_batch import signature_problems_table
-from ledger.state import Applied, Exists, LedgerState, Rejected
+from ledger.state import Exists, LedgerState, Rejected
 from ledger.store import commit_log, recovery, snapshots
 from ledger.store import records as record_files
 from ledger.store.batch_check import (
@@ -99,6 +102,7 @@ WRITER_KEY_RELATIVE = Path("keys") / "writer.key"
 
 
 _LOG = logging.getLogger("taoflow.ledger")
+_EMISSION_NAMES = pa.array(sorted(str(kind) for kind in EMISSION_KINDS))
 _SHARED: dict[Path, Ledger] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -350,7 +354,7 @@ class Ledger:
                 # ``verify`` re-checks them from genesis.
                 self._apply_batch(
                     self._state,
-                    table_to_txs(self.read_table(record)),
+                    self.read_table(record).replace_schema_metadata(None),
                     record.batch_no,
                     check_signatures=False,
                 )
@@ -412,22 +416,23 @@ class Ledger:
 
     @staticmethod
     def _apply_batch(
-        state: LedgerState, txs: Sequence[Tx], batch_no: int | None, *, check_signatures: bool
-    ) -> int:
-        applied = 0
-        for tx in txs:
-            outcome = state.apply(tx, check_signatures=check_signatures)
-            if isinstance(outcome, Rejected):
-                if batch_no is None:
-                    raise BatchRejected(tx.tx_id, outcome.reason)
-                raise LedgerCorrupted(
-                    f"batch {batch_no}: {tx.tx_id!r} breaks the rules: {outcome.reason}",
-                    batch_no=batch_no,
-                )
-            applied += isinstance(outcome, Applied)
+        state: LedgerState, table: pa.Table, batch_no: int, *, check_signatures: bool
+    ) -> None:
+        """Replay a committed batch: runs of emission rows paying an open epoch exactly are
+        checked and applied column-wise (``ledger.epoch_payment``), the rest row by row."""
+        for start, end, emission in _kind_runs(table):
+            rows = table.slice(start, end - start)
+            if emission and pay_columns(state, rows):
+                continue
+            for tx in table_to_txs(rows):
+                outcome = state.apply(tx, check_signatures=check_signatures)
+                if isinstance(outcome, Rejected):
+                    raise LedgerCorrupted(
+                        f"batch {batch_no}: {tx.tx_id!r} breaks the rules: {outcome.reason}",
+                        batch_no=batch_no,
+                    )
         state.check_supply()
         state.check_epochs_complete()
-        return applied
 
     # ---- writing ---------------------------------------------------------------------------
 
@@ -766,7 +771,9 @@ class Ledger:
                 tx_id = table.column("tx_id")[row].as_py()
                 return f"{tx_id!r} breaks the rules: {problem}"
         if replay:
-            self._apply_batch(state, table_to_txs(table), facts.batch_no, check_signatures=False)
+            self._apply_batch(
+                state, table.replace_schema_metadata(None), facts.batch_no, check_signatures=False
+            )
         return self._records_problem(table)
 
     def _verify_one(
@@ -834,6 +841,15 @@ class Ledger:
                     f"key ({own[:16]}…): it is not the network this home created"
                 )
         return None
+
+
+def _kind_runs(table: pa.Table) -> list[tuple[int, int, bool]]:
+    """(start, end, is_emission) of the maximal runs of emission / other rows, in order."""
+    if table.num_rows == 0:
+        return []
+    flags = pc.is_in(table.column("kind"), value_set=_EMISSION_NAMES).to_numpy(zero_copy_only=False)
+    edges = [0, *(np.flatnonzero(flags[1:] != flags[:-1]) + 1).tolist(), len(flags)]
+    return [(a, b, bool(flags[a])) for a, b in itertools.pairwise(edges)]
 
 
 def _network_id(table: pa.Table) -> str:
