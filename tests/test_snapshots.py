@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ledger_helpers import TAO, acct, epoch_batch, open_network, signed
 
 from ledger.emission import SHARE_QUANTUM
+from ledger.errors import LedgerError
 from ledger.schema import Kind, Tx, canonical_json
 from ledger.state import LedgerState
 from ledger.store import Ledger
@@ -309,3 +310,33 @@ def test_verify_from_snapshot_never_trusts_a_damaged_snapshot(snapshotted: Ledge
     report = snapshotted.verify(from_snapshot=True)
     assert report.ok and report.rules_from_batch == 1
     assert len(snapshotted.last_snapshot_load.skipped) == 2
+
+
+def test_state_as_of_every_batch_equals_the_replay_up_to_it(snapshotted: Ledger) -> None:
+    step(snapshotted, ("stake", 2, 0, 7 * TAO), 7)  # batch 6: a snapshot (6) and beyond
+    step(snapshotted, ("transfer", 3, 0, 2 * TAO), 8)
+    records = snapshotted.records()
+    folded = LedgerState()
+    for record in records:
+        table = snapshotted.read_table(record).replace_schema_metadata(None)
+        Ledger._apply_batch(folded, table, record.batch_no, check_signatures=True)
+        as_of = snapshotted.state_as_of(record.batch_no)
+        assert (as_of.balances, as_of.stakes, as_of.supply()) == (
+            folded.balances,
+            folded.stakes,
+            folded.supply(),
+        ), record.batch_no
+    assert snapshotted.batch_of_epoch(SUBNET, 0) is None
+    with pytest.raises(LedgerError, match="has no batch 99"):
+        snapshotted.state_as_of(99)
+
+
+def test_old_snapshots_keep_their_state_but_not_their_id_index(tmp_path: Path) -> None:
+    ledger = network_with_subnet(tmp_path, snapshot_every=1)
+    for number in range(3):
+        step(ledger, ("transfer", number, 1, TAO), number)
+    kept = [r.batch_no for r in index_records(ledger.root)[0]]
+    assert kept == [1, 2, 3, 4, 5, 6, 7]
+    with_index = [n for n in kept if (snapshot_dir(ledger.root, n) / "tx_index.arrow").exists()]
+    assert with_index == [5, 6, 7]
+    assert ledger.state_as_of(2).supply() == Ledger(ledger.root).state_as_of(2).supply()

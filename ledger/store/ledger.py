@@ -362,6 +362,47 @@ class Ledger:
                 self._head_hash = record.batch_hash
             return self._state
 
+    def batch_of_epoch(self, subnet: str, epoch: int) -> int | None:
+        """The batch that committed ``subnet``'s ``epoch`` (from the commit log's index)."""
+        label = f"{subnet}/{epoch}"
+        for record in self.records():
+            if label in record.epochs:
+                return record.batch_no
+        return None
+
+    def state_as_of(self, batch_no: int) -> LedgerState:
+        """The state right after ``batch_no`` (read-only: its transaction index is empty).
+
+        Starts from the newest verified snapshot at or before the batch and replays the rest
+        (at most ``snapshot_every`` batches when snapshots are written).
+        """
+        records = self.records()
+        if not 0 <= batch_no <= len(records):
+            raise LedgerError(f"the ledger has no batch {batch_no} (it has {len(records)})")
+        if batch_no == len(records):
+            with self._thread_lock:
+                return self.state().copy()
+        state, start = LedgerState(), 0
+        if batch_no:
+            writer_key = network_writer_key(self.read_table(records[0])) or None
+            loaded, load = snapshots.load_newest(
+                self.root,
+                logged=records,
+                writer_key=writer_key,
+                at_most=batch_no,
+                with_index=False,
+            )
+            if loaded is not None and load.used is not None:
+                state, start = loaded, load.used
+        for record in records[start:batch_no]:
+            self._apply_batch(
+                state,
+                self.read_table(record).replace_schema_metadata(None),
+                record.batch_no,
+                check_signatures=False,
+            )
+        return state
+
     def _load_snapshot(self, records: list[CommitRecord], *, at_most: int | None = None) -> None:
         """Start the state from the newest snapshot that verifies (``snapshots``), if any."""
         writer_key = network_writer_key(self.read_table(records[0])) or None

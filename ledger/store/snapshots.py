@@ -53,15 +53,19 @@ from ledger.store.commit_log import CommitRecord
 from ledger.store.faults import fault_point
 from ledger.store.hashing import file_sha256
 from ledger.store.segments import BATCH_DIGITS, TMP_PREFIX, fsync_dir
+from ledger.tx_index import INDEX_SCHEMA as TX_INDEX_SCHEMA
 
 SNAPSHOTS_DIR = "snapshots"
 INDEX_FILE = "INDEX"
 SNAPSHOT_DOMAIN = b"taoflow-snapshot-v1\x00"
-SNAPSHOT_EVERY_BATCHES_DEFAULT = 64
-"""A snapshot is written after every this many batches (``Ledger(snapshot_every_batches=)``)."""
+SNAPSHOT_EVERY_BATCHES_DEFAULT = 16
+"""A snapshot is written after every this many batches (``Ledger(snapshot_every=)``): opening
+or answering "as of batch n" replays at most this many batches."""
 SNAPSHOTS_KEPT = 3
-"""Complete snapshots kept on disk; older directories are removed after a new one is indexed."""
-TABLE_NAMES = (*SNAPSHOT_SCHEMAS, "tx_index")
+"""Snapshots kept whole; older ones keep their state tables (for "as of" questions) but lose
+their transaction index (the only table that grows with the number of user transactions)."""
+INDEX_TABLE = "tx_index"
+TABLE_NAMES = (*SNAPSHOT_SCHEMAS, INDEX_TABLE)
 
 
 @dataclass(frozen=True)
@@ -193,10 +197,10 @@ def write_snapshot(
 
 
 def _prune(root: Path) -> None:
-    """Keep the newest ``SNAPSHOTS_KEPT`` indexed snapshots (and nothing unindexed but tmp)."""
+    """Drop the transaction index of all but the newest ``SNAPSHOTS_KEPT`` snapshots."""
     indexed = sorted({r.batch_no for r in index_records(root)[0]})
     for batch_no in indexed[:-SNAPSHOTS_KEPT]:
-        shutil.rmtree(snapshot_dir(root, batch_no), ignore_errors=True)
+        (snapshot_dir(root, batch_no) / f"{INDEX_TABLE}.arrow").unlink(missing_ok=True)
 
 
 def _read_table(path: Path) -> pa.Table:
@@ -205,7 +209,12 @@ def _read_table(path: Path) -> pa.Table:
 
 
 def _problem(
-    root: Path, record: SnapshotRecord, logged: list[CommitRecord], writer_key: str | None
+    root: Path,
+    record: SnapshotRecord,
+    logged: list[CommitRecord],
+    writer_key: str | None,
+    *,
+    with_index: bool,
 ) -> str | dict[str, pa.Table]:
     if not 1 <= record.batch_no <= len(logged):
         return "names a batch the commit log does not hold"
@@ -222,6 +231,9 @@ def _problem(
         return "does not name every state table"
     tables: dict[str, pa.Table] = {}
     for name, digest in record.tables:
+        if name == INDEX_TABLE and not with_index:
+            tables[name] = TX_INDEX_SCHEMA.empty_table()
+            continue
         path = snapshot_dir(root, record.batch_no) / f"{name}.arrow"
         try:
             if file_sha256(path) != digest:
@@ -233,9 +245,18 @@ def _problem(
 
 
 def load_newest(
-    root: Path, *, logged: list[CommitRecord], writer_key: str | None, at_most: int | None = None
+    root: Path,
+    *,
+    logged: list[CommitRecord],
+    writer_key: str | None,
+    at_most: int | None = None,
+    with_index: bool = True,
 ) -> tuple[LedgerState | None, SnapshotLoad]:
-    """The state of the newest snapshot that verifies (see the decision table), or None."""
+    """The state of the newest snapshot that verifies (see the decision table), or None.
+
+    ``at_most``: only snapshots of that batch or before. ``with_index=False`` (read-only
+    "as of" questions) leaves the transaction index empty and does not need its file.
+    """
     load = SnapshotLoad()
     records, damaged = index_records(root)
     if damaged:
@@ -244,7 +265,7 @@ def load_newest(
     for _, record in newest_first:
         if at_most is not None and record.batch_no > at_most:
             continue
-        found = _problem(root, record, logged, writer_key)
+        found = _problem(root, record, logged, writer_key, with_index=with_index)
         if isinstance(found, str):
             load.skipped.append(f"snapshot of batch {record.batch_no} {found}: not used")
             continue
