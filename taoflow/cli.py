@@ -7,9 +7,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from taoflow.cli_common import (
+    HomeOption,
+    JsonOption,
+    MlflowUriOption,
+    console,
+    err,
+)
+from taoflow.cli_common import fail as _fail
+from taoflow.cli_common import print_json as _print_json
+from taoflow.cli_common import settings_for as _settings
+from taoflow.cli_ledger import ledger_app
 from taoflow.cli_network import (
     miner_app,
     register,
@@ -22,10 +32,9 @@ from taoflow.cli_network import (
 )
 from taoflow.cli_simulate import network_app
 from taoflow.cli_wallet import wallet_app
-from taoflow.settings import HOME_ENV, Settings, require_network
+from taoflow.settings import Settings, require_network
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="taoflow network CLI")
-ledger_app = typer.Typer(no_args_is_help=True, help="Inspect and verify the ledger")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(wallet_app, name="wallet")
 consensus_app = typer.Typer(no_args_is_help=True, help="Run Yuma consensus on scenarios")
@@ -43,42 +52,6 @@ app.command("transfer")(transfer)
 app.command("register")(register)
 app.command("submit")(submit)
 app.command("submissions")(submissions)
-TABLE_WIDTH_MIN = 150
-console = Console()
-if not console.is_terminal:
-    console = Console(width=TABLE_WIDTH_MIN)
-err = Console(stderr=True)
-
-HomeOption = Annotated[
-    Path | None,
-    typer.Option("--home", envvar=HOME_ENV, help="Network data directory (default ./.taoflow)"),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-MlflowUriOption = Annotated[
-    str | None,
-    typer.Option(
-        "--mlflow-uri",
-        envvar="TAOFLOW_MLFLOW_URI",
-        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI if set, else the home's SQLite)",
-    ),
-]
-
-
-def _settings(home: Path | None) -> Settings:
-    """Settings of an existing network (fails with one line if there is none at ``home``)."""
-    settings = Settings.load(home)
-    require_network(settings)
-    settings.apply_environment()
-    return settings
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
-    return typer.Exit(code)
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 @app.command()
@@ -126,249 +99,6 @@ def metagraph(
 
     labels = account_labels(settings.wallets_dir)
     console.print(metagraph_table(rows, title=f"{subnet} — after epoch {epoch}", labels=labels))
-
-
-@ledger_app.command("verify")
-def ledger_verify(
-    home: HomeOption = None,
-    as_json: JsonOption = False,
-    cross_check: Annotated[
-        bool,
-        typer.Option(
-            "--cross-check",
-            help="Also compare each epoch's batch hash with what MLflow and Prefect published",
-        ),
-    ] = False,
-) -> None:
-    """Re-hash every batch, check signatures and replay the rules from genesis."""
-    from ledger.errors import LedgerError
-    from ledger.store import Ledger
-
-    settings = _settings(home)
-    try:
-        report = Ledger(settings.ledger_dir).verify()
-    except LedgerError as exc:
-        raise _fail(str(exc), 2) from None
-    checked = None
-    if cross_check and report.ok:
-        from taoflow.crosscheck import cross_check as run_cross_check
-
-        checked = run_cross_check(settings)
-    if as_json:
-        body = {
-            **{k: v for k, v in report.__dict__.items() if k != "finality"},
-            "finality": {
-                subnet: {**f.__dict__, "signed_ppm": f.signed_ppm}
-                for subnet, f in report.finality.items()
-            },
-        }
-        if checked is not None:
-            body["cross_check"] = {
-                "ok": checked.ok,
-                "epochs": checked.epochs,
-                "sources": {c.source: c.__dict__ for c in checked.sources},
-            }
-        _print_json(body)
-    elif report.ok:
-        from taoflow.render import verify_lines
-
-        for line in verify_lines(report, checked):
-            console.print(line, soft_wrap=True)
-    else:
-        err.print(
-            f"[red]FAILED[/] at batch {report.first_bad_batch}: {report.problem}", soft_wrap=True
-        )
-    if not report.ok or (checked is not None and not checked.ok):
-        raise typer.Exit(1)
-
-
-@ledger_app.command("repair")
-def ledger_repair(home: HomeOption = None, as_json: JsonOption = False) -> None:
-    """Rebuild a damaged or missing commit log from the batch files (never deletes data)."""
-    from ledger.store import Ledger
-
-    settings = Settings.load(home)
-    if not (settings.ledger_dir / "batches").is_dir():
-        raise _fail(f"no ledger at {settings.ledger_dir}: nothing to repair")
-    settings.apply_environment()
-    ledger = Ledger(settings.ledger_dir)
-    report = ledger.repair()
-    records = ledger.records()
-    head = records[-1].batch_hash if records else "-"
-    if as_json:
-        _print_json({**report.__dict__, "batches": len(records), "head_hash": head})
-        return
-    for action in report.actions:
-        console.print(f"• {action}", soft_wrap=True)
-    summary = "nothing to repair" if not report.actions else "repaired"
-    console.print(f"[green]{summary}[/]: {len(records)} batches, head {head}", soft_wrap=True)
-
-
-AsOfEpochOption = Annotated[
-    int | None,
-    typer.Option("--as-of-epoch", min=0, help="State right after this epoch of --subnet"),
-]
-SubnetOption = Annotated[str, typer.Option("--subnet", help="Subnet for --as-of-epoch")]
-
-
-def _views_and_bound(
-    settings: Settings, *, as_of_epoch: int | None, subnet: str
-) -> tuple[Any, int | None]:
-    from ledger.store import Ledger
-    from ledger.views import LedgerViews
-
-    views = LedgerViews(Ledger(settings.ledger_dir).table())
-    if as_of_epoch is None:
-        return views, None
-    batch = views.batch_of_epoch(subnet=subnet, epoch=as_of_epoch)
-    if batch is None:
-        raise _fail(f"epoch {as_of_epoch} of subnet {subnet!r} is not in the ledger")
-    return views, batch
-
-
-def _resolve_account(settings: Settings, value: str) -> str:
-    """An account id from a hex id, a wallet name (its coldkey) or wallet/hotkey."""
-    from taoflow.names import UnknownAccount, resolve_account
-
-    try:
-        return resolve_account(settings.wallets_dir, value)
-    except UnknownAccount as exc:
-        raise _fail(str(exc)) from None
-
-
-def _tao(rao: int) -> str:
-    return f"{rao / 1e9:,.9f}"
-
-
-@ledger_app.command("log")
-def ledger_log(
-    home: HomeOption = None,
-    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Newest entries to show")] = 30,
-    kind: Annotated[str, typer.Option(help="Only entries of this kind")] = "",
-    account: Annotated[str, typer.Option(help="Only entries touching this account")] = "",
-    as_json: JsonOption = False,
-) -> None:
-    """The newest ledger entries."""
-    from ledger.schema import Kind
-    from taoflow.names import account_labels, label
-
-    settings = _settings(home)
-    if kind and kind not in {k.value for k in Kind}:
-        raise _fail(f"unknown kind {kind!r}; kinds: {', '.join(k.value for k in Kind)}")
-    resolved = _resolve_account(settings, account) if account else ""
-    views, _ = _views_and_bound(settings, as_of_epoch=None, subnet="")
-    rows = views.log(limit=limit, kind=kind, account=resolved)
-    if as_json:
-        _print_json(rows)
-        return
-    labels = account_labels(settings.wallets_dir)
-    table = Table(title="ledger log (newest first)", header_style="bold cyan")
-    for column in ("batch", "kind", "tx id", "from", "to / hotkey", "τ"):
-        table.add_column(column, justify="right" if column == "τ" else "left")
-    for row in rows:
-        target = row["dest"] or row["hotkey"]
-        table.add_row(
-            str(row["batch_no"]),
-            row["kind"],
-            row["tx_id"],
-            label(row["coldkey"], labels) if row["coldkey"] else "",
-            label(target, labels) if target else "",
-            _tao(row["amount_rao"]),
-        )
-    console.print(table)
-
-
-@ledger_app.command("balance")
-def ledger_balance(
-    home: HomeOption = None,
-    account: Annotated[str, typer.Option(help="Only this account (id or wallet name)")] = "",
-    as_of_epoch: AsOfEpochOption = None,
-    subnet: SubnetOption = "digits",
-    as_json: JsonOption = False,
-) -> None:
-    """Free balances per coldkey (optionally as of an epoch)."""
-    from taoflow.names import account_labels, label
-
-    settings = _settings(home)
-    resolved = _resolve_account(settings, account) if account else ""
-    views, bound = _views_and_bound(settings, as_of_epoch=as_of_epoch, subnet=subnet)
-    rows = [
-        r for r in views.balances(as_of_batch=bound) if not resolved or r["coldkey"] == resolved
-    ]
-    if resolved and not rows:
-        rows = [{"coldkey": resolved, "balance_rao": 0}]
-    if as_json:
-        _print_json(rows)
-        return
-    labels = account_labels(settings.wallets_dir)
-    table = Table(title="balances", header_style="bold cyan")
-    table.add_column("coldkey")
-    table.add_column("balance τ", justify="right")
-    for row in rows:
-        table.add_row(label(row["coldkey"], labels), _tao(row["balance_rao"]))
-    console.print(table)
-
-
-@ledger_app.command("stakes")
-def ledger_stakes(
-    home: HomeOption = None,
-    account: Annotated[str, typer.Option(help="Only this coldkey or hotkey")] = "",
-    as_of_epoch: AsOfEpochOption = None,
-    subnet: SubnetOption = "digits",
-    as_json: JsonOption = False,
-) -> None:
-    """Stake per (coldkey, hotkey) (optionally as of an epoch)."""
-    from taoflow.names import account_labels, label
-
-    settings = _settings(home)
-    resolved = _resolve_account(settings, account) if account else ""
-    views, bound = _views_and_bound(settings, as_of_epoch=as_of_epoch, subnet=subnet)
-    rows = [
-        r
-        for r in views.stakes(as_of_batch=bound)
-        if not resolved or resolved in (r["coldkey"], r["hotkey"])
-    ]
-    if as_json:
-        _print_json(rows)
-        return
-    labels = account_labels(settings.wallets_dir)
-    table = Table(title="stakes", header_style="bold cyan")
-    for column in ("coldkey", "hotkey", "stake τ"):
-        table.add_column(column, justify="right" if column == "stake τ" else "left")
-    for row in rows:
-        table.add_row(
-            label(row["coldkey"], labels), label(row["hotkey"], labels), _tao(row["stake_rao"])
-        )
-    console.print(table)
-
-
-@ledger_app.command("supply")
-def ledger_supply(
-    home: HomeOption = None,
-    as_of_epoch: AsOfEpochOption = None,
-    subnet: SubnetOption = "digits",
-    as_json: JsonOption = False,
-) -> None:
-    """Total issued, burned, Σ balances, Σ stakes, Σ locked (rao), and whether they agree."""
-    settings = _settings(home)
-    views, bound = _views_and_bound(settings, as_of_epoch=as_of_epoch, subnet=subnet)
-    supply = views.supply(as_of_batch=bound)
-    held = supply["balances_rao"] + supply["stakes_rao"] + supply["locked_rao"]
-    supply["identity_holds"] = supply["issued_rao"] - supply["burned_rao"] == held
-    if as_json:
-        _print_json(supply)
-        return
-    table = Table(title="supply", header_style="bold cyan")
-    table.add_column("term")
-    table.add_column("rao", justify="right")
-    table.add_column("τ", justify="right")
-    for key, value in supply.items():
-        if key.endswith("_rao"):
-            table.add_row(key.removesuffix("_rao"), f"{value:,}", _tao(value))
-    console.print(table)
-    console.print("identity " + ("[green]holds[/]" if supply["identity_holds"] else "[red]BROKEN"))
-    if not supply["identity_holds"]:
-        raise typer.Exit(1)
 
 
 @app.command()

@@ -46,6 +46,13 @@ def verify_lines(report: Any, checked: Any = None) -> list[str]:
         lines.append(f"  every batch signed by the network's writer key {report.writer_key[:16]}…")
     else:
         lines.append("  [yellow]unsigned[/]: this ledger names no writer key (no network entry)")
+    if report.rules_from_batch > 1:
+        lines.append(
+            f"  rules replayed from batch {report.rules_from_batch} (after the newest verified "
+            f"snapshot); every batch hashed and every signature checked"
+        )
+    else:
+        lines.append("  rules replayed from genesis")
     for subnet, f in sorted(report.finality.items()):
         share = f.signed_ppm / 10_000
         lines.append(

@@ -61,3 +61,41 @@ def test_verify_exit_codes_name_the_bad_batch(tmp_path: Path) -> None:
     code, out = cli(tmp_path, "ledger", "verify", "--json")
     assert code == 1
     assert json.loads(out)["first_bad_batch"] == 2
+
+
+def test_snapshot_verify_from_snapshot_and_as_of_on_a_simulated_network(tmp_path: Path) -> None:
+    code, out = cli(
+        tmp_path,
+        "network",
+        "simulate",
+        "--subnet",
+        "sim",
+        "--epochs",
+        "3",
+        "--miners",
+        "4",
+        "--validators",
+        "2",
+        "--json",
+    )
+    assert code == 0, out
+    code, out = cli(tmp_path, "ledger", "snapshot", "--json")
+    assert code == 0, out
+    head = json.loads(out)
+    assert head["batch_no"] == len(Ledger(tmp_path / "ledger").records())
+    code, out = cli(tmp_path, "ledger", "verify", "--from-snapshot")
+    assert code == 0, out
+    assert f"rules replayed from batch {head['batch_no'] + 1} (after the newest verified" in out
+    code, out = cli(tmp_path, "ledger", "verify")
+    assert code == 0 and "rules replayed from genesis" in out
+    totals = []
+    for epoch in ("0", "1", "2"):
+        code, out = cli(
+            tmp_path, "ledger", "supply", "--as-of-epoch", epoch, "--subnet", "sim", "--json"
+        )
+        supply = json.loads(out)
+        assert code == 0 and supply["identity_holds"]
+        totals.append(supply["issued_rao"])
+    assert totals[0] < totals[1] < totals[2]
+    code, out = cli(tmp_path, "ledger", "supply", "--json")
+    assert json.loads(out)["issued_rao"] == totals[2]
