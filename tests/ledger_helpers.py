@@ -138,6 +138,45 @@ def open_network(home: Path, name: str = "chaos", **kwargs: Any) -> Ledger:
     return ledger
 
 
+def commit_signed(ledger: Ledger, *txs: Tx) -> None:
+    """Commit each user transaction signed with the signer's next nonce, one batch each."""
+    for tx in txs:
+        ledger.commit([signed(ledger.state(), tx)], allow_system=False)
+
+
+def network_with_subnet(home: Path, *, subnet: str = "sn", **open_kwargs: Any) -> Ledger:
+    """``open_network`` plus subnet ``subnet`` owned by alice: uid 0 = bob-hot (miner),
+    uid 1 = carol-hot (validator); one batch per transaction (4 batches in all)."""
+    ledger = open_network(home, **open_kwargs)
+    config = canonical_json({"tempo_blocks": 100, "registration_cost_rao": TAO})
+    commit_signed(
+        ledger,
+        Tx(
+            "create",
+            Kind.SUBNET_CREATE,
+            subnet=subnet,
+            coldkey=acct("alice"),
+            hotkey=acct("alice-hot"),
+            amount_rao=10 * TAO,
+            payload=config,
+        ),
+    )
+    for who, role in (("bob", "miner"), ("carol", "validator")):
+        commit_signed(
+            ledger,
+            Tx(
+                f"reg/{who}",
+                Kind.REGISTER,
+                subnet=subnet,
+                coldkey=acct(who),
+                hotkey=acct(f"{who}-hot"),
+                amount_rao=ledger.state().registration_cost(subnet),
+                payload=canonical_json({"role": role}),
+            ),
+        )
+    return ledger
+
+
 def apply_all(state: LedgerState, txs: Sequence[Tx]) -> None:
     """Apply ``txs`` in order, failing on the first that is not ``Applied``."""
     for tx in txs:

@@ -15,7 +15,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from ledger_helpers import TAO, acct, epoch_batch, mint, open_network, signed
+from ledger_helpers import (
+    TAO,
+    acct,
+    commit_signed,
+    epoch_batch,
+    mint,
+    network_with_subnet,
+    open_network,
+    signed,
+)
 
 from ledger.config import SubnetConfig
 from ledger.emission import SHARE_QUANTUM
@@ -34,42 +43,10 @@ FEE = TX_FEE_DEFAULT_RAO
 HALF = SHARE_QUANTUM // 2
 
 
-def commit_signed(ledger: Ledger, *txs: Tx) -> None:
-    for tx in txs:
-        ledger.commit([signed(ledger.state(), tx)], allow_system=False)
-
-
 @pytest.fixture
 def ledger(tmp_path: Path) -> Ledger:
     """Subnet "sn": uid 0 = bob-hot (miner), uid 1 = carol-hot (validator, dave delegates)."""
-    ledger = open_network(tmp_path)
-    config = canonical_json({"tempo_blocks": 100, "registration_cost_rao": TAO})
-    commit_signed(
-        ledger,
-        Tx(
-            "create",
-            Kind.SUBNET_CREATE,
-            subnet=SUBNET,
-            coldkey=acct("alice"),
-            hotkey=acct("alice-hot"),
-            amount_rao=10 * TAO,
-            payload=config,
-        ),
-    )
-    for who, role in (("bob", "miner"), ("carol", "validator")):
-        cost = ledger.state().registration_cost(SUBNET)
-        commit_signed(
-            ledger,
-            Tx(
-                f"reg/{who}",
-                Kind.REGISTER,
-                subnet=SUBNET,
-                coldkey=acct(who),
-                hotkey=acct(f"{who}-hot"),
-                amount_rao=cost,
-                payload=canonical_json({"role": role}),
-            ),
-        )
+    ledger = network_with_subnet(tmp_path, subnet=SUBNET)
     for who, amount in (("carol", 30 * TAO), ("dave", 10 * TAO)):
         commit_signed(
             ledger,

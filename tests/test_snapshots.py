@@ -13,11 +13,11 @@ import pyarrow.ipc as ipc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledger_helpers import TAO, acct, epoch_batch, open_network, signed
+from ledger_helpers import TAO, acct, commit_signed, epoch_batch, network_with_subnet
 
 from ledger.emission import SHARE_QUANTUM
 from ledger.errors import LedgerError
-from ledger.schema import Kind, Tx, canonical_json
+from ledger.schema import Kind, Tx
 from ledger.state import LedgerState
 from ledger.store import Ledger
 from ledger.store.faults import SNAPSHOT_FAULT_POINTS
@@ -29,39 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def commit(ledger: Ledger, tx: Tx) -> None:
-    ledger.commit([signed(ledger.state(), tx)], allow_system=False)
+    commit_signed(ledger, tx)
 
 
-def network_with_subnet(home: Path, *, snapshot_every: int) -> Ledger:
-    """alice owns subnet "sn"; bob-hot (uid 0) mines, carol-hot (uid 1) validates."""
-    ledger = open_network(home, snapshot_every=snapshot_every)
-    config = canonical_json({"tempo_blocks": 100, "registration_cost_rao": TAO})
-    commit(
-        ledger,
-        Tx(
-            "create",
-            Kind.SUBNET_CREATE,
-            subnet=SUBNET,
-            coldkey=acct("alice"),
-            hotkey=acct("alice-hot"),
-            amount_rao=10 * TAO,
-            payload=config,
-        ),
-    )
-    for who, role in (("bob", "miner"), ("carol", "validator")):
-        commit(
-            ledger,
-            Tx(
-                f"reg/{who}",
-                Kind.REGISTER,
-                subnet=SUBNET,
-                coldkey=acct(who),
-                hotkey=acct(f"{who}-hot"),
-                amount_rao=ledger.state().registration_cost(SUBNET),
-                payload=canonical_json({"role": role}),
-            ),
-        )
-    return ledger
+def network(home: Path, *, snapshot_every: int) -> Ledger:
+    return network_with_subnet(home, subnet=SUBNET, snapshot_every=snapshot_every)
 
 
 def step(ledger: Ledger, op: tuple[str, int, int, int], number: int) -> None:
@@ -154,7 +126,7 @@ def test_state_from_snapshot_plus_tail_equals_full_replay(
     tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, int, int]], every: int
 ) -> None:
     home = tmp_path_factory.mktemp("home")
-    ledger = network_with_subnet(home, snapshot_every=every)
+    ledger = network(home, snapshot_every=every)
     for number, op in enumerate(ops):
         step(ledger, op, number)
     live = ledger.state()
@@ -169,7 +141,7 @@ def test_state_from_snapshot_plus_tail_equals_full_replay(
 @pytest.fixture
 def snapshotted(tmp_path: Path) -> Ledger:
     """A ledger with snapshots after batches 2 and 4, and a fifth batch after them."""
-    ledger = network_with_subnet(tmp_path, snapshot_every=2)
+    ledger = network(tmp_path, snapshot_every=2)
     step(ledger, ("transfer", 0, 1, 5 * TAO), 0)
     assert [r.batch_no for r in index_records(ledger.root)[0]] == [2, 4]
     return ledger
@@ -250,7 +222,7 @@ def test_a_snapshot_of_another_history_is_never_used(snapshotted: Ledger) -> Non
 
 
 def test_on_demand_snapshot_is_idempotent_and_used_on_open(tmp_path: Path) -> None:
-    ledger = network_with_subnet(tmp_path, snapshot_every=0)
+    ledger = network(tmp_path, snapshot_every=0)
     assert index_records(ledger.root)[0] == []
     first = ledger.snapshot()
     assert first is not None and first.batch_no == len(ledger.records())
@@ -332,7 +304,7 @@ def test_state_as_of_every_batch_equals_the_replay_up_to_it(snapshotted: Ledger)
 
 
 def test_old_snapshots_keep_their_state_but_not_their_id_index(tmp_path: Path) -> None:
-    ledger = network_with_subnet(tmp_path, snapshot_every=1)
+    ledger = network(tmp_path, snapshot_every=1)
     for number in range(3):
         step(ledger, ("transfer", number, 1, TAO), number)
     kept = [r.batch_no for r in index_records(ledger.root)[0]]
