@@ -26,6 +26,7 @@ from ledger_helpers import (
     signed,
 )
 
+import ledger.store.ledger as store_ledger
 from ledger.config import SubnetConfig
 from ledger.emission import SHARE_QUANTUM
 from ledger.epoch_payment import pay_columns
@@ -41,6 +42,15 @@ from tasks.weights import ValidatorPolicy, scores_to_weights
 SUBNET = "sn"
 FEE = TX_FEE_DEFAULT_RAO
 HALF = SHARE_QUANTUM // 2
+
+
+@pytest.fixture(autouse=True, params=["row by row", "column-wise"])
+def commit_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the commit checking emission runs row by row and column-wise: both
+    must accept and refuse exactly the same batches, with the same reasons."""
+    if request.param == "column-wise":
+        monkeypatch.setattr(store_ledger, "COLUMN_PAY_MIN_ROWS", 1)
+    return str(request.param)
 
 
 @pytest.fixture

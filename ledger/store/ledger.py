@@ -91,6 +91,8 @@ from ledger.store.writer_key import WriterKeyError, load_writer_key
 LOCK_TIMEOUT_S = 30.0
 TXS_PER_BATCH_MAX = 1_000_000
 PPM = 1_000_000
+COLUMN_PAY_MIN_ROWS = 64
+"""Emission runs at least this long are checked column-wise at commit (shorter: row by row)."""
 UNLOGGED_FILES_IN_FLIGHT_MAX = 1
 """Batch files past the log a reader accepts as a commit in flight (one writer at a time)."""
 SHARED_LEDGERS_MAX = 16
@@ -562,24 +564,7 @@ class Ledger:
         Applying in place keeps a commit O(batch) instead of copying the whole state; any
         failure makes the caller drop the in-memory state (see ``commit``).
         """
-        fresh: list[Tx] = []
-        existed = 0
-        committed_epochs: set[tuple[str, int]] = set()
-        retried: list[Tx] = []
-        for tx in txs:
-            if tx.kind in EMISSION_KINDS and (tx.subnet, tx.epoch) in committed_epochs:
-                retried.append(tx)  # compared with the committed epoch below
-                continue
-            outcome = state.apply(tx, allow_system=allow_system)
-            if isinstance(outcome, Rejected):
-                raise BatchRejected(tx.tx_id, outcome.reason)
-            if isinstance(outcome, Exists):
-                existed += 1
-                if tx.kind == Kind.EPOCH:
-                    committed_epochs.add((tx.subnet, tx.epoch))
-            else:
-                fresh.append(tx)
-        existed += self._check_retried_emissions(retried)
+        fresh, existed = self._apply_new(state, txs, allow_system=allow_system)
         if not fresh:
             return CommitResult(batch_no=None, batch_hash=None, applied=0, existed=existed)
         state.check_supply()
@@ -624,6 +609,57 @@ class Ledger:
         return CommitResult(
             batch_no=batch_no, batch_hash=b_hash, applied=len(fresh), existed=existed
         )
+
+    @staticmethod
+    def _emission_runs(txs: Sequence[Tx]) -> list[tuple[int, int, bool]]:
+        """(start, end, is_emission) of the maximal runs of emission / other transactions."""
+        runs: list[tuple[int, int, bool]] = []
+        for index, tx in enumerate(txs):
+            emission = tx.kind in EMISSION_KINDS
+            if runs and runs[-1][2] == emission:
+                runs[-1] = (runs[-1][0], index + 1, emission)
+            else:
+                runs.append((index, index + 1, emission))
+        return runs
+
+    def _apply_new(
+        self, state: LedgerState, txs: Sequence[Tx], *, allow_system: bool
+    ) -> tuple[list[Tx], int]:
+        """Apply ``txs`` in order: the new ones, and how many already existed (see ``commit``).
+
+        A run of emission entries that pays an open epoch exactly is checked column-wise
+        (``ledger.epoch_payment``); anything else row by row, which names the first rejection.
+        Emission entries of an epoch that already exists are compared with the committed ones.
+        """
+        fresh: list[Tx] = []
+        existed = 0
+        committed_epochs: set[tuple[str, int]] = set()
+        retried: list[Tx] = []
+        for start, end, emission in self._emission_runs(txs):
+            run = txs[start:end]
+            if (
+                emission
+                and allow_system
+                and all((tx.subnet, tx.epoch) not in committed_epochs for tx in run)
+                and len(run) >= COLUMN_PAY_MIN_ROWS
+                and pay_columns(state, txs_to_table(run))
+            ):
+                fresh.extend(run)
+                continue
+            for tx in run:
+                if tx.kind in EMISSION_KINDS and (tx.subnet, tx.epoch) in committed_epochs:
+                    retried.append(tx)  # compared with the committed epoch below
+                    continue
+                outcome = state.apply(tx, allow_system=allow_system)
+                if isinstance(outcome, Rejected):
+                    raise BatchRejected(tx.tx_id, outcome.reason)
+                if isinstance(outcome, Exists):
+                    existed += 1
+                    if tx.kind == Kind.EPOCH:
+                        committed_epochs.add((tx.subnet, tx.epoch))
+                else:
+                    fresh.append(tx)
+        return fresh, existed + self._check_retried_emissions(retried)
 
     def _check_retried_emissions(self, retried: Sequence[Tx]) -> int:
         """Emission entries of an epoch already committed: each must be one it committed."""
