@@ -86,3 +86,41 @@ def test_table_names_every_issue_figure(tmp_path: Path, capsys: pytest.CaptureFi
         assert sum(metric in line for line in lines) == 1, metric
     assert "rows: real epoch batches" in out
     assert list(tmp_path.iterdir()) == []  # the work directory is removed
+
+
+def test_age_table_names_every_operation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks.ledger_age import BYTE_KINDS, REPEAT
+    from benchmarks.ledger_age import main as age_main
+    from ledger.store.ledger import snapshot_every_batches
+
+    code = age_main(
+        ["--young", "1", "--old", "3", "--miners", "4", "--validators", "2", "--dir", str(tmp_path)]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    operations = (
+        "gather, fresh Ledger.open",
+        "gather, Ledger.shared worker",
+        "emit, fresh Ledger.open",
+        "emit, commit_epoch / shared",
+        "ledger balance, fresh",
+        "ledger supply, fresh",
+        "metagraph, fresh",
+        "open + state, fresh process RSS",
+    )
+    for name in operations:
+        matching = [line for line in lines if line.startswith(name)]
+        assert len(matching) == 1, name
+        assert matching[0].split()[-1] in {"PASS", "FAIL"}, matching[0]
+    for kind in (*BYTE_KINDS, "total"):
+        assert sum(line.split()[0] == kind for line in lines if line.strip()) == 1, kind
+    # young: 1 epoch (genesis + 1 batch), then 2 · REPEAT emits; the old measurement starts at
+    # the young one's offset from the automatic snapshots
+    after = 2 + 2 * REPEAT
+    every = snapshot_every_batches()
+    old_batches = after + ((2 - after) % every if every else 0)
+    header = f"young 1 epochs (2 batches), old {old_batches - 1} epochs ({old_batches} batches)"
+    assert sum(header in line for line in lines) == 1
+    assert list(tmp_path.iterdir()) == []
