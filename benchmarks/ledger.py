@@ -18,12 +18,15 @@ The ledger built (a 256-uid subnet, 64 validators and 192 miners, plus D delegat
 - then one batch per epoch: the ``epoch`` entry and the emission rows the ledger's own plan owes
   (``LedgerState.epoch_plan``): the owner's, one incentive per miner, one dividend (the take) per
   validator and one delegator entry per (validator, delegator). D is chosen so that an epoch
-  batch holds at least ``--batch-size`` rows. These are real epoch batches, not genesis mints.
+  batch holds at least ``--batch-size`` rows. These are real epoch batches, not genesis mints
+  (without epoch record tables: ``benchmarks/ledger_age.py`` measures epochs with records).
 
 Every batch goes through ``Ledger.commit`` (rules, supply identity, rows hash, writer signature,
-record and batch files, fsyncs, commit-log line, and a snapshot every ``--snapshot-every``
-batches, written inside the commit that triggers it); at the end one on-demand
-``Ledger.snapshot()`` of the head.
+batch file, fsyncs, commit-log line, and a snapshot every ``--snapshot-every`` batches, written
+inside the commit that triggers it); at the end one on-demand ``Ledger.snapshot()`` of the head,
+so figures 3 and 4 start from a snapshot of the head (the batch the rules are replayed from and
+the snapshot used are printed) while the as-of figures start from the newest snapshot at or
+before their batch, or from genesis.
 
 Figures (target from issue 10; the table prints PASS/FAIL, nothing is asserted):
 
