@@ -56,11 +56,11 @@ def pay_columns(state: LedgerState, rows: pa.Table) -> bool:
         return False
     columns = [rows.column(name).to_pylist() for name in _KEY_COLUMNS]
     neurons = state.neurons.get(subnet, {})
-    keys: set[tuple[Kind, int, str]] = set()
+    keys: set[tuple[str, int, str]] = set()
     for kind, uid, coldkey, hotkey, amount in zip(*columns, strict=True):
-        key = (Kind(kind), uid, coldkey)
+        key = (kind, uid, coldkey)  # a Kind is a str: equal and equally hashed
         keys.add(key)
-        due = open_epoch.due.get(key)
+        due = open_epoch.due.get(key)  # type: ignore[call-overload]
         if due is None or due.hotkey != hotkey or due.amount_rao != amount:
             return False
         if kind == Kind.EMISSION_INCENTIVE and uid in open_epoch.rejected_uids:

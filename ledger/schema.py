@@ -171,13 +171,17 @@ class Tx:
 
 
 def txs_to_table(txs: Sequence[Tx]) -> pa.Table:
-    """Arrow table (schema ``TX_SCHEMA``) holding ``txs`` in order."""
-    columns: dict[str, list[Any]] = {f.name: [] for f in TX_SCHEMA}
-    for tx in txs:
-        for name, values in columns.items():
-            value = getattr(tx, name)
-            values.append(str(value) if name == "kind" else value)
-    return pa.Table.from_pydict(columns, schema=TX_SCHEMA)
+    """Arrow table (schema ``TX_SCHEMA``) holding ``txs`` in order (one list per column)."""
+    columns = [
+        [tx.kind.value for tx in txs]
+        if f.name == "kind"
+        else [getattr(tx, f.name) for tx in txs]
+        for f in TX_SCHEMA
+    ]
+    return pa.Table.from_arrays(
+        [pa.array(values, f.type) for values, f in zip(columns, TX_SCHEMA, strict=True)],
+        schema=TX_SCHEMA,
+    )
 
 
 def table_to_txs(table: pa.Table) -> list[Tx]:

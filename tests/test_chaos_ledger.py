@@ -22,7 +22,7 @@ from ledger.keys import Keypair
 from ledger.network import NetworkParams
 from ledger.schema import Kind, Tx, canonical_json
 from ledger.store import Ledger
-from ledger.store.commit_log import CommitRecord
+from ledger.store.commit_log import CommitRecord, LogReader, scan
 from ledger.store.hashing import batch_hash, file_sha256, rows_hash
 from ledger.store.writer_key import load_or_create_writer_key
 from ledger.views import LedgerViews
@@ -387,3 +387,22 @@ def test_long_lived_process_keeps_one_ledger_and_notices_a_replaced_history(
     (root / "COMMITS").write_bytes((other / "ledger" / "COMMITS").read_bytes())
     assert shared.state().balances == Ledger(other / "ledger").state().balances
     assert acct("dave") in shared.state().balances
+
+
+def test_the_incremental_log_reader_answers_exactly_what_a_full_scan_does(home: Path) -> None:
+    log = home / "ledger" / "COMMITS"
+    reader = LogReader(log)
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:2]))
+    assert reader.scan() == scan(log)
+    for count in range(3, len(lines) + 1):  # appended lines are parsed incrementally
+        log.write_bytes(b"".join(lines[:count]))
+        assert reader.scan() == scan(log)
+    log.write_bytes(log.read_bytes() + lines[-1][:10])  # a torn tail
+    assert reader.scan() == scan(log) and reader.scan().torn_tail
+    edited = bytearray(b"".join(lines))
+    edited[len(lines[0]) + 5] ^= 0x01  # a flipped byte in an already-parsed line
+    log.write_bytes(bytes(edited))
+    assert reader.scan() == scan(log) and reader.scan().damaged_line == 2
+    log.write_bytes(b"".join(lines[:1]))  # truncated
+    assert reader.scan() == scan(log) and len(reader.scan().records) == 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -91,16 +92,65 @@ def scan(path: Path) -> LogScan:
         data = path.read_bytes()
     except FileNotFoundError:
         return LogScan(exists=False, records=[], valid_bytes=0, torn_tail=False)
+    return scan_bytes(data)
+
+
+def scan_bytes(
+    data: bytes, *, start: int = 0, records: list[CommitRecord] | None = None
+) -> LogScan:
+    """Parse the log ``data`` from byte ``start`` (where ``records`` end: a line boundary)."""
+    records = [] if records is None else records
     complete_end = data.rfind(b"\n") + 1
-    records: list[CommitRecord] = []
-    offset = 0
-    for index, line in enumerate(data[:complete_end].split(b"\n")[:-1]):
+    offset = start
+    first_line = len(records) + 1
+    for index, line in enumerate(
+        data[start:complete_end].split(b"\n")[:-1] if complete_end > start else []
+    ):
         record = CommitRecord.from_line(line)
         if record is None or record.batch_no != len(records) + 1:
-            return LogScan(True, records, complete_end, complete_end < len(data), index + 1)
+            return LogScan(
+                True, records, complete_end, complete_end < len(data), first_line + index
+            )
         records.append(record)
         offset += len(line) + 1
     return LogScan(exists=True, records=records, valid_bytes=offset, torn_tail=offset < len(data))
+
+
+class LogReader:
+    """Reads one log repeatedly, parsing only the lines appended since the last read.
+
+    The bytes already parsed are compared with the file's (one ``memcmp``), so an edited,
+    truncated or replaced log is parsed again in full: the answer is always that of ``scan``.
+    Keeps a long-lived process's reads O(new lines) instead of O(history).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._data = b""
+        self._last: LogScan | None = None
+        self._lock = threading.Lock()
+
+    def scan(self) -> LogScan:
+        with self._lock:
+            return self._scan()
+
+    def _scan(self) -> LogScan:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            self._data, self._last = b"", None
+            return LogScan(exists=False, records=[], valid_bytes=0, torn_tail=False)
+        last = self._last
+        if (
+            last is not None
+            and last.damaged_line is None
+            and data[: last.valid_bytes] == self._data[: last.valid_bytes]
+        ):
+            result = scan_bytes(data, start=last.valid_bytes, records=list(last.records))
+        else:
+            result = scan_bytes(data)
+        self._data, self._last = data, result
+        return result
 
 
 def append(path: Path, record: CommitRecord) -> None:

@@ -91,6 +91,9 @@ from ledger.store.writer_key import WriterKeyError, load_writer_key
 LOCK_TIMEOUT_S = 30.0
 TXS_PER_BATCH_MAX = 1_000_000
 PPM = 1_000_000
+SNAPSHOT_EVERY_ROWS = 100_000
+"""A commit also writes a snapshot once this many rows were committed since the last one, so
+big batches (100k-row epochs) do not leave a long tail to replay."""
 COLUMN_PAY_MIN_ROWS = 64
 """Emission runs at least this long are checked column-wise at commit (shorter: row by row)."""
 UNLOGGED_FILES_IN_FLIGHT_MAX = 1
@@ -190,8 +193,10 @@ class Ledger:
         self.root = Path(root)
         self.snapshot_every = snapshot_every_batches() if snapshot_every is None else snapshot_every
         self.last_snapshot_load = SnapshotLoad()
+        self._rows_since_snapshot = 0
         self.batches_dir = self.root / "batches"
         self.log_path = self.root / "COMMITS"
+        self._log_reader = commit_log.LogReader(self.log_path)
         self.lock_path = self.root / "LOCK"
         self.writer_key_path = writer_key_path or default_writer_key_path(self.root)
         self.last_recovery = RecoveryReport()
@@ -253,7 +258,7 @@ class Ledger:
     def recover(self) -> RecoveryReport:
         """Roll forward (``recovery.recover``). Call with the writer lock held."""
         self.check_format()
-        _, self.last_recovery = recovery.recover(self.root)
+        _, self.last_recovery = recovery.recover(self.root, reader=self._log_reader)
         return self.last_recovery
 
     def repair(self, *, lock_timeout_s: float = LOCK_TIMEOUT_S) -> RecoveryReport:
@@ -271,8 +276,8 @@ class Ledger:
     def records(self) -> list[CommitRecord]:
         """Committed batches, in order (a torn tail is ignored; damage raises, naming repair)."""
         self.check_format()
-        scan = commit_log.scan(self.log_path)
-        records = scan.check()
+        scan = self._log_reader.scan()
+        records = list(scan.check())
         if not scan.exists and recovery.numbered_files(self.batches_dir):
             raise LedgerCorrupted(
                 f"the ledger commit log is missing but batch files exist: {REPAIR_HINT}",
@@ -604,7 +609,11 @@ class Ledger:
         self._state = state
         self._state_batches = batch_no
         self._head_hash = b_hash
-        if self.snapshot_every and batch_no % self.snapshot_every == 0:
+        self._rows_since_snapshot += table.num_rows
+        if self.snapshot_every and (
+            batch_no % self.snapshot_every == 0
+            or self._rows_since_snapshot >= SNAPSHOT_EVERY_ROWS
+        ):
             self._snapshot_after_commit(state)
         return CommitResult(
             batch_no=batch_no, batch_hash=b_hash, applied=len(fresh), existed=existed
@@ -683,6 +692,7 @@ class Ledger:
 
     def _snapshot_after_commit(self, state: LedgerState) -> None:
         """A periodic snapshot; the batch is already acknowledged, so a failure only warns."""
+        self._rows_since_snapshot = 0
         try:
             self._write_snapshot(state)
         except (OSError, LedgerError, ValueError) as exc:

@@ -193,13 +193,18 @@ def _roll_forward(
     return records
 
 
-def recover(root: Path) -> tuple[list[CommitRecord], RecoveryReport]:
-    """Writer recovery (see the decision table). Call with the writer lock held."""
+def recover(
+    root: Path, *, reader: commit_log.LogReader | None = None
+) -> tuple[list[CommitRecord], RecoveryReport]:
+    """Writer recovery (see the decision table). Call with the writer lock held.
+
+    ``reader``: a long-lived reader of this log (parses only what was appended since).
+    """
     layout = Layout(Path(root))
     report = RecoveryReport()
     layout.batches.mkdir(parents=True, exist_ok=True)
     _drop_tmp_files(layout, report)
-    scan = commit_log.scan(layout.log)
+    scan = commit_log.scan(layout.log) if reader is None else reader.scan()
     records = scan.check()
     if not scan.exists and numbered_files(layout.batches):
         raise LedgerCorrupted(
