@@ -49,16 +49,40 @@ class CommitRecord:
 
     @staticmethod
     def from_line(line: bytes) -> CommitRecord | None:
-        """The record, or None if the line is damaged (unparseable or its checksum is wrong)."""
+        """The record, or None if the line is damaged (unparseable or its checksum is wrong).
+
+        A line this module wrote is ``{"check":"<16 hex>","record":<canonical body>}``: the
+        checksum is verified on the body's own bytes (no re-encoding); a line in any other
+        layout is checked by re-encoding its body canonically.
+        """
         try:
             outer = json.loads(line)
             body = outer["record"]
-            if hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16] != outer["check"]:
+            raw = _raw_body(line)
+            text = raw if raw is not None else canonical_json(body).encode()
+            if hashlib.sha256(text).hexdigest()[:16] != outer["check"]:
                 return None
             body["epochs"] = tuple(body.get("epochs", ()))
             return CommitRecord(**body)
         except (ValueError, KeyError, TypeError):
             return None
+
+
+_LINE_HEAD = b'{"check":"'
+_CHECK_HEX = 16
+_RECORD_KEY = b'","record":'
+
+
+def _raw_body(line: bytes) -> bytes | None:
+    """The bytes of the record body of a line in the layout ``to_line`` writes (else None)."""
+    head = len(_LINE_HEAD) + _CHECK_HEX
+    if not (
+        line.startswith(_LINE_HEAD)
+        and line[head : head + len(_RECORD_KEY)] == _RECORD_KEY
+        and line.endswith(b"}")
+    ):
+        return None
+    return line[head + len(_RECORD_KEY) : -1]
 
 
 @dataclass(frozen=True)
