@@ -173,9 +173,7 @@ class Tx:
 def txs_to_table(txs: Sequence[Tx]) -> pa.Table:
     """Arrow table (schema ``TX_SCHEMA``) holding ``txs`` in order (one list per column)."""
     columns = [
-        [tx.kind.value for tx in txs]
-        if f.name == "kind"
-        else [getattr(tx, f.name) for tx in txs]
+        [tx.kind.value for tx in txs] if f.name == "kind" else [getattr(tx, f.name) for tx in txs]
         for f in TX_SCHEMA
     ]
     return pa.Table.from_arrays(

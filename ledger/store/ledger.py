@@ -611,8 +611,7 @@ class Ledger:
         self._head_hash = b_hash
         self._rows_since_snapshot += table.num_rows
         if self.snapshot_every and (
-            batch_no % self.snapshot_every == 0
-            or self._rows_since_snapshot >= SNAPSHOT_EVERY_ROWS
+            batch_no % self.snapshot_every == 0 or self._rows_since_snapshot >= SNAPSHOT_EVERY_ROWS
         ):
             self._snapshot_after_commit(state)
         return CommitResult(
