@@ -46,7 +46,12 @@ def verify_lines(report: Any, checked: Any = None) -> list[str]:
         lines.append(f"  every batch signed by the network's writer key {report.writer_key[:16]}…")
     else:
         lines.append("  [yellow]unsigned[/]: this ledger names no writer key (no network entry)")
-    if report.rules_from_batch > 1:
+    if report.rules_from_batch > report.batches:
+        lines.append(
+            f"  rules: the newest verified snapshot is of the head (batch {report.batches}); "
+            f"every batch hashed and every signature checked"
+        )
+    elif report.rules_from_batch > 1:
         lines.append(
             f"  rules replayed from batch {report.rules_from_batch} (after the newest verified "
             f"snapshot); every batch hashed and every signature checked"
