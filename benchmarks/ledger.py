@@ -571,8 +571,9 @@ def tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
-def measure_memory(root: Path) -> MemoryFigures:
-    """Peak RSS of a fresh process that opens the ledger and builds the state."""
+def fresh_process_memory(root: Path) -> dict[str, Any]:
+    """Peak RSS (KiB) of a fresh process after imports and after opening the ledger at ``root``
+    and building its state, with the snapshot it used (``_RSS_CHILD``)."""
     done = subprocess.run(
         [sys.executable, "-c", _RSS_CHILD, str(root), str(_ROOT)],
         capture_output=True,
@@ -580,7 +581,12 @@ def measure_memory(root: Path) -> MemoryFigures:
         timeout=CHILD_TIMEOUT_S,
         check=True,
     )
-    child = json.loads(done.stdout.strip().splitlines()[-1])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def measure_memory(root: Path) -> MemoryFigures:
+    """Peak RSS of a fresh process that opens the ledger and builds the state."""
+    child = fresh_process_memory(root)
     tables = state_to_tables(Ledger(root).state())
     return MemoryFigures(
         peak_bytes=int(child["peak_kib"]) * 1024,

@@ -38,10 +38,8 @@ as the bytes added per epoch between the two ages.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +52,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:  # run as a script: make the repository root importable
     sys.path.insert(0, str(_ROOT))
 
+from benchmarks.ledger import fresh_process_memory, tree_bytes  # noqa: E402
 from ledger.store import Ledger  # noqa: E402
 from ledger.store.ledger import snapshot_every_batches  # noqa: E402
 from taoflow.queries import metagraph  # noqa: E402
@@ -74,19 +73,7 @@ TARGET_RATIO: Final = 1.5
 YOUNG_DEFAULT: Final = 20
 OLD_DEFAULT: Final = 600
 OLD_ISSUE: Final = 5_000
-CHILD_TIMEOUT_S: Final = 600
 BYTE_KINDS: Final = ("batches", "records", "snapshots")
-
-# The memory child: peak RSS (VmHWM; ru_maxrss would carry the parent's peak over through
-# fork and exec) after opening the ledger and building its state.
-_RSS_CHILD: Final = """
-import json, sys
-sys.path.insert(0, sys.argv[2])
-from ledger.store import Ledger
-Ledger(sys.argv[1]).state()
-peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
-print(json.dumps({"peak_kib": int(peak[0].split()[1])}))
-"""
 
 
 def median_s(fn: Callable[[], object]) -> float:
@@ -162,14 +149,7 @@ def cli_supply(root: Path) -> bool:
 
 def peak_rss_mib(root: Path) -> float:
     """Peak RSS of a fresh process that opens the ledger and builds its state."""
-    done = subprocess.run(
-        [sys.executable, "-c", _RSS_CHILD, str(root), str(_ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=CHILD_TIMEOUT_S,
-        check=True,
-    )
-    return int(json.loads(done.stdout.strip().splitlines()[-1])["peak_kib"]) / 1024
+    return int(fresh_process_memory(root)["peak_kib"]) / 1024
 
 
 @dataclass(frozen=True)
@@ -180,10 +160,6 @@ class Age:
     batches: int
     figures: dict[str, float]
     bytes_by_kind: dict[str, int]
-
-
-def tree_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
 def measure(root: Path) -> Age:
