@@ -21,7 +21,14 @@ from ledger.schema import Kind, Tx
 from ledger.state import LedgerState
 from ledger.store import Ledger
 from ledger.store.faults import SNAPSHOT_FAULT_POINTS
-from ledger.store.snapshots import INDEX_FILE, index_records, snapshot_dir, snapshots_dir
+from ledger.store.snapshots import (
+    INDEX_FILE,
+    SnapshotRecord,
+    index_records,
+    snapshot_dir,
+    snapshots_dir,
+)
+from ledger.store.writer_key import load_writer_key
 
 SUBNET = "sn"
 PEOPLE = ("alice", "bob", "carol", "dave")
@@ -200,8 +207,6 @@ def test_a_snapshot_whose_index_line_is_missing_is_never_used(snapshotted: Ledge
 def test_a_forged_index_line_without_the_writer_signature_is_never_used(
     snapshotted: Ledger,
 ) -> None:
-    from ledger.store.snapshots import SnapshotRecord
-
     index = snapshots_dir(snapshotted.root) / INDEX_FILE
     newest = index_records(snapshotted.root)[0][-1]
     forged = SnapshotRecord(newest.batch_no, newest.head_hash, newest.tables, signature="00" * 64)
@@ -213,12 +218,34 @@ def test_a_forged_index_line_without_the_writer_signature_is_never_used(
     )
 
 
-def test_a_snapshot_of_another_history_is_never_used(snapshotted: Ledger) -> None:
+def test_a_damaged_index_line_is_never_used(snapshotted: Ledger) -> None:
     index = snapshots_dir(snapshotted.root) / INDEX_FILE
     index.write_bytes(index.read_bytes().replace(b'"batch_no":4', b'"batch_no":5'))
     again, _ = reopen(snapshotted)
     assert again.last_snapshot_load.used == 2
     assert any("damaged snapshot index line" in s for s in again.last_snapshot_load.skipped)
+
+
+@pytest.mark.parametrize(
+    ("batch_no", "head_hash", "reason"),
+    [
+        (4, "ab" * 32, "is not of this history (its batch hash differs from the log's)"),
+        (9, None, "names a batch the commit log does not hold"),
+    ],
+)
+def test_a_signed_snapshot_of_another_history_is_never_used(
+    snapshotted: Ledger, batch_no: int, head_hash: str | None, reason: str
+) -> None:
+    """Signed by the real writer key, checksummed, its tables intact: still not this history."""
+    index = snapshots_dir(snapshotted.root) / INDEX_FILE
+    genuine = index_records(snapshotted.root)[0][-1]
+    body = SnapshotRecord(batch_no, head_hash or genuine.head_hash, genuine.tables)
+    writer = load_writer_key(snapshotted.writer_key_path)
+    forged = SnapshotRecord(**{**body.__dict__, "signature": writer.sign(body.message()).hex()})
+    index.write_bytes(index.read_bytes() + forged.to_line())
+    again, state = reopen(snapshotted)
+    assert again.last_snapshot_load.used == 4 and state == snapshotted.state()
+    assert f"snapshot of batch {batch_no} {reason}: not used" in again.last_snapshot_load.skipped
 
 
 def test_on_demand_snapshot_is_idempotent_and_used_on_open(tmp_path: Path) -> None:
