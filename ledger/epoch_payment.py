@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 from ledger.schema import EMISSION_KINDS, EMPTY_PAYLOAD, Kind
 from ledger.state import TX_ID_CHARS_MAX, LedgerState, epoch_tx_id
 
-_EMISSION_NAMES: Final = pa.array(sorted(str(k) for k in EMISSION_KINDS))
+EMISSION_NAMES: Final = pa.array(sorted(str(k) for k in EMISSION_KINDS))
+"""The emission kinds as an Arrow array (for ``pyarrow.compute.is_in``)."""
 _KEY_COLUMNS: Final = ("kind", "uid", "coldkey", "hotkey", "amount_rao")
 
 
@@ -29,7 +30,7 @@ def _plain_shape(rows: pa.Table, prefix: str) -> bool:
     """Every row has the shape an epoch flow writes, and ids are unique under ``prefix``."""
     ids = rows.column("tx_id")
     return bool(
-        pc.all(pc.is_in(rows.column("kind"), value_set=_EMISSION_NAMES)).as_py()
+        pc.all(pc.is_in(rows.column("kind"), value_set=EMISSION_NAMES)).as_py()
         and pc.all(pc.equal(rows.column("payload"), EMPTY_PAYLOAD)).as_py()
         and pc.all(pc.equal(rows.column("nonce"), 0)).as_py()
         and pc.all(pc.equal(rows.column("dest"), "")).as_py()

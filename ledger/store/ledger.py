@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ledger.epoch_payment import pay_columns
+from ledger.epoch_payment import EMISSION_NAMES, pay_columns
 from ledger.epoch_records import RECORDS_KEY, check_refs, record_refs
 from ledger.errors import BatchRejected, LedgerCorrupted, LedgerError, LedgerFormatOutdated
 from ledger.keys import Keypair
@@ -107,7 +107,7 @@ WRITER_KEY_RELATIVE = Path("keys") / "writer.key"
 
 
 _LOG = logging.getLogger("taoflow.ledger")
-_EMISSION_NAMES = pa.array(sorted(str(kind) for kind in EMISSION_KINDS))
+_EPOCH_NAMES = pa.array([Kind.EPOCH.value])
 _SHARED: dict[Path, Ledger] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -369,13 +369,19 @@ class Ledger:
                 self._head_hash = record.batch_hash
             return self._state
 
+    def _first_batch_writer_key(self, records: Sequence[CommitRecord]) -> str | None:
+        """The writer key the network entry of batch 1 names (None: no network entry)."""
+        return network_writer_key(self.read_table(records[0])) or None
+
+    def _record_of_epoch(self, subnet: str, epoch: int) -> CommitRecord | None:
+        """The commit record of the batch that committed ``subnet``'s ``epoch``."""
+        label = f"{subnet}/{epoch}"
+        return next((r for r in reversed(self.records()) if label in r.epochs), None)
+
     def batch_of_epoch(self, subnet: str, epoch: int) -> int | None:
         """The batch that committed ``subnet``'s ``epoch`` (from the commit log's index)."""
-        label = f"{subnet}/{epoch}"
-        for record in self.records():
-            if label in record.epochs:
-                return record.batch_no
-        return None
+        record = self._record_of_epoch(subnet, epoch)
+        return None if record is None else record.batch_no
 
     def state_as_of(self, batch_no: int) -> LedgerState:
         """The state right after ``batch_no`` (read-only: its transaction index is empty).
@@ -391,7 +397,7 @@ class Ledger:
                 return self.state().copy()
         state, start = LedgerState(), 0
         if batch_no:
-            writer_key = network_writer_key(self.read_table(records[0])) or None
+            writer_key = self._first_batch_writer_key(records)
             loaded, load = snapshots.load_newest(
                 self.root,
                 logged=records,
@@ -412,7 +418,7 @@ class Ledger:
 
     def _load_snapshot(self, records: list[CommitRecord], *, at_most: int | None = None) -> None:
         """Start the state from the newest snapshot that verifies (``snapshots``), if any."""
-        writer_key = network_writer_key(self.read_table(records[0])) or None
+        writer_key = self._first_batch_writer_key(records)
         state, self.last_snapshot_load = snapshots.load_newest(
             self.root, logged=records, writer_key=writer_key, at_most=at_most
         )
@@ -525,8 +531,7 @@ class Ledger:
     def _network_writer_key(self, table: pa.Table | None) -> str | None:
         """The writer key every batch must be signed with (from batch 1, or this genesis)."""
         if self._writer_key is None and self._state_batches >= 1:
-            first = self.records()[0]
-            self._writer_key = network_writer_key(self.read_table(first)) or None
+            self._writer_key = self._first_batch_writer_key(self.records())
         if self._state_batches == 0:
             return None if table is None else network_writer_key(table) or None
         return self._writer_key
@@ -618,18 +623,6 @@ class Ledger:
             batch_no=batch_no, batch_hash=b_hash, applied=len(fresh), existed=existed
         )
 
-    @staticmethod
-    def _emission_runs(txs: Sequence[Tx]) -> list[tuple[int, int, bool]]:
-        """(start, end, is_emission) of the maximal runs of emission / other transactions."""
-        runs: list[tuple[int, int, bool]] = []
-        for index, tx in enumerate(txs):
-            emission = tx.kind in EMISSION_KINDS
-            if runs and runs[-1][2] == emission:
-                runs[-1] = (runs[-1][0], index + 1, emission)
-            else:
-                runs.append((index, index + 1, emission))
-        return runs
-
     def _apply_new(
         self, state: LedgerState, txs: Sequence[Tx], *, allow_system: bool
     ) -> tuple[list[Tx], int]:
@@ -643,7 +636,8 @@ class Ledger:
         existed = 0
         committed_epochs: set[tuple[str, int]] = set()
         retried: list[Tx] = []
-        for start, end, emission in self._emission_runs(txs):
+        emission_flags = np.array([tx.kind in EMISSION_KINDS for tx in txs], dtype=bool)
+        for start, end, emission in _runs(emission_flags):
             run = txs[start:end]
             if (
                 emission
@@ -675,13 +669,11 @@ class Ledger:
             return 0
         committed: dict[str, bytes] = {}
         for subnet, epoch in sorted({(tx.subnet, tx.epoch) for tx in retried}):
-            label = f"{subnet}/{epoch}"
-            for record in reversed(self.records()):
-                if label in record.epochs:
-                    for tx in table_to_txs(self.read_table(record)):
-                        if tx.kind in EMISSION_KINDS and (tx.subnet, tx.epoch) == (subnet, epoch):
-                            committed[tx.tx_id] = tx.content_digest()
-                    break
+            record = self._record_of_epoch(subnet, epoch)
+            if record is not None:
+                table = self.read_table(record)
+                for tx in _rows_of(table, EMISSION_NAMES, subnet=subnet, epoch=epoch):
+                    committed[tx.tx_id] = tx.content_digest()
         for tx in retried:
             if committed.get(tx.tx_id) != tx.content_digest():
                 raise BatchRejected(
@@ -725,13 +717,11 @@ class Ledger:
         state = self.state()
         if state.last_epoch.get(subnet) == epoch:
             return state.last_epoch_payload.get(subnet)
-        label = f"{subnet}/{epoch}"
-        for record in reversed(self.records()):
-            if label in record.epochs:
-                for tx in table_to_txs(self.read_table(record)):
-                    if tx.kind == Kind.EPOCH and tx.subnet == subnet and tx.epoch == epoch:
-                        return tx.payload_dict()
-        return None
+        record = self._record_of_epoch(subnet, epoch)
+        if record is None:
+            return None
+        found = _rows_of(self.read_table(record), _EPOCH_NAMES, subnet=subnet, epoch=epoch)
+        return found[0].payload_dict() if found else None
 
     def epoch_records(
         self, subnet: str, epoch: int, names: Sequence[str] | None = None
@@ -835,7 +825,7 @@ class Ledger:
         """The state the rules replay from: genesis, or the newest snapshot that verifies."""
         if not from_snapshot or not records:
             return LedgerState(), 0
-        writer_key = network_writer_key(self.read_table(records[0])) or None
+        writer_key = self._first_batch_writer_key(records)
         state, load = snapshots.load_newest(self.root, logged=records, writer_key=writer_key)
         self.last_snapshot_load = load
         if state is None or load.used is None:
@@ -929,13 +919,28 @@ class Ledger:
         return None
 
 
-def _kind_runs(table: pa.Table) -> list[tuple[int, int, bool]]:
-    """(start, end, is_emission) of the maximal runs of emission / other rows, in order."""
-    if table.num_rows == 0:
+def _runs(flags: np.ndarray) -> list[tuple[int, int, bool]]:
+    """(start, end, flag) of the maximal runs of equal ``flags``, in order."""
+    if len(flags) == 0:
         return []
-    flags = pc.is_in(table.column("kind"), value_set=_EMISSION_NAMES).to_numpy(zero_copy_only=False)
     edges = [0, *(np.flatnonzero(flags[1:] != flags[:-1]) + 1).tolist(), len(flags)]
     return [(a, b, bool(flags[a])) for a, b in itertools.pairwise(edges)]
+
+
+def _kind_runs(table: pa.Table) -> list[tuple[int, int, bool]]:
+    """(start, end, is_emission) of the runs of emission / other rows of ``table``."""
+    return _runs(
+        pc.is_in(table.column("kind"), value_set=EMISSION_NAMES).to_numpy(zero_copy_only=False)
+    )
+
+
+def _rows_of(table: pa.Table, kinds: pa.Array, *, subnet: str, epoch: int) -> list[Tx]:
+    """The transactions of ``table`` of ``kinds`` for ``subnet``'s ``epoch`` (filtered first)."""
+    mask = pc.and_(
+        pc.is_in(table.column("kind"), value_set=kinds),
+        pc.and_(pc.equal(table.column("subnet"), subnet), pc.equal(table.column("epoch"), epoch)),
+    )
+    return table_to_txs(table.filter(mask).replace_schema_metadata(None))
 
 
 def _network_id(table: pa.Table) -> str:
