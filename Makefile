@@ -30,7 +30,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ledger tasks flows taoflow evaluation_sets dashboards
+	$(BIN)/mypy -p taoflow
 
 clean:
 	rm -rf $(VENV) .taoflow

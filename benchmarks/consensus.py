@@ -56,10 +56,10 @@ if str(_ROOT) not in sys.path:  # run as a script: make the repository root impo
     sys.path.insert(0, str(_ROOT))
 
 from benchmarks.numpy_yuma import choose_layout, numpy_epoch  # noqa: E402
-from tasks.consensus import sql as consensus_sql  # noqa: E402
-from tasks.consensus.params import YumaParams  # noqa: E402
-from tasks.consensus.sql import run_epoch  # noqa: E402
-from tasks.consensus.types import EpochInputs, EpochOutputs, EpochState  # noqa: E402
+from taoflow.tasks.consensus import sql as consensus_sql  # noqa: E402
+from taoflow.tasks.consensus.params import YumaParams  # noqa: E402
+from taoflow.tasks.consensus.sql import run_epoch  # noqa: E402
+from taoflow.tasks.consensus.types import EpochInputs, EpochOutputs, EpochState  # noqa: E402
 
 T = TypeVar("T")
 EpochResult = tuple[EpochOutputs, EpochState]

@@ -96,7 +96,7 @@ def participants(*, miners: int, validators: int) -> list[Participant]:
 
 
 def _keypair(label: str) -> Any:
-    from ledger.keys import Keypair
+    from taoflow.ledger.keys import Keypair
 
     return Keypair.from_private_bytes(hashlib.sha256(f"taoflow-bench/{label}".encode()).digest())
 
@@ -105,15 +105,15 @@ def genesis(settings: Settings, *, miners: int, validators: int) -> int:
     """Store the miners' artifacts and commit the signed genesis batch; returns its tx count."""
     import torch
 
-    from evaluation_sets import load_evaluation_set
-    from ledger.config import SubnetConfig
-    from ledger.registration import RegistrationPolicy
-    from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
-    from ledger.store import Ledger
-    from ledger.submissions import submission_binding
+    from taoflow.evaluation_sets import load_evaluation_set
+    from taoflow.ledger.config import SubnetConfig
+    from taoflow.ledger.registration import RegistrationPolicy
+    from taoflow.ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
+    from taoflow.ledger.store import Ledger
+    from taoflow.ledger.submissions import submission_binding
     from taoflow.network import LOCK_COST_RAO, DemoKeys, _Signer, subnet_config
-    from tasks import artifact_store
-    from tasks.models import ModelConfig, build_model, submission_bytes
+    from taoflow.tasks import artifact_store
+    from taoflow.tasks.models import ModelConfig, build_model, submission_bytes
 
     people = participants(miners=miners, validators=validators)
     keys = {
@@ -279,13 +279,13 @@ def compare_evaluation(settings: Settings, *, client: Any, repeat: int) -> list[
     import numpy as np
     import torch
 
-    from evaluation_sets import load_evaluation_set
-    from ledger.store import Ledger
-    from tasks.evaluate.batched import evaluate_group
-    from tasks.evaluate.fanout import evaluate_all
-    from tasks.evaluate.runner import EvalResult, evaluate_job
-    from tasks.evaluate.stage import family_limits, plan_jobs, validator_positions
-    from tasks.gather import gather_context
+    from taoflow.evaluation_sets import load_evaluation_set
+    from taoflow.ledger.store import Ledger
+    from taoflow.tasks.evaluate.batched import evaluate_group
+    from taoflow.tasks.evaluate.fanout import evaluate_all
+    from taoflow.tasks.evaluate.runner import EvalResult, evaluate_job
+    from taoflow.tasks.evaluate.stage import family_limits, plan_jobs, validator_positions
+    from taoflow.tasks.gather import gather_context
 
     ledger = Ledger.open(settings.ledger_dir)
     ctx = gather_context(ledger, subnet=SUBNET)
@@ -361,10 +361,10 @@ def cost_breakdown(settings: Settings, *, client: Any) -> list[str]:
     """
     from prefect.utilities.collections import visit_collection
 
-    from ledger.store import Ledger
-    from tasks import shells
-    from tasks.evaluate.stage import evaluate_epoch
-    from tasks.gather import gather_context
+    from taoflow.ledger.store import Ledger
+    from taoflow.tasks import shells
+    from taoflow.tasks.evaluate.stage import evaluate_epoch
+    from taoflow.tasks.gather import gather_context
 
     started_s = time.perf_counter()
     ledger = Ledger.open(settings.ledger_dir)
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Prefect server {api_url} ({time.perf_counter() - started_s:.1f} s to healthy)")
             import distributed
 
-            from flows.epoch import epoch_flow
+            from taoflow.flows.epoch import epoch_flow
 
             with (
                 distributed.LocalCluster(

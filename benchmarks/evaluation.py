@@ -90,9 +90,9 @@ def matmul_ceiling_gflops(*, size: int = MATMUL_SIZE, repeat: int = 5) -> float:
 
 def store_models(root: Path, *, count: int, input_dim: int, num_classes: int) -> list[Any]:
     """``count`` random MLPs (one architecture) in a real artifact store; their EvalJobs."""
-    from tasks import artifact_store
-    from tasks.evaluate.runner import EvalJob
-    from tasks.models import ModelConfig, build_model, submission_bytes
+    from taoflow.tasks import artifact_store
+    from taoflow.tasks.evaluate.runner import EvalJob
+    from taoflow.tasks.models import ModelConfig, build_model, submission_bytes
 
     config = ModelConfig("mlp", input_dim, HIDDEN_SIZES, num_classes)
     jobs = []
@@ -120,7 +120,7 @@ def dask_time(
     """Best ``evaluate_all`` wall time on a fresh ``LocalCluster`` of ``workers`` processes."""
     import distributed
 
-    from tasks.evaluate.fanout import evaluate_all
+    from taoflow.tasks.evaluate.fanout import evaluate_all
 
     with (
         distributed.LocalCluster(
@@ -153,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-dask", action="store_true", help="in-process timings only")
     args = parser.parse_args(argv)
 
-    from evaluation_sets import load_evaluation_set
-    from tasks.evaluate.batched import GROUP_MODELS_MAX, _evaluate_stack, evaluate_group
-    from tasks.evaluate.runner import EvalResult, LoadedModel, full_precision, load_job
-    from tasks.models import FamilyLimits
+    from taoflow.evaluation_sets import load_evaluation_set
+    from taoflow.tasks.evaluate.batched import GROUP_MODELS_MAX, _evaluate_stack, evaluate_group
+    from taoflow.tasks.evaluate.runner import EvalResult, LoadedModel, full_precision, load_job
+    from taoflow.tasks.models import FamilyLimits
 
     eval_set = load_evaluation_set(SUBNET)
     train_x, train_y = eval_set.arrays("train")

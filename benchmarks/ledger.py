@@ -88,19 +88,19 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.ipc as ipc  # noqa: E402
 
 from benchmarks.signatures import bench as signature_bench  # noqa: E402
-from ledger.keys import Keypair  # noqa: E402
-from ledger.network import TX_FEE_DEFAULT_RAO, NetworkParams  # noqa: E402
-from ledger.payouts import EpochShares  # noqa: E402
-from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json  # noqa: E402
-from ledger.signing import sign, signer_of  # noqa: E402
-from ledger.snapshot_codec import state_to_tables  # noqa: E402
-from ledger.state import LedgerState, epoch_tx_id  # noqa: E402
-from ledger.store import Ledger  # noqa: E402
-from ledger.store import ledger as ledger_module  # noqa: E402
-from ledger.store.hashing import file_sha256  # noqa: E402
-from ledger.store.ledger import TXS_PER_BATCH_MAX, default_writer_key_path  # noqa: E402
-from ledger.store.snapshots import SNAPSHOT_EVERY_BATCHES_DEFAULT, index_records  # noqa: E402
-from ledger.store.writer_key import load_or_create_writer_key  # noqa: E402
+from taoflow.ledger.keys import Keypair  # noqa: E402
+from taoflow.ledger.network import TX_FEE_DEFAULT_RAO, NetworkParams  # noqa: E402
+from taoflow.ledger.payouts import EpochShares  # noqa: E402
+from taoflow.ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json  # noqa: E402
+from taoflow.ledger.signing import sign, signer_of  # noqa: E402
+from taoflow.ledger.snapshot_codec import state_to_tables  # noqa: E402
+from taoflow.ledger.state import LedgerState, epoch_tx_id  # noqa: E402
+from taoflow.ledger.store import Ledger  # noqa: E402
+from taoflow.ledger.store import ledger as ledger_module  # noqa: E402
+from taoflow.ledger.store.hashing import file_sha256  # noqa: E402
+from taoflow.ledger.store.ledger import TXS_PER_BATCH_MAX, default_writer_key_path  # noqa: E402
+from taoflow.ledger.store.snapshots import SNAPSHOT_EVERY_BATCHES_DEFAULT, index_records  # noqa: E402
+from taoflow.ledger.store.writer_key import load_or_create_writer_key  # noqa: E402
 
 SUBNET: Final = "bench"
 NETWORK_NAME: Final = "taoflow-ledger-bench"
@@ -147,7 +147,7 @@ def peak_kib():
             return int(line.split()[1])
     raise SystemExit("no VmHWM in /proc/self/status")
 sys.path.insert(0, sys.argv[2])
-from ledger.store import Ledger
+from taoflow.ledger.store import Ledger
 imports_kib = peak_kib()
 ledger = Ledger(sys.argv[1])
 state = ledger.state()

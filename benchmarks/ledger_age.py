@@ -53,12 +53,12 @@ if str(_ROOT) not in sys.path:  # run as a script: make the repository root impo
     sys.path.insert(0, str(_ROOT))
 
 from benchmarks.ledger import fresh_process_memory, tree_bytes  # noqa: E402
-from ledger.store import Ledger  # noqa: E402
-from ledger.store.ledger import snapshot_every_batches  # noqa: E402
+from taoflow.ledger.store import Ledger  # noqa: E402
+from taoflow.ledger.store.ledger import snapshot_every_batches  # noqa: E402
 from taoflow.queries import metagraph  # noqa: E402
-from tasks.emit import commit_epoch, epoch_batch, plan_from_context  # noqa: E402
-from tasks.gather import EpochContext, gather_context  # noqa: E402
-from tasks.simulate import (  # noqa: E402
+from taoflow.tasks.emit import commit_epoch, epoch_batch, plan_from_context  # noqa: E402
+from taoflow.tasks.gather import EpochContext, gather_context  # noqa: E402
+from taoflow.tasks.simulate import (  # noqa: E402
     EpochProposal,
     SimulationSpec,
     cosigners_of,

@@ -39,14 +39,14 @@ if str(_ROOT) not in sys.path:  # run as a script: make the repository root impo
 import cryptography  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: E402
 
-from ledger.keys import Keypair  # noqa: E402
-from ledger.schema import Kind, Tx, txs_to_table  # noqa: E402
-from ledger.signature_batch import (  # noqa: E402
+from taoflow.ledger.keys import Keypair  # noqa: E402
+from taoflow.ledger.schema import Kind, Tx, txs_to_table  # noqa: E402
+from taoflow.ledger.signature_batch import (  # noqa: E402
     default_workers,
     signature_problems,
     signature_problems_table,
 )
-from ledger.signing import NETWORK_ID_BYTES, sign, signing_message  # noqa: E402
+from taoflow.ledger.signing import NETWORK_ID_BYTES, sign, signing_message  # noqa: E402
 
 NETWORK_ID = hashlib.sha256(b"bench-network/signatures").hexdigest()
 TARGET_SINGLE_RATIO = 0.80

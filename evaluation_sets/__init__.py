@@ -7,19 +7,19 @@ Packaged sets: ``digits`` (image, float32), ``reviews`` (text, int64 token ids f
 -- never prefect, dask, distributed, mlflow or duckdb.
 """
 
-from evaluation_sets.base import (
+from taoflow.evaluation_sets.base import (
     FLOAT_FEATURES,
     TOKEN_FEATURES,
     EvaluationSet,
     InvalidEvaluationSet,
 )
-from evaluation_sets.registry import (
+from taoflow.evaluation_sets.registry import (
     EvaluationSetUnavailable,
     UnknownEvaluationSet,
     known_evaluation_sets,
     load_evaluation_set,
 )
-from evaluation_sets.tokenizer import WordTokenizer
+from taoflow.evaluation_sets.tokenizer import WordTokenizer
 
 __all__ = [
     "FLOAT_FEATURES",

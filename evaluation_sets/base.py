@@ -45,7 +45,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from evaluation_sets.tokenizer import WordTokenizer
+from taoflow.evaluation_sets.tokenizer import WordTokenizer
 
 FEATURES_COLUMN: Final = "features"
 LABEL_COLUMN: Final = "label"

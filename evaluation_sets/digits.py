@@ -22,7 +22,12 @@ import datasets
 import numpy as np
 from sklearn.datasets import load_digits
 
-from evaluation_sets.base import FEATURES_COLUMN, LABEL_COLUMN, EvaluationSet, split_features
+from taoflow.evaluation_sets.base import (
+    FEATURES_COLUMN,
+    LABEL_COLUMN,
+    EvaluationSet,
+    split_features,
+)
 
 DIGITS_NAME: Final = "digits"
 DIGITS_INPUT_DIM: Final = 64

@@ -34,16 +34,16 @@ from typing import Any, Final
 
 import datasets
 
-from evaluation_sets.base import (
+from taoflow.evaluation_sets.base import (
     FEATURES_COLUMN,
     LABEL_COLUMN,
     EvaluationSet,
     InvalidEvaluationSet,
     dataset_arrays,
 )
-from evaluation_sets.digits import DIGITS_NAME, build_digits
-from evaluation_sets.reviews import REVIEWS_NAME, build_reviews
-from evaluation_sets.wine import WINE_NAME, build_wine
+from taoflow.evaluation_sets.digits import DIGITS_NAME, build_digits
+from taoflow.evaluation_sets.reviews import REVIEWS_NAME, build_reviews
+from taoflow.evaluation_sets.wine import WINE_NAME, build_wine
 
 REGISTRY: Mapping[str, Callable[[], EvaluationSet]] = MappingProxyType(
     {DIGITS_NAME: build_digits, REVIEWS_NAME: build_reviews, WINE_NAME: build_wine}

@@ -29,13 +29,13 @@ from typing import Any, Final
 
 import numpy as np
 
-from evaluation_sets.base import (
+from taoflow.evaluation_sets.base import (
     TOKEN_FEATURES,
     EvaluationSet,
     InvalidEvaluationSet,
     split_dataset,
 )
-from evaluation_sets.tokenizer import WordTokenizer
+from taoflow.evaluation_sets.tokenizer import WordTokenizer
 
 REVIEWS_NAME: Final = "reviews"
 REVIEWS_VOCAB_SIZE: Final = 2000

@@ -25,7 +25,7 @@ from typing import Final
 import numpy as np
 from sklearn.datasets import load_wine
 
-from evaluation_sets.base import EvaluationSet, split_dataset
+from taoflow.evaluation_sets.base import EvaluationSet, split_dataset
 
 WINE_NAME: Final = "wine"
 WINE_INPUT_DIM: Final = 13

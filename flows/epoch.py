@@ -16,9 +16,9 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
-from tasks import shells
-from tasks.metagraph import build_metagraph, epoch_aggregates, epoch_tags
-from tasks.registry import champion_from_metagraph
+from taoflow.tasks import shells
+from taoflow.tasks.metagraph import build_metagraph, epoch_aggregates, epoch_tags
+from taoflow.tasks.registry import champion_from_metagraph
 
 log = logging.getLogger("taoflow.epoch")
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
-from ledger.schema import RAO_PER_TAO
+from taoflow.ledger.schema import RAO_PER_TAO
 
 PPM: Final = 1_000_000
 TEMPO_BLOCKS_MAX: Final = 1_000_000

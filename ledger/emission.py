@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ledger.schema import RAO_PER_TAO
+from taoflow.ledger.schema import RAO_PER_TAO
 
 SUPPLY_CAP_RAO = 21_000_000 * RAO_PER_TAO
 BLOCK_REWARD_RAO = 1 * RAO_PER_TAO

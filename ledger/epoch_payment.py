@@ -18,8 +18,8 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ledger.schema import EMISSION_KINDS, EMPTY_PAYLOAD, Kind
-from ledger.state import TX_ID_CHARS_MAX, LedgerState, epoch_tx_id
+from taoflow.ledger.schema import EMISSION_KINDS, EMPTY_PAYLOAD, Kind
+from taoflow.ledger.state import TX_ID_CHARS_MAX, LedgerState, epoch_tx_id
 
 EMISSION_NAMES: Final = pa.array(sorted(str(k) for k in EMISSION_KINDS))
 """The emission kinds as an Arrow array (for ``pyarrow.compute.is_in``)."""

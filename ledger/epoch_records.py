@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from ledger.table_hash import table_sha256
+from taoflow.ledger.table_hash import table_sha256
 
 RECORDS_KEY: Final = "records"
 """The epoch payload key that names the record tables."""

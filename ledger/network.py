@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ledger.keys import is_account_id
-from ledger.schema import RAO_PER_TAO, canonical_json
+from taoflow.ledger.keys import is_account_id
+from taoflow.ledger.schema import RAO_PER_TAO, canonical_json
 
 NETWORK_ID_TAG: Final = b"taoflow-network-v1\x00"
 SALT_BYTES: Final = 32

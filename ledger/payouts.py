@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from ledger.emission import (
+from taoflow.ledger.emission import (
     PPM,
     SHARE_QUANTUM,
     emission_for_blocks,
@@ -41,7 +41,7 @@ from ledger.emission import (
     split_by_weights,
     split_subnet_emission,
 )
-from ledger.schema import RAO_PER_TAO, Kind
+from taoflow.ledger.schema import RAO_PER_TAO, Kind
 
 SHARE_UIDS_MAX: Final = 65_536
 """Upper bound on the per-uid lists an epoch payload may carry."""

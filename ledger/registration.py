@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ledger.config import SubnetConfig
+from taoflow.ledger.config import SubnetConfig
 
 PPM = 1_000_000
 RAO_PER_TAO = 1_000_000_000

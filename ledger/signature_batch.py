@@ -30,10 +30,10 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ledger.keys import is_account_id
-from ledger.schema import SIGNED_BY_COLDKEY, SIGNED_BY_HOTKEY, SYSTEM_KINDS, TX_SCHEMA, Tx
-from ledger.signature_worker import VALID, VerifyJob, verify_jobs
-from ledger.signing import (
+from taoflow.ledger.keys import is_account_id
+from taoflow.ledger.schema import SIGNED_BY_COLDKEY, SIGNED_BY_HOTKEY, SYSTEM_KINDS, TX_SCHEMA, Tx
+from taoflow.ledger.signature_worker import VALID, VerifyJob, verify_jobs
+from taoflow.ledger.signing import (
     NETWORK_ID_BYTES,
     SIGNATURE_FIELD_BYTES,
     SIGNED_FOR_ANOTHER_NETWORK,

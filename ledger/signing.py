@@ -25,8 +25,14 @@ from dataclasses import fields
 from json.encoder import encode_basestring_ascii
 from typing import Final
 
-from ledger.keys import SIGNATURE_BYTES, Keypair, is_account_id, verify_signature
-from ledger.schema import SIGNED_BY_COLDKEY, SIGNED_BY_HOTKEY, SYSTEM_KINDS, Tx, canonical_json
+from taoflow.ledger.keys import SIGNATURE_BYTES, Keypair, is_account_id, verify_signature
+from taoflow.ledger.schema import (
+    SIGNED_BY_COLDKEY,
+    SIGNED_BY_HOTKEY,
+    SYSTEM_KINDS,
+    Tx,
+    canonical_json,
+)
 
 DOMAIN_TAG: Final = b"taoflow-tx-v2\x00"
 NETWORK_ID_BYTES: Final = 32

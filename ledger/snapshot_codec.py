@@ -19,12 +19,12 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from ledger.config import SubnetConfig
-from ledger.network import NetworkParams
-from ledger.schema import canonical_json
-from ledger.state import LedgerState, Neuron, Subnet
-from ledger.submissions import SubmissionCommit
-from ledger.tx_index import TxIndex
+from taoflow.ledger.config import SubnetConfig
+from taoflow.ledger.network import NetworkParams
+from taoflow.ledger.schema import canonical_json
+from taoflow.ledger.state import LedgerState, Neuron, Subnet
+from taoflow.ledger.submissions import SubmissionCommit
+from taoflow.ledger.tx_index import TxIndex
 
 _STR = pa.string()
 _I64 = pa.int64()

@@ -45,13 +45,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ledger.config import SubnetConfig
-from ledger.epoch_records import RECORDS_KEY, check_refs
-from ledger.errors import SupplyIdentityViolated
-from ledger.keys import is_account_id
-from ledger.names import check_subnet_name
-from ledger.network import NetworkParams
-from ledger.payouts import (
+from taoflow.ledger.config import SubnetConfig
+from taoflow.ledger.epoch_records import RECORDS_KEY, check_refs
+from taoflow.ledger.errors import SupplyIdentityViolated
+from taoflow.ledger.keys import is_account_id
+from taoflow.ledger.names import check_subnet_name
+from taoflow.ledger.network import NetworkParams
+from taoflow.ledger.payouts import (
     EpochPlan,
     EpochShares,
     PayoutEntry,
@@ -59,11 +59,23 @@ from ledger.payouts import (
     plan_epoch,
     subnet_emission_rao,
 )
-from ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
-from ledger.schema import EMISSION_KINDS, SIGNED_BY_HOTKEY, SYSTEM_KINDS, Kind, Tx, canonical_json
-from ledger.signing import signature_problem, signer_of
-from ledger.submissions import HISTORY_MAX, SubmissionCommit, SubmissionPolicy, submission_binding
-from ledger.tx_index import TxIndex
+from taoflow.ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
+from taoflow.ledger.schema import (
+    EMISSION_KINDS,
+    SIGNED_BY_HOTKEY,
+    SYSTEM_KINDS,
+    Kind,
+    Tx,
+    canonical_json,
+)
+from taoflow.ledger.signing import signature_problem, signer_of
+from taoflow.ledger.submissions import (
+    HISTORY_MAX,
+    SubmissionCommit,
+    SubmissionPolicy,
+    submission_binding,
+)
+from taoflow.ledger.tx_index import TxIndex
 
 UIDS_MAX_DEFAULT = 256
 EPOCH_ID_PREFIX: Final = "epoch/"

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ledger.config import SubnetConfig
+from taoflow.ledger.config import SubnetConfig
 
 HISTORY_MAX = 8
 

@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from ledger.schema import Kind
+from taoflow.ledger.schema import Kind
 
 _ROWS = "SELECT * FROM ledger_rows WHERE batch_no <= $as_of_batch"
 

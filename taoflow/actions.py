@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledger.errors import BatchRejected, LedgerError
-from ledger.keys import Keypair
-from ledger.names import PathOutsideRoot, check_subnet_name
-from ledger.schema import Kind, Tx, canonical_json
-from ledger.signing import sign
-from ledger.store import CommitResult, Ledger
-from ledger.submissions import submission_binding
+from taoflow.ledger.errors import BatchRejected, LedgerError
+from taoflow.ledger.keys import Keypair
+from taoflow.ledger.names import PathOutsideRoot, check_subnet_name
+from taoflow.ledger.schema import Kind, Tx, canonical_json
+from taoflow.ledger.signing import sign
+from taoflow.ledger.store import CommitResult, Ledger
+from taoflow.ledger.submissions import submission_binding
 from taoflow.settings import Settings
 from taoflow.wallet import WalletError, load_hotkey, passphrase_from_env_or_prompt, unlock_coldkey
 

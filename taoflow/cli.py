@@ -81,7 +81,7 @@ def metagraph(
     as_json: JsonOption = False,
 ) -> None:
     """The subnet's metagraph after its last epoch."""
-    from ledger.store import Ledger
+    from taoflow.ledger.store import Ledger
     from taoflow.queries import NoSuchSubnet
     from taoflow.queries import metagraph as query
     from taoflow.render import metagraph_table
@@ -175,7 +175,7 @@ def epoch_run(
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Run the next epoch of SUBNET as a Prefect flow run (after backfilling MLflow runs)."""
-    from ledger.store import Ledger
+    from taoflow.ledger.store import Ledger
 
     settings = Settings.load(home, dask_address, mlflow_uri=mlflow_uri)
     settings.apply_environment()
@@ -185,7 +185,7 @@ def epoch_run(
     from taoflow.services import make_ephemeral_prefect_server_die_with_parent
 
     make_ephemeral_prefect_server_die_with_parent()
-    from flows.epoch import epoch_flow
+    from taoflow.flows.epoch import epoch_flow
     from taoflow.names import account_labels
     from taoflow.render import metagraph_table
 
@@ -210,7 +210,7 @@ def epoch_run(
 
 
 def _reconcile(settings: Settings, *, max_backfills: int | None = None) -> Any:
-    from tasks.track_reconcile import BACKFILLS_PER_CALL_MAX, reconcile_tracking
+    from taoflow.tasks.track_reconcile import BACKFILLS_PER_CALL_MAX, reconcile_tracking
 
     return reconcile_tracking(
         ledger_dir=settings.ledger_dir,
@@ -274,7 +274,7 @@ def consensus_run(
     as_json: JsonOption = False,
 ) -> None:
     """Run a multi-epoch consensus scenario through the DuckDB implementation."""
-    from tasks.consensus.scenario import InvalidScenario, run_scenario, summarise
+    from taoflow.tasks.consensus.scenario import InvalidScenario, run_scenario, summarise
 
     try:
         document = json.loads(scenario.read_text())
@@ -315,9 +315,9 @@ def main() -> None:
     """Entry point: every failure is one line on stderr and a non-zero exit, no traceback."""
     import os
 
-    from ledger.errors import LedgerError
+    from taoflow.ledger.errors import LedgerError
+    from taoflow.tasks.errors import StageError
     from taoflow.wallet import WalletError
-    from tasks.errors import StageError
 
     try:
         app()

@@ -20,7 +20,7 @@ from taoflow.cli_common import settings_for as _settings
 from taoflow.settings import Settings
 
 if TYPE_CHECKING:
-    from ledger.state import LedgerState
+    from taoflow.ledger.state import LedgerState
 
 ledger_app = typer.Typer(
     no_args_is_help=True, help="Inspect, verify, snapshot and migrate the ledger"
@@ -49,8 +49,8 @@ def ledger_verify(
 ) -> None:
     """Re-hash every batch, check every signature and replay the rules (from genesis, or from
     the newest verified snapshot with --from-snapshot)."""
-    from ledger.errors import LedgerError
-    from ledger.store import Ledger
+    from taoflow.ledger.errors import LedgerError
+    from taoflow.ledger.store import Ledger
 
     settings = _settings(home)
     try:
@@ -96,7 +96,7 @@ def ledger_verify(
 @ledger_app.command("repair")
 def ledger_repair(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Rebuild a damaged or missing commit log from the batch files (never deletes data)."""
-    from ledger.store import Ledger
+    from taoflow.ledger.store import Ledger
 
     settings = Settings.load(home)
     if not (settings.ledger_dir / "batches").is_dir():
@@ -124,7 +124,7 @@ def ledger_log(
     as_json: JsonOption = False,
 ) -> None:
     """The newest ledger entries."""
-    from ledger.schema import Kind
+    from taoflow.ledger.schema import Kind
     from taoflow.names import account_labels, label
 
     settings = _settings(home)
@@ -160,15 +160,15 @@ SubnetOption = Annotated[str, typer.Option("--subnet", help="Subnet for --as-of-
 
 
 def _views(settings: Settings) -> Any:
-    from ledger.store import Ledger
-    from ledger.views import LedgerViews
+    from taoflow.ledger.store import Ledger
+    from taoflow.ledger.views import LedgerViews
 
     return LedgerViews(Ledger(settings.ledger_dir).table())
 
 
 def _state_as_of(settings: Settings, *, as_of_epoch: int | None, subnet: str) -> LedgerState:
     """The current state, or the state right after ``subnet``'s epoch ``as_of_epoch``."""
-    from ledger.store import Ledger
+    from taoflow.ledger.store import Ledger
 
     ledger = Ledger(settings.ledger_dir)
     if as_of_epoch is None:
@@ -292,8 +292,8 @@ def ledger_supply(
 @ledger_app.command("snapshot")
 def ledger_snapshot(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Write a snapshot of the current state now (one is also written every K batches)."""
-    from ledger.store import Ledger
-    from ledger.store.snapshots import snapshot_dir
+    from taoflow.ledger.store import Ledger
+    from taoflow.ledger.store.snapshots import snapshot_dir
 
     settings = _settings(home)
     ledger = Ledger.open(settings.ledger_dir)
@@ -316,8 +316,8 @@ def ledger_snapshot(home: HomeOption = None, as_json: JsonOption = False) -> Non
 def ledger_migrate(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Convert a ledger written by an older taoflow (format 1) to this format, proving the new
     state equal to the old replay; the old ledger is kept beside it."""
-    from ledger.store.ledger import default_writer_key_path
-    from ledger.store.migrate import TO_FORMAT, migrate
+    from taoflow.ledger.store.ledger import default_writer_key_path
+    from taoflow.ledger.store.migrate import TO_FORMAT, migrate
 
     settings = Settings.load(home)
     if not (settings.ledger_dir / "batches").is_dir():

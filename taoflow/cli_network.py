@@ -69,11 +69,11 @@ def subnet_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a subnet owned by WALLET: burns the lock cost and records its configuration."""
-    from evaluation_sets import UnknownEvaluationSet, load_evaluation_set
-    from ledger.names import check_subnet_name
-    from ledger.schema import Kind, Tx, canonical_json
     from taoflow.actions import ActionError, coldkey, commit_signed
     from taoflow.actions import hotkey as load_hot
+    from taoflow.evaluation_sets import UnknownEvaluationSet, load_evaluation_set
+    from taoflow.ledger.names import check_subnet_name
+    from taoflow.ledger.schema import Kind, Tx, canonical_json
     from taoflow.network import subnet_config
 
     name_problem = check_subnet_name(name)
@@ -112,7 +112,7 @@ def subnet_create(
 @subnet_app.command("list")
 def subnet_list(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Every subnet with its task, evaluation set, size and current registration cost."""
-    from ledger.store import Ledger
+    from taoflow.ledger.store import Ledger
 
     settings = _settings(home)
     state = Ledger.open(settings.ledger_dir).state()
@@ -163,10 +163,10 @@ def register(
     as_json: JsonOption = False,
 ) -> None:
     """Register HOTKEY on SUBNET, burning the current registration cost."""
-    from ledger.schema import Kind, Tx, canonical_json
-    from ledger.store import Ledger
     from taoflow.actions import ActionError, coldkey, commit_signed
     from taoflow.actions import hotkey as load_hot
+    from taoflow.ledger.schema import Kind, Tx, canonical_json
+    from taoflow.ledger.store import Ledger
 
     max_cost_rao = None if max_cost_tao is None else _amount_rao(max_cost_tao, allow_zero=True)
     settings = _settings(home)
@@ -215,20 +215,20 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Check a model against the subnet's rules, store it and commit it (signed by HOTKEY)."""
-    from ledger.schema import Kind, Tx
-    from ledger.store import Ledger
     from taoflow.actions import ActionError, commit_signed, new_tx_id, submission_payload
     from taoflow.actions import hotkey as load_hot
-    from tasks import artifact_store
-    from tasks.evaluate.stage import family_limits
-    from tasks.models.artifacts import ArtifactRejected, load_submission
+    from taoflow.ledger.schema import Kind, Tx
+    from taoflow.ledger.store import Ledger
+    from taoflow.tasks import artifact_store
+    from taoflow.tasks.evaluate.stage import family_limits
+    from taoflow.tasks.models.artifacts import ArtifactRejected, load_submission
 
     settings = _settings(home)
     state = Ledger.open(settings.ledger_dir).state()
     info = state.subnets.get(subnet)
     if info is None:
         raise _fail(f"no subnet {subnet!r}")
-    from evaluation_sets import load_evaluation_set
+    from taoflow.evaluation_sets import load_evaluation_set
 
     eval_set = load_evaluation_set(info.config.evaluation_set)
     limits = family_limits(info.config, eval_set=eval_set)
@@ -249,7 +249,7 @@ def submit(
         )
         uri = stored.uri
         if settings.artifact_store_url:
-            from tasks.remote_store import RemoteArtifactError, publish
+            from taoflow.tasks.remote_store import RemoteArtifactError, publish
 
             try:
                 uri = publish(
@@ -284,7 +284,7 @@ def submit(
 
 def submissions(subnet: SubnetOption, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Every submission's state (pending, eligible, evaluated, rejected) and the reason."""
-    from ledger.store import Ledger
+    from taoflow.ledger.store import Ledger
     from taoflow.names import account_labels, label
     from taoflow.queries import NoSuchSubnet, submission_states
 
@@ -326,10 +326,10 @@ def miner_train(
     home: HomeOption = None,
 ) -> None:
     """Train a model for SUBNET's task and write model.safetensors + config.json."""
-    from evaluation_sets import load_evaluation_set
-    from ledger.store import Ledger
-    from tasks.miner_kit import train_model
-    from tasks.models.artifacts import save_submission
+    from taoflow.evaluation_sets import load_evaluation_set
+    from taoflow.ledger.store import Ledger
+    from taoflow.tasks.miner_kit import train_model
+    from taoflow.tasks.models.artifacts import save_submission
 
     settings = _settings(home)
     info = Ledger.open(settings.ledger_dir).state().subnets.get(subnet)
@@ -359,7 +359,6 @@ def weights_commit(
     home: HomeOption = None,
 ) -> None:
     """Commit a hash of your weights now; reveal them after the next epoch."""
-    from ledger.schema import Kind, Tx, canonical_json
     from taoflow.actions import (
         ActionError,
         commit_signed,
@@ -369,6 +368,7 @@ def weights_commit(
         weights_commit_hash,
     )
     from taoflow.actions import hotkey as load_hot
+    from taoflow.ledger.schema import Kind, Tx, canonical_json
 
     settings = _settings(home)
     try:
@@ -407,9 +407,9 @@ def weights_reveal(
     home: HomeOption = None,
 ) -> None:
     """Reveal the weights committed earlier (they enter the next epoch's weight matrix)."""
-    from ledger.schema import Kind, Tx, canonical_json
     from taoflow.actions import ActionError, commit_signed, new_tx_id, pending_weights_path
     from taoflow.actions import hotkey as load_hot
+    from taoflow.ledger.schema import Kind, Tx, canonical_json
 
     settings = _settings(home)
     try:
@@ -443,7 +443,7 @@ def _amount_rao(text: str, *, allow_zero: bool = False) -> int:
     """A τ option as exact rao (``ledger.payouts.parse_tao``); one line and exit 2 if not."""
     from rich.markup import escape
 
-    from ledger.payouts import parse_tao
+    from taoflow.ledger.payouts import parse_tao
 
     try:
         return parse_tao(text, allow_zero=allow_zero)
@@ -471,8 +471,8 @@ def _account_of(settings: Settings, value: str) -> str:
 def _stake_tx(
     kind_name: str, *, wallet: str, hotkey: str, amount_rao: int, home: Path | None
 ) -> tuple[str, int | None]:
-    from ledger.schema import Kind, Tx
     from taoflow.actions import ActionError, coldkey, commit_signed, new_tx_id
+    from taoflow.ledger.schema import Kind, Tx
 
     settings = _settings(home)
     kind = Kind(kind_name)
@@ -534,7 +534,7 @@ def stake_list(
     as_json: JsonOption = False,
 ) -> None:
     """Stakes per (coldkey, hotkey) with each hotkey's take."""
-    from ledger.store import Ledger
+    from taoflow.ledger.store import Ledger
     from taoflow.names import account_labels, label
 
     settings = _settings(home)
@@ -570,9 +570,9 @@ def stake_take(
     home: HomeOption = None,
 ) -> None:
     """Set your validator hotkey's take (decreases apply now; increases are rate-limited)."""
-    from ledger.schema import Kind, Tx, canonical_json
     from taoflow.actions import ActionError, coldkey, commit_signed, new_tx_id
     from taoflow.actions import hotkey as load_hot
+    from taoflow.ledger.schema import Kind, Tx, canonical_json
 
     settings = _settings(home)
     try:
@@ -599,8 +599,8 @@ def transfer(
     as_json: JsonOption = False,
 ) -> None:
     """Transfer AMOUNT τ from WALLET's coldkey to DEST."""
-    from ledger.schema import Kind, Tx
     from taoflow.actions import ActionError, coldkey, commit_signed, new_tx_id
+    from taoflow.ledger.schema import Kind, Tx
 
     amount_rao = _amount_rao(amount)
     settings = _settings(home)

@@ -17,11 +17,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ledger.schema import RAO_PER_TAO
+from taoflow.ledger.schema import RAO_PER_TAO
 from taoflow.settings import HOME_ENV, Settings
 
 if TYPE_CHECKING:
-    from tasks.simulate import SimulationSummary
+    from taoflow.tasks.simulate import SimulationSummary
 
 USAGE_EXIT_CODE = 2
 TABLE_WIDTH_MIN = 150
@@ -48,7 +48,7 @@ def simulate_command(
 ) -> None:
     """Seeded synthetic scores through the real consensus and ledger: no training, no Prefect,
     no MLflow. Continues the home's network if it already has SUBNET."""
-    from tasks.simulate import EpochReport, SimulationError, SimulationSpec, simulate
+    from taoflow.tasks.simulate import EpochReport, SimulationError, SimulationSpec, simulate
 
     given = {"miners": miners, "validators": validators, "seed": seed}
     chosen: dict[str, Any] = {name: value for name, value in given.items() if value is not None}

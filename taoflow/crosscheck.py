@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ledger.store import Ledger
+from taoflow.ledger.store import Ledger
 from taoflow.settings import Settings
 
 RUNS_MAX = 50_000

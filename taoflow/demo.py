@@ -24,8 +24,8 @@ def run_demo(settings: Settings, *, epochs: int, fresh: bool, console: Console) 
 
     import distributed
 
-    from flows.epoch import epoch_flow
-    from ledger.store import Ledger
+    from taoflow.flows.epoch import epoch_flow
+    from taoflow.ledger.store import Ledger
     from taoflow.names import account_labels
     from taoflow.network import DEMO_PASSPHRASE, SUBNET, ensure_genesis
     from taoflow.render import metagraph_table

@@ -37,7 +37,7 @@ class UnknownAccount(LookupError):
 
 def resolve_account(wallets_root: Path, value: str) -> str:
     """An account id from a hex id, a wallet name (its coldkey) or ``wallet/hotkey``."""
-    from ledger.keys import is_account_id
+    from taoflow.ledger.keys import is_account_id
 
     if is_account_id(value):
         return value

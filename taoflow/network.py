@@ -19,21 +19,21 @@ from typing import Any
 
 import torch
 
-from evaluation_sets import EvaluationSet, load_evaluation_set
-from ledger.config import SubnetConfig
-from ledger.keys import Keypair
-from ledger.network import NetworkParams
-from ledger.registration import RegistrationPolicy
-from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
-from ledger.signing import sign, signer_of
-from ledger.store import CommitResult, Ledger
-from ledger.store.writer_key import load_or_create_writer_key
-from ledger.submissions import submission_binding
+from taoflow.evaluation_sets import EvaluationSet, load_evaluation_set
+from taoflow.ledger.config import SubnetConfig
+from taoflow.ledger.keys import Keypair
+from taoflow.ledger.network import NetworkParams
+from taoflow.ledger.registration import RegistrationPolicy
+from taoflow.ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
+from taoflow.ledger.signing import sign, signer_of
+from taoflow.ledger.store import CommitResult, Ledger
+from taoflow.ledger.store.writer_key import load_or_create_writer_key
+from taoflow.ledger.submissions import submission_binding
+from taoflow.tasks import artifact_store
+from taoflow.tasks.consensus.params import YumaParams
+from taoflow.tasks.miner_kit import train_mlp
+from taoflow.tasks.models.artifacts import submission_bytes
 from taoflow.wallet import create_wallet, list_wallets, load_hotkey, unlock_coldkey
-from tasks import artifact_store
-from tasks.consensus.params import YumaParams
-from tasks.miner_kit import train_mlp
-from tasks.models.artifacts import submission_bytes
 
 SUBNET = "digits"
 NETWORK_NAME = "taoflow-demo"

@@ -14,8 +14,8 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from ledger.schema import RAO_PER_TAO
-from ledger.store import Ledger
+from taoflow.ledger.schema import RAO_PER_TAO
+from taoflow.ledger.store import Ledger
 
 OUTPUT_COLUMNS: Final = ("validator_trust", "consensus", "incentive", "dividends")
 EVALUATION_COLUMNS: Final = ("score", "error", "artifact_digest")
@@ -93,7 +93,7 @@ def submission_states(ledger: Ledger, *, subnet: str) -> list[dict[str, Any]]:
     evaluated at the next epoch), ``superseded`` (a newer eligible commit replaces it),
     ``evaluated`` (scored in the last epoch) and ``rejected`` (the last epoch could not score it).
     """
-    from ledger.submissions import SubmissionPolicy, eligible
+    from taoflow.ledger.submissions import SubmissionPolicy, eligible
 
     state = ledger.state()
     info = state.subnets.get(subnet)

@@ -227,8 +227,8 @@ def serve_epochs(settings: Settings, *, block_time_s: float, dask_address: str |
     """One deployment per subnet, scheduled every tempo × block time; serve until stopped."""
     from prefect import serve
 
-    from flows.epoch import epoch_flow
-    from ledger.store import Ledger
+    from taoflow.flows.epoch import epoch_flow
+    from taoflow.ledger.store import Ledger
 
     state = Ledger.open(settings.ledger_dir).state()
     if not state.subnets:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ledger.names import path_under
+from taoflow.ledger.names import path_under
 
 if TYPE_CHECKING:
-    from tasks.remote_store import FetchPolicy
+    from taoflow.tasks.remote_store import FetchPolicy
 
 HOME_ENV = "TAOFLOW_HOME"
 DASK_ADDRESS_ENV = "TAOFLOW_DASK_ADDRESS"
@@ -104,7 +104,7 @@ class Settings:
 
         Raises ``ValueError`` (one line) for a malformed store URL or deadline.
         """
-        from tasks.remote_store import MODEL_DEADLINE_S_DEFAULT, FetchPolicy
+        from taoflow.tasks.remote_store import MODEL_DEADLINE_S_DEFAULT, FetchPolicy
 
         extra = os.environ.get(ALLOWED_STORES_ENV, "")
         urls = [self.artifact_store_url or "", *extra.split(",")]

@@ -55,8 +55,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from ledger.keys import PRIVATE_KEY_BYTES, Keypair, is_account_id
-from ledger.names import NAME_RE, name_problem
+from taoflow.ledger.keys import PRIVATE_KEY_BYTES, Keypair, is_account_id
+from taoflow.ledger.names import NAME_RE, name_problem
 
 COLDKEY_FILE = "coldkey.json"
 COLDKEYPUB_FILE = "coldkeypub.txt"

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.models.artifacts import artifact_digest
+from taoflow.tasks.models.artifacts import artifact_digest
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

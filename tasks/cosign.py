@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ledger.keys import Keypair
-from tasks.gather import EpochContext
+from taoflow.ledger.keys import Keypair
+from taoflow.tasks.gather import EpochContext
 
 WALLETS_MAX = 10_000
 log = logging.getLogger("taoflow.cosign")

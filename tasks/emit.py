@@ -28,10 +28,10 @@ from typing import Final
 
 import pyarrow as pa
 
-from ledger.epoch_records import RECORDS_KEY, record_refs
-from ledger.errors import BatchRejected
-from ledger.keys import Keypair
-from ledger.payouts import (
+from taoflow.ledger.epoch_records import RECORDS_KEY, record_refs
+from taoflow.ledger.errors import BatchRejected
+from taoflow.ledger.keys import Keypair
+from taoflow.ledger.payouts import (
     DelegationSplit,
     EpochPlan,
     EpochShares,
@@ -42,11 +42,11 @@ from ledger.payouts import (
     plan_epoch,
     split_dividend,
 )
-from ledger.schema import Kind, Tx, canonical_json
-from ledger.store import CommitResult, Ledger
-from tasks.errors import StageError
-from tasks.gather import EpochContext
-from tasks.records import EpochRecords
+from taoflow.ledger.schema import Kind, Tx, canonical_json
+from taoflow.ledger.store import CommitResult, Ledger
+from taoflow.tasks.errors import StageError
+from taoflow.tasks.gather import EpochContext
+from taoflow.tasks.records import EpochRecords
 
 __all__ = [
     "DelegationSplit",

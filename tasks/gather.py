@@ -19,12 +19,12 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from ledger.config import SubnetConfig
-from ledger.epoch_records import BONDS_SCHEMA
-from ledger.state import LedgerState
-from ledger.store import Ledger
-from ledger.submissions import SubmissionPolicy, eligible
-from tasks.evaluate.sampling import derive_seed
+from taoflow.ledger.config import SubnetConfig
+from taoflow.ledger.epoch_records import BONDS_SCHEMA
+from taoflow.ledger.state import LedgerState
+from taoflow.ledger.store import Ledger
+from taoflow.ledger.submissions import SubmissionPolicy, eligible
+from taoflow.tasks.evaluate.sampling import derive_seed
 
 
 class UnknownSubnet(KeyError):

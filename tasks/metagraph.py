@@ -10,10 +10,10 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 
-from ledger.schema import RAO_PER_TAO
-from tasks.consensus.types import EpochOutputs
-from tasks.emit import Payouts
-from tasks.gather import EpochContext
+from taoflow.ledger.schema import RAO_PER_TAO
+from taoflow.tasks.consensus.types import EpochOutputs
+from taoflow.tasks.emit import Payouts
+from taoflow.tasks.gather import EpochContext
 
 
 def build_metagraph(

@@ -36,8 +36,8 @@ from typing import Final
 import torch
 from torch import nn
 
-from evaluation_sets.base import EvaluationSet
-from tasks.models.families import (
+from taoflow.evaluation_sets.base import EvaluationSet
+from taoflow.tasks.models.families import (
     CNN_FAMILY,
     EMBEDDING_BAG_FAMILY,
     FAMILIES,

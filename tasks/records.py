@@ -27,11 +27,11 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa
 
-from ledger.epoch_records import UID_FLOAT_COLUMNS, conform
-from ledger.payouts import EpochPlan
-from ledger.schema import Kind
-from tasks.consensus.stage import ConsensusOutcome
-from tasks.gather import EpochContext
+from taoflow.ledger.epoch_records import UID_FLOAT_COLUMNS, conform
+from taoflow.ledger.payouts import EpochPlan
+from taoflow.ledger.schema import Kind
+from taoflow.tasks.consensus.stage import ConsensusOutcome
+from taoflow.tasks.gather import EpochContext
 
 UID_EMISSION_KINDS: Final = frozenset(
     {Kind.EMISSION_INCENTIVE, Kind.EMISSION_DIVIDEND, Kind.EMISSION_DELEGATOR}

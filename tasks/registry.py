@@ -45,9 +45,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 
-from tasks.artifact_store import locate
-from tasks.models.artifacts import ArtifactRejected, artifact_digest, load_submission
-from tasks.models.families import CONFIG_BYTES_MAX, FamilyLimits
+from taoflow.tasks.artifact_store import locate
+from taoflow.tasks.models.artifacts import ArtifactRejected, artifact_digest, load_submission
+from taoflow.tasks.models.families import CONFIG_BYTES_MAX, FamilyLimits
 
 REGISTERED_MODEL_PREFIX: Final = "taoflow-"
 CHAMPION_ALIAS: Final = "champion"

@@ -45,9 +45,9 @@ from urllib.parse import urlsplit
 
 import fsspec
 
-from tasks.artifact_store import CONFIG_FILE, MODEL_FILE, StoredArtifact, locate, store
-from tasks.errors import StageError
-from tasks.models.artifacts import artifact_digest
+from taoflow.tasks.artifact_store import CONFIG_FILE, MODEL_FILE, StoredArtifact, locate, store
+from taoflow.tasks.errors import StageError
+from taoflow.tasks.models.artifacts import artifact_digest
 
 FETCH_BYTES_MAX: Final = 64 * 1024 * 1024
 CONNECT_TIMEOUT_S_DEFAULT: Final = 5.0

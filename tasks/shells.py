@@ -25,20 +25,20 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ledger.payouts import EpochShares
-from ledger.store import CommitResult, Ledger
-from tasks.consensus.stage import ConsensusOutcome, run_consensus
-from tasks.cosign import hosted_cosigners
-from tasks.emit import Payouts, commit_epoch
-from tasks.evaluate.fanout import local_cluster_client
-from tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
-from tasks.gather import EpochContext, gather_context
-from tasks.records import epoch_records
-from tasks.registry import ChampionCandidate
-from tasks.remote_store import FetchPolicy
-from tasks.track_outbox import log_epoch_or_queue
-from tasks.track_reconcile import reconcile_tracking
-from tasks.weights import ValidatorPolicy, scores_to_weights
+from taoflow.ledger.payouts import EpochShares
+from taoflow.ledger.store import CommitResult, Ledger
+from taoflow.tasks.consensus.stage import ConsensusOutcome, run_consensus
+from taoflow.tasks.cosign import hosted_cosigners
+from taoflow.tasks.emit import Payouts, commit_epoch
+from taoflow.tasks.evaluate.fanout import local_cluster_client
+from taoflow.tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
+from taoflow.tasks.gather import EpochContext, gather_context
+from taoflow.tasks.records import epoch_records
+from taoflow.tasks.registry import ChampionCandidate
+from taoflow.tasks.remote_store import FetchPolicy
+from taoflow.tasks.track_outbox import log_epoch_or_queue
+from taoflow.tasks.track_reconcile import reconcile_tracking
+from taoflow.tasks.weights import ValidatorPolicy, scores_to_weights
 
 _STAGE_COMPUTE_S: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
     "taoflow_stage_compute_s", default=None
@@ -228,7 +228,7 @@ def publish_artifacts(
     """Prefect artifacts: the metagraph table and a markdown summary of the epoch."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from tasks.summary import artifact_key, markdown_summary, table_rows
+    from taoflow.tasks.summary import artifact_key, markdown_summary, table_rows
 
     rows = metagraph.to_pylist()
     create_table_artifact(

@@ -47,25 +47,25 @@ from typing import Any, Final
 
 import numpy as np
 
-from ledger.config import SubnetConfig
-from ledger.epoch_records import RECORDS_KEY, check_refs
-from ledger.keys import Keypair
-from ledger.names import check_subnet_name
-from ledger.network import NetworkParams
-from ledger.payouts import EpochShares
-from ledger.registration import RegistrationPolicy
-from ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
-from ledger.signing import sign, signer_of
-from ledger.store import CommitResult, Ledger
-from ledger.store.records import record_path
-from ledger.store.segments import batch_file_name
-from ledger.store.writer_key import load_or_create_writer_key
-from ledger.submissions import submission_binding
-from tasks.consensus.stage import run_consensus
-from tasks.emit import EpochBatch, epoch_batch, plan_from_context
-from tasks.gather import EpochContext, gather_context
-from tasks.records import EpochRecords, epoch_records
-from tasks.weights import ValidatorPolicy, scores_to_weights
+from taoflow.ledger.config import SubnetConfig
+from taoflow.ledger.epoch_records import RECORDS_KEY, check_refs
+from taoflow.ledger.keys import Keypair
+from taoflow.ledger.names import check_subnet_name
+from taoflow.ledger.network import NetworkParams
+from taoflow.ledger.payouts import EpochShares
+from taoflow.ledger.registration import RegistrationPolicy
+from taoflow.ledger.schema import RAO_PER_TAO, Kind, Tx, canonical_json
+from taoflow.ledger.signing import sign, signer_of
+from taoflow.ledger.store import CommitResult, Ledger
+from taoflow.ledger.store.records import record_path
+from taoflow.ledger.store.segments import batch_file_name
+from taoflow.ledger.store.writer_key import load_or_create_writer_key
+from taoflow.ledger.submissions import submission_binding
+from taoflow.tasks.consensus.stage import run_consensus
+from taoflow.tasks.emit import EpochBatch, epoch_batch, plan_from_context
+from taoflow.tasks.gather import EpochContext, gather_context
+from taoflow.tasks.records import EpochRecords, epoch_records
+from taoflow.tasks.weights import ValidatorPolicy, scores_to_weights
 
 EPOCHS_MAX: Final = 100_000
 """Epochs one call may simulate (a year of 72-minute epochs is 7,300)."""
@@ -215,7 +215,7 @@ def participants(spec: SimulationSpec) -> list[Participant]:
 
 def subnet_payload(spec: SimulationSpec) -> dict[str, Any]:
     """A valid subnet configuration on ``digits`` with room for every participant."""
-    from evaluation_sets import load_evaluation_set
+    from taoflow.evaluation_sets import load_evaluation_set
     from taoflow.network import subnet_config
 
     return subnet_config(

@@ -55,10 +55,10 @@ import pyarrow.parquet as pq
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from ledger.names import check_subnet_name, path_under
-from tasks import track_plots
-from tasks.models.artifacts import artifact_digest
-from tasks.registry import (
+from taoflow.ledger.names import check_subnet_name, path_under
+from taoflow.tasks import track_plots
+from taoflow.tasks.models.artifacts import artifact_digest
+from taoflow.tasks.registry import (
     CHAMPION_ARTIFACT_DIR,
     CONFIG_FILE,
     MODEL_FILE,

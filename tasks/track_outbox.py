@@ -55,9 +55,9 @@ import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledger.names import path_under
-from tasks.registry import CONFIG_FILE, MODEL_FILE, ChampionCandidate
-from tasks.track import log_epoch
+from taoflow.ledger.names import path_under
+from taoflow.tasks.registry import CONFIG_FILE, MODEL_FILE, ChampionCandidate
+from taoflow.tasks.track import log_epoch
 
 log = logging.getLogger("taoflow.track_outbox")
 

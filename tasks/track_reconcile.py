@@ -37,20 +37,20 @@ import duckdb
 import pyarrow as pa
 from mlflow.tracking import MlflowClient
 
-from ledger.epoch_records import UIDS_SCHEMA
-from ledger.names import check_subnet_name
-from ledger.schema import RAO_PER_TAO, Kind, Tx, table_to_txs
-from ledger.store import Ledger
-from ledger.store.commit_log import CommitRecord
-from tasks.consensus.types import WEIGHTS_SCHEMA
-from tasks.track import (
+from taoflow.ledger.epoch_records import UIDS_SCHEMA
+from taoflow.ledger.names import check_subnet_name
+from taoflow.ledger.schema import RAO_PER_TAO, Kind, Tx, table_to_txs
+from taoflow.ledger.store import Ledger
+from taoflow.ledger.store.commit_log import CommitRecord
+from taoflow.tasks.consensus.types import WEIGHTS_SCHEMA
+from taoflow.tasks.track import (
     STATUS_COMPLETE,
     STATUS_TAG,
     experiment_name,
     log_epoch_once,
     tracking_lock,
 )
-from tasks.track_outbox import AVAILABILITY_ERRORS, TrackingOutbox, flush_outbox
+from taoflow.tasks.track_outbox import AVAILABILITY_ERRORS, TrackingOutbox, flush_outbox
 
 log = logging.getLogger("taoflow.track_reconcile")
 

@@ -9,14 +9,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ledger.keys import Keypair
-from ledger.network import NetworkParams
-from ledger.payouts import EpochShares
-from ledger.schema import Kind, Tx, canonical_json
-from ledger.signing import network_prefix, sign, signer_of, signing_message
-from ledger.state import Applied, LedgerState
-from ledger.store import Ledger
-from ledger.store.writer_key import load_or_create_writer_key
+from taoflow.ledger.keys import Keypair
+from taoflow.ledger.network import NetworkParams
+from taoflow.ledger.payouts import EpochShares
+from taoflow.ledger.schema import Kind, Tx, canonical_json
+from taoflow.ledger.signing import network_prefix, sign, signer_of, signing_message
+from taoflow.ledger.state import Applied, LedgerState
+from taoflow.ledger.store import Ledger
+from taoflow.ledger.store.writer_key import load_or_create_writer_key
 
 TAO = 10**9
 
@@ -193,7 +193,7 @@ def concurrent_worker(
     """Commit ``transfers`` signed transfers from ``name`` to carol, each as its own batch."""
     from pathlib import Path
 
-    from ledger.store import Ledger
+    from taoflow.ledger.store import Ledger
 
     ledger = Ledger.open(Path(root))
     barrier.wait()  # type: ignore[attr-defined]
@@ -209,8 +209,8 @@ def epoch_worker(root: str, note: str, barrier: object, results: object) -> None
     """Try to commit epoch 0 of subnet "sn" (a valid batch whose payload carries ``note``)."""
     from pathlib import Path
 
-    from ledger.errors import BatchRejected
-    from ledger.store import Ledger
+    from taoflow.ledger.errors import BatchRejected
+    from taoflow.ledger.store import Ledger
 
     ledger = Ledger.open(Path(root))
     batch = epoch_batch(ledger.state(), "sn", block=10, note=note)

@@ -48,3 +48,44 @@ GPU_SIDE = [
 def test_gpu_side_code_imports_without_orchestration(path: Path) -> None:
     bad = imported_roots(path) & FORBIDDEN_IN_GPU_RUNNER
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+LAYOUT_PACKAGES = ("ledger", "tasks", "flows", "evaluation_sets", "dashboards")
+ALL_SOURCES = sorted(
+    {
+        *(ROOT / "taoflow").glob("*.py"),  # taoflow/<layout folder> are links to the folders
+        *(
+            path
+            for folder in (*LAYOUT_PACKAGES, "tests", "benchmarks")
+            for path in (ROOT / folder).rglob("*.py")
+        ),
+    }
+)
+
+
+def test_imported_roots_sees_a_generic_top_level_name(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("from ledger.state import X\nimport taoflow.tasks\n")
+    assert imported_roots(probe) & set(LAYOUT_PACKAGES) == {"ledger"}
+
+
+@pytest.mark.parametrize("path", ALL_SOURCES, ids=str)
+def test_code_imports_the_layout_folders_under_the_taoflow_namespace(path: Path) -> None:
+    """``import ledger`` would load a second copy of the module (and breaks once installed)."""
+    bad = imported_roots(path) & set(LAYOUT_PACKAGES)
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}; use taoflow.<name>"
+
+
+def test_the_distribution_installs_only_the_taoflow_namespace() -> None:
+    """The wheel's packages: taoflow and taoflow.* (the layout folders via taoflow/<name>)."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = find_packages(str(ROOT), **config["packages"]["find"])
+    assert packages, "no packages found"
+    assert {p.split(".")[0] for p in packages} == {"taoflow"}
+    for name in LAYOUT_PACKAGES:
+        assert f"taoflow.{name}" in packages
+        assert (ROOT / "taoflow" / name).resolve() == (ROOT / name).resolve()

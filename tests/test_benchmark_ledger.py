@@ -27,10 +27,10 @@ from benchmarks.ledger import (  # noqa: E402
     main,
     population,
 )
-from ledger.schema import EMISSION_KINDS, Kind  # noqa: E402
-from ledger.store import Ledger  # noqa: E402
-from ledger.store.ledger import default_writer_key_path  # noqa: E402
-from ledger.store.writer_key import load_or_create_writer_key  # noqa: E402
+from taoflow.ledger.schema import EMISSION_KINDS, Kind  # noqa: E402
+from taoflow.ledger.store import Ledger  # noqa: E402
+from taoflow.ledger.store.ledger import default_writer_key_path  # noqa: E402
+from taoflow.ledger.store.writer_key import load_or_create_writer_key  # noqa: E402
 
 
 def test_epoch_batches_are_real_epochs_of_the_planned_size(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_age_table_names_every_operation(
 ) -> None:
     from benchmarks.ledger_age import BYTE_KINDS, REPEAT
     from benchmarks.ledger_age import main as age_main
-    from ledger.store.ledger import snapshot_every_batches
+    from taoflow.ledger.store.ledger import snapshot_every_batches
 
     code = age_main(
         ["--young", "1", "--old", "3", "--miners", "4", "--validators", "2", "--dir", str(tmp_path)]

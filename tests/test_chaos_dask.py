@@ -24,10 +24,10 @@ import torch
 from distributed import Client, LocalCluster
 from hang_guard import hang_guard
 
-import tasks.evaluate.fanout as fanout
-from tasks.evaluate.fanout import EvaluationFailed, evaluate_all, local_cluster_client
-from tasks.evaluate.runner import EvalJob, EvalResult
-from tasks.models import FamilyLimits, ModelConfig, build_model, save_submission
+import taoflow.tasks.evaluate.fanout as fanout
+from taoflow.tasks.evaluate.fanout import EvaluationFailed, evaluate_all, local_cluster_client
+from taoflow.tasks.evaluate.runner import EvalJob, EvalResult
+from taoflow.tasks.models import FamilyLimits, ModelConfig, build_model, save_submission
 
 ALARM_S: Final = 120
 TIMEOUT_S: Final = 2.0

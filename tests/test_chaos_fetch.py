@@ -22,13 +22,13 @@ import pytest
 import torch
 from hang_guard import hang_guard
 
-from ledger.config import SubnetConfig
-from tasks.artifact_store import locate
-from tasks.evaluate.stage import plan_jobs
-from tasks.gather import EpochContext, NeuronView
-from tasks.models import ModelConfig, build_model, submission_bytes
-from tasks.models.artifacts import artifact_digest
-from tasks.remote_store import (
+from taoflow.ledger.config import SubnetConfig
+from taoflow.tasks.artifact_store import locate
+from taoflow.tasks.evaluate.stage import plan_jobs
+from taoflow.tasks.gather import EpochContext, NeuronView
+from taoflow.tasks.models import ModelConfig, build_model, submission_bytes
+from taoflow.tasks.models.artifacts import artifact_digest
+from taoflow.tasks.remote_store import (
     FetchPolicy,
     FetchRequest,
     artifact_url,

@@ -17,15 +17,15 @@ import pyarrow.ipc as ipc
 import pytest
 from ledger_helpers import TAO, acct, mint, signed
 
-from ledger.errors import LedgerCorrupted, LedgerError
-from ledger.keys import Keypair
-from ledger.network import NetworkParams
-from ledger.schema import Kind, Tx, canonical_json
-from ledger.store import Ledger
-from ledger.store.commit_log import CommitRecord, LogReader, scan
-from ledger.store.hashing import batch_hash, file_sha256, rows_hash
-from ledger.store.writer_key import load_or_create_writer_key
-from ledger.views import LedgerViews
+from taoflow.ledger.errors import LedgerCorrupted, LedgerError
+from taoflow.ledger.keys import Keypair
+from taoflow.ledger.network import NetworkParams
+from taoflow.ledger.schema import Kind, Tx, canonical_json
+from taoflow.ledger.store import Ledger
+from taoflow.ledger.store.commit_log import CommitRecord, LogReader, scan
+from taoflow.ledger.store.hashing import batch_hash, file_sha256, rows_hash
+from taoflow.ledger.store.writer_key import load_or_create_writer_key
+from taoflow.ledger.views import LedgerViews
 
 BATCHES = 4
 

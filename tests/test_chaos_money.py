@@ -26,18 +26,18 @@ from ledger_helpers import (
     signed,
 )
 
-import ledger.store.ledger as store_ledger
-from ledger.config import SubnetConfig
-from ledger.emission import SHARE_QUANTUM
-from ledger.epoch_payment import pay_columns
-from ledger.errors import BatchRejected
-from ledger.network import TX_FEE_DEFAULT_RAO, NetworkParams
-from ledger.payouts import parse_tao
-from ledger.schema import Kind, Tx, canonical_json, txs_to_table
-from ledger.state import Applied, LedgerState, Rejected
-from ledger.store import Ledger
-from ledger.submissions import submission_binding
-from tasks.weights import ValidatorPolicy, scores_to_weights
+import taoflow.ledger.store.ledger as store_ledger
+from taoflow.ledger.config import SubnetConfig
+from taoflow.ledger.emission import SHARE_QUANTUM
+from taoflow.ledger.epoch_payment import pay_columns
+from taoflow.ledger.errors import BatchRejected
+from taoflow.ledger.network import TX_FEE_DEFAULT_RAO, NetworkParams
+from taoflow.ledger.payouts import parse_tao
+from taoflow.ledger.schema import Kind, Tx, canonical_json, txs_to_table
+from taoflow.ledger.state import Applied, LedgerState, Rejected
+from taoflow.ledger.store import Ledger
+from taoflow.ledger.submissions import submission_binding
+from taoflow.tasks.weights import ValidatorPolicy, scores_to_weights
 
 SUBNET = "sn"
 FEE = TX_FEE_DEFAULT_RAO
@@ -418,7 +418,7 @@ def test_subnet_config_is_typed_on_the_subnet(ledger: Ledger) -> None:
 
 
 def test_lock_and_max_cost_are_exact_and_may_be_zero() -> None:
-    from ledger.payouts import parse_tao
+    from taoflow.ledger.payouts import parse_tao
 
     assert parse_tao("0", allow_zero=True) == 0
     assert parse_tao("2.000000001", allow_zero=True) == 2_000_000_001

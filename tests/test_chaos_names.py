@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from ledger_helpers import TAO, acct, mint, signed
 
-from ledger.errors import BatchRejected
-from ledger.names import NAME_RULE, PathOutsideRoot, check_subnet_name, path_under
-from ledger.schema import Kind, Tx, canonical_json
-from ledger.state import Applied, LedgerState, Rejected
-from ledger.store import Ledger
+from taoflow.ledger.errors import BatchRejected
+from taoflow.ledger.names import NAME_RULE, PathOutsideRoot, check_subnet_name, path_under
+from taoflow.ledger.schema import Kind, Tx, canonical_json
+from taoflow.ledger.state import Applied, LedgerState, Rejected
+from taoflow.ledger.store import Ledger
 from taoflow.settings import Settings
 from taoflow.wallet import COLDKEY_FILE, create_wallet
 

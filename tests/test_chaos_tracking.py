@@ -19,12 +19,12 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from ledger.store import Ledger
+from taoflow.ledger.store import Ledger
 from taoflow.settings import MLFLOW_DEFAULTED_ENV, Settings
-from tasks import shells
-from tasks.evaluate.stage import EvaluationOutcome
-from tasks.track import RUN_KEY_TAG, STATUS_COMPLETE, STATUS_TAG, experiment_name
-from tasks.track_reconcile import BACKFILLED_TAG, reconcile_tracking
+from taoflow.tasks import shells
+from taoflow.tasks.evaluate.stage import EvaluationOutcome
+from taoflow.tasks.track import RUN_KEY_TAG, STATUS_COMPLETE, STATUS_TAG, experiment_name
+from taoflow.tasks.track_reconcile import BACKFILLED_TAG, reconcile_tracking
 
 SUBNET = "digits"
 EPOCHS = 2
@@ -129,7 +129,7 @@ def test_unfinished_run_of_a_dead_process_is_replaced_not_duplicated(
 TRACKER = """
 import json, sys, time
 from pathlib import Path
-from tasks.track_reconcile import reconcile_tracking
+from taoflow.tasks.track_reconcile import reconcile_tracking
 home, store, gate = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 wait_s = float(sys.argv[4])
 deadline = time.monotonic() + wait_s

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ledger_helpers import TAO, mint
 
-from ledger.store import Ledger
+from taoflow.ledger.store import Ledger
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

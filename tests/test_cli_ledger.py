@@ -8,9 +8,9 @@ from pathlib import Path
 from ledger_helpers import TAO, acct, mint, signed
 from typer.testing import CliRunner
 
-from ledger.schema import Kind, Tx
-from ledger.store import Ledger
 from taoflow.cli import app
+from taoflow.ledger.schema import Kind, Tx
+from taoflow.ledger.store import Ledger
 
 runner = CliRunner()
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.schema import RAO_PER_TAO, Kind, Tx
-from ledger.store import Ledger
+from taoflow.ledger.schema import RAO_PER_TAO, Kind, Tx
+from taoflow.ledger.store import Ledger
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tasks.consensus import EpochInputs, EpochState, InvalidHyperparameter, YumaParams
-from tasks.consensus.types import NO_COMMIT_BLOCK
+from taoflow.tasks.consensus import EpochInputs, EpochState, InvalidHyperparameter, YumaParams
+from taoflow.tasks.consensus.types import NO_COMMIT_BLOCK
 
 
 def test_defaults_are_the_chain_defaults() -> None:

@@ -10,10 +10,10 @@ import pyarrow as pa
 from typer.testing import CliRunner
 
 from taoflow.cli import app
-from tasks.consensus.params import YumaParams
-from tasks.consensus.reference import reference_epoch
-from tasks.consensus.scenario import InvalidScenario, run_scenario
-from tasks.consensus.types import EpochInputs, EpochState
+from taoflow.tasks.consensus.params import YumaParams
+from taoflow.tasks.consensus.reference import reference_epoch
+from taoflow.tasks.consensus.scenario import InvalidScenario, run_scenario
+from taoflow.tasks.consensus.types import EpochInputs, EpochState
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "tasks" / "consensus" / "example_scenario.json"
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tasks.consensus import (
+from taoflow.tasks.consensus import (
     EpochInputs,
     EpochOutputs,
     EpochState,

@@ -32,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.consensus import (
+from taoflow.tasks.consensus import (
     EpochInputs,
     EpochOutputs,
     EpochState,
@@ -40,7 +40,7 @@ from tasks.consensus import (
     reference_epoch,
     run_epoch,
 )
-from tasks.consensus.types import NO_COMMIT_BLOCK
+from taoflow.tasks.consensus.types import NO_COMMIT_BLOCK
 
 LEGACY_EPOCHS = 3
 YUMA3_EPOCHS = 4

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tasks.consensus import (
+from taoflow.tasks.consensus import (
     EpochInputs,
     EpochOutputs,
     EpochState,
@@ -28,7 +28,7 @@ from tasks.consensus import (
     reference_epoch,
     run_epoch,
 )
-from tasks.consensus.types import NO_COMMIT_BLOCK
+from taoflow.tasks.consensus.types import NO_COMMIT_BLOCK
 
 EpochFn = Callable[[EpochInputs, YumaParams, EpochState], tuple[EpochOutputs, EpochState]]
 U16 = 65_535

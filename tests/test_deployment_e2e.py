@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.store import Ledger
+from taoflow.ledger.store import Ledger
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ import sys
 from pathlib import Path
 from taoflow.settings import Settings
 settings = Settings.load(sys.argv[1]); settings.apply_environment()
-from ledger.store import Ledger
+from taoflow.ledger.store import Ledger
 from taoflow.network import DEMO_PASSPHRASE, ensure_genesis
 ensure_genesis(Ledger.open(settings.ledger_dir), artifacts_root=settings.artifacts_dir,
                wallets_root=settings.wallets_dir, passphrase=DEMO_PASSPHRASE)

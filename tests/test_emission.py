@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.emission import (
+from taoflow.ledger.emission import (
     BLOCK_REWARD_RAO,
     SUPPLY_CAP_RAO,
     block_reward_rao,
@@ -16,7 +16,7 @@ from ledger.emission import (
     split_by_weights,
     split_subnet_emission,
 )
-from ledger.schema import RAO_PER_TAO
+from taoflow.ledger.schema import RAO_PER_TAO
 
 
 @settings(max_examples=500, deadline=None)
@@ -100,8 +100,8 @@ def test_schedule_matches_block_by_block_walk(issued: int, blocks: int) -> None:
 
 
 def test_subnets_share_block_rewards_exactly() -> None:
-    from ledger.config import SubnetConfig
-    from ledger.state import LedgerState, Subnet
+    from taoflow.ledger.config import SubnetConfig
+    from taoflow.ledger.state import LedgerState, Subnet
 
     state = LedgerState()
     for name, share in (("a", 1), ("b", 2)):

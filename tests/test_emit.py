@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.emission import PPM
-from tasks.emit import compute_payouts, split_dividend
+from taoflow.ledger.emission import PPM
+from taoflow.tasks.emit import compute_payouts, split_dividend
 
 SPLIT = {"owner": 180_000, "miners": 410_000, "validators": 410_000}
 

@@ -15,11 +15,11 @@ import pytest
 import torch
 from torch import nn
 
-from evaluation_sets import EvaluationSet, load_evaluation_set
-from tasks.evaluate import EvalJob, EvalResult, derive_seed, evaluate_job, sample_indices
-from tasks.evaluate.runner import _count_correct
-from tasks.miner_kit import train_mlp, train_model
-from tasks.models import FamilyLimits, ModelConfig, artifact_digest, save_submission
+from taoflow.evaluation_sets import EvaluationSet, load_evaluation_set
+from taoflow.tasks.evaluate import EvalJob, EvalResult, derive_seed, evaluate_job, sample_indices
+from taoflow.tasks.evaluate.runner import _count_correct
+from taoflow.tasks.miner_kit import train_mlp, train_model
+from taoflow.tasks.models import FamilyLimits, ModelConfig, artifact_digest, save_submission
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LIMITS = FamilyLimits(
@@ -156,7 +156,7 @@ class _NonFinite(nn.Module):
     ("model", "needle"), [(_WrongShape(), "output shape"), (_NonFinite(), "NaN")]
 )
 def test_bad_outputs_are_refused(world: Fixture, model: nn.Module, needle: str) -> None:
-    from tasks.models import ArtifactRejected
+    from taoflow.tasks.models import ArtifactRejected
 
     with pytest.raises(ArtifactRejected, match=needle) as info:
         _count_correct(
@@ -191,8 +191,8 @@ def test_runner_imports_without_prefect_dask_or_mlflow() -> None:
         "import sys\n"
         "for name in ('prefect', 'dask', 'distributed', 'mlflow'):\n"
         "    sys.modules[name] = None  # any import of them now fails\n"
-        "import tasks.evaluate, tasks.evaluate.runner, tasks.evaluate.sampling\n"
-        "import tasks.models, evaluation_sets\n"
+        "import taoflow.tasks.evaluate, tasks.evaluate.runner, tasks.evaluate.sampling\n"
+        "import taoflow.tasks.models, evaluation_sets\n"
         "print('ok')\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -264,7 +264,7 @@ def test_derive_seed_is_unambiguous() -> None:
 def test_fanout_matches_direct_results_for_one_and_two_workers(world: Fixture) -> None:
     from distributed import Client, LocalCluster
 
-    from tasks.evaluate.fanout import evaluate_all
+    from taoflow.tasks.evaluate.fanout import evaluate_all
 
     jobs = [job for job, _ in reversed(world.good)] + list(world.bad)
     direct = sorted(
@@ -480,7 +480,7 @@ def test_input_kind_mismatch_is_a_model_failure(
     family_cases: dict[str, FamilyCase], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Defence in depth: should a float-only subnet ever load a token model, it scores 0."""
-    import tasks.evaluate.runner as runner
+    import taoflow.tasks.evaluate.runner as runner
 
     text, image = family_cases["embedding_bag"], family_cases["cnn"]
     monkeypatch.setattr(

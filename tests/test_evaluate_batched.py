@@ -17,9 +17,9 @@ import pytest
 import torch
 from torch import nn
 
-import tasks.evaluate.batched as batched
-from tasks.evaluate.batched import evaluate_group
-from tasks.evaluate.runner import (
+import taoflow.tasks.evaluate.batched as batched
+from taoflow.tasks.evaluate.batched import evaluate_group
+from taoflow.tasks.evaluate.runner import (
     EvalJob,
     EvalResult,
     correct_vector,
@@ -28,7 +28,7 @@ from tasks.evaluate.runner import (
     pack_correct,
     subset_accuracy,
 )
-from tasks.models import FamilyLimits, ModelConfig, build_model, save_submission
+from taoflow.tasks.models import FamilyLimits, ModelConfig, build_model, save_submission
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MLP_LIMITS = FamilyLimits(
@@ -350,7 +350,7 @@ def test_batched_imports_without_orchestration() -> None:
         "import sys\n"
         "for name in ('prefect', 'dask', 'distributed', 'mlflow', 'duckdb'):\n"
         "    sys.modules[name] = None  # any import of them now fails\n"
-        "import tasks.evaluate.batched\n"
+        "import taoflow.tasks.evaluate.batched\n"
         "print('ok')\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -16,10 +16,10 @@ import pytest
 import torch
 from distributed import Client, LocalCluster
 
-import tasks.evaluate.fanout as fanout
-from tasks.evaluate.fanout import cluster_route, evaluate_all, plan_chunks
-from tasks.evaluate.runner import EvalJob, EvalResult, evaluate_job
-from tasks.models import FamilyLimits, ModelConfig, build_model, save_submission
+import taoflow.tasks.evaluate.fanout as fanout
+from taoflow.tasks.evaluate.fanout import cluster_route, evaluate_all, plan_chunks
+from taoflow.tasks.evaluate.runner import EvalJob, EvalResult, evaluate_job
+from taoflow.tasks.models import FamilyLimits, ModelConfig, build_model, save_submission
 
 LIMITS = FamilyLimits(
     params_max=50_000, bytes_max=300_000, layers_max=4, input_dim=64, num_classes=10

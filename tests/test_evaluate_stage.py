@@ -15,20 +15,20 @@ import pytest
 import torch
 from distributed import Client, LocalCluster
 
-from evaluation_sets import load_evaluation_set
-from ledger.config import SubnetConfig
+from taoflow.evaluation_sets import load_evaluation_set
+from taoflow.ledger.config import SubnetConfig
 from taoflow.network import subnet_config
-from tasks import artifact_store
-from tasks.evaluate.runner import EvalJob, evaluate_job
-from tasks.evaluate.sampling import derive_seed
-from tasks.evaluate.stage import (
+from taoflow.tasks import artifact_store
+from taoflow.tasks.evaluate.runner import EvalJob, evaluate_job
+from taoflow.tasks.evaluate.sampling import derive_seed
+from taoflow.tasks.evaluate.stage import (
     evaluate_epoch,
     family_limits,
     validator_positions,
     validator_samples,
 )
-from tasks.gather import EpochContext, NeuronView
-from tasks.models import ModelConfig, build_model, submission_bytes
+from taoflow.tasks.gather import EpochContext, NeuronView
+from taoflow.tasks.models import ModelConfig, build_model, submission_bytes
 
 
 @pytest.fixture(scope="module")

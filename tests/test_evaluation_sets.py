@@ -11,14 +11,14 @@ import datasets
 import numpy as np
 import pytest
 
-from evaluation_sets import (
+from taoflow.evaluation_sets import (
     EvaluationSet,
     InvalidEvaluationSet,
     UnknownEvaluationSet,
     load_evaluation_set,
 )
-from evaluation_sets.base import split_features
-from evaluation_sets.digits import build_digits
+from taoflow.evaluation_sets.base import split_features
+from taoflow.evaluation_sets.digits import build_digits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Pinned: a change here means the held-out data (or its canonical encoding) changed.
@@ -41,7 +41,7 @@ def test_hash_is_stable_across_builds(digits: EvaluationSet) -> None:
 
 def test_hash_is_stable_across_processes(digits: EvaluationSet) -> None:
     code = (
-        "from evaluation_sets import load_evaluation_set as l; s = l('digits'); "
+        "from taoflow.evaluation_sets import load_evaluation_set as l; s = l('digits'); "
         "print(s.content_hash, s.train_hash)"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "12345"}

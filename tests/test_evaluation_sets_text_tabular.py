@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation_sets import (
+from taoflow.evaluation_sets import (
     EvaluationSet,
     EvaluationSetUnavailable,
     InvalidEvaluationSet,
@@ -19,10 +19,10 @@ from evaluation_sets import (
     WordTokenizer,
     load_evaluation_set,
 )
-from evaluation_sets.base import canonical_hash, split_dataset, split_features
-from evaluation_sets.reviews import REVIEWS_MAX_TOKENS, REVIEWS_VOCAB_SIZE, _load_frame
-from evaluation_sets.tokenizer import PAD_ID, UNK_ID, InvalidTokenizer, words
-from evaluation_sets.wine import build_wine
+from taoflow.evaluation_sets.base import canonical_hash, split_dataset, split_features
+from taoflow.evaluation_sets.reviews import REVIEWS_MAX_TOKENS, REVIEWS_VOCAB_SIZE, _load_frame
+from taoflow.evaluation_sets.tokenizer import PAD_ID, UNK_ID, InvalidTokenizer, words
+from taoflow.evaluation_sets.wine import build_wine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Pinned: a change here means the packaged data, the tokenizer or the canonical encoding changed.
@@ -59,7 +59,7 @@ def test_hashes_are_pinned(name: str) -> None:
 
 def test_hashes_are_stable_across_processes() -> None:
     code = (
-        "from evaluation_sets import load_evaluation_set as l\n"
+        "from taoflow.evaluation_sets import load_evaluation_set as l\n"
         "for n in ('digits', 'reviews', 'wine'):\n"
         "    s = l(n); print(n, s.content_hash, s.train_hash)\n"
     )

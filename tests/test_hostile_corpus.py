@@ -34,15 +34,15 @@ import pytest
 import safetensors.torch
 import torch
 
-from evaluation_sets import load_evaluation_set
-from ledger.config import SubnetConfig
-from tasks import artifact_store
-from tasks.evaluate.sampling import derive_seed
-from tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
-from tasks.gather import EpochContext, NeuronView
-from tasks.miner_kit import train_mlp
-from tasks.models.artifacts import artifact_digest, submission_bytes
-from tasks.models.families import ModelConfig, build_model
+from taoflow.evaluation_sets import load_evaluation_set
+from taoflow.ledger.config import SubnetConfig
+from taoflow.tasks import artifact_store
+from taoflow.tasks.evaluate.sampling import derive_seed
+from taoflow.tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
+from taoflow.tasks.gather import EpochContext, NeuronView
+from taoflow.tasks.miner_kit import train_mlp
+from taoflow.tasks.models.artifacts import artifact_digest, submission_bytes
+from taoflow.tasks.models.families import ModelConfig, build_model
 
 SLOW_CHANNELS = (1024, 1024)
 PARAMS_MAX = 10_000_000

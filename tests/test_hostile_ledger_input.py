@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from ledger_helpers import TAO, acct, epoch_batch, key, mint, raw_signature, signed
 
-from ledger.errors import BatchRejected
-from ledger.schema import Kind, Tx, canonical_json
-from ledger.store import Ledger
-from ledger.submissions import submission_binding
-from tasks.weights import ValidatorPolicy, win_rates
+from taoflow.ledger.errors import BatchRejected
+from taoflow.ledger.schema import Kind, Tx, canonical_json
+from taoflow.ledger.store import Ledger
+from taoflow.ledger.submissions import submission_binding
+from taoflow.tasks.weights import ValidatorPolicy, win_rates
 
 SUBNET = "sn"
 PER_EPOCH_MAX = 2

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation_sets import load_evaluation_set
-from ledger.emission import emission_for_blocks
-from ledger.schema import Kind, table_to_txs
-from ledger.state import LedgerState
-from ledger.store import Ledger
-from tasks.artifact_store import locate
-from tasks.models.artifacts import load_submission
-from tasks.models.families import FamilyLimits
+from taoflow.evaluation_sets import load_evaluation_set
+from taoflow.ledger.emission import emission_for_blocks
+from taoflow.ledger.schema import Kind, table_to_txs
+from taoflow.ledger.state import LedgerState
+from taoflow.ledger.store import Ledger
+from taoflow.tasks.artifact_store import locate
+from taoflow.tasks.models.artifacts import load_submission
+from taoflow.tasks.models.families import FamilyLimits
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +124,7 @@ def test_most_accurate_miner_earns_more_than_least_accurate(network: Path) -> No
     ledger = Ledger(network / "ledger")
     state = ledger.state()
     config = state.subnets["digits"].config
-    from tasks.evaluate.stage import family_limits
+    from taoflow.tasks.evaluate.stage import family_limits
 
     limits = family_limits(config, eval_set=load_evaluation_set("digits"))
     accuracy = {
@@ -202,8 +202,8 @@ def test_running_again_continues_and_never_pays_twice(network: Path) -> None:
 def test_champion_is_registered_and_loads_without_pickle(network: Path) -> None:
     import torch
 
-    from tasks.evaluate.stage import family_limits
-    from tasks.registry import load_champion
+    from taoflow.tasks.evaluate.stage import family_limits
+    from taoflow.tasks.registry import load_champion
 
     state = Ledger(network / "ledger").state()
     config = state.subnets["digits"].config

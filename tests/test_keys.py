@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ledger.keys import (
+from taoflow.ledger.keys import (
     PUBLIC_KEY_CACHE_MAX_ENTRIES,
     SIGNATURE_BYTES,
     Keypair,

@@ -15,8 +15,8 @@ from ledger_helpers import (
     signed,
 )
 
-from ledger.schema import Kind, Tx, table_to_txs
-from ledger.store import Ledger
+from taoflow.ledger.schema import Kind, Tx, table_to_txs
+from taoflow.ledger.store import Ledger
 
 TRANSFERS_PER_PROCESS = 5
 WRITERS = ("alice", "bob", "dave", "eve", "frank")

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_helpers import TAO, acct, mint, signed
 
-from ledger.schema import Kind, Tx, canonical_json
-from ledger.state import Applied, Exists, LedgerState, Rejected
+from taoflow.ledger.schema import Kind, Tx, canonical_json
+from taoflow.ledger.state import Applied, Exists, LedgerState, Rejected
 
 SEQUENCES = 10_000
 PEOPLE = ("alice", "bob", "carol")

@@ -8,9 +8,9 @@ import hashlib
 import pytest
 from ledger_helpers import TAO, acct, apply_all, epoch_batch, key, mint, signed
 
-from ledger.errors import SupplyIdentityViolated
-from ledger.schema import Kind, Tx, canonical_json
-from ledger.state import (
+from taoflow.ledger.errors import SupplyIdentityViolated
+from taoflow.ledger.schema import Kind, Tx, canonical_json
+from taoflow.ledger.state import (
     TAKE_DEFAULT_PPM,
     TAKE_INCREASE_INTERVAL_BLOCKS,
     Applied,

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from ledger_helpers import TAO, acct, epoch_batch, mint, signed
 
-from ledger.errors import BatchRejected, LedgerCorrupted, SupplyIdentityViolated
-from ledger.schema import Kind, Tx
-from ledger.store import Ledger
-from ledger.store.faults import FAULT_ENV, FAULT_POINTS
-from ledger.views import LedgerViews
+from taoflow.ledger.errors import BatchRejected, LedgerCorrupted, SupplyIdentityViolated
+from taoflow.ledger.schema import Kind, Tx
+from taoflow.ledger.store import Ledger
+from taoflow.ledger.store.faults import FAULT_ENV, FAULT_POINTS
+from taoflow.ledger.views import LedgerViews
 
 
 def transfer(ledger: Ledger, tx_id: str, src: str, dst: str, amount: int) -> Tx:
@@ -84,7 +84,7 @@ def test_unpaid_epoch_batch_is_refused(tmp_path: Path) -> None:
 def test_retry_is_idempotent(tmp_path: Path) -> None:
     ledger = three_batches(tmp_path)
     first = ledger.read_table(ledger.records()[1])
-    from ledger.schema import table_to_txs
+    from taoflow.ledger.schema import table_to_txs
 
     result = ledger.commit(table_to_txs(first))
     assert result.batch_no is None and result.existed == 1
@@ -203,8 +203,8 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from ledger_helpers import acct, signed
-from ledger.schema import Kind, Tx
-from ledger.store import Ledger
+from taoflow.ledger.schema import Kind, Tx
+from taoflow.ledger.store import Ledger
 ledger = Ledger.open(Path(sys.argv[1]))
 tx = Tx("t-crash", Kind.TRANSFER, coldkey=acct("alice"), dest=acct("bob"), amount_rao=11)
 ledger.commit([signed(ledger.state(), tx, nonce=2)])

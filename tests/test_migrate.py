@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ledger.errors import LedgerFormatOutdated
-from ledger.store import Ledger
+from taoflow.ledger.errors import LedgerFormatOutdated
+from taoflow.ledger.store import Ledger
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ledger_format1"
 runner = CliRunner()

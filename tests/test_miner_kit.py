@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation_sets import EvaluationSet, load_evaluation_set
-from tasks.miner_kit import train_mlp, train_model
-from tasks.models import InvalidModelConfig, ModelConfig, submission_bytes
+from taoflow.evaluation_sets import EvaluationSet, load_evaluation_set
+from taoflow.tasks.miner_kit import train_mlp, train_model
+from taoflow.tasks.models import InvalidModelConfig, ModelConfig, submission_bytes
 
 
 @pytest.fixture(scope="module")

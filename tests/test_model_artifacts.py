@@ -19,7 +19,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from tasks.models import (
+from taoflow.tasks.models import (
     ArtifactRejected,
     FamilyLimits,
     InvalidModelConfig,
@@ -33,8 +33,8 @@ from tasks.models import (
     save_submission,
     submission_bytes,
 )
-from tasks.models.artifacts import HEADER_BYTES_MAX, parse_safetensors_header
-from tasks.models.families import CONFIG_BYTES_MAX, HIDDEN_LAYERS_MAX
+from taoflow.tasks.models.artifacts import HEADER_BYTES_MAX, parse_safetensors_header
+from taoflow.tasks.models.families import CONFIG_BYTES_MAX, HIDDEN_LAYERS_MAX
 
 LIMITS = FamilyLimits(
     params_max=20_000, bytes_max=200_000, layers_max=4, input_dim=64, num_classes=10

@@ -16,7 +16,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from tasks.models import (
+from taoflow.tasks.models import (
     ArtifactRejected,
     FamilyLimits,
     InvalidModelConfig,
@@ -32,7 +32,7 @@ from tasks.models import (
     save_submission,
     submission_bytes,
 )
-from tasks.models.families import CONV_LAYERS_MAX, DIMENSION_MAX
+from taoflow.tasks.models.families import CONV_LAYERS_MAX, DIMENSION_MAX
 
 MLP_DOC: dict[str, object] = {
     "family": "mlp",

@@ -25,8 +25,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tasks.consensus import EpochInputs, EpochOutputs, EpochState, YumaParams, reference_epoch
-from tasks.consensus.types import NO_COMMIT_BLOCK
+from taoflow.tasks.consensus import (
+    EpochInputs,
+    EpochOutputs,
+    EpochState,
+    YumaParams,
+    reference_epoch,
+)
+from taoflow.tasks.consensus.types import NO_COMMIT_BLOCK
 
 _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:  # benchmarks/ is not an installed package

@@ -24,12 +24,12 @@ from mlflow.tracking import MlflowClient
 from test_track import epoch_kwargs, epoch_runs, shared_store
 from torch import nn
 
-from evaluation_sets import load_evaluation_set
-from tasks.artifact_store import store as store_artifact
-from tasks.miner_kit import train_mlp
-from tasks.models.artifacts import artifact_digest, save_submission
-from tasks.models.families import FamilyLimits
-from tasks.registry import (
+from taoflow.evaluation_sets import load_evaluation_set
+from taoflow.tasks.artifact_store import store as store_artifact
+from taoflow.tasks.miner_kit import train_mlp
+from taoflow.tasks.models.artifacts import artifact_digest, save_submission
+from taoflow.tasks.models.families import FamilyLimits
+from taoflow.tasks.registry import (
     CHAMPION_ALIAS,
     ChampionCandidate,
     ChampionIntegrityError,
@@ -40,7 +40,7 @@ from tasks.registry import (
     load_champion,
     registered_model_name,
 )
-from tasks.track import STATUS_COMPLETE, STATUS_TAG, log_epoch
+from taoflow.tasks.track import STATUS_COMPLETE, STATUS_TAG, log_epoch
 
 LIMITS = FamilyLimits(
     params_max=50_000, bytes_max=400_000, layers_max=4, input_dim=64, num_classes=10

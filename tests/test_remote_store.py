@@ -6,13 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from evaluation_sets import load_evaluation_set
-from ledger.config import SubnetConfig
-from tasks.artifact_store import locate
-from tasks.gather import EpochContext, NeuronView
-from tasks.miner_kit import train_mlp
-from tasks.models.artifacts import artifact_digest, submission_bytes
-from tasks.remote_store import FetchPolicy, RemoteArtifactError, fetch, is_remote_uri, publish
+from taoflow.evaluation_sets import load_evaluation_set
+from taoflow.ledger.config import SubnetConfig
+from taoflow.tasks.artifact_store import locate
+from taoflow.tasks.gather import EpochContext, NeuronView
+from taoflow.tasks.miner_kit import train_mlp
+from taoflow.tasks.models.artifacts import artifact_digest, submission_bytes
+from taoflow.tasks.remote_store import (
+    FetchPolicy,
+    RemoteArtifactError,
+    fetch,
+    is_remote_uri,
+    publish,
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +67,7 @@ def test_a_store_cannot_substitute_other_bytes(
 
 
 def test_evaluation_fetches_remote_artifacts(tmp_path: Path, artifact: tuple[bytes, bytes]) -> None:
-    from tasks.evaluate.stage import plan_jobs
+    from taoflow.tasks.evaluate.stage import plan_jobs
 
     model_bytes, config_bytes = artifact
     url = publish(

@@ -16,16 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledger_helpers import acct, key
 
-import ledger.signature_batch as batch
-from ledger.schema import Kind, Tx, canonical_json, txs_to_table
-from ledger.signature_batch import (
+import taoflow.ledger.signature_batch as batch
+from taoflow.ledger.schema import Kind, Tx, canonical_json, txs_to_table
+from taoflow.ledger.signature_batch import (
     BAD_SIGNATURE,
     MISSING_SIGNATURE,
     SYSTEM_SIGNED,
     signature_problems,
     signature_problems_table,
 )
-from ledger.signing import (
+from taoflow.ledger.signing import (
     DOMAIN_TAG,
     SIGNED_FOR_ANOTHER_NETWORK,
     network_prefix,

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ledger.schema import RAO_PER_TAO, Kind, table_to_txs
-from ledger.store import Ledger
 from taoflow.cli import app
-from tasks.emit import commit_epoch
-from tasks.gather import gather_context
-from tasks.simulate import (
+from taoflow.ledger.schema import RAO_PER_TAO, Kind, table_to_txs
+from taoflow.ledger.store import Ledger
+from taoflow.tasks.emit import commit_epoch
+from taoflow.tasks.gather import gather_context
+from taoflow.tasks.simulate import (
     EPOCHS_MAX,
     MINERS_MAX,
     SEED_MAX,

@@ -17,17 +17,17 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from ledger.errors import LedgerCorrupted
-from ledger.schema import Kind, table_to_txs
-from ledger.store import Ledger
-from ledger.store.records import RECORDS_DIR
 from taoflow.cli import app
+from taoflow.ledger.errors import LedgerCorrupted
+from taoflow.ledger.schema import Kind, table_to_txs
+from taoflow.ledger.store import Ledger
+from taoflow.ledger.store.records import RECORDS_DIR
 from taoflow.queries import metagraph, submission_states
-from tasks.consensus.stage import previous_state, run_consensus
-from tasks.emit import plan_from_context
-from tasks.gather import gather_context
-from tasks.records import EpochRecords
-from tasks.simulate import (
+from taoflow.tasks.consensus.stage import previous_state, run_consensus
+from taoflow.tasks.emit import plan_from_context
+from taoflow.tasks.gather import gather_context
+from taoflow.tasks.records import EpochRecords
+from taoflow.tasks.simulate import (
     SimulationSpec,
     commit_simulated_epoch,
     prepare,
@@ -36,7 +36,7 @@ from tasks.simulate import (
     simulate,
     synthetic_scores,
 )
-from tasks.track_reconcile import BACKFILL_RECORDS, backfill_job
+from taoflow.tasks.track_reconcile import BACKFILL_RECORDS, backfill_job
 
 SUBNET = "sim"
 MINERS = 6

@@ -15,20 +15,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_helpers import TAO, acct, commit_signed, epoch_batch, network_with_subnet
 
-from ledger.emission import SHARE_QUANTUM
-from ledger.errors import LedgerError
-from ledger.schema import Kind, Tx
-from ledger.state import LedgerState
-from ledger.store import Ledger
-from ledger.store.faults import SNAPSHOT_FAULT_POINTS
-from ledger.store.snapshots import (
+from taoflow.ledger.emission import SHARE_QUANTUM
+from taoflow.ledger.errors import LedgerError
+from taoflow.ledger.schema import Kind, Tx
+from taoflow.ledger.state import LedgerState
+from taoflow.ledger.store import Ledger
+from taoflow.ledger.store.faults import SNAPSHOT_FAULT_POINTS
+from taoflow.ledger.store.snapshots import (
     INDEX_FILE,
     SnapshotRecord,
     index_records,
     snapshot_dir,
     snapshots_dir,
 )
-from ledger.store.writer_key import load_writer_key
+from taoflow.ledger.store.writer_key import load_writer_key
 
 SUBNET = "sn"
 PEOPLE = ("alice", "bob", "carol", "dave")
@@ -263,8 +263,8 @@ def test_on_demand_snapshot_is_idempotent_and_used_on_open(tmp_path: Path) -> No
 _KILL_SCRIPT = """
 import sys
 from pathlib import Path
-from ledger.store import Ledger
-from ledger.store.faults import SNAPSHOT_FAULT_POINTS
+from taoflow.ledger.store import Ledger
+from taoflow.ledger.store.faults import SNAPSHOT_FAULT_POINTS
 Ledger.open(Path(sys.argv[1]), snapshot_every=0).snapshot()
 """
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
-from ledger.table_hash import table_sha256
+from taoflow.ledger.table_hash import table_sha256
 
 
 def table() -> pa.Table:

@@ -19,8 +19,8 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tasks import track_plots
-from tasks.track import (
+from taoflow.tasks import track_plots
+from taoflow.tasks.track import (
     STATUS_COMPLETE,
     STATUS_TAG,
     experiment_name,

@@ -18,10 +18,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from test_track import epoch_kwargs, epoch_runs, shared_store
 
-from tasks.models.artifacts import artifact_digest
-from tasks.registry import ChampionCandidate, current_champion
-from tasks.track import STATUS_COMPLETE, STATUS_TAG
-from tasks.track_outbox import (
+from taoflow.tasks.models.artifacts import artifact_digest
+from taoflow.tasks.registry import ChampionCandidate, current_champion
+from taoflow.tasks.track import STATUS_COMPLETE, STATUS_TAG
+from taoflow.tasks.track_outbox import (
     JOB_FILE,
     TrackingOutbox,
     flush_outbox,

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tasks.track_plots import (
+from taoflow.tasks.track_plots import (
     emission_by_uid_png,
     row_normalised_weights,
     score_distribution_png,
@@ -105,7 +105,7 @@ def test_mismatched_inputs_raise_value_error(tmp_path: Path) -> None:
 def test_plotting_never_imports_pyplot_or_needs_a_display(tmp_path: Path) -> None:
     code = (
         "import sys; from pathlib import Path\n"
-        "from tasks.track_plots import emission_by_uid_png\n"
+        "from taoflow.tasks.track_plots import emission_by_uid_png\n"
         f"emission_by_uid_png([0, 1], [1.0, 2.0], Path({str(tmp_path / 'e.png')!r}))\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
     )

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ledger.keys import Keypair, verify_signature
 from taoflow import wallet as wallet_module
+from taoflow.ledger.keys import Keypair, verify_signature
 from taoflow.wallet import (
     COLDKEY_FILE,
     COLDKEYPUB_FILE,

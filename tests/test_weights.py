@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.weights import (
+from taoflow.tasks.weights import (
     U16_MAX,
     InvalidValidatorPolicy,
     ValidatorPolicy,
@@ -105,7 +105,7 @@ def test_weights_are_u16_monotone_in_win_rate(entries: dict[int, tuple[float, in
 def test_vectorised_win_rates_equal_the_pairwise_definition(
     entries: dict[int, tuple[float, int]],
 ) -> None:
-    from tasks.weights import wins
+    from taoflow.tasks.weights import wins
 
     scores = {uid: s for uid, (s, _) in entries.items()}
     blocks = {uid: b for uid, (_, b) in entries.items()}

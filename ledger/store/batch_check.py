@@ -19,16 +19,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ledger.keys import is_account_id, verify_signature
-from ledger.schema import Kind
-from ledger.store.hashing import (
+from taoflow.ledger.keys import is_account_id, verify_signature
+from taoflow.ledger.schema import Kind
+from taoflow.ledger.store.hashing import (
     batch_hash,
     cosign_message,
     file_sha256,
     rows_hash,
     writer_message,
 )
-from ledger.store.segments import read_batch
+from taoflow.ledger.store.segments import read_batch
 
 META_WRITER_SIGNATURE = "taoflow.writer_signature"
 META_COSIGNATURES = "taoflow.cosignatures"

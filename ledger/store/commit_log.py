@@ -20,9 +20,9 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ledger.errors import LedgerCorrupted
-from ledger.schema import canonical_json
-from ledger.store.segments import fsync_dir
+from taoflow.ledger.errors import LedgerCorrupted
+from taoflow.ledger.schema import canonical_json
+from taoflow.ledger.store.segments import fsync_dir
 
 REPAIR_HINT = "run `taoflow ledger repair`"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ledger.table_hash import table_sha256
+from taoflow.ledger.table_hash import table_sha256
 
 GENESIS_PARENT = "0" * 64
 HASH_CHUNK_BYTES = 1 << 20

@@ -41,12 +41,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ledger.epoch_payment import EMISSION_NAMES, pay_columns
-from ledger.epoch_records import RECORDS_KEY, check_refs, record_refs
-from ledger.errors import BatchRejected, LedgerCorrupted, LedgerError, LedgerFormatOutdated
-from ledger.keys import Keypair
-from ledger.network import NetworkParams
-from ledger.schema import (
+from taoflow.ledger.epoch_payment import EMISSION_NAMES, pay_columns
+from taoflow.ledger.epoch_records import RECORDS_KEY, check_refs, record_refs
+from taoflow.ledger.errors import BatchRejected, LedgerCorrupted, LedgerError, LedgerFormatOutdated
+from taoflow.ledger.keys import Keypair
+from taoflow.ledger.network import NetworkParams
+from taoflow.ledger.schema import (
     EMISSION_KINDS,
     LEGACY_SCHEMA_VERSIONS,
     Kind,
@@ -55,20 +55,20 @@ from ledger.schema import (
     table_to_txs,
     txs_to_table,
 )
-from ledger.signature_batch import signature_problems_table
-from ledger.state import Exists, LedgerState, Rejected
-from ledger.store import commit_log, recovery, snapshots
-from ledger.store import records as record_files
-from ledger.store.batch_check import (
+from taoflow.ledger.signature_batch import signature_problems_table
+from taoflow.ledger.state import Exists, LedgerState, Rejected
+from taoflow.ledger.store import commit_log, recovery, snapshots
+from taoflow.ledger.store import records as record_files
+from taoflow.ledger.store.batch_check import (
     META_COSIGNATURES,
     META_WRITER_SIGNATURE,
     BatchFacts,
     inspect_batch,
     network_writer_key,
 )
-from ledger.store.commit_log import REPAIR_HINT, CommitRecord
-from ledger.store.faults import fault_point
-from ledger.store.hashing import (
+from taoflow.ledger.store.commit_log import REPAIR_HINT, CommitRecord
+from taoflow.ledger.store.faults import fault_point
+from taoflow.ledger.store.hashing import (
     GENESIS_PARENT,
     batch_hash,
     cosign_message,
@@ -76,17 +76,21 @@ from ledger.store.hashing import (
     rows_hash,
     writer_message,
 )
-from ledger.store.lock import writer_lock
-from ledger.store.recovery import RecoveryReport
-from ledger.store.segments import (
+from taoflow.ledger.store.lock import writer_lock
+from taoflow.ledger.store.recovery import RecoveryReport
+from taoflow.ledger.store.segments import (
     batch_file_name,
     batch_format,
     outdated_message,
     read_batch,
     write_batch,
 )
-from ledger.store.snapshots import SNAPSHOT_EVERY_BATCHES_DEFAULT, SnapshotLoad, SnapshotRecord
-from ledger.store.writer_key import WriterKeyError, load_writer_key
+from taoflow.ledger.store.snapshots import (
+    SNAPSHOT_EVERY_BATCHES_DEFAULT,
+    SnapshotLoad,
+    SnapshotRecord,
+)
+from taoflow.ledger.store.writer_key import WriterKeyError, load_writer_key
 
 LOCK_TIMEOUT_S = 30.0
 TXS_PER_BATCH_MAX = 1_000_000
@@ -334,7 +338,7 @@ class Ledger:
             t = t.append_column("row_no", pa.array(range(t.num_rows), pa.int64()))
             tables.append(t)
         if not tables:
-            from ledger.schema import TX_SCHEMA
+            from taoflow.ledger.schema import TX_SCHEMA
 
             empty = TX_SCHEMA.empty_table().replace_schema_metadata(None)
             empty = empty.append_column("batch_no", pa.array([], pa.int64()))

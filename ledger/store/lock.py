@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ledger.errors import LockTimeout
+from taoflow.ledger.errors import LockTimeout
 
 LOCK_POLL_S = 0.01
 

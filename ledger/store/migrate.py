@@ -39,17 +39,17 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from ledger.epoch_records import RECORDS_KEY, UID_FLOAT_COLUMNS, conform, record_refs
-from ledger.errors import LedgerCorrupted, LedgerError
-from ledger.keys import verify_signature
-from ledger.schema import EMISSION_KINDS, Kind, Tx, canonical_json, table_to_txs
-from ledger.state import Applied, LedgerState
-from ledger.store import commit_log
-from ledger.store.batch_check import META_WRITER_SIGNATURE, network_writer_key
-from ledger.store.hashing import GENESIS_PARENT, batch_hash, file_sha256, writer_message
-from ledger.store.ledger import Ledger
-from ledger.store.lock import writer_lock
-from ledger.store.segments import batch_file_name, batch_format, fsync_dir, read_batch
+from taoflow.ledger.epoch_records import RECORDS_KEY, UID_FLOAT_COLUMNS, conform, record_refs
+from taoflow.ledger.errors import LedgerCorrupted, LedgerError
+from taoflow.ledger.keys import verify_signature
+from taoflow.ledger.schema import EMISSION_KINDS, Kind, Tx, canonical_json, table_to_txs
+from taoflow.ledger.state import Applied, LedgerState
+from taoflow.ledger.store import commit_log
+from taoflow.ledger.store.batch_check import META_WRITER_SIGNATURE, network_writer_key
+from taoflow.ledger.store.hashing import GENESIS_PARENT, batch_hash, file_sha256, writer_message
+from taoflow.ledger.store.ledger import Ledger
+from taoflow.ledger.store.lock import writer_lock
+from taoflow.ledger.store.segments import batch_file_name, batch_format, fsync_dir, read_batch
 
 FROM_FORMAT: Final = 1
 TO_FORMAT: Final = 2

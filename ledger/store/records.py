@@ -24,10 +24,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from ledger.epoch_records import RecordRef, conform
-from ledger.names import check_subnet_name
-from ledger.store.segments import TMP_PREFIX, fsync_dir
-from ledger.table_hash import table_sha256
+from taoflow.ledger.epoch_records import RecordRef, conform
+from taoflow.ledger.names import check_subnet_name
+from taoflow.ledger.store.segments import TMP_PREFIX, fsync_dir
+from taoflow.ledger.table_hash import table_sha256
 
 RECORDS_DIR = "records"
 EPOCH_DIGITS = 10

@@ -42,12 +42,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.errors import LedgerCorrupted
-from ledger.store import commit_log
-from ledger.store.batch_check import BatchFacts, inspect_batch, network_writer_key
-from ledger.store.commit_log import REPAIR_HINT, CommitRecord
-from ledger.store.hashing import GENESIS_PARENT, file_sha256
-from ledger.store.segments import (
+from taoflow.ledger.errors import LedgerCorrupted
+from taoflow.ledger.store import commit_log
+from taoflow.ledger.store.batch_check import BatchFacts, inspect_batch, network_writer_key
+from taoflow.ledger.store.commit_log import REPAIR_HINT, CommitRecord
+from taoflow.ledger.store.hashing import GENESIS_PARENT, file_sha256
+from taoflow.ledger.store.segments import (
     BATCH_DIGITS,
     TMP_PREFIX,
     batch_file_name,

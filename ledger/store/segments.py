@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from ledger.errors import LedgerFormatOutdated
-from ledger.schema import LEGACY_SCHEMA_VERSIONS, SCHEMA_VERSION, TX_SCHEMA
-from ledger.store.faults import fault_point
+from taoflow.ledger.errors import LedgerFormatOutdated
+from taoflow.ledger.schema import LEGACY_SCHEMA_VERSIONS, SCHEMA_VERSION, TX_SCHEMA
+from taoflow.ledger.store.faults import fault_point
 
 BATCH_DIGITS = 12
 TMP_PREFIX = ".tmp-"

@@ -45,15 +45,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from ledger.keys import Keypair, verify_signature
-from ledger.schema import canonical_json
-from ledger.snapshot_codec import SNAPSHOT_SCHEMAS, state_from_tables, state_to_tables
-from ledger.state import LedgerState
-from ledger.store.commit_log import CommitRecord
-from ledger.store.faults import fault_point
-from ledger.store.hashing import file_sha256
-from ledger.store.segments import BATCH_DIGITS, TMP_PREFIX, fsync_dir
-from ledger.tx_index import INDEX_SCHEMA as TX_INDEX_SCHEMA
+from taoflow.ledger.keys import Keypair, verify_signature
+from taoflow.ledger.schema import canonical_json
+from taoflow.ledger.snapshot_codec import SNAPSHOT_SCHEMAS, state_from_tables, state_to_tables
+from taoflow.ledger.state import LedgerState
+from taoflow.ledger.store.commit_log import CommitRecord
+from taoflow.ledger.store.faults import fault_point
+from taoflow.ledger.store.hashing import file_sha256
+from taoflow.ledger.store.segments import BATCH_DIGITS, TMP_PREFIX, fsync_dir
+from taoflow.ledger.tx_index import INDEX_SCHEMA as TX_INDEX_SCHEMA
 
 SNAPSHOTS_DIR = "snapshots"
 INDEX_FILE = "INDEX"

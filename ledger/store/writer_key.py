@@ -16,8 +16,8 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from ledger.keys import PRIVATE_KEY_BYTES, Keypair
-from ledger.store.segments import fsync_dir
+from taoflow.ledger.keys import PRIVATE_KEY_BYTES, Keypair
+from taoflow.ledger.store.segments import fsync_dir
 
 KEY_FILE_MODE = 0o600
 KEY_DIR_MODE = 0o700

@@ -13,10 +13,10 @@ Invariant: both epoch functions take ``(inputs, params, state)`` and return
 without liquid alpha) and with or without the commit-reveal mask.
 """
 
-from tasks.consensus.params import InvalidHyperparameter, YumaParams
-from tasks.consensus.reference import reference_epoch
-from tasks.consensus.sql import run_epoch
-from tasks.consensus.types import NO_COMMIT_BLOCK, EpochInputs, EpochOutputs, EpochState
+from taoflow.tasks.consensus.params import InvalidHyperparameter, YumaParams
+from taoflow.tasks.consensus.reference import reference_epoch
+from taoflow.tasks.consensus.sql import run_epoch
+from taoflow.tasks.consensus.types import NO_COMMIT_BLOCK, EpochInputs, EpochOutputs, EpochState
 
 __all__ = [
     "NO_COMMIT_BLOCK",

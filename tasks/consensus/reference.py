@@ -29,8 +29,8 @@ from fractions import Fraction
 import numpy as np
 import pyarrow as pa
 
-from tasks.consensus.params import U16_FLOOR_SNAP_LSB, U16_MAX, YumaParams
-from tasks.consensus.types import (
+from taoflow.tasks.consensus.params import U16_FLOOR_SNAP_LSB, U16_MAX, YumaParams
+from taoflow.tasks.consensus.types import (
     BONDS_FLOAT_SCHEMA,
     BONDS_U16_SCHEMA,
     EpochInputs,

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tasks.consensus.params import YumaParams
-from tasks.consensus.sql import run_epoch
-from tasks.consensus.types import EpochInputs, EpochState
-from tasks.emit import compute_payouts
+from taoflow.tasks.consensus.params import YumaParams
+from taoflow.tasks.consensus.sql import run_epoch
+from taoflow.tasks.consensus.types import EpochInputs, EpochState
+from taoflow.tasks.emit import compute_payouts
 
 EPOCHS_MAX = 10_000
 DEFAULT_SPLIT_PPM = {"owner": 180_000, "miners": 410_000, "validators": 410_000}

@@ -69,8 +69,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.consensus.params import U16_FLOOR_SNAP_LSB, YumaParams
-from tasks.consensus.types import (
+from taoflow.tasks.consensus.params import U16_FLOOR_SNAP_LSB, YumaParams
+from taoflow.tasks.consensus.types import (
     BONDS_FLOAT_SCHEMA,
     BONDS_U16_SCHEMA,
     EpochInputs,

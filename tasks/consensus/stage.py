@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ledger.config import SubnetConfig
-from tasks.consensus.params import YumaParams
-from tasks.consensus.sql import run_epoch
-from tasks.consensus.types import EpochInputs, EpochOutputs, EpochState
-from tasks.gather import EpochContext
+from taoflow.ledger.config import SubnetConfig
+from taoflow.tasks.consensus.params import YumaParams
+from taoflow.tasks.consensus.sql import run_epoch
+from taoflow.tasks.consensus.types import EpochInputs, EpochOutputs, EpochState
+from taoflow.tasks.gather import EpochContext
 
 WEIGHTS_SCHEMA = pa.schema(
     [("validator", pa.int32()), ("miner", pa.int32()), ("weight_u16", pa.int32())]

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.consensus.params import U16_MAX
+from taoflow.tasks.consensus.params import U16_MAX
 
 WEIGHTS_SCHEMA = pa.schema(
     [("validator", pa.int32()), ("miner", pa.int32()), ("weight_u16", pa.int32())]

@@ -4,7 +4,7 @@
 fan-out lives in ``tasks.evaluate.fanout`` and is deliberately not imported here.
 """
 
-from tasks.evaluate.runner import EvalJob, EvalResult, evaluate_job
-from tasks.evaluate.sampling import derive_seed, sample_indices
+from taoflow.tasks.evaluate.runner import EvalJob, EvalResult, evaluate_job
+from taoflow.tasks.evaluate.sampling import derive_seed, sample_indices
 
 __all__ = ["EvalJob", "EvalResult", "derive_seed", "evaluate_job", "sample_indices"]

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state
 
-from tasks.evaluate.runner import (
+from taoflow.tasks.evaluate.runner import (
     EvalJob,
     EvalResult,
     LoadedModel,
@@ -62,7 +62,7 @@ from tasks.evaluate.runner import (
     resolve_device,
     success_result,
 )
-from tasks.models.families import FamilyLimits, build_model
+from taoflow.tasks.models.families import FamilyLimits, build_model
 
 GROUP_MODELS_MAX: Final = 64
 """Models stacked into one vmapped pass (bounds the stacked activations' memory)."""

@@ -76,9 +76,9 @@ import numpy as np
 import torch
 from distributed.client import FuturesCancelledError
 
-from tasks.errors import StageError
-from tasks.evaluate.batched import GROUP_MODELS_MAX, evaluate_group_auto
-from tasks.evaluate.runner import (
+from taoflow.tasks.errors import StageError
+from taoflow.tasks.evaluate.batched import GROUP_MODELS_MAX, evaluate_group_auto
+from taoflow.tasks.evaluate.runner import (
     EvalJob,
     EvalResult,
     check_inputs,
@@ -87,7 +87,7 @@ from tasks.evaluate.runner import (
     one_line,
     read_capped,
 )
-from tasks.models.families import CONFIG_BYTES_MAX, FamilyLimits, parse_config
+from taoflow.tasks.models.families import CONFIG_BYTES_MAX, FamilyLimits, parse_config
 
 GPU_RESOURCE: Final = "GPU"
 CHUNK_MODELS_MAX: Final = GROUP_MODELS_MAX

@@ -51,12 +51,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from tasks.models.artifacts import (
+from taoflow.tasks.models.artifacts import (
     ArtifactRejected,
     artifact_digest,
     load_submission_with_config,
 )
-from tasks.models.families import CONFIG_BYTES_MAX, TOKEN_FEATURES, FamilyLimits, ModelConfig
+from taoflow.tasks.models.families import (
+    CONFIG_BYTES_MAX,
+    TOKEN_FEATURES,
+    FamilyLimits,
+    ModelConfig,
+)
 
 _ERROR_CHARS_MAX: Final = 300
 _READ_CHUNK_BYTES: Final = 1 << 20

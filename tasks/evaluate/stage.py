@@ -26,15 +26,15 @@ from pathlib import Path
 import distributed
 import numpy as np
 
-from evaluation_sets import EvaluationSet, load_evaluation_set
-from ledger.config import SubnetConfig
-from tasks.artifact_store import locate
-from tasks.evaluate.fanout import evaluate_all
-from tasks.evaluate.runner import EvalJob, correct_vector, one_line
-from tasks.evaluate.sampling import derive_seed, sample_indices
-from tasks.gather import EpochContext
-from tasks.models.families import FamilyLimits, families_for
-from tasks.remote_store import FetchPolicy, FetchRequest, fetch_many, is_remote_uri
+from taoflow.evaluation_sets import EvaluationSet, load_evaluation_set
+from taoflow.ledger.config import SubnetConfig
+from taoflow.tasks.artifact_store import locate
+from taoflow.tasks.evaluate.fanout import evaluate_all
+from taoflow.tasks.evaluate.runner import EvalJob, correct_vector, one_line
+from taoflow.tasks.evaluate.sampling import derive_seed, sample_indices
+from taoflow.tasks.gather import EpochContext
+from taoflow.tasks.models.families import FamilyLimits, families_for
+from taoflow.tasks.remote_store import FetchPolicy, FetchRequest, fetch_many, is_remote_uri
 
 EVAL_TIMEOUT_S_DEFAULT = 60.0
 

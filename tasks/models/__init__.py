@@ -7,7 +7,7 @@ Imports only torch, safetensors and the standard library: this package runs on b
 without prefect, dask or mlflow.
 """
 
-from tasks.models.artifacts import (
+from taoflow.tasks.models.artifacts import (
     ArtifactRejected,
     artifact_digest,
     load_submission,
@@ -15,7 +15,7 @@ from tasks.models.artifacts import (
     save_submission,
     submission_bytes,
 )
-from tasks.models.families import (
+from taoflow.tasks.models.families import (
     CNN_FAMILY,
     EMBEDDING_BAG_FAMILY,
     FAMILIES,

@@ -48,7 +48,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from tasks.models.families import (
+from taoflow.tasks.models.families import (
     FamilyLimits,
     InvalidModelConfig,
     ModelConfig,
