@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from taoflow.cli_wallet import wallet_app
+from taoflow.cli.wallet import wallet_app
 from taoflow.wallet import load_hotkey, unlock_coldkey
 
 PASSPHRASE = "cli-test-passphrase"

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from taoflow.cli_common import HomeOption, JsonOption, console, err
-from taoflow.cli_common import fail as _fail
-from taoflow.cli_common import print_json as _print_json
-from taoflow.cli_common import settings_for as _settings
+from taoflow.cli.common import HomeOption, JsonOption, console, err
+from taoflow.cli.common import fail as _fail
+from taoflow.cli.common import print_json as _print_json
+from taoflow.cli.common import settings_for as _settings
 from taoflow.settings import Settings
 
 if TYPE_CHECKING:

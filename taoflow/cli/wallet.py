@@ -1,7 +1,5 @@
 """``taoflow wallet …``: create and inspect wallets (one coldkey, many hotkeys).
 
-Wired into the main CLI with ``app.add_typer(wallet_app, name="wallet")``.
-
 Invariants:
 - Output never contains private material: only names and account ids (public keys) are printed.
 - The coldkey passphrase comes from ``$TAOFLOW_WALLET_PASSPHRASE`` or a hidden, confirmed prompt;
@@ -23,7 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from taoflow.settings import HOME_ENV, Settings
+from taoflow.cli.common import HomeOption, JsonOption
+from taoflow.settings import Settings
 from taoflow.wallet import (
     PASSPHRASE_ENV,
     WalletError,
@@ -44,11 +43,6 @@ wallet_app = typer.Typer(
     no_args_is_help=True, help="Create and inspect wallets (coldkey + hotkeys)"
 )
 
-HomeOption = Annotated[
-    Path | None,
-    typer.Option("--home", envvar=HOME_ENV, help="Network data directory (default ./.taoflow)"),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
 NameOption = Annotated[str, typer.Option("--name", "-n", help="Wallet name")]
 
 

@@ -1,0 +1,5 @@
+"""``python -m taoflow.cli``."""
+
+from taoflow.cli.app import main
+
+main()

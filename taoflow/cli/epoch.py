@@ -1,0 +1,120 @@
+"""``taoflow epoch run`` and ``taoflow track reconcile``: epochs as flow runs, their MLflow runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from taoflow.cli.common import (
+    HomeOption,
+    JsonOption,
+    MlflowUriOption,
+    console,
+    err,
+)
+from taoflow.cli.common import fail as _fail
+from taoflow.cli.common import print_json as _print_json
+from taoflow.settings import Settings, require_network
+
+epoch_app = typer.Typer(no_args_is_help=True, help="Run epochs")
+track_app = typer.Typer(no_args_is_help=True, help="MLflow tracking of committed epochs")
+
+
+@epoch_app.command("run")
+def epoch_run(
+    subnet: Annotated[str, typer.Option("--subnet", help="Subnet name")] = "digits",
+    home: HomeOption = None,
+    dask_address: Annotated[
+        str | None, typer.Option("--dask-address", help="Join an existing Dask scheduler")
+    ] = None,
+    as_json: JsonOption = False,
+    mlflow_uri: MlflowUriOption = None,
+) -> None:
+    """Run the next epoch of SUBNET as a Prefect flow run (after backfilling MLflow runs)."""
+    from taoflow.ledger.store import Ledger
+
+    settings = Settings.load(home, dask_address, mlflow_uri=mlflow_uri)
+    settings.apply_environment()
+    if subnet not in Ledger.open(settings.ledger_dir).state().subnets:
+        raise _fail(f"no subnet {subnet!r} in {settings.home}")
+    _reconcile_quietly(settings)
+    from taoflow.services import make_ephemeral_prefect_server_die_with_parent
+
+    make_ephemeral_prefect_server_die_with_parent()
+    from taoflow.flows.epoch import epoch_flow
+    from taoflow.names import account_labels
+    from taoflow.render import metagraph_table
+
+    result = epoch_flow(subnet=subnet, home=str(settings.home), dask_address=dask_address)
+    if as_json:
+        _print_json(
+            {
+                "subnet": result.subnet,
+                "epoch": result.epoch,
+                "batch_no": result.batch_no,
+                "batch_hash": result.batch_hash,
+                "emission_rao": result.emission_rao,
+                "mlflow_run_id": result.mlflow_run_id,
+                "flow_run_id": result.flow_run_id,
+                "metagraph": result.metagraph.to_pylist(),
+            }
+        )
+        return
+    title = f"{subnet} — epoch {result.epoch} — batch {result.batch_no}"
+    labels = account_labels(settings.wallets_dir)
+    console.print(metagraph_table(result.metagraph.to_pylist(), title=title, labels=labels))
+
+
+def _reconcile(settings: Settings, *, max_backfills: int | None = None) -> Any:
+    from taoflow.tasks.track_reconcile import BACKFILLS_PER_CALL_MAX, reconcile_tracking
+
+    return reconcile_tracking(
+        ledger_dir=settings.ledger_dir,
+        tracking_uri=settings.mlflow_tracking_uri,
+        artifacts_dir=settings.mlflow_artifacts_dir,
+        outbox_root=settings.mlflow_outbox_dir,
+        max_backfills=BACKFILLS_PER_CALL_MAX if max_backfills is None else max_backfills,
+    )
+
+
+def _reconcile_quietly(settings: Settings) -> None:
+    """Backfill (bounded) before an epoch; tracking trouble is reported, never fatal."""
+    try:
+        report = _reconcile(settings)
+    except Exception as exc:  # the epoch must run even when MLflow is down
+        err.print(f"[yellow]MLflow backfill skipped:[/] {type(exc).__name__}: {exc}")
+        return
+    if report.flushed or report.backfilled or report.errors:
+        err.print(f"MLflow: {report.summary}", soft_wrap=True)
+
+
+@track_app.command("reconcile")
+def track_reconcile(
+    home: HomeOption = None,
+    mlflow_uri: MlflowUriOption = None,
+    max_backfills: Annotated[
+        int, typer.Option(min=0, max=100_000, help="Epochs to backfill at most in this call")
+    ] = 1000,
+    as_json: JsonOption = False,
+) -> None:
+    """Give every committed epoch exactly one finished MLflow run (flush queue, backfill)."""
+    settings = Settings.load(home, mlflow_uri=mlflow_uri)
+    require_network(settings)
+    settings.apply_environment()
+    report = _reconcile(settings, max_backfills=max_backfills)
+    if as_json:
+        _print_json(
+            {
+                "committed": report.committed,
+                "flushed": list(report.flushed),
+                "backfilled": list(report.backfilled),
+                "remaining": report.remaining,
+                "errors": list(report.errors),
+                "tracking_uri": settings.mlflow_tracking_uri,
+            }
+        )
+    else:
+        console.print(report.summary, soft_wrap=True)
+    if report.errors:
+        raise typer.Exit(1)
