@@ -34,7 +34,16 @@ Invariants (checked with explicit exceptions, see ``check_supply``):
 - Only ``epoch`` entries move the block height; registrations and subnets record the block at
   which they were applied, never a block the sender chose.
 - A validator's take is within [0, ``TAKE_MAX_PPM``]; it can be lowered at any time but raised
-  only once per ``TAKE_INCREASE_INTERVAL_BLOCKS``.
+  only once per ``TAKE_INCREASE_INTERVAL_BLOCKS``. Only a hotkey registered as a validator on
+  some subnet has a take (``ledger.roles``).
+- Roles (``ledger.roles``, the chain's ``check_validator_permit``): a weights reveal on other
+  uids needs a hotkey registered as a validator that holds a permit at the reveal; anyone
+  registered may reveal a self-weight. A commit only carries a hash, so the commit is checked
+  for the hotkey: a validator with a permit, or a commit that declares itself a self-weight
+  (``"self_weight": true``); the vector itself (uids in range, u16 weights, the role) is checked
+  at the reveal.
+- A submission commit of the digest that is already the hotkey's newest commit on the subnet is
+  refused ("already committed at block B"): nothing is committed and no fee is burned.
 """
 
 from __future__ import annotations
@@ -60,6 +69,16 @@ from taoflow.ledger.payouts import (
     subnet_emission_rao,
 )
 from taoflow.ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
+from taoflow.ledger.roles import (
+    SELF_WEIGHT_KEY,
+    VALIDATOR_ROLE,
+    is_self_weight,
+    permit_settings,
+    take_problem,
+    validator_permits,
+    weight_setter_problem,
+    weight_vector_problem,
+)
 from taoflow.ledger.schema import (
     EMISSION_KINDS,
     SIGNED_BY_HOTKEY,
@@ -80,7 +99,7 @@ from taoflow.ledger.tx_index import TxIndex
 UIDS_MAX_DEFAULT = 256
 EPOCH_ID_PREFIX: Final = "epoch/"
 """Ids under this prefix belong to epochs: ``epoch/<subnet>/<n>`` and its emission entries."""
-NEURON_ROLES = frozenset({"miner", "validator"})
+NEURON_ROLES = frozenset({"miner", VALIDATOR_ROLE})
 TAKE_DEFAULT_PPM = 180_000
 TAKE_MAX_PPM = 180_000
 TAKE_INCREASE_INTERVAL_BLOCKS = 1_000
@@ -222,6 +241,65 @@ class LedgerState:
             if neuron.hotkey == hotkey:
                 return neuron.uid
         return None
+
+    def validator_permits(self, subnet: str) -> frozenset[int]:
+        """The uids of ``subnet`` that hold a validator permit now (``ledger.roles``)."""
+        info = self.subnets[subnet]
+        neurons = self.neurons.get(subnet, {})
+        hotkeys = {n.hotkey for n in neurons.values()}
+        stake_of: dict[str, int] = {}
+        for (_, hotkey), amount_rao in self.stakes.items():  # one pass over every stake
+            if hotkey in hotkeys:
+                stake_of[hotkey] = stake_of.get(hotkey, 0) + amount_rao
+        max_validators, threshold_rao = permit_settings(info.config)
+        return validator_permits(
+            {uid: stake_of.get(n.hotkey, 0) for uid, n in neurons.items()},
+            max_validators=max_validators,
+            stake_threshold_rao=threshold_rao,
+            owner_uid=self.uid_of(subnet=subnet, hotkey=info.owner_hotkey),
+        )
+
+    def is_validator(self, hotkey: str) -> bool:
+        """Whether ``hotkey`` is registered as a validator on at least one subnet."""
+        return any(
+            n.hotkey == hotkey and n.role == VALIDATOR_ROLE
+            for neurons in self.neurons.values()
+            for n in neurons.values()
+        )
+
+    def weight_setter_problem(self, *, subnet: str, hotkey: str) -> str | None:
+        """Why ``hotkey`` may not set weights on other uids of ``subnet`` now, or None."""
+        if subnet not in self.subnets:
+            return f"unknown subnet {subnet!r}"
+        uid = self.uid_of(subnet=subnet, hotkey=hotkey)
+        if uid is None:
+            return f"hotkey {hotkey!r} is not registered on {subnet!r}"
+        return weight_setter_problem(
+            role=self.neurons[subnet][uid].role,
+            has_permit=uid in self.validator_permits(subnet),
+            hotkey=hotkey,
+            subnet=subnet,
+        )
+
+    def weights_problem(
+        self, *, subnet: str, hotkey: str, uids: object, weights: object
+    ) -> str | None:
+        """Why ``hotkey`` may not set these weights on ``subnet`` now, or None.
+
+        The rule a reveal is held to; the CLI asks it before it commits the hash.
+        """
+        if subnet not in self.subnets:
+            return f"unknown subnet {subnet!r}"
+        uid = self.uid_of(subnet=subnet, hotkey=hotkey)
+        if uid is None:
+            return f"hotkey {hotkey!r} is not registered on {subnet!r}"
+        n_uids = len(self.neurons[subnet])
+        problem = weight_vector_problem(uids, weights, n_uids=n_uids, subnet=subnet)
+        if problem is not None:
+            return problem
+        if isinstance(uids, list) and is_self_weight(uid, uids):
+            return None
+        return self.weight_setter_problem(subnet=subnet, hotkey=hotkey)
 
     def supply(self) -> dict[str, int]:
         """The terms of the supply identity."""
@@ -486,6 +564,9 @@ class LedgerState:
     def _check_take(self, tx: Tx) -> str | None:
         if self.hotkey_owner.get(tx.hotkey) != tx.coldkey:
             return f"hotkey {tx.hotkey!r} is not owned by the signing coldkey"
+        not_validator = take_problem(hotkey=tx.hotkey, is_validator=self.is_validator(tx.hotkey))
+        if not_validator is not None:
+            return not_validator
         new = tx.payload_dict().get("take_ppm")
         if not isinstance(new, int) or isinstance(new, bool) or not 0 <= new <= TAKE_MAX_PPM:
             return f"take_ppm must be an integer in [0, {TAKE_MAX_PPM}]"
@@ -506,18 +587,14 @@ class LedgerState:
         uids, weights, salt = payload.get("uids"), payload.get("weights"), payload.get("salt")
         if not (isinstance(uids, list) and isinstance(weights, list) and isinstance(salt, str)):
             return "weights reveal needs uids, weights and salt"
-        if len(uids) != len(weights) or len(set(uids)) != len(uids):
-            return "uids and weights must have the same length and distinct uids"
-        n = len(self.neurons.get(tx.subnet, {}))
-        for uid, weight in zip(uids, weights, strict=True):
-            if not (isinstance(uid, int) and 0 <= uid < n):
-                return f"uid {uid!r} is not a uid of {tx.subnet!r}"
-            if not (isinstance(weight, int) and 0 <= weight <= 65535):
-                return f"weight {weight!r} is not a u16"
+        n_uids = len(self.neurons.get(tx.subnet, {}))
+        problem = weight_vector_problem(uids, weights, n_uids=n_uids, subnet=tx.subnet)
+        if problem is not None:
+            return problem
         body = canonical_json({"uids": uids, "weights": weights, "salt": salt}).encode()
         if hashlib.sha256(body).hexdigest() != commit[0]:
             return "revealed weights do not match the commit"
-        return None
+        return self.weights_problem(subnet=tx.subnet, hotkey=tx.hotkey, uids=uids, weights=weights)
 
     def _check_vote(self, tx: Tx) -> str | None:
         payload = tx.payload_dict()
@@ -562,6 +639,11 @@ class LedgerState:
     def submission_commits(self, *, subnet: str, hotkey: str) -> tuple[SubmissionCommit, ...]:
         return self.submission_history.get((subnet, hotkey), ())
 
+    def newest_submission(self, *, subnet: str, hotkey: str) -> SubmissionCommit | None:
+        """The hotkey's latest commit on ``subnet`` (None if it has none)."""
+        history = self.submission_commits(subnet=subnet, hotkey=hotkey)
+        return history[-1] if history else None
+
     def _check_submission(self, tx: Tx) -> str | None:
         if self.uid_of(subnet=tx.subnet, hotkey=tx.hotkey) is None:
             return f"hotkey {tx.hotkey!r} is not registered on {tx.subnet!r}"
@@ -571,6 +653,12 @@ class LedgerState:
             return "submission commit needs a 64-hex-digit digest"
         if payload.get("binding") != submission_binding(digest=str(digest), hotkey=tx.hotkey):
             return "binding does not match sha256(digest ‖ hotkey): not this hotkey's commit"
+        newest = self.newest_submission(subnet=tx.subnet, hotkey=tx.hotkey)
+        if newest is not None and newest.digest == digest:
+            return (
+                f"artifact {str(digest)[:16]}… already committed at block {newest.block} by this "
+                f"hotkey on {tx.subnet!r}: nothing new to commit"
+            )
         policy = SubmissionPolicy.from_config(self.subnets[tx.subnet].config)
         this_epoch = [
             c
@@ -660,10 +748,21 @@ class LedgerState:
         self.takes_ppm[tx.hotkey] = new
 
     def _check_weights_commit(self, tx: Tx) -> str | None:
+        if tx.subnet not in self.subnets:
+            return f"unknown subnet {tx.subnet!r}"
         if self.uid_of(subnet=tx.subnet, hotkey=tx.hotkey) is None:
             return f"hotkey {tx.hotkey!r} is not registered on {tx.subnet!r}"
-        if not _is_hex_hash(tx.payload_dict().get("commit_hash")):
+        payload = tx.payload_dict()
+        if not _is_hex_hash(payload.get("commit_hash")):
             return "weights commit needs a 64-hex-digit commit_hash"
+        self_weight = payload.get(SELF_WEIGHT_KEY, False)
+        if not isinstance(self_weight, bool):
+            return f"{SELF_WEIGHT_KEY} must be true or false"
+        if self_weight:
+            return None  # the reveal must then be a self-weight unless the hotkey may weigh others
+        problem = self.weight_setter_problem(subnet=tx.subnet, hotkey=tx.hotkey)
+        if problem is not None:
+            return f'{problem}; a self-weight commit says "{SELF_WEIGHT_KEY}": true'
         return None
 
     def _apply_weights_commit(self, tx: Tx) -> None:

@@ -7,6 +7,9 @@ Invariants:
 - A commit is eligible for evaluation from block ``commit_block + evaluation_delay_blocks``;
   the newest eligible commit of a hotkey is the one evaluated. History is bounded
   (``HISTORY_MAX`` commits per hotkey).
+- A commit of the digest that is already the hotkey's newest commit is refused (the ledger says
+  at which block it was committed); an older digest may be committed again (a way back).
+- ``evaluated_commit`` names the one commit an epoch evaluated: never a commit made after it.
 """
 
 from __future__ import annotations
@@ -56,3 +59,20 @@ def eligible(
     """The newest commit whose evaluation delay has passed at ``current_block``."""
     ready = [c for c in history if c.block + delay_blocks <= current_block]
     return ready[-1] if ready else None
+
+
+def evaluated_commit(
+    history: Sequence[SubmissionCommit], *, epoch_block: int, delay_blocks: int, digest: str
+) -> SubmissionCommit | None:
+    """The commit of ``history`` that the epoch at ``epoch_block`` evaluated as ``digest``.
+
+    The ledger's block moves only with epoch entries, so a commit made after the epoch carries
+    the epoch's block and one made before it an earlier block; only when another subnet's
+    epoch had the same block can a commit at exactly ``epoch_block`` precede this epoch, so
+    such a commit is taken only when no earlier commit explains ``digest``.
+    """
+    ready = [c for c in history if c.block + delay_blocks <= epoch_block]
+    earlier = [c for c in ready if c.block < epoch_block]
+    if earlier and earlier[-1].digest == digest:
+        return earlier[-1]
+    return next((c for c in ready if c.block == epoch_block and c.digest == digest), None)

@@ -4,18 +4,23 @@ Invariants: the last epoch's consensus outputs, emission per uid, scores, errors
 are read from that epoch's ``uids`` record (hash-checked; ``ledger.epoch_records``), never by
 scanning the history, so answers cost the same at any ledger age. A uid registered after the
 last epoch (or every uid before the first, or of an epoch committed without records) shows 0 /
-nothing for those columns.
+nothing for those columns. A submission is "evaluated" only as the one commit of its hotkey that
+the last epoch scored (``ledger.submissions.evaluated_commit``): a commit made after that epoch,
+even of the same digest, is pending or eligible until an epoch evaluates it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Final
 
 import pyarrow as pa
 
 from taoflow.ledger.schema import RAO_PER_TAO
+from taoflow.ledger.state import LedgerState
 from taoflow.ledger.store import Ledger
+from taoflow.ledger.submissions import SubmissionPolicy, eligible, evaluated_commit
 
 OUTPUT_COLUMNS: Final = ("validator_trust", "consensus", "incentive", "dividends")
 EVALUATION_COLUMNS: Final = ("score", "error", "artifact_digest")
@@ -75,54 +80,93 @@ def metagraph(ledger: Ledger, *, subnet: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _last_evaluation(
-    ledger: Ledger, *, subnet: str
-) -> tuple[dict[int, str], dict[int, float], dict[int, str]]:
-    """Digest evaluated, mean score and error per uid in the last epoch (uids that have one)."""
-    columns = _columns(last_epoch_uids(ledger, subnet=subnet), EVALUATION_COLUMNS)
-    digests = {uid: d for uid, d in enumerate(columns["artifact_digest"]) if d}
-    scores = {uid: float(x) for uid, x in enumerate(columns["score"]) if not math.isnan(x)}
-    errors = {uid: e for uid, e in enumerate(columns["error"]) if e}
-    return digests, scores, errors
+@dataclass(frozen=True)
+class Evaluated:
+    """What the last epoch's ``uids`` record says one uid was evaluated on."""
+
+    hotkey: str
+    digest: str
+    score: float | None
+    error: str
+
+
+def _last_evaluation(ledger: Ledger, *, subnet: str) -> dict[int, Evaluated]:
+    """Per uid that the last epoch evaluated (a non-empty digest): hotkey, digest, score, error."""
+    columns = _columns(last_epoch_uids(ledger, subnet=subnet), ("hotkey", *EVALUATION_COLUMNS))
+    return {
+        uid: Evaluated(
+            hotkey=hotkey,
+            digest=digest,
+            score=None if math.isnan(score) else float(score),
+            error=error,
+        )
+        for uid, (hotkey, digest, score, error) in enumerate(
+            zip(
+                columns["hotkey"],
+                columns["artifact_digest"],
+                columns["score"],
+                columns["error"],
+                strict=True,
+            )
+        )
+        if digest
+    }
+
+
+def _epoch_block(state: LedgerState, *, subnet: str, epoch: int) -> int:
+    """The block of ``subnet``'s committed ``epoch`` (recorded in its payload)."""
+    info = state.subnets[subnet]
+    recorded = state.last_epoch_payload.get(subnet, {}).get("block")
+    if isinstance(recorded, int) and not isinstance(recorded, bool):
+        return recorded
+    return info.created_block + (epoch + 1) * info.config.tempo_blocks
 
 
 def submission_states(ledger: Ledger, *, subnet: str) -> list[dict[str, Any]]:
     """Every stored commit of every UID with its state and the reason.
 
-    States: ``pending`` (evaluation delay not over at the next epoch), ``eligible`` (will be
-    evaluated at the next epoch), ``superseded`` (a newer eligible commit replaces it),
-    ``evaluated`` (scored in the last epoch) and ``rejected`` (the last epoch could not score it).
+    States: ``evaluated`` (the commit the last epoch scored: never one made after it),
+    ``rejected`` (the commit the last epoch could not score), ``pending`` (evaluation delay not
+    over at the next epoch), ``eligible`` (will be evaluated at the next epoch) and
+    ``superseded`` (a newer eligible commit replaces it).
     """
-    from taoflow.ledger.submissions import SubmissionPolicy, eligible
-
     state = ledger.state()
     info = state.subnets.get(subnet)
     if info is None:
         raise NoSuchSubnet(subnet)
-    scored_digests, scores, errors = _last_evaluation(ledger, subnet=subnet)
-    delay = SubmissionPolicy.from_config(info.config).evaluation_delay_blocks
-    next_block = (
-        info.created_block + (state.last_epoch.get(subnet, -1) + 2) * info.config.tempo_blocks
+    last_epoch = state.last_epoch.get(subnet)
+    evaluated = _last_evaluation(ledger, subnet=subnet) if last_epoch is not None else {}
+    epoch_block = (
+        None if last_epoch is None else _epoch_block(state, subnet=subnet, epoch=last_epoch)
     )
+    delay = SubmissionPolicy.from_config(info.config).evaluation_delay_blocks
+    next_epoch = 0 if last_epoch is None else last_epoch + 1
+    next_block = info.created_block + (next_epoch + 1) * info.config.tempo_blocks
     rows = []
     for uid, neuron in sorted(state.neurons[subnet].items()):
         history = state.submission_commits(subnet=subnet, hotkey=neuron.hotkey)
         chosen = eligible(history, current_block=next_block, delay_blocks=delay)
+        seen = evaluated.get(uid)
+        scored = None
+        if seen is not None and seen.hotkey == neuron.hotkey and epoch_block is not None:
+            scored = evaluated_commit(
+                history, epoch_block=epoch_block, delay_blocks=delay, digest=seen.digest
+            )
         for commit in history:
             score: float | None = None
-            reason: str | None = None
-            if scored_digests.get(uid) == commit.digest and uid in errors:
-                status, reason = "rejected", errors[uid]
-            elif scored_digests.get(uid) == commit.digest:
-                status, score = "evaluated", scores.get(uid)
-                reason = f"scored in epoch {state.last_epoch.get(subnet)}"
+            if scored is not None and seen is not None and commit.tx_id == scored.tx_id:
+                if seen.error:
+                    status, reason = "rejected", seen.error
+                else:
+                    status, score = "evaluated", seen.score
+                    reason = f"scored in epoch {last_epoch}"
             elif commit.block + delay > next_block:
-                status = "pending"
-                reason = f"eligible from block {commit.block + delay}"
+                status, reason = "pending", f"eligible from block {commit.block + delay}"
             elif chosen is not None and chosen.tx_id != commit.tx_id:
                 status, reason = "superseded", "a newer eligible commit replaces it"
             else:
-                status, reason = "eligible", f"evaluated at block {next_block}"
+                status = "eligible"
+                reason = f"evaluated in epoch {next_epoch} (block {next_block})"
             rows.append(
                 {
                     "uid": uid,

@@ -214,19 +214,31 @@ def test_system_entries_refused_from_users() -> None:
 def test_take_bounds_and_rate_limited_increase() -> None:
     state = funded()
     take = TAKE_DEFAULT_PPM
+    validator = Tx(
+        "rv",
+        Kind.REGISTER,
+        subnet="sn",
+        coldkey=acct("bob"),
+        hotkey=acct("carol-hot"),
+        amount_rao=state.registration_cost("sn"),
+        payload=canonical_json({"role": "validator"}),
+    )
+    assert isinstance(do(state, validator), Applied)
 
-    def set_take(tx_id: str, ppm: int, who: str = "bob") -> object:
+    def set_take(tx_id: str, ppm: int, who: str = "bob", hot: str = "carol-hot") -> object:
         return do(
             state,
             Tx(
                 tx_id,
                 Kind.SET_TAKE,
                 coldkey=acct(who),
-                hotkey=acct("bob-hot"),
+                hotkey=acct(hot),
                 payload=canonical_json({"take_ppm": ppm}),
             ),
         )
 
+    miner = set_take("tm", take // 2, hot="bob-hot")  # bob-hot is registered as a miner
+    assert isinstance(miner, Rejected) and "take is a validator setting" in miner.reason
     assert isinstance(set_take("t0", take + 1), Rejected)  # above the maximum
     assert isinstance(set_take("t1", take // 2, who="alice"), Rejected)  # not the owner
     assert isinstance(set_take("t2", take // 2), Applied)  # decrease: immediate
@@ -235,19 +247,29 @@ def test_take_bounds_and_rate_limited_increase() -> None:
     assert isinstance(outcome, Rejected) and "next increase" in outcome.reason
     apply_all(state, epoch_batch(state, "sn", block=TAKE_INCREASE_INTERVAL_BLOCKS))
     assert isinstance(set_take("t5", take // 2 + 2), Applied)
-    assert state.take_ppm(acct("bob-hot")) == take // 2 + 2
+    assert state.take_ppm(acct("carol-hot")) == take // 2 + 2
+    assert state.take_ppm(acct("bob-hot")) == take
 
 
 def test_weights_commit_then_matching_reveal() -> None:
-    state = funded()
+    state = funded()  # bob-hot is uid 0, a miner: it may commit only its self-weight
     body = {"uids": [0], "weights": [65535], "salt": "ab"}
     commit_hash = hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    undeclared = Tx(
+        "c0",
+        Kind.WEIGHTS_COMMIT,
+        subnet="sn",
+        hotkey=acct("bob-hot"),
+        payload=canonical_json({"commit_hash": commit_hash}),
+    )
+    outcome = do(state, undeclared)
+    assert isinstance(outcome, Rejected) and "only validators with a permit" in outcome.reason
     commit = Tx(
         "c",
         Kind.WEIGHTS_COMMIT,
         subnet="sn",
         hotkey=acct("bob-hot"),
-        payload=canonical_json({"commit_hash": commit_hash}),
+        payload=canonical_json({"commit_hash": commit_hash, "self_weight": True}),
     )
     assert isinstance(do(state, commit), Applied)
     lie = Tx(
