@@ -644,6 +644,17 @@ class LedgerState:
         history = self.submission_commits(subnet=subnet, hotkey=hotkey)
         return history[-1] if history else None
 
+    def resubmission_problem(self, *, subnet: str, hotkey: str, digest: str) -> str | None:
+        """Why committing ``digest`` again changes nothing (it is the hotkey's newest commit on
+        ``subnet``), or None; the CLI asks before it stores or publishes anything."""
+        newest = self.newest_submission(subnet=subnet, hotkey=hotkey)
+        if newest is None or newest.digest != digest:
+            return None
+        return (
+            f"artifact {digest[:16]}… already committed at block {newest.block} by this hotkey "
+            f"on {subnet!r}: nothing new to commit"
+        )
+
     def _check_submission(self, tx: Tx) -> str | None:
         if self.uid_of(subnet=tx.subnet, hotkey=tx.hotkey) is None:
             return f"hotkey {tx.hotkey!r} is not registered on {tx.subnet!r}"
@@ -653,12 +664,9 @@ class LedgerState:
             return "submission commit needs a 64-hex-digit digest"
         if payload.get("binding") != submission_binding(digest=str(digest), hotkey=tx.hotkey):
             return "binding does not match sha256(digest ‖ hotkey): not this hotkey's commit"
-        newest = self.newest_submission(subnet=tx.subnet, hotkey=tx.hotkey)
-        if newest is not None and newest.digest == digest:
-            return (
-                f"artifact {str(digest)[:16]}… already committed at block {newest.block} by this "
-                f"hotkey on {tx.subnet!r}: nothing new to commit"
-            )
+        again = self.resubmission_problem(subnet=tx.subnet, hotkey=tx.hotkey, digest=str(digest))
+        if again is not None:
+            return again
         policy = SubmissionPolicy.from_config(self.subnets[tx.subnet].config)
         this_epoch = [
             c

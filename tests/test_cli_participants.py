@@ -122,6 +122,9 @@ def test_submit_commit_reveal_and_one_epoch(network: Path, tmp_path: Path) -> No
     rows = json.loads(tf(network, "submissions", "--subnet", "sn", "--json").stdout)
     assert [r["state"] for r in rows] == ["eligible"]
     assert rows[0]["digest"] == submitted["digest"]
+    # A validator permit needs stake (the chain's top-k rule); without it the commit is refused.
+    stake = ("--wallet", "validator", "--hotkey", "validator/default", "--amount", "10")
+    tf(network, "stake", "add", *stake)
     tf(
         network,
         "weights",

@@ -7,6 +7,7 @@ Read side: ``submissions`` names the one commit the last epoch evaluated.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -14,21 +15,27 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from ledger_helpers import TAO, acct, commit_signed, epoch_batch, network_with_subnet, signed
+from typer.testing import CliRunner
 
+from taoflow.cli import app
 from taoflow.ledger.epoch_records import RECORDS_KEY, UID_FLOAT_COLUMNS, record_refs
 from taoflow.ledger.errors import BatchRejected
-from taoflow.ledger.network import TX_FEE_DEFAULT_RAO
+from taoflow.ledger.keys import Keypair
+from taoflow.ledger.network import TX_FEE_DEFAULT_RAO, NetworkParams
 from taoflow.ledger.roles import (
     MAX_VALIDATORS_DEFAULT,
     STAKE_THRESHOLD_DEFAULT_RAO,
     validator_permits,
 )
 from taoflow.ledger.schema import Kind, Tx, canonical_json
+from taoflow.ledger.signing import sign
 from taoflow.ledger.state import TAKE_DEFAULT_PPM
 from taoflow.ledger.store import Ledger
+from taoflow.ledger.store.writer_key import load_or_create_writer_key
 from taoflow.ledger.submissions import SubmissionCommit, evaluated_commit, submission_binding
 from taoflow.queries import submission_states
 from taoflow.tasks.consensus.params import YumaParams
+from taoflow.wallet import create_wallet, load_hotkey, unlock_coldkey
 
 SUBNET = "sn"
 MINER, VALIDATOR = "bob-hot", "carol-hot"  # uid 0 (miner, owned by bob), uid 1 (validator, carol)
@@ -341,3 +348,188 @@ def test_submissions_after_an_epoch_show_each_commits_true_state(ledger: Ledger)
     commit_epoch(ledger, block=2 * tempo, digest=a, score=0.5)
     states = [(r["block"], r["state"]) for r in submission_states(ledger, subnet=SUBNET)]
     assert states == [(0, "superseded"), (tempo, "superseded"), (tempo, "evaluated")]
+
+
+# ---- the CLI checks before it commits ----------------------------------------------------------
+
+PASSPHRASE = "roles test passphrase"
+SCRYPT_N_FAST = 2**10
+runner = CliRunner()
+
+
+def commit_as(ledger: Ledger, tx: Tx, keypair: Keypair) -> None:
+    state = ledger.state()
+    tx = dataclasses.replace(tx, nonce=state.next_nonce(keypair.public_hex))
+    ledger.commit([sign(tx, keypair, network_id=state.network_id)], allow_system=False)
+
+
+@pytest.fixture(scope="module")
+def submission_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A valid (untrained) digits MLP as model.safetensors + config.json."""
+    import torch
+
+    from taoflow.evaluation_sets import load_evaluation_set
+    from taoflow.tasks.miner_kit import model_config_for
+    from taoflow.tasks.models.artifacts import save_submission
+    from taoflow.tasks.models.families import build_model
+
+    torch.manual_seed(0)
+    config = model_config_for(
+        load_evaluation_set("digits"), family="mlp", config_overrides={"hidden_sizes": [4]}
+    )
+    return save_submission(build_model(config), config, tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home with wallets owner, miner, validator; subnet "sn" (digits) owned by owner;
+    uid 0 = miner/default (miner), uid 1 = validator/default (validator, staked: a permit)."""
+    from taoflow.evaluation_sets import load_evaluation_set
+    from taoflow.network import subnet_config
+
+    monkeypatch.setenv("TAOFLOW_WALLET_PASSPHRASE", PASSPHRASE)
+    home = tmp_path / "home"
+    wallets = home / "wallets"
+    keys = {}
+    for name in ("owner", "miner", "validator"):
+        create_wallet(wallets, name=name, passphrase=PASSPHRASE, scrypt_n=SCRYPT_N_FAST)
+        keys[name] = (
+            unlock_coldkey(wallets, name=name, passphrase=PASSPHRASE),
+            load_hotkey(wallets, wallet=name, hotkey="default"),
+        )
+    writer_path = home / "keys" / "writer.key"
+    writer = load_or_create_writer_key(writer_path)
+    ledger = Ledger.open(home / "ledger", writer_key_path=writer_path)
+    params = NetworkParams.create(name="roles", writer_key=writer.public_hex)
+    ledger.commit(
+        [
+            Tx("genesis/network", Kind.NETWORK, payload=canonical_json(params.to_payload())),
+            *(
+                Tx(f"m/{n}", Kind.GENESIS_MINT, coldkey=c.public_hex, amount_rao=1_000 * TAO)
+                for n, (c, _) in keys.items()
+            ),
+        ]
+    )
+    cold, hot = keys["owner"]
+    config = subnet_config(load_evaluation_set("digits"))
+    create = Tx(
+        "create",
+        Kind.SUBNET_CREATE,
+        subnet=SUBNET,
+        coldkey=cold.public_hex,
+        hotkey=hot.public_hex,
+        amount_rao=100 * TAO,
+        payload=canonical_json(config),
+    )
+    commit_as(ledger, create, cold)
+    for name in ("miner", "validator"):
+        cold, hot = keys[name]
+        register = Tx(
+            f"reg/{name}",
+            Kind.REGISTER,
+            subnet=SUBNET,
+            coldkey=cold.public_hex,
+            hotkey=hot.public_hex,
+            amount_rao=ledger.state().registration_cost(SUBNET),
+            payload=canonical_json({"role": name}),
+        )
+        commit_as(ledger, register, cold)
+    cold, hot = keys["validator"]
+    add = Tx(
+        "stake", Kind.ADD_STAKE, coldkey=cold.public_hex, hotkey=hot.public_hex, amount_rao=TAO
+    )
+    commit_as(ledger, add, cold)
+    return home
+
+
+def cli(home: Path, *args: str) -> tuple[int, str]:
+    """Exit code and the output as one line (the console wraps long lines)."""
+    result = runner.invoke(app, [*args, "--home", str(home)])
+    return result.exit_code, " ".join(result.output.split())
+
+
+def hotkey_of(home: Path, wallet: str) -> str:
+    return load_hotkey(home / "wallets", wallet=wallet, hotkey="default").public_hex
+
+
+def weights_commit(home: Path, wallet: str, weights: str) -> tuple[int, str]:
+    return cli(
+        home, "weights", "commit", "--subnet", SUBNET, "--wallet", wallet, "--weights", weights
+    )
+
+
+def assert_nothing_committed(home: Path, before: int) -> None:
+    assert len(Ledger.open(home / "ledger").records()) == before
+    assert not (home / "pending-weights").exists()
+
+
+def test_cli_refuses_a_uid_out_of_range_at_commit(home: Path) -> None:
+    before = len(Ledger.open(home / "ledger").records())
+    code, out = weights_commit(home, "validator", "1:65535,99:65535")
+    assert (code, out) == (1, "error: uid 99 is not a uid of 'sn', which has 2 uids")
+    assert_nothing_committed(home, before)
+
+
+def test_cli_refuses_a_miners_weights_on_other_uids(home: Path) -> None:
+    before = len(Ledger.open(home / "ledger").records())
+    code, out = weights_commit(home, "miner", "1:65535")
+    assert (code, out) == (
+        1,
+        "error: hotkey 'miner/default' is registered on 'sn' as a miner: only validators with a "
+        "permit set weights on other uids (a self-weight is allowed)",
+    )
+    assert_nothing_committed(home, before)
+
+
+def test_cli_commits_and_reveals_a_miners_self_weight(home: Path) -> None:
+    code, out = weights_commit(home, "miner", "0:65535")
+    assert code == 0, out
+    miner = hotkey_of(home, "miner")
+    assert (SUBNET, miner) in Ledger.open(home / "ledger").state().weight_commits
+    code, out = cli(home, "weights", "reveal", "--subnet", SUBNET, "--wallet", "miner")
+    assert code == 0, out
+    revealed = Ledger.open(home / "ledger").state().revealed_weights[(SUBNET, miner)]
+    assert (revealed["uids"], revealed["weights"]) == ([0], [65535])
+
+
+def test_cli_commits_and_reveals_a_permitted_validators_weights(home: Path) -> None:
+    code, out = weights_commit(home, "validator", "0:65535")
+    assert code == 0, out
+    code, out = cli(home, "weights", "reveal", "--subnet", SUBNET, "--wallet", "validator")
+    assert code == 0, out
+    state = Ledger.open(home / "ledger").state()
+    assert state.revealed_weights[(SUBNET, hotkey_of(home, "validator"))]["uids"] == [0]
+
+
+def test_cli_take_of_a_miner_is_refused_a_validators_is_set(home: Path) -> None:
+    before = len(Ledger.open(home / "ledger").records())
+    code, out = cli(home, "stake", "take", "--wallet", "miner", "--percent", "5")
+    assert (code, out) == (
+        1,
+        "error: hotkey 'miner/default' is not registered as a validator on any subnet: take is "
+        "a validator setting",
+    )
+    assert len(Ledger.open(home / "ledger").records()) == before
+    code, out = cli(home, "stake", "take", "--wallet", "validator", "--percent", "5")
+    assert code == 0, out
+    assert Ledger.open(home / "ledger").state().take_ppm(hotkey_of(home, "validator")) == 50_000
+
+
+def test_cli_refuses_an_identical_resubmission_with_its_block(
+    home: Path, submission_files: tuple[Path, Path]
+) -> None:
+    model, config = (str(p) for p in submission_files)
+    args = ("submit", model, config, "--subnet", SUBNET, "--wallet", "miner")
+    code, out = cli(home, *args)
+    assert code == 0, out
+    ledger = Ledger.open(home / "ledger")
+    before = (len(ledger.records()), ledger.state().balances)
+    digest = ledger.state().submission_commits(subnet=SUBNET, hotkey=hotkey_of(home, "miner"))[0]
+    code, out = cli(home, *args)
+    assert (code, out) == (
+        1,
+        f"error: artifact {digest.digest[:16]}… already committed at block 0 by this hotkey on "
+        "'sn': nothing new to commit",
+    )
+    ledger = Ledger.open(home / "ledger")
+    assert (len(ledger.records()), ledger.state().balances) == before

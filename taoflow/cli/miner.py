@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -21,7 +21,20 @@ from taoflow.cli.common import emit as _emit
 from taoflow.cli.common import fail as _fail
 from taoflow.cli.common import settings_for as _settings
 
+if TYPE_CHECKING:
+    from taoflow.ledger.state import LedgerState
+
 miner_app = typer.Typer(no_args_is_help=True, help="Miner kit: train, submit, follow submissions")
+
+
+def _refuse_resubmission(state: LedgerState, *, subnet: str, hotkey_hex: str, digest: str) -> None:
+    """``ActionError`` if ``digest`` is already the hotkey's newest commit on ``subnet`` (the
+    ledger refuses it too), before anything is stored, published or committed."""
+    from taoflow.actions import ActionError
+
+    problem = state.resubmission_problem(subnet=subnet, hotkey=hotkey_hex, digest=digest)
+    if problem is not None:
+        raise ActionError(problem)
 
 
 def submit(
@@ -40,7 +53,7 @@ def submit(
     from taoflow.ledger.store import Ledger
     from taoflow.tasks import artifact_store
     from taoflow.tasks.evaluate.stage import family_limits
-    from taoflow.tasks.models.artifacts import ArtifactRejected, load_submission
+    from taoflow.tasks.models.artifacts import ArtifactRejected, artifact_digest, load_submission
 
     settings = _settings(home)
     state = Ledger.open(settings.ledger_dir).state()
@@ -63,6 +76,12 @@ def submit(
         raise _fail(f"model rejected: {exc.reason}") from None
     try:
         hot = load_hot(settings, wallet, hotkey)
+        _refuse_resubmission(
+            state,
+            subnet=subnet,
+            hotkey_hex=hot.public_hex,
+            digest=artifact_digest(model_bytes=model_bytes, config_bytes=config_bytes),
+        )
         stored = artifact_store.store(
             settings.artifacts_dir, model_bytes=model_bytes, config_bytes=config_bytes
         )

@@ -22,6 +22,7 @@ from taoflow.cli.common import amount_rao as _amount_rao
 from taoflow.cli.common import fail as _fail
 from taoflow.cli.common import settings_for as _settings
 from taoflow.cli.common import tao_text as _tao_text
+from taoflow.settings import Settings
 
 stake_app = typer.Typer(no_args_is_help=True, help="Stake, unstake, delegate, set your take")
 
@@ -120,6 +121,19 @@ def stake_list(
     console.print(table)
 
 
+def _require_validator(settings: Settings, *, hotkey_hex: str, hotkey_label: str) -> None:
+    """``ActionError`` unless the hotkey is a validator somewhere (take is a validator setting:
+    ``ledger.roles``), checked before the coldkey is unlocked or anything is committed."""
+    from taoflow.actions import ActionError
+    from taoflow.ledger.roles import take_problem
+    from taoflow.ledger.store import Ledger
+
+    state = Ledger.open(settings.ledger_dir).state()
+    problem = take_problem(hotkey=hotkey_hex, is_validator=state.is_validator(hotkey_hex))
+    if problem is not None:
+        raise ActionError(problem.replace(repr(hotkey_hex), repr(hotkey_label)))
+
+
 @stake_app.command("take")
 def stake_take(
     wallet: WalletOption,
@@ -134,8 +148,9 @@ def stake_take(
 
     settings = _settings(home)
     try:
-        cold = coldkey(settings, wallet)
         hot = load_hot(settings, wallet, hotkey)
+        _require_validator(settings, hotkey_hex=hot.public_hex, hotkey_label=f"{wallet}/{hotkey}")
+        cold = coldkey(settings, wallet)
         tx = Tx(
             new_tx_id(Kind.SET_TAKE),
             Kind.SET_TAKE,

@@ -17,8 +17,33 @@ from taoflow.cli.common import (
 )
 from taoflow.cli.common import fail as _fail
 from taoflow.cli.common import settings_for as _settings
+from taoflow.settings import Settings
 
 weights_app = typer.Typer(no_args_is_help=True, help="External validators: commit → reveal")
+
+
+def _checked_vector(
+    settings: Settings,
+    *,
+    subnet: str,
+    hotkey_hex: str,
+    hotkey_label: str,
+    uids: list[int],
+    weights: list[int],
+) -> bool:
+    """Check a weight vector against the ledger's rules now (``LedgerState.weights_problem``:
+    the metagraph's uids, u16 weights, a validator with a permit unless it is a self-weight),
+    before anything is committed; ``ActionError`` with the reason. True for a self-weight."""
+    from taoflow.actions import ActionError
+    from taoflow.ledger.roles import is_self_weight
+    from taoflow.ledger.store import Ledger
+
+    state = Ledger.open(settings.ledger_dir).state()
+    problem = state.weights_problem(subnet=subnet, hotkey=hotkey_hex, uids=uids, weights=weights)
+    if problem is not None:
+        raise ActionError(problem.replace(repr(hotkey_hex), repr(hotkey_label)))
+    uid = state.uid_of(subnet=subnet, hotkey=hotkey_hex)
+    return uid is not None and is_self_weight(uid, uids)
 
 
 @weights_app.command("commit")
@@ -39,6 +64,7 @@ def weights_commit(
         weights_commit_hash,
     )
     from taoflow.actions import hotkey as load_hot
+    from taoflow.ledger.roles import SELF_WEIGHT_KEY
     from taoflow.ledger.schema import Kind, Tx, canonical_json
 
     settings = _settings(home)
@@ -52,13 +78,24 @@ def weights_commit(
     try:
         hot = load_hot(settings, wallet, hotkey)
         pending = pending_weights_path(settings, subnet=subnet, hotkey_hex=hot.public_hex)
+        self_weight = _checked_vector(
+            settings,
+            subnet=subnet,
+            hotkey_hex=hot.public_hex,
+            hotkey_label=f"{wallet}/{hotkey}",
+            uids=uids,
+            weights=values,
+        )
         digest = weights_commit_hash(uids=uids, weights=values, salt=salt)
+        payload: dict[str, object] = {"commit_hash": digest}
+        if self_weight:
+            payload[SELF_WEIGHT_KEY] = True
         tx = Tx(
             new_tx_id(Kind.WEIGHTS_COMMIT),
             Kind.WEIGHTS_COMMIT,
             subnet=subnet,
             hotkey=hot.public_hex,
-            payload=canonical_json({"commit_hash": digest}),
+            payload=canonical_json(payload),
         )
         commit_signed(settings, tx, hot)
     except ActionError as exc:
