@@ -152,6 +152,16 @@ class Settings:
         """MLflow runs waiting for MLflow to be reachable again."""
         return self.home / "mlflow-outbox"
 
+    @property
+    def services_file(self) -> Path:
+        """Where a running ``taoflow up`` records its services (see ``taoflow.services``)."""
+        return self.home / "services.json"
+
+    @property
+    def service_logs_dir(self) -> Path:
+        """Output of the servers ``taoflow up`` and ``taoflow serve`` start."""
+        return self.home / "logs"
+
     def apply_environment(self) -> None:
         """Export the defaults above plus this home's Prefect and MLflow locations."""
         self.home.mkdir(parents=True, exist_ok=True)

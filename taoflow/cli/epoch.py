@@ -33,9 +33,15 @@ def epoch_run(
 ) -> None:
     """Run the next epoch of SUBNET as a Prefect flow run (after backfilling MLflow runs)."""
     from taoflow.ledger.store import Ledger
+    from taoflow.services import reuse_running_services
 
     settings = Settings.load(home, dask_address, mlflow_uri=mlflow_uri)
+    require_network(settings)
     settings.apply_environment()
+    reuse = reuse_running_services(settings)  # `taoflow up`'s Prefect server and Dask cluster
+    for line in reuse.lines():
+        err.print(line, soft_wrap=True, markup=False, highlight=False)
+    settings = reuse.settings
     if subnet not in Ledger.open(settings.ledger_dir).state().subnets:
         raise _fail(f"no subnet {subnet!r} in {settings.home}")
     _reconcile_quietly(settings)
@@ -46,7 +52,7 @@ def epoch_run(
     from taoflow.names import account_labels
     from taoflow.render import metagraph_table
 
-    result = epoch_flow(subnet=subnet, home=str(settings.home), dask_address=dask_address)
+    result = epoch_flow(subnet=subnet, home=str(settings.home), dask_address=settings.dask_address)
     if as_json:
         _print_json(
             {

@@ -10,10 +10,10 @@ from taoflow.cli.common import (
     HomeOption,
     MlflowUriOption,
     console,
+    err,
 )
-from taoflow.cli.common import fail as _fail
 from taoflow.cli.common import settings_for as _settings
-from taoflow.settings import Settings
+from taoflow.settings import Settings, require_network
 
 
 def demo(
@@ -27,10 +27,17 @@ def demo(
 ) -> None:
     """Run a local network: genesis (once), then EPOCHS real epochs."""
     from taoflow.demo import run_demo
-    from taoflow.services import make_ephemeral_prefect_server_die_with_parent
+    from taoflow.services import (
+        make_ephemeral_prefect_server_die_with_parent,
+        reuse_running_services,
+    )
 
     settings = Settings.load(home, dask_address, mlflow_uri=mlflow_uri)
     settings.apply_environment()
+    reuse = reuse_running_services(settings)  # `taoflow up`'s Prefect server and Dask cluster
+    for line in reuse.lines():
+        _say(line)
+    settings = reuse.settings
     make_ephemeral_prefect_server_die_with_parent()
     run_demo(settings, epochs=epochs, fresh=fresh, console=console)
 
@@ -39,23 +46,44 @@ def up(
     home: HomeOption = None,
     prefect_port: Annotated[int, typer.Option(help="Prefect UI/API port")] = 4200,
     mlflow_port: Annotated[int, typer.Option(help="MLflow UI port")] = 5000,
+    dask_port: Annotated[int, typer.Option(help="Dask scheduler port")] = 8786,
+    dask_dashboard_port: Annotated[int, typer.Option(help="Dask dashboard port")] = 8787,
+    dask_workers: Annotated[
+        int, typer.Option(min=0, max=64, help="Dask worker processes (0: no Dask cluster)")
+    ] = 2,
 ) -> None:
-    """Start the Prefect server and the MLflow UI on 127.0.0.1; Ctrl-C stops both."""
-    from taoflow.services import ServiceError, running, wait_forever
+    """Start Prefect, MLflow and a Dask cluster on 127.0.0.1 for this home; Ctrl-C stops them.
+
+    While it runs, `epoch run`, `demo` and `serve` on the same home use these services.
+    """
+    from taoflow.services import ServiceError, UpPlan
+    from taoflow.services import up as run_up
 
     settings = _settings(home)
+    plan = UpPlan(
+        prefect_port=prefect_port,
+        mlflow_port=mlflow_port,
+        dask_port=dask_port,
+        dask_dashboard_port=dask_dashboard_port,
+        dask_workers=dask_workers,
+    )
     try:
-        with running(
-            settings, prefect_port=prefect_port, mlflow_port=mlflow_port, report=console.print
-        ):
-            console.print(
-                f"serving {settings.home}; in another terminal: "
-                f"PREFECT_API_URL=http://127.0.0.1:{prefect_port}/api taoflow serve. Ctrl-C stops."
-            )
-            wait_forever()
+        run_up(settings, plan=plan, report=_say)
     except ServiceError as exc:
-        raise _fail(str(exc)) from None
+        raise _refuse(str(exc)) from None
     console.print("stopped")
+
+
+def _say(line: str) -> None:
+    console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def _refuse(message: str) -> typer.Exit:
+    """``message`` as one unwrapped line on stderr; exit code 1."""
+    from rich.markup import escape
+
+    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(1)
 
 
 def serve(
@@ -70,27 +98,19 @@ def serve(
     ] = None,
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
-    """Serve one scheduled epoch deployment per subnet (tempo × block time)."""
-    import os
+    """Serve one scheduled epoch deployment per subnet (tempo × block time).
 
-    from taoflow.services import (
-        BLOCK_TIME_S_FAST,
-        ServiceError,
-        make_ephemeral_prefect_server_die_with_parent,
-        running,
-        serve_epochs,
-    )
+    Uses PREFECT_API_URL if set, else the Prefect server of a running `taoflow up` on this home,
+    else starts one on --prefect-port. The home is fixed for every run of these deployments.
+    """
+    from taoflow.services import BLOCK_TIME_S_FAST, ServiceError
+    from taoflow.services import serve as run_serve
 
     settings = Settings.load(home, dask_address, mlflow_uri=mlflow_uri)
+    require_network(settings)
     settings.apply_environment()
-    make_ephemeral_prefect_server_die_with_parent()
     seconds = BLOCK_TIME_S_FAST if fast else block_time_s
     try:
-        if os.environ.get("PREFECT_API_URL"):
-            serve_epochs(settings, block_time_s=seconds, dask_address=settings.dask_address)
-            return
-        with running(settings, prefect_port=prefect_port, mlflow_port=None, report=console.print):
-            os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{prefect_port}/api"
-            serve_epochs(settings, block_time_s=seconds, dask_address=settings.dask_address)
+        run_serve(settings, block_time_s=seconds, prefect_port=prefect_port, report=_say)
     except ServiceError as exc:
-        raise _fail(str(exc)) from None
+        raise _refuse(str(exc)) from None

@@ -1,0 +1,65 @@
+"""The epoch flow as a Prefect deployment runs it: the subnet is its only run parameter.
+
+Invariants:
+- The home and the Dask scheduler are bound by the process that serves the deployment
+  (``taoflow serve`` exports ``TAOFLOW_HOME`` and, when it has one, ``TAOFLOW_DASK_ADDRESS``;
+  the runs it spawns inherit them). They are never run parameters, so no form or API call can
+  point a run at another directory: Prefect refuses a run whose parameters name anything but the
+  subnet (the deployment enforces the schema below, and the flow's signature has nothing else).
+- A bound home that holds no network, or a subnet the network does not have, fails the run with
+  one line before anything is written.
+- Everything that changes an epoch's result (evaluation sample, validator policy, consensus
+  parameters, tempo) is a subnet setting in the ledger, not a run parameter.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+from prefect import flow
+from pydantic import Field
+
+from taoflow.flows.epoch import EpochResult, epoch_flow
+from taoflow.ledger.names import NAME_CHARS_MAX, NAME_RE
+from taoflow.ledger.store import Ledger
+from taoflow.settings import HOME_ENV, Settings, require_network
+
+SubnetName = Annotated[
+    str,
+    Field(min_length=1, max_length=NAME_CHARS_MAX, pattern=f"^{NAME_RE.pattern}$"),
+]
+"""A subnet name, validated by Prefect against the ledger's name rule before a run starts.
+(Prefect takes the form's description from the flow's docstring, not from ``Field``.)"""
+
+
+class NoBoundHome(LookupError):
+    """The process running a deployed epoch was not started for a home."""
+
+
+def bound_settings(subnet: str) -> Settings:
+    """The serving process's settings, checked: its home holds a network with ``subnet``.
+
+    Raises ``NoBoundHome``, ``NoNetwork`` or ``LookupError`` (one line each); writes nothing.
+    """
+    home = os.environ.get(HOME_ENV)
+    if not home:
+        raise NoBoundHome(f"no home bound ({HOME_ENV} unset): serve with `taoflow serve --home`")
+    settings = Settings.load(home)
+    require_network(settings)
+    if subnet not in Ledger.shared(settings.ledger_dir).state().subnets:
+        raise LookupError(f"no subnet {subnet!r} in {settings.home}")
+    return settings
+
+
+@flow(name="epoch", log_prints=False, persist_result=False)
+def deployed_epoch_flow(subnet: SubnetName = "digits") -> EpochResult:
+    """Run the next epoch of a subnet of the network this deployment serves.
+
+    Args:
+        subnet: The subnet whose next epoch runs (1-64 characters from A-Z a-z 0-9 _ -). The
+            network's home is fixed by the process serving this deployment; everything that
+            changes the epoch's result is a subnet setting in the ledger.
+    """
+    settings = bound_settings(subnet)
+    return epoch_flow.fn(subnet=subnet, home=str(settings.home), dask_address=settings.dask_address)
