@@ -3,6 +3,12 @@
 Invariants: the flow only orders steps; an epoch is paid at most once because the ledger commit
 is idempotent per (subnet, epoch); MLflow comes after the commit and its failure never undoes
 or blocks the commit (it is reported in the result instead).
+
+Output: a flow run is named ``<subnet> · epoch <n>`` (:func:`flow_run_name`, the epoch it will
+commit, read from the ledger when the run starts); each stage logs one concise line through the
+run logger (the Prefect UI's Logs tab), the flow adds the MLflow run's line. Importing this module
+quiets Dask to WARNING and routes the run loggers' INFO lines to the Prefect API only
+(``tasks.run_logs``): a successful epoch prints nothing on stderr.
 """
 
 from __future__ import annotations
@@ -19,9 +25,13 @@ from prefect.utilities.annotations import quote
 from taoflow.tasks import shells
 from taoflow.tasks.metagraph import build_metagraph, epoch_aggregates, epoch_tags
 from taoflow.tasks.registry import champion_from_metagraph
+from taoflow.tasks.run_logs import quiet_dask, route_run_logs, run_logger
+from taoflow.tasks.summary import epoch_run_name, tracking_line
 
-log = logging.getLogger("taoflow.epoch")
 T = TypeVar("T")
+
+quiet_dask()  # before any cluster of this process starts (the demo's starts before a flow)
+route_run_logs()
 
 
 def _q(value: T) -> T:
@@ -44,7 +54,35 @@ class EpochResult:
     """Seconds each stage task spent in its own stage call (see ``tasks.shells``)."""
 
 
-@flow(name="epoch", log_prints=False, persist_result=False)
+def next_epoch(*, subnet: str, home: str) -> int | None:
+    """The epoch the next run of ``subnet`` in ``home`` commits; ``None`` if there is no such
+    network or subnet (the gather task then fails with the reason). Creates nothing."""
+    from taoflow.ledger.store import Ledger
+    from taoflow.settings import NoNetwork, Settings, require_network
+
+    settings = Settings.load(home)
+    try:
+        require_network(settings)
+        state = Ledger.shared(settings.ledger_dir).state()
+    except (NoNetwork, OSError, ValueError):
+        return None
+    if subnet not in state.subnets:
+        return None
+    return state.last_epoch.get(subnet, -1) + 1
+
+
+def flow_run_name() -> str:
+    """``<subnet> · epoch <n>`` for the run starting now (Prefect calls this at its start)."""
+    parameters = flow_run.parameters
+    subnet = str(parameters.get("subnet", "digits"))
+    try:
+        epoch = next_epoch(subnet=subnet, home=str(parameters.get("home", ".taoflow")))
+    except Exception:  # a name must never fail the run: gather reports a broken ledger
+        epoch = None
+    return epoch_run_name(subnet, epoch)
+
+
+@flow(name="epoch", flow_run_name=flow_run_name, log_prints=False, persist_result=False)
 def epoch_flow(
     subnet: str = "digits",
     home: str = ".taoflow",
@@ -53,6 +91,8 @@ def epoch_flow(
     """Run the next epoch of ``subnet`` for the network stored in ``home``."""
     from taoflow.settings import Settings
 
+    quiet_dask()  # again: a long-lived process (``serve``) may have reset logging since import
+    route_run_logs()
     stage_compute_s = shells.start_stage_timings()
     settings = Settings.load(home, dask_address)
     ctx = shells.gather(settings.ledger_dir, subnet)
@@ -100,8 +140,10 @@ def epoch_flow(
         )
     except Exception as exc:  # MLflow must never undo or block the ledger commit
         mlflow_error = f"{type(exc).__name__}: {exc}"
-    if mlflow_error:
-        log.warning("MLflow run of epoch %s queued: %s", ctx.epoch, mlflow_error)
+    line = tracking_line(
+        run_id=mlflow_run_id, error=mlflow_error, tracking_uri=settings.mlflow_tracking_uri
+    )
+    run_logger().log(logging.WARNING if mlflow_error else logging.INFO, line)
     return EpochResult(
         subnet=subnet,
         epoch=ctx.epoch,

@@ -36,6 +36,8 @@ from taoflow.tasks.gather import EpochContext, gather_context
 from taoflow.tasks.records import epoch_records
 from taoflow.tasks.registry import ChampionCandidate
 from taoflow.tasks.remote_store import FetchPolicy
+from taoflow.tasks.run_logs import quiet_dask, run_logger
+from taoflow.tasks.summary import commit_line, consensus_line, evaluation_lines, gather_line
 from taoflow.tasks.track_outbox import log_epoch_or_queue
 from taoflow.tasks.track_reconcile import reconcile_tracking
 from taoflow.tasks.weights import ValidatorPolicy, scores_to_weights
@@ -64,9 +66,11 @@ def _timed(stage: str) -> Iterator[None]:
 
 
 @task(name="gather", cache_policy=NO_CACHE)
-@_timed("gather")  # the body is the stage call
 def gather(ledger_dir: Path, subnet: str) -> EpochContext:
-    return gather_context(Ledger.shared(ledger_dir), subnet=subnet)
+    with _timed("gather"):
+        ctx = gather_context(Ledger.shared(ledger_dir), subnet=subnet)
+    run_logger().info(gather_line(ctx))
+    return ctx
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -79,15 +83,24 @@ def evaluate(
 ) -> EvaluationOutcome:
     """Evaluate on ``dask_address``'s cluster, or on a fresh local one whose shutdown is bounded
     (stopped workers are killed); fetches only what ``fetch_policy`` allows."""
+    quiet_dask()
     if dask_address:
         with distributed.Client(dask_address) as client, _timed("evaluate"):
-            return evaluate_epoch(
+            outcome = evaluate_epoch(
                 ctx, client=client, artifacts_root=artifacts_root, fetch_policy=fetch_policy
             )
-    with local_cluster_client(n_workers=1, threads_per_worker=1) as client, _timed("evaluate"):
-        return evaluate_epoch(
-            ctx, client=client, artifacts_root=artifacts_root, fetch_policy=fetch_policy
-        )
+    else:
+        with (
+            local_cluster_client(n_workers=1, threads_per_worker=1) as client,
+            _timed("evaluate"),
+        ):
+            outcome = evaluate_epoch(
+                ctx, client=client, artifacts_root=artifacts_root, fetch_policy=fetch_policy
+            )
+    logger = run_logger()
+    for line in evaluation_lines(outcome):
+        logger.info(line)
+    return outcome
 
 
 def hosted_weights(ctx: EpochContext, evaluation: EvaluationOutcome) -> dict[int, dict[int, int]]:
@@ -112,19 +125,20 @@ def hosted_weights(ctx: EpochContext, evaluation: EvaluationOutcome) -> dict[int
 
 
 @task(name="consensus", cache_policy=NO_CACHE)
-@_timed("consensus")  # the body is the stage call
 def consensus(ctx: EpochContext, evaluation: EvaluationOutcome) -> ConsensusOutcome:
-    weights = hosted_weights(ctx, evaluation)
-    last_update: dict[int, int] = {}
-    for uid, (row, commit_block) in ctx.external_weights.items():
-        if uid not in weights:  # hosted validators' own evaluation takes precedence
-            weights[uid] = row
-            last_update[uid] = commit_block
-    return run_consensus(ctx, weights, last_update_block=last_update)
+    with _timed("consensus"):
+        weights = hosted_weights(ctx, evaluation)
+        last_update: dict[int, int] = {}
+        for uid, (row, commit_block) in ctx.external_weights.items():
+            if uid not in weights:  # hosted validators' own evaluation takes precedence
+                weights[uid] = row
+                last_update[uid] = commit_block
+        outcome = run_consensus(ctx, weights, last_update_block=last_update)
+    run_logger().info(consensus_line(ctx, outcome.outputs))
+    return outcome
 
 
 @task(name="emit", cache_policy=NO_CACHE)
-@_timed("emit")  # the body is the stage call
 def emit(
     ledger_dir: Path,
     ctx: EpochContext,
@@ -132,6 +146,21 @@ def emit(
     evaluation: EvaluationOutcome,
     *,
     wallets_dir: Path | None = None,
+) -> tuple[Payouts, CommitResult]:
+    payouts, commit = _emit(ledger_dir, ctx, outcome, evaluation, wallets_dir=wallets_dir)
+    line = commit_line(subnet=ctx.subnet, epoch=ctx.epoch, commit=commit, payouts=payouts)
+    run_logger().info(line)
+    return payouts, commit
+
+
+@_timed("emit")  # the body is the stage call
+def _emit(
+    ledger_dir: Path,
+    ctx: EpochContext,
+    outcome: ConsensusOutcome,
+    evaluation: EvaluationOutcome,
+    *,
+    wallets_dir: Path | None,
 ) -> tuple[Payouts, CommitResult]:
     out = outcome.outputs
     shares = EpochShares.from_consensus(

@@ -88,6 +88,7 @@ from taoflow.tasks.evaluate.runner import (
     read_capped,
 )
 from taoflow.tasks.models.families import CONFIG_BYTES_MAX, FamilyLimits, parse_config
+from taoflow.tasks.run_logs import quiet_dask
 
 GPU_RESOURCE: Final = "GPU"
 CHUNK_MODELS_MAX: Final = GROUP_MODELS_MAX
@@ -101,6 +102,8 @@ WORKERS_RETURN_S_MAX: Final = 30.0
 EVALUATION_DEADLINE_S_MAX: Final = 3600.0
 """Cap on the whole evaluation stage, however many models there are."""
 CLUSTER_CLOSE_TIMEOUT_S: Final = 10.0
+SCHEDULER_HTTP_ADDRESS: Final = "127.0.0.1:0"
+"""The local scheduler's HTTP endpoint (health, metrics): loopback, any free port."""
 _FINISHED: Final = "finished"
 _UNGROUPED: Final = b""
 
@@ -519,16 +522,21 @@ def local_cluster_client(
 ) -> Iterator[distributed.Client]:
     """A client on a fresh ``LocalCluster`` of worker processes bound to 127.0.0.1.
 
+    Quiet: Dask logs WARNING and up only (:func:`tasks.run_logs.quiet_dask`), there is no
+    dashboard, and the scheduler's HTTP endpoint takes a free loopback port (never a shared
+    default such as 8787, which would warn when taken). The client is closed before the cluster.
     Closing is bounded: if the client and cluster do not close within ``close_timeout_s`` each
     (a stopped worker never acknowledges), the worker processes are killed (``SIGKILL``, which
     also ends a stopped process) and the cluster is closed again under the same bound.
     """
+    quiet_dask()
     cluster = distributed.LocalCluster(
         n_workers=n_workers,
         threads_per_worker=threads_per_worker,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": SCHEDULER_HTTP_ADDRESS},
     )
     pids: list[int] = []
     try:
