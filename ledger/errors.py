@@ -38,3 +38,21 @@ class LockTimeout(LedgerError):
 
 class LedgerFormatOutdated(LedgerError):
     """The ledger was written in an older format; ``taoflow ledger migrate`` converts it."""
+
+
+AMOUNT_SHOWN_CHARS_MAX = 40
+"""An amount quoted in an error is cut to this many characters (the message stays one line)."""
+
+
+class InvalidAmount(LedgerError, ValueError):
+    """A τ amount given as text that is not an exact, acceptable amount; ``reason`` says why.
+
+    The message is one line: the text is quoted with ``repr`` (control characters escaped) and
+    cut to ``AMOUNT_SHOWN_CHARS_MAX`` characters.
+    """
+
+    def __init__(self, text: str, reason: str) -> None:
+        shown = text if len(text) <= AMOUNT_SHOWN_CHARS_MAX else text[:AMOUNT_SHOWN_CHARS_MAX] + "…"
+        super().__init__(f"invalid amount {shown!r}: {reason}")
+        self.text = text
+        self.reason = reason

@@ -23,14 +23,16 @@ Invariants:
   (largest remainder, ties to the lower coldkey), as stake on that hotkey. Stake is the ledger's
   stake at the point the epoch entry is applied.
 - At most one incentive and one dividend per uid and one delegator entry per (uid, coldkey).
-- ``parse_tao`` turns a τ string into rao exactly (``Decimal``), or one-line ``ValueError``.
+- ``parse_tao`` turns a τ string into rao exactly (``Decimal``, never rounded), or raises
+  ``InvalidAmount`` (a one-line ``ValueError``) naming the problem; ``tao_text`` is its inverse.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
 from taoflow.ledger.emission import (
@@ -41,6 +43,7 @@ from taoflow.ledger.emission import (
     split_by_weights,
     split_subnet_emission,
 )
+from taoflow.ledger.errors import InvalidAmount
 from taoflow.ledger.schema import RAO_PER_TAO, Kind
 
 SHARE_UIDS_MAX: Final = 65_536
@@ -52,25 +55,69 @@ AMOUNT_RAO_MAX: Final = 2**63 - 1
 
 # ---- amounts ---------------------------------------------------------------------------------
 
+TAO_SYNTAX: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A τ amount as a person types it: ASCII digits, at most one '.', an optional exponent."""
+TAO_NON_FINITE: Final = frozenset({"inf", "infinity", "nan", "snan"})
+TAO_SYNTAX_HINT: Final = (
+    "write τ as a decimal number such as 1.5 (digits and one '.', no spaces, commas or hex)"
+)
+
 
 def parse_tao(text: str, *, allow_zero: bool = False) -> int:
-    """``text`` τ as rao: a positive (or, with ``allow_zero``, zero) decimal with at most 9
-    decimals, else one-line ValueError."""
-    sign = "non-negative" if allow_zero else "positive"
-    problem = f"amount must be a {sign} number of τ with at most 9 decimals: {text[:80]!r}"
-    cleaned = text.strip()
-    if len(cleaned) > TAO_TEXT_CHARS_MAX or not cleaned:
-        raise ValueError(problem)
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError(problem) from None
-    if not value.is_finite() or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(problem)
-    rao = value * RAO_PER_TAO
-    if rao != rao.to_integral_value() or not 0 <= rao <= AMOUNT_RAO_MAX:
-        raise ValueError(problem)
-    return int(rao)
+    """``text`` τ as exact rao, or ``InvalidAmount`` (a one-line ``ValueError``) saying why.
+
+    Accepted: a decimal number (``1.5``, ``0.000000001``, ``2e3``) with at most 9 decimal places,
+    > 0 (≥ 0 with ``allow_zero``), at most ``AMOUNT_RAO_MAX`` rao. Nothing is rounded: an amount
+    with more decimal places than rao can hold is refused, never cut. Refused as well: empty text,
+    spaces, thousands separators, hex, ``inf``, ``nan``, negative amounts. No arithmetic goes
+    through a ``Decimal`` context, so no precision limit can round an amount on the way.
+    """
+    reason = _tao_syntax_problem(text)
+    if reason is not None:
+        raise InvalidAmount(text, reason)
+    value = Decimal(text)
+    if value < 0:
+        raise InvalidAmount(text, "τ amounts cannot be negative")
+    if value == 0:
+        if allow_zero:
+            return 0
+        raise InvalidAmount(text, "must be more than 0 τ")
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):  # unreachable: finite was checked
+        raise InvalidAmount(text, TAO_SYNTAX_HINT)
+    coefficient = "".join(map(str, digits))
+    significant = coefficient.rstrip("0")
+    scale = exponent + len(coefficient) - len(significant) + TAO_DECIMALS
+    if scale < 0:
+        raise InvalidAmount(
+            text, f"τ has at most {TAO_DECIMALS} decimal places (1 rao = 0.000000001 τ)"
+        )
+    too_large = f"above the largest amount the ledger holds, {tao_text(AMOUNT_RAO_MAX)} τ"
+    if len(significant) + scale > len(str(AMOUNT_RAO_MAX)):  # before computing 10**scale
+        raise InvalidAmount(text, too_large)
+    rao = int(significant) * 10**scale
+    if rao > AMOUNT_RAO_MAX:
+        raise InvalidAmount(text, too_large)
+    return rao
+
+
+def _tao_syntax_problem(text: str) -> str | None:
+    if not text:
+        return "give a number of τ such as 1.5"
+    if len(text) > TAO_TEXT_CHARS_MAX:
+        return f"longer than {TAO_TEXT_CHARS_MAX} characters"
+    if text.lower().lstrip("+-") in TAO_NON_FINITE:
+        return "τ amounts are finite numbers"
+    if TAO_SYNTAX.fullmatch(text) is None:
+        return TAO_SYNTAX_HINT
+    return None
+
+
+def tao_text(amount_rao: int) -> str:
+    """``amount_rao`` as exact τ text with all 9 decimals: ``1,234.500000000`` (no float)."""
+    sign = "-" if amount_rao < 0 else ""
+    whole, frac = divmod(abs(amount_rao), RAO_PER_TAO)
+    return f"{sign}{whole:,}.{frac:0{TAO_DECIMALS}d}"
 
 
 # ---- schedule --------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ from taoflow.ledger.payouts import (
     Recipient,
     plan_epoch,
     subnet_emission_rao,
+    tao_text,
 )
 from taoflow.ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
 from taoflow.ledger.roles import (
@@ -439,8 +440,8 @@ class LedgerState:
         have = self.balance(payer)
         if spends + fee > have:
             return (
-                f"insufficient balance for the fee: {payer!r} has {have} rao, needs "
-                f"{spends} + {fee} fee rao"
+                f"insufficient balance for the fee: {payer!r} has {tao_text(have)} τ, needs "
+                f"{tao_text(spends)} τ + {tao_text(fee)} τ fee"
             )
         return None
 
@@ -508,7 +509,7 @@ class LedgerState:
             return AMOUNT_MUST_BE_POSITIVE
         have = self.stake(coldkey=tx.coldkey, hotkey=tx.hotkey)
         if tx.amount_rao > have:
-            return f"cannot unstake {tx.amount_rao} rao: {have} rao staked"
+            return f"cannot unstake {tao_text(tx.amount_rao)} τ: {tao_text(have)} τ staked"
         return None
 
     def _apply_remove_stake(self, tx: Tx) -> None:
@@ -558,7 +559,7 @@ class LedgerState:
             return "validator_settings must be a JSON object"
         cost = self.registration_cost(tx.subnet)
         if tx.amount_rao != cost:
-            return f"registration burns exactly {cost} rao, not {tx.amount_rao}"
+            return f"registration burns exactly {tao_text(cost)} τ, not {tao_text(tx.amount_rao)} τ"
         return self._need_balance(tx.coldkey, tx.amount_rao)
 
     def _check_take(self, tx: Tx) -> str | None:
@@ -683,7 +684,10 @@ class LedgerState:
     def _need_balance(self, coldkey: str, amount_rao: int) -> str | None:
         have = self.balance(coldkey)
         if amount_rao > have:
-            return f"insufficient balance: {coldkey!r} has {have} rao, needs {amount_rao}"
+            return (
+                f"insufficient balance: {coldkey!r} has {tao_text(have)} τ, "
+                f"needs {tao_text(amount_rao)} τ"
+            )
         return None
 
     def _credit(self, coldkey: str, amount_rao: int) -> None:

@@ -1,7 +1,9 @@
 """User actions: build a transaction, sign it with a local wallet, commit it to the ledger.
 
 Imperative shell over ``ledger`` and ``taoflow.wallet``. Every action either commits exactly one
-signed transaction or raises ``ActionError`` with a one-line reason, changing nothing.
+signed transaction or raises ``ActionError`` with a one-line reason, changing nothing. A reason
+names accounts as a person knows them: every account id a local wallet holds is replaced by its
+wallet (or ``wallet/hotkey``) name (``taoflow.names.name_accounts``); amounts are τ.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from taoflow.ledger.schema import Kind, Tx, canonical_json
 from taoflow.ledger.signing import sign
 from taoflow.ledger.store import CommitResult, Ledger
 from taoflow.ledger.submissions import submission_binding
+from taoflow.names import account_labels, name_accounts
 from taoflow.settings import Settings
-from taoflow.wallet import WalletError, load_hotkey, passphrase_from_env_or_prompt, unlock_coldkey
+from taoflow.wallet import WalletError, load_hotkey, unlock_coldkey_for_command
 
 TX_ID_RANDOM_BYTES = 12
 
@@ -44,11 +47,7 @@ def new_tx_id(kind: Kind) -> str:
 
 def coldkey(settings: Settings, wallet: str) -> Keypair:
     try:
-        return unlock_coldkey(
-            settings.wallets_dir,
-            name=wallet,
-            passphrase=passphrase_from_env_or_prompt(confirm=False),
-        )
+        return unlock_coldkey_for_command(settings.wallets_dir, name=wallet)
     except WalletError as exc:
         raise ActionError(str(exc)) from None
 
@@ -72,9 +71,14 @@ def commit_signed(settings: Settings, tx: Tx, keypair: Keypair) -> CommitResult:
     try:
         return ledger.commit([signed], allow_system=False)
     except BatchRejected as exc:
-        raise ActionError(exc.reason) from None
+        raise ActionError(named(settings, exc.reason)) from None
     except LedgerError as exc:
-        raise ActionError(str(exc)) from None
+        raise ActionError(named(settings, str(exc))) from None
+
+
+def named(settings: Settings, message: str) -> str:
+    """``message`` with the account ids of local wallets shown as wallet names."""
+    return name_accounts(message, account_labels(settings.wallets_dir))
 
 
 def weights_commit_hash(*, uids: list[int], weights: list[int], salt: str) -> str:

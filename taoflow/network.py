@@ -33,6 +33,7 @@ from taoflow.tasks import artifact_store
 from taoflow.tasks.consensus.params import YumaParams
 from taoflow.tasks.miner_kit import train_mlp
 from taoflow.tasks.models.artifacts import submission_bytes
+from taoflow.wallet import DEMO_PASSPHRASE as DEMO_PASSPHRASE  # re-exported for the demo
 from taoflow.wallet import create_wallet, list_wallets, load_hotkey, unlock_coldkey
 
 SUBNET = "digits"
@@ -125,9 +126,6 @@ def _subnet_defaults(eval_set: EvaluationSet) -> dict[str, Any]:
     }
 
 
-DEMO_PASSPHRASE = "taoflow-demo-network"
-"""The demo network's coldkeys are encrypted with this passphrase unless
-``TAOFLOW_WALLET_PASSPHRASE`` is set. It protects nothing real: the demo's TAO is local."""
 HOTKEY_NAME = "default"
 
 

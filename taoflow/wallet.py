@@ -24,7 +24,9 @@ Invariants:
 - Like ssh, a secret is never used from a file (coldkey, hotkey) or a wallet directory that grants
   any permission to group or others: the error names the path, its mode and the ``chmod`` to run.
 - No passphrase or private key is ever written in clear, except hotkey seeds (by design), and none
-  is ever included in an exception message, a ``repr`` or a log line.
+  is ever included in an exception message, a ``repr`` or a log line. The one exception is the
+  public ``DEMO_PASSPHRASE``: a wrong-passphrase message names it when it is what unlocks the
+  wallet (``wrong_passphrase_message``), so a demo wallet's remedy is exact.
 - A coldkey passphrase has at least ``PASSPHRASE_MIN_CHARS`` characters and is NFC-normalised
   before key derivation, so the same passphrase typed on different systems derives the same key.
 
@@ -82,6 +84,9 @@ KEY_FILE_MAX_BYTES = 64 * 1024
 
 PASSPHRASE_MIN_CHARS = 8
 PASSPHRASE_ENV = "TAOFLOW_WALLET_PASSPHRASE"
+DEMO_PASSPHRASE = "taoflow-demo-network"
+"""The demo network's coldkeys are encrypted with this passphrase unless ``PASSPHRASE_ENV`` is set
+when the demo creates them. It protects nothing real: the demo's TAO is local."""
 DEFAULT_HOTKEYS: tuple[str, ...] = ("default",)
 
 DIR_MODE = 0o700
@@ -498,13 +503,7 @@ def unlock_coldkey(root: Path, *, name: str, passphrase: str) -> Keypair:
     authenticated contents were changed (including a coldkey file moved from another wallet), and
     a ``WalletError`` naming the damage when the file is not a coldkey file at all.
     """
-    wallet_dir = _wallet_dir(root, name)
-    coldkey_path = wallet_dir / COLDKEY_FILE
-    if not coldkey_path.is_file():
-        if _is_wallet_dir(wallet_dir):
-            raise WalletError(f"wallet {name!r} holds only a public coldkey; it cannot sign")
-        raise WalletError(f"no wallet named {name!r} under {str(root)!r}")
-    _require_private((wallet_dir, "wallet directory"), (coldkey_path, "coldkey file"))
+    _, coldkey_path = _signing_coldkey_path(root, name)
     if not isinstance(passphrase, str):
         raise WalletError(WRONG_PASSPHRASE_MESSAGE)
     document = _read_json_object(coldkey_path, what=f"coldkey of {name!r}")
@@ -514,6 +513,69 @@ def unlock_coldkey(root: Path, *, name: str, passphrase: str) -> Keypair:
         raise WalletError(WRONG_PASSPHRASE_MESSAGE) from None
     except ValueError as exc:
         raise WalletError(f"damaged coldkey file of wallet {name!r}: {exc}") from None
+
+
+def _signing_coldkey_path(root: Path, name: str) -> tuple[Path, Path]:
+    """(wallet directory, coldkey file) of a wallet that can sign, else ``WalletError``."""
+    wallet_dir = _wallet_dir(root, name)
+    coldkey_path = wallet_dir / COLDKEY_FILE
+    if not coldkey_path.is_file():
+        if _is_wallet_dir(wallet_dir):
+            raise WalletError(f"wallet {name!r} holds only a public coldkey; it cannot sign")
+        raise WalletError(f"no wallet named {name!r} under {str(root)!r}")
+    _require_private((wallet_dir, "wallet directory"), (coldkey_path, "coldkey file"))
+    return wallet_dir, coldkey_path
+
+
+def unlock_coldkey_for_command(root: Path, *, name: str, env_var: str = PASSPHRASE_ENV) -> Keypair:
+    """The coldkey of ``name``, unlocked with ``$env_var`` or a hidden prompt (one attempt).
+
+    The wallet is checked before anyone is asked for a passphrase. A wrong passphrase raises a
+    ``WalletError`` that says where the passphrase came from and what to do instead
+    (``wrong_passphrase_message``).
+    """
+    _signing_coldkey_path(root, name)
+    from_env = bool(os.environ.get(env_var))
+    passphrase = passphrase_from_env_or_prompt(env_var=env_var, confirm=False)
+    try:
+        return unlock_coldkey(root, name=name, passphrase=passphrase)
+    except WalletError as exc:
+        if str(exc) != WRONG_PASSPHRASE_MESSAGE:
+            raise
+        message = wrong_passphrase_message(
+            root, name=name, tried=passphrase, from_env=from_env, env_var=env_var
+        )
+        raise WalletError(message) from None
+
+
+def wrong_passphrase_message(
+    root: Path, *, name: str, tried: str, from_env: bool, env_var: str = PASSPHRASE_ENV
+) -> str:
+    """Why ``tried`` did not unlock wallet ``name`` and the exact remedy, as one line.
+
+    A wallet that the demo network created while ``env_var`` was unset is locked with
+    ``DEMO_PASSPHRASE``: that is checked (one key derivation) and named with the command to use.
+    """
+    head = f"wrong passphrase for wallet {name!r} (or a damaged coldkey file)"
+    if tried != DEMO_PASSPHRASE:
+        try:
+            unlock_coldkey(root, name=name, passphrase=DEMO_PASSPHRASE)
+        except WalletError:
+            pass
+        else:
+            source = f"${env_var} is set and was used" if from_env else "the typed one was used"
+            return (
+                f"{head}: the demo network created this wallet with its own passphrase "
+                f"{DEMO_PASSPHRASE!r} ({env_var} was unset when the demo ran), but {source}; "
+                f"run the command with {env_var}={DEMO_PASSPHRASE}"
+            )
+    demo_note = f"a wallet the demo made while {env_var} was set uses the value it had then"
+    if from_env:
+        return (
+            f"{head}: the passphrase came from ${env_var}, which is used for every wallet; "
+            f"set it to this wallet's passphrase, or unset it to be asked ({demo_note})"
+        )
+    return f"{head}: {demo_note}"
 
 
 def load_hotkey(root: Path, *, wallet: str, hotkey: str) -> Keypair:

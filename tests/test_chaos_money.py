@@ -32,7 +32,7 @@ from taoflow.ledger.emission import SHARE_QUANTUM
 from taoflow.ledger.epoch_payment import pay_columns
 from taoflow.ledger.errors import BatchRejected
 from taoflow.ledger.network import TX_FEE_DEFAULT_RAO, NetworkParams
-from taoflow.ledger.payouts import parse_tao
+from taoflow.ledger.payouts import parse_tao, tao_text
 from taoflow.ledger.schema import Kind, Tx, canonical_json, txs_to_table
 from taoflow.ledger.state import Applied, LedgerState, Rejected
 from taoflow.ledger.store import Ledger
@@ -279,8 +279,8 @@ def test_balance_that_cannot_cover_the_fee_is_rejected(ledger: Ledger) -> None:
     have = ledger.state().balance(acct("dave"))
     transfer = Tx("all", Kind.TRANSFER, coldkey=acct("dave"), dest=acct("bob"), amount_rao=have)
     reason = (
-        f"insufficient balance for the fee: {acct('dave')!r} has {have} rao, needs {have} + "
-        f"{FEE} fee rao"
+        f"insufficient balance for the fee: {acct('dave')!r} has {tao_text(have)} τ, needs "
+        f"{tao_text(have)} τ + {tao_text(FEE)} τ fee"
     )
     assert_rejected(ledger, [signed(ledger.state(), transfer)], reason)
     fits = dataclasses.replace(transfer, tx_id="fits", amount_rao=have - FEE)
@@ -316,34 +316,72 @@ def test_rejected_uid_gets_weight_zero() -> None:
 # ---- amounts on the command line -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "text", ["0", "0.0", "1e-10", "0.1234567891", "inf", "-inf", "nan", "-1", "abc", "", "1e30"]
+DECIMALS = "τ has at most 9 decimal places (1 rao = 0.000000001 τ)"
+NOT_A_NUMBER = (
+    "write τ as a decimal number such as 1.5 (digits and one '.', no spaces, commas or hex)"
 )
-def test_parse_tao_refuses(text: str) -> None:
+TOO_LARGE = "above the largest amount the ledger holds, 9,223,372,036.854775807 τ"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("0", "must be more than 0 τ"),
+        ("0.0", "must be more than 0 τ"),
+        ("1e-10", DECIMALS),
+        ("0.1234567891", DECIMALS),
+        ("0.12345678901234567890", DECIMALS),
+        ("1.0000000000000000000000000000001", DECIMALS),  # beyond a Decimal context's 28 digits
+        ("inf", "τ amounts are finite numbers"),
+        ("-inf", "τ amounts are finite numbers"),
+        ("nan", "τ amounts are finite numbers"),
+        ("-1", "τ amounts cannot be negative"),
+        ("abc", NOT_A_NUMBER),
+        ("0x10", NOT_A_NUMBER),
+        ("1,5", NOT_A_NUMBER),
+        (" 3 ", NOT_A_NUMBER),
+        ("1_000", NOT_A_NUMBER),
+        ("\u0661", NOT_A_NUMBER),  # a non-ASCII digit
+        ("", "give a number of τ such as 1.5"),
+        ("1e30", TOO_LARGE),
+        ("1e400", TOO_LARGE),
+        ("9223372036.854775808", TOO_LARGE),
+    ],
+)
+def test_parse_tao_refuses(text: str, reason: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_tao(text)
-    assert str(caught.value) == (
-        f"amount must be a positive number of τ with at most 9 decimals: {text!r}"
-    )
+    assert str(caught.value) == f"invalid amount {text!r}: {reason}"
 
 
 @pytest.mark.parametrize(
     ("text", "rao"),
-    [("1.5", 1_500_000_000), ("0.000000001", 1), ("2", 2 * TAO), ("1e-9", 1), (" 3 ", 3 * TAO)],
+    [
+        ("1.5", 1_500_000_000),
+        ("0.000000001", 1),
+        ("2", 2 * TAO),
+        ("1e-9", 1),
+        (".5", TAO // 2),
+        ("100000000000000000000e-20", TAO),
+        ("9223372036.854775807", 2**63 - 1),
+    ],
 )
 def test_parse_tao_is_exact(text: str, rao: int) -> None:
     assert parse_tao(text) == rao
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "reason"),
     [
-        ("transfer", "--wallet", "w", "--dest", "d", "--amount", "inf"),
-        ("stake", "add", "--wallet", "w", "--hotkey", "h", "--amount", "0.1234567891"),
+        (
+            ("transfer", "--wallet", "w", "--dest", "d", "--amount", "inf"),
+            "τ amounts are finite numbers",
+        ),
+        (("stake", "add", "--wallet", "w", "--hotkey", "h", "--amount", "0.1234567891"), DECIMALS),
     ],
 )
 def test_cli_refuses_a_bad_amount_in_one_line_with_exit_2(
-    tmp_path: Path, args: tuple[str, ...]
+    tmp_path: Path, args: tuple[str, ...], reason: str
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
     proc = subprocess.run(
@@ -355,9 +393,7 @@ def test_cli_refuses_a_bad_amount_in_one_line_with_exit_2(
         check=False,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (
-        f"error: amount must be a positive number of τ with at most 9 decimals: {args[-1]!r}"
-    )
+    assert proc.stderr.strip() == f"error: invalid amount {args[-1]!r}: {reason}"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -423,9 +459,9 @@ def test_lock_and_max_cost_are_exact_and_may_be_zero() -> None:
     assert parse_tao("0", allow_zero=True) == 0
     assert parse_tao("2.000000001", allow_zero=True) == 2_000_000_001
     for bad in ("-1", "inf", "1e-10", "nan"):
-        with pytest.raises(ValueError, match="non-negative number of τ"):
+        with pytest.raises(ValueError, match=f"^invalid amount {bad!r}: "):
             parse_tao(bad, allow_zero=True)
-    with pytest.raises(ValueError, match="positive number of τ"):
+    with pytest.raises(ValueError, match="must be more than 0 τ"):
         parse_tao("0")
 
 

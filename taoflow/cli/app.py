@@ -9,9 +9,11 @@ read-only commands answer at once. Every failure is one line on stderr and a non
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import typer
 
-from taoflow.cli.common import err
+from taoflow.cli.common import error_line
 from taoflow.cli.consensus import consensus_app
 from taoflow.cli.epoch import epoch_app, track_app
 from taoflow.cli.ledger import ledger_app
@@ -43,39 +45,93 @@ for command in (demo, up, serve, metagraph, register, submit, submissions, trans
 
 
 DEBUG_ENV = "TAOFLOW_DEBUG"
+PROG_NAME = "taoflow"
+USAGE_EXIT_CODE = 2
+FAILURE_EXIT_CODE = 1
+UNEXPECTED_EXIT_CODE = 2
 
 
-def main() -> None:
-    """Entry point: every failure is one line on stderr and a non-zero exit, no traceback."""
+def main(args: list[str] | None = None) -> None:
+    """Entry point: every failure is one line on stderr and a non-zero exit, no traceback.
+
+    Usage errors (a missing or unknown option, a bad value, an unknown command) are
+    ``error: <what> Try 'taoflow <command> --help'.`` with exit 2; the commands' own failures
+    are ``error: <why>`` with exit 1 (2 for a bad amount). ``TAOFLOW_DEBUG=1`` re-raises.
+    """
+    raise SystemExit(run(args))
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the CLI on ``args`` (default ``sys.argv[1:]``); the exit code."""
     import os
 
+    try:
+        result = app(args=args, prog_name=PROG_NAME, standalone_mode=False)
+    except typer.Abort:  # Ctrl-D at a prompt
+        error_line("aborted")
+        return FAILURE_EXIT_CODE
+    except Exception as exc:
+        if type(exc).__name__ == NO_ARGS_IS_HELP:
+            return USAGE_EXIT_CODE  # a bare group: its help is already printed on stdout
+        if isinstance(exc, ClickError):
+            error_line(usage_message(exc))
+            return exc.exit_code
+        if os.environ.get(DEBUG_ENV):
+            raise
+        return report_failure(exc)
+    # Without standalone mode a ``typer.Exit``'s code is returned, or the command's value.
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+NO_ARGS_IS_HELP = "NoArgsIsHelpError"
+"""click's signal that a group was called bare (matched by name, as Typer itself does)."""
+
+
+@runtime_checkable
+class ClickError(Protocol):
+    """A click (or Typer's vendored click) exception: a message and an exit code.
+
+    Matched by shape, not class, because Typer ≥ 0.22 vendors click under its own module.
+    """
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
+def usage_message(exc: ClickError) -> str:
+    """``exc``'s message and, for a usage error, where the help is: one line."""
+    message = exc.format_message().strip()
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command", None)
+    if ctx is not None and command is not None and command.get_help_option(ctx) is not None:
+        stop = "" if message.endswith((".", "?", "!")) else "."
+        message = f"{message}{stop} Try '{ctx.command_path} {ctx.help_option_names[0]}'."
+    return message
+
+
+def report_failure(exc: Exception) -> int:
+    """One line for a failure that escaped a command; its exit code."""
     from taoflow.ledger.errors import LedgerError
     from taoflow.tasks.errors import StageError
     from taoflow.wallet import WalletError
 
-    try:
-        app()
-    except Exception as exc:
-        if os.environ.get(DEBUG_ENV):
-            raise
-        expected: tuple[type[Exception], ...] = (
-            LedgerError,
-            WalletError,
-            OSError,
-            ValueError,
-            LookupError,
-            StageError,
-        )
-        if isinstance(exc, expected):
-            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
-            raise SystemExit(1) from None
-        # Anything else is a bug: say so, still no traceback by default.
-        err.print(
-            f"[red]unexpected error:[/] {type(exc).__name__}: {exc} "
-            f"(set {DEBUG_ENV}=1 for the traceback)",
-            soft_wrap=True,
-        )
-        raise SystemExit(2) from None
+    expected: tuple[type[Exception], ...] = (
+        LedgerError,
+        WalletError,
+        OSError,
+        ValueError,
+        LookupError,
+        StageError,
+    )
+    if isinstance(exc, expected):
+        error_line(str(exc))
+        return FAILURE_EXIT_CODE
+    # Anything else is a bug: say so, still no traceback by default.
+    error_line(
+        f"unexpected error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)"
+    )
+    return UNEXPECTED_EXIT_CODE
 
 
 if __name__ == "__main__":

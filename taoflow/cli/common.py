@@ -1,4 +1,15 @@
-"""What every ``taoflow`` command module shares: consoles, the common options, one-line errors."""
+"""What every ``taoflow`` command module shares: consoles, the common options, one-line errors.
+
+Invariants:
+- An error is exactly one line on stderr, ``error: <message>``: the message is printed without
+  rich markup and without wrapping, and any line break in it is folded into a space
+  (``error_line``), whatever the terminal width or the text a user typed.
+- τ on the command line is parsed by one parser (``ledger.payouts.parse_tao``, via
+  ``amount_rao``): exact, never rounded; a bad amount is one line and exit 2, before anything is
+  read or written. τ shown to people is exact with 9 decimals (``tao_text``).
+- Accounts are shown by wallet name (``wallet`` or ``wallet/hotkey``) where a local wallet holds
+  them, by short id otherwise (``account_label``).
+"""
 
 from __future__ import annotations
 
@@ -40,8 +51,17 @@ def settings_for(home: Path | None) -> Settings:
     return settings
 
 
+def error_line(message: str) -> None:
+    """Print ``error: message`` as exactly one line on stderr (no markup, no wrapping)."""
+    from rich.markup import escape
+
+    one_line = " ".join(message.split())
+    err.print(f"[red]error:[/] {escape(one_line)}", soft_wrap=True)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
+    """Print the one-line error; the caller raises the returned ``typer.Exit``."""
+    error_line(message)
     return typer.Exit(code)
 
 
@@ -70,21 +90,26 @@ AMOUNT_USAGE_EXIT_CODE = 2
 
 def amount_rao(text: str, *, allow_zero: bool = False) -> int:
     """A τ option as exact rao (``ledger.payouts.parse_tao``); one line and exit 2 if not."""
-    from rich.markup import escape
-
     from taoflow.ledger.payouts import parse_tao
 
     try:
         return parse_tao(text, allow_zero=allow_zero)
     except ValueError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(AMOUNT_USAGE_EXIT_CODE) from None
+        raise fail(str(exc), AMOUNT_USAGE_EXIT_CODE) from None
 
 
 def tao_text(amount_rao: int) -> str:
-    """Exact τ text of ``amount_rao`` (no float rounding)."""
-    whole, frac = divmod(amount_rao, 1_000_000_000)
-    return f"{whole:,}.{frac:09d}"
+    """Exact τ text of ``amount_rao`` with 9 decimals, ``1,234.500000000`` (no float)."""
+    from taoflow.ledger.payouts import tao_text as ledger_tao_text
+
+    return ledger_tao_text(amount_rao)
+
+
+def account_label(settings: Settings, account: str) -> str:
+    """``account`` as a person knows it: ``wallet`` or ``wallet/hotkey``, else its short id."""
+    from taoflow.names import account_labels, label
+
+    return label(account, account_labels(settings.wallets_dir))
 
 
 def account_of(settings: Settings, value: str) -> str:

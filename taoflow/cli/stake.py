@@ -17,6 +17,7 @@ from taoflow.cli.common import (
     WalletOption,
     console,
 )
+from taoflow.cli.common import account_label as _account_label
 from taoflow.cli.common import account_of as _account_of
 from taoflow.cli.common import amount_rao as _amount_rao
 from taoflow.cli.common import fail as _fail
@@ -48,7 +49,7 @@ def _stake_tx(
         result = commit_signed(settings, tx, cold)
     except ActionError as exc:
         raise _fail(str(exc)) from None
-    return target, result.batch_no
+    return _account_label(settings, target), result.batch_no
 
 
 @stake_app.command("add")
@@ -64,7 +65,7 @@ def stake_add(
         "add_stake", wallet=wallet, hotkey=hotkey, amount_rao=amount_rao, home=home
     )
     console.print(
-        f"[green]staked[/] {_tao_text(amount_rao)} τ to {target[:16]}… (batch {batch}); "
+        f"[green]staked[/] {_tao_text(amount_rao)} τ to {target} (batch {batch}); "
         "it counts from the next epoch"
     )
 
@@ -81,9 +82,7 @@ def stake_remove(
     target, batch = _stake_tx(
         "remove_stake", wallet=wallet, hotkey=hotkey, amount_rao=amount_rao, home=home
     )
-    console.print(
-        f"[green]unstaked[/] {_tao_text(amount_rao)} τ from {target[:16]}… (batch {batch})"
-    )
+    console.print(f"[green]unstaked[/] {_tao_text(amount_rao)} τ from {target} (batch {batch})")
 
 
 @stake_app.command("list")
@@ -115,7 +114,7 @@ def stake_list(
         table.add_row(
             label(r["coldkey"], labels),
             label(r["hotkey"], labels),
-            f"{r['stake_rao'] / 1e9:,.9f}",
+            _tao_text(r["stake_rao"]),
             f"{r['take_ppm'] / 1e4:.2f} %",
         )
     console.print(table)

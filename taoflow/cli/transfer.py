@@ -12,6 +12,7 @@ from taoflow.cli.common import (
     JsonOption,
     WalletOption,
 )
+from taoflow.cli.common import account_label as _account_label
 from taoflow.cli.common import account_of as _account_of
 from taoflow.cli.common import amount_rao as _amount_rao
 from taoflow.cli.common import emit as _emit
@@ -47,8 +48,13 @@ def transfer(
     except ActionError as exc:
         raise _fail(str(exc)) from None
     _emit(
-        {"tx_id": tx.tx_id, "batch_no": result.batch_no, "amount_rao": tx.amount_rao},
+        {
+            "tx_id": tx.tx_id,
+            "batch_no": result.batch_no,
+            "amount_rao": tx.amount_rao,
+            "dest": target,
+        },
         as_json=as_json,
-        text=f"[green]sent[/] {_tao_text(amount_rao)} τ to {target[:16]}… "
+        text=f"[green]sent[/] {_tao_text(amount_rao)} τ to {_account_label(settings, target)} "
         f"(batch {result.batch_no})",
     )

@@ -6,7 +6,8 @@ Invariants:
   it is never echoed, printed or passed on the command line.
 - Wallets live under ``<home>/wallets`` where ``<home>`` is ``--home`` / ``$TAOFLOW_HOME`` /
   ``./.taoflow``, as for every other taoflow command.
-- A failure prints one red ``error: …`` line on stderr and exits with status 1, never a traceback.
+- A failure prints one red ``error: …`` line on stderr (``taoflow.cli.common.fail``) and exits
+  with status 1, never a traceback.
 - ``--json`` output is a stable, sorted JSON document on stdout and nothing else.
 """
 
@@ -18,10 +19,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from taoflow.cli.common import HomeOption, JsonOption
+from taoflow.cli.common import fail as _fail
 from taoflow.settings import Settings
 from taoflow.wallet import (
     PASSPHRASE_ENV,
@@ -55,11 +56,6 @@ def _console() -> Console:
     if not console.is_terminal:
         console = Console(width=TABLE_WIDTH_MIN)
     return console
-
-
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
-    return typer.Exit(1)
 
 
 def _print_json(document: Any) -> None:
