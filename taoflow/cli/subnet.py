@@ -173,7 +173,7 @@ def register(
         {"subnet": subnet, "uid": uid, "burned_rao": cost, "batch_no": result.batch_no},
         as_json=as_json,
         text=f"[green]registered[/] {wallet}/{hotkey} on {subnet!r} as uid {uid} "
-        f"(burned {cost / 1e9:,.4f} τ)",
+        f"(burned {_tao_text(cost)} τ)",
     )
 
 
