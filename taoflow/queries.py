@@ -24,6 +24,7 @@ from taoflow.ledger.submissions import SubmissionPolicy, eligible, evaluated_com
 
 OUTPUT_COLUMNS: Final = ("validator_trust", "consensus", "incentive", "dividends")
 EVALUATION_COLUMNS: Final = ("score", "error", "artifact_digest")
+METAGRAPH_RECORD_COLUMNS: Final = ("hotkey", "permit", "score", "error", "emission_rao")
 
 
 class NoSuchSubnet(LookupError):
@@ -44,23 +45,38 @@ def _columns(uids: pa.Table | None, names: tuple[str, ...]) -> dict[str, list[An
     return {name: uids.column(name).to_pylist() for name in names}
 
 
-def metagraph(ledger: Ledger, *, subnet: str) -> list[dict[str, Any]]:
-    """One row per uid: current stake, the last epoch's consensus outputs and emission."""
+class NoSuchEpoch(LookupError):
+    """The subnet has no committed epoch of that number."""
+
+
+def metagraph(ledger: Ledger, *, subnet: str, epoch: int | None = None) -> list[dict[str, Any]]:
+    """One row per uid: stake, and an epoch's consensus outputs, mean score and emission.
+
+    Without ``epoch``: the current state with the last epoch's outputs. With ``epoch``: the
+    state right after the batch that committed it (what ``epoch run`` shows), so stake already
+    includes that epoch's emission. A uid whose hotkey is not the one the epoch recorded shows
+    0 / None for the epoch's columns. ``score`` is the uid's mean score (None when unscored).
+    """
     state = ledger.state()
     if subnet not in state.subnets:
         raise NoSuchSubnet(subnet)
-    last_epoch = state.last_epoch.get(subnet)
-    columns = _columns(last_epoch_uids(ledger, subnet=subnet), (*OUTPUT_COLUMNS, "emission_rao"))
+    if epoch is None:
+        epoch = state.last_epoch.get(subnet)
+    else:
+        batch_no = ledger.batch_of_epoch(subnet, epoch)
+        if batch_no is None:
+            raise NoSuchEpoch(f"epoch {epoch} of subnet {subnet!r} is not in the ledger")
+        state = ledger.state_as_of(batch_no)
+    uids = None
+    if epoch is not None:
+        uids = ledger.epoch_records(subnet, epoch, names=("uids",)).get("uids")
+    columns = _columns(uids, (*OUTPUT_COLUMNS, *METAGRAPH_RECORD_COLUMNS))
     rows = []
     for uid, neuron in sorted(state.neurons[subnet].items()):
         stake_rao = state.hotkey_stake(neuron.hotkey)
-
-        def out(name: str, uid: int = uid) -> float:
-            values = columns[name]
-            return float(values[uid]) if uid < len(values) else 0.0
-
-        emission = columns["emission_rao"]
-        emission_rao = int(emission[uid]) if uid < len(emission) else 0
+        recorded = uid < len(columns["hotkey"]) and columns["hotkey"][uid] == neuron.hotkey
+        score = float(columns["score"][uid]) if recorded else math.nan
+        emission_rao = int(columns["emission_rao"][uid]) if recorded else 0
         rows.append(
             {
                 "uid": uid,
@@ -68,13 +84,13 @@ def metagraph(ledger: Ledger, *, subnet: str) -> list[dict[str, Any]]:
                 "role": neuron.role,
                 "stake_rao": stake_rao,
                 "stake_tao": stake_rao / RAO_PER_TAO,
-                "validator_trust": out("validator_trust"),
-                "consensus": out("consensus"),
-                "incentive": out("incentive"),
-                "dividends": out("dividends"),
+                "score": None if math.isnan(score) else score,
+                **{name: float(columns[name][uid]) if recorded else 0.0 for name in OUTPUT_COLUMNS},
+                "permit": bool(columns["permit"][uid]) if recorded else False,
                 "emission_rao": emission_rao,
                 "emission_tao": emission_rao / RAO_PER_TAO,
-                "epoch": last_epoch,
+                "error": (columns["error"][uid] or None) if recorded else None,
+                "epoch": epoch,
             }
         )
     return rows

@@ -1,42 +1,105 @@
-"""Rich rendering of tables for the terminal."""
+"""Rich rendering of tables for the terminal.
+
+Invariants: ``epoch run``, ``metagraph`` and the demo print the metagraph through
+``metagraph_table`` with the same columns (``METAGRAPH_COLUMNS``); τ amounts are shown from
+the exact rao integers (rounded for display only, never through a float).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from rich.table import Table
 
-METAGRAPH_COLUMNS = (
-    ("uid", "UID", "{}"),
-    ("hotkey", "Hotkey", "{}"),
-    ("stake_tao", "Stake τ", "{:,.4f}"),
-    ("score", "Score", "{:.4f}"),
-    ("validator_trust", "VTrust", "{:.5f}"),
-    ("consensus", "Consensus", "{:.5f}"),
-    ("incentive", "Incentive", "{:.5f}"),
-    ("dividends", "Dividends", "{:.5f}"),
-    ("emission_tao", "Emission τ", "{:,.6f}"),
+from taoflow.ledger.schema import RAO_PER_TAO
+
+METAGRAPH_COLUMNS: Final = (
+    ("uid", "UID"),
+    ("hotkey", "Hotkey"),
+    ("stake_rao", "Stake τ"),
+    ("score", "Score"),
+    ("validator_trust", "VTrust"),
+    ("consensus", "Consensus"),
+    ("incentive", "Incentive"),
+    ("dividends", "Dividends"),
+    ("emission_rao", "Emission τ"),
+    ("permit", "Permit"),
 )
+"""The metagraph's columns, the same for ``epoch run``, ``metagraph`` and the demo."""
+TAO_DECIMALS: Final = {"stake_rao": 4, "emission_rao": 6}
+"""Decimals shown of the τ amounts (the rao integers stay exact in ``--json``)."""
+TAO_DECIMALS_EXACT: Final = 9
+"""1 rao = 1e-9 τ: nine decimals show an amount exactly."""
+SHARE_DECIMALS: Final = 5
+
+
+def tao_rounded(amount_rao: int, *, decimals: int) -> str:
+    """``amount_rao`` in τ rounded (half to even, exact integer arithmetic) to ``decimals``."""
+    unit = RAO_PER_TAO // 10**decimals
+    units, rest = divmod(amount_rao, unit)
+    if 2 * rest > unit or (2 * rest == unit and units % 2):
+        units += 1
+    whole, frac = divmod(units, 10**decimals)
+    return f"{whole:,}.{frac:0{decimals}d}" if decimals else f"{whole:,}"
+
+
+def metagraph_title(subnet: str, *, epoch: int | None, later_batches: int = 0) -> str:
+    """``digits — after epoch 3``: the state the metagraph rows show."""
+    if epoch is None:
+        return f"{subnet} — no epoch yet"
+    if later_batches:
+        return f"{subnet} — now ({later_batches} batch(es) after epoch {epoch})"
+    return f"{subnet} — after epoch {epoch}"
+
+
+def metagraph_cell(key: str, value: Any) -> str:
+    """One metagraph cell as text: τ amounts from exact rao, shares, scores, the permit."""
+    if value is None:
+        return "—"
+    if key in TAO_DECIMALS:
+        return tao_rounded(int(value), decimals=TAO_DECIMALS[key])
+    if key == "permit":
+        return "✓" if value else ""
+    if key == "score":
+        return f"{float(value):.4f}"
+    if isinstance(value, float):
+        return f"{value:.{SHARE_DECIMALS}f}"
+    return str(value)
 
 
 def metagraph_table(
-    rows: Sequence[Mapping[str, Any]], *, title: str, labels: Mapping[str, str] | None = None
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    title: str,
+    caption: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Table:
     """The metagraph as a rich table; hotkeys shown by wallet name where ``labels`` knows them."""
     from taoflow.names import label
 
     known = dict(labels or {})
     rows = [{**row, "hotkey": label(str(row.get("hotkey", "")), known)} for row in rows]
-    present = [c for c in METAGRAPH_COLUMNS if not rows or c[0] in rows[0]]
-    table = Table(title=title, header_style="bold cyan")
-    for key, header, _ in present:
+    table = Table(title=title, caption=caption, header_style="bold cyan")
+    for key, header in METAGRAPH_COLUMNS:
         table.add_column(header, justify="left" if key == "hotkey" else "right")
     for row in rows:
-        table.add_row(
-            *("—" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in present)
-        )
+        table.add_row(*(metagraph_cell(key, row.get(key)) for key, _ in METAGRAPH_COLUMNS))
     return table
+
+
+def epoch_table(
+    rows: Sequence[Mapping[str, Any]], *, result: Any, labels: Mapping[str, str] | None = None
+) -> Table:
+    """After an epoch run (a ``flows.epoch.EpochResult``): ``rows`` (the metagraph right after
+    its commit), titled like ``metagraph --epoch N``, with its batch and emission."""
+    emission = tao_rounded(result.emission_rao, decimals=TAO_DECIMALS_EXACT)
+    return metagraph_table(
+        rows,
+        title=metagraph_title(result.subnet, epoch=result.epoch),
+        caption=f"batch {result.batch_no} · emission {emission} τ",
+        labels=labels,
+    )
 
 
 def verify_lines(report: Any, checked: Any = None) -> list[str]:

@@ -50,9 +50,11 @@ def epoch_run(
     make_ephemeral_prefect_server_die_with_parent()
     from taoflow.flows.epoch import epoch_flow
     from taoflow.names import account_labels
-    from taoflow.render import metagraph_table
+    from taoflow.queries import metagraph
+    from taoflow.render import epoch_table
 
     result = epoch_flow(subnet=subnet, home=str(settings.home), dask_address=settings.dask_address)
+    rows = metagraph(Ledger.open(settings.ledger_dir), subnet=subnet, epoch=result.epoch)
     if as_json:
         _print_json(
             {
@@ -63,13 +65,12 @@ def epoch_run(
                 "emission_rao": result.emission_rao,
                 "mlflow_run_id": result.mlflow_run_id,
                 "flow_run_id": result.flow_run_id,
-                "metagraph": result.metagraph.to_pylist(),
+                "metagraph": rows,
             }
         )
         return
-    title = f"{subnet} — epoch {result.epoch} — batch {result.batch_no}"
     labels = account_labels(settings.wallets_dir)
-    console.print(metagraph_table(result.metagraph.to_pylist(), title=title, labels=labels))
+    console.print(epoch_table(rows, result=result, labels=labels))
 
 
 def _reconcile(settings: Settings, *, max_backfills: int | None = None) -> Any:

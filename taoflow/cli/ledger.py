@@ -3,7 +3,8 @@
 Current balances, stakes and supply come from the ledger's state (the newest verified snapshot
 plus the batches after it); "as of epoch N" from the newest snapshot at or before that epoch's
 batch plus the batches up to it, so each answer costs the same whatever the ledger's age. The
-entry log reads the batches through DuckDB views.
+entry log reads the batches through DuckDB views. Balances and stakes are listed largest first,
+then by the name a person knows the account by (its wallet name, else its short id).
 """
 
 from __future__ import annotations
@@ -207,18 +208,19 @@ def ledger_balance(
     settings = _settings(home)
     resolved = _resolve_account(settings, account) if account else ""
     state = _state_as_of(settings, as_of_epoch=as_of_epoch, subnet=subnet)
+    labels = account_labels(settings.wallets_dir)
     rows: list[dict[str, Any]] = [
         {"coldkey": coldkey, "balance_rao": amount}
-        for coldkey, amount in sorted(state.balances.items())
+        for coldkey, amount in state.balances.items()
         if amount and (not resolved or coldkey == resolved)
     ]
     if resolved and not rows:
         rows = [{"coldkey": resolved, "balance_rao": 0}]
+    rows.sort(key=lambda r: (-r["balance_rao"], label(r["coldkey"], labels), r["coldkey"]))
     if as_json:
         _print_json(rows)
         return
-    labels = account_labels(settings.wallets_dir)
-    table = Table(title="balances", header_style="bold cyan")
+    table = Table(title="balances (largest first)", header_style="bold cyan")
     table.add_column("coldkey")
     table.add_column("balance τ", justify="right")
     for row in rows:
@@ -240,16 +242,25 @@ def ledger_stakes(
     settings = _settings(home)
     resolved = _resolve_account(settings, account) if account else ""
     state = _state_as_of(settings, as_of_epoch=as_of_epoch, subnet=subnet)
+    labels = account_labels(settings.wallets_dir)
     rows: list[dict[str, Any]] = [
         {"coldkey": coldkey, "hotkey": hotkey, "stake_rao": amount}
-        for (coldkey, hotkey), amount in sorted(state.stakes.items())
+        for (coldkey, hotkey), amount in state.stakes.items()
         if amount and (not resolved or resolved in (coldkey, hotkey))
     ]
+    rows.sort(
+        key=lambda r: (
+            -r["stake_rao"],
+            label(r["coldkey"], labels),
+            label(r["hotkey"], labels),
+            r["coldkey"],
+            r["hotkey"],
+        )
+    )
     if as_json:
         _print_json(rows)
         return
-    labels = account_labels(settings.wallets_dir)
-    table = Table(title="stakes", header_style="bold cyan")
+    table = Table(title="stakes (largest first)", header_style="bold cyan")
     for column in ("coldkey", "hotkey", "stake τ"):
         table.add_column(column, justify="right" if column == "stake τ" else "left")
     for row in rows:

@@ -179,25 +179,35 @@ def register(
 
 def metagraph(
     subnet: Annotated[str, typer.Option("--subnet", help="Subnet name")] = "digits",
+    epoch: Annotated[
+        int | None,
+        typer.Option("--epoch", min=0, help="The state right after this epoch (default: now)"),
+    ] = None,
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The subnet's metagraph after its last epoch."""
+    """The subnet's metagraph: stake now (or right after --epoch) and that epoch's consensus."""
     from taoflow.ledger.store import Ledger
-    from taoflow.queries import NoSuchSubnet
+    from taoflow.names import account_labels
+    from taoflow.queries import NoSuchEpoch, NoSuchSubnet
     from taoflow.queries import metagraph as query
-    from taoflow.render import metagraph_table
+    from taoflow.render import metagraph_table, metagraph_title
 
     settings = _settings(home)
+    ledger = Ledger.open(settings.ledger_dir)
     try:
-        rows = query(Ledger.open(settings.ledger_dir), subnet=subnet)
+        rows = query(ledger, subnet=subnet, epoch=epoch)
     except NoSuchSubnet:
         raise _fail(f"no subnet {subnet!r} in {settings.home}") from None
+    except NoSuchEpoch as exc:
+        raise _fail(str(exc)) from None
     if as_json:
         _print_json(rows)
         return
-    epoch = rows[0]["epoch"] if rows else None
-    from taoflow.names import account_labels
-
+    shown = rows[0]["epoch"] if rows else ledger.state().last_epoch.get(subnet)
+    later = 0
+    if epoch is None and shown is not None:
+        later = len(ledger.records()) - (ledger.batch_of_epoch(subnet, shown) or 0)
+    title = metagraph_title(subnet, epoch=shown, later_batches=later)
     labels = account_labels(settings.wallets_dir)
-    console.print(metagraph_table(rows, title=f"{subnet} — after epoch {epoch}", labels=labels))
+    console.print(metagraph_table(rows, title=title, labels=labels))
