@@ -157,7 +157,7 @@ def test_check_plan_refuses_the_same_port_twice_and_non_ports() -> None:
 
 def test_dask_ports_are_not_checked_without_a_dask_cluster(taken_port: int) -> None:
     check_plan(UpPlan(prefect_port=None, mlflow_port=None, dask_port=taken_port, dask_workers=0))
-    with pytest.raises(PortInUse, match="pick another with --dask-port$"):
+    with pytest.raises(PortInUse, match=r"pick another with --dask-port$"):
         check_plan(UpPlan(prefect_port=None, mlflow_port=None, dask_port=taken_port))
 
 
@@ -380,8 +380,9 @@ def test_a_deployed_run_needs_a_bound_home_and_a_known_subnet(
     home = network_home(tmp_path)
     before = sorted(p.relative_to(home) for p in home.rglob("*"))
     monkeypatch.setenv(HOME_ENV, str(home))
-    with pytest.raises(LookupError, match=f"^no subnet 'digits' in {home}$"):
+    with pytest.raises(LookupError) as caught:
         bound_settings("digits")
+    assert str(caught.value) == f"no subnet 'digits' in {home}"
     assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
 
 
@@ -390,3 +391,16 @@ def test_serving_a_home_without_a_network_writes_nothing(tmp_path: Path) -> None
     with pytest.raises(NoNetwork):
         services.serve_epochs(Settings.load(wrong), block_time_s=1.0)
     assert not wrong.exists()
+
+
+def test_demo_fresh_is_refused_while_up_runs_for_the_home(tmp_path: Path) -> None:
+    settings = Settings.load(network_home(tmp_path))
+    record = record_for(settings, pid=os.getpid(), prefect_port=1, dask_port=2)
+    write_services_file(settings, record)
+    before = sorted(settings.home.rglob("*"))
+    proc = run_cli("demo", "--fresh", "--home", str(settings.home))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"error: taoflow up runs for {settings.home} (pid {os.getpid()}): stop it first"
+    ]
+    assert sorted(settings.home.rglob("*")) == before

@@ -29,10 +29,14 @@ def demo(
     from taoflow.demo import run_demo
     from taoflow.services import (
         make_ephemeral_prefect_server_die_with_parent,
+        recorded_services,
         reuse_running_services,
     )
 
     settings = Settings.load(home, dask_address, mlflow_uri=mlflow_uri)
+    running_up = recorded_services(settings) if fresh else None
+    if running_up is not None:  # --fresh would delete the databases under its servers
+        raise _refuse(f"taoflow up runs for {settings.home} (pid {running_up.pid}): stop it first")
     settings.apply_environment()
     reuse = reuse_running_services(settings)  # `taoflow up`'s Prefect server and Dask cluster
     for line in reuse.lines():
