@@ -6,7 +6,10 @@ Invariants:
   nannies of a ``LocalCluster`` live here) and in any later import of ``distributed`` (dask config
   ``logging.distributed``, read once at that import): the scheduler's start-up, client
   connections, cancelled keys and the comm a closed client leaves behind are not printed.
-  A lower level chosen by nobody is raised; a higher one (ERROR…) is kept.
+  A lower level chosen by nobody is raised; a higher one (ERROR…) is kept. One WARNING is
+  dropped too: a nanny of this process saying it killed a worker that did not stop within its
+  close timeout (``Worker process still alive after …, killing``), which is how closing a
+  cluster of our own on a busy machine ends (the epoch's results are in by then).
 * Prefect's run loggers (``prefect.flow_runs``, ``prefect.task_runs``) pass INFO, so a run's
   lines reach the Prefect API; Prefect's console handler prints a run line only at or above the
   ``prefect`` logger's level (``PREFECT_LOGGING_LEVEL``, WARNING unless the user chose another).
@@ -25,11 +28,21 @@ from typing import Final
 DASK_LOG_LEVEL: Final = logging.WARNING
 RUN_LOG_LEVEL: Final = logging.INFO
 DASK_LOGGER: Final = "distributed"
+NANNY_LOGGER: Final = "distributed.nanny"
+EXPECTED_AT_CLOSE: Final = ("Worker process still alive after",)
+"""Starts of the nanny messages that closing a local cluster prints as WARNING, by design."""
 RUN_LOGGERS: Final = ("prefect.flow_runs", "prefect.task_runs")
 PREFECT_LOGGER: Final = "prefect"
 FALLBACK_LOGGER: Final = "taoflow.epoch"
 
 RunLogger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+class _ExpectedAtClose(logging.Filter):
+    """Drops the nanny's report of a worker killed at close (see the module's invariants)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(EXPECTED_AT_CLOSE)
 
 
 def quiet_dask() -> None:
@@ -41,6 +54,9 @@ def quiet_dask() -> None:
     logger = logging.getLogger(DASK_LOGGER)
     if logger.getEffectiveLevel() < DASK_LOG_LEVEL:
         logger.setLevel(DASK_LOG_LEVEL)
+    nanny = logging.getLogger(NANNY_LOGGER)
+    if not any(isinstance(f, _ExpectedAtClose) for f in nanny.filters):
+        nanny.addFilter(_ExpectedAtClose())
 
 
 class _ConsoleRunFilter(logging.Filter):

@@ -316,6 +316,24 @@ def test_quiet_dask_raises_info_to_warning_and_keeps_error(saved_logging: None) 
     assert logger.level == logging.ERROR
 
 
+def test_quiet_dask_drops_only_the_nannys_kill_at_close(saved_logging: None) -> None:
+    nanny = logging.getLogger(run_logs.NANNY_LOGGER)
+    saved = list(nanny.filters)
+    try:
+        run_logs.quiet_dask()
+        run_logs.quiet_dask()  # idempotent: one filter
+        assert sum(isinstance(f, run_logs._ExpectedAtClose) for f in nanny.filters) == 1
+
+        def record(message: str) -> logging.LogRecord:
+            args = (4.0,)
+            return logging.LogRecord(run_logs.NANNY_LOGGER, 30, __file__, 1, message, args, None)
+
+        assert not nanny.filter(record("Worker process still alive after %.1f seconds, killing"))
+        assert nanny.filter(record("Restarting worker after %s s"))
+    finally:
+        nanny.filters = saved
+
+
 def test_run_lines_reach_the_api_logger_but_not_the_console(saved_logging: None) -> None:
     from prefect.logging.handlers import PrefectConsoleHandler
 
