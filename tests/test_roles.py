@@ -475,7 +475,7 @@ def test_cli_refuses_a_miners_weights_on_other_uids(home: Path) -> None:
     code, out = weights_commit(home, "miner", "1:65535")
     assert (code, out) == (
         1,
-        "error: hotkey 'miner/default' is registered on 'sn' as a miner: only validators with a "
+        "error: hotkey miner/default is registered on 'sn' as a miner: only validators with a "
         "permit set weights on other uids (a self-weight is allowed)",
     )
     assert_nothing_committed(home, before)
@@ -506,7 +506,7 @@ def test_cli_take_of_a_miner_is_refused_a_validators_is_set(home: Path) -> None:
     code, out = cli(home, "stake", "take", "--wallet", "miner", "--percent", "5")
     assert (code, out) == (
         1,
-        "error: hotkey 'miner/default' is not registered as a validator on any subnet: take is "
+        "error: hotkey miner/default is not registered as a validator on any subnet: take is "
         "a validator setting",
     )
     assert len(Ledger.open(home / "ledger").records()) == before

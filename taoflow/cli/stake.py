@@ -120,17 +120,17 @@ def stake_list(
     console.print(table)
 
 
-def _require_validator(settings: Settings, *, hotkey_hex: str, hotkey_label: str) -> None:
+def _require_validator(settings: Settings, *, hotkey_hex: str) -> None:
     """``ActionError`` unless the hotkey is a validator somewhere (take is a validator setting:
     ``ledger.roles``), checked before the coldkey is unlocked or anything is committed."""
-    from taoflow.actions import ActionError
+    from taoflow.actions import ActionError, named
     from taoflow.ledger.roles import take_problem
     from taoflow.ledger.store import Ledger
 
     state = Ledger.open(settings.ledger_dir).state()
     problem = take_problem(hotkey=hotkey_hex, is_validator=state.is_validator(hotkey_hex))
     if problem is not None:
-        raise ActionError(problem.replace(repr(hotkey_hex), repr(hotkey_label)))
+        raise ActionError(named(settings, problem))
 
 
 @stake_app.command("take")
@@ -148,7 +148,7 @@ def stake_take(
     settings = _settings(home)
     try:
         hot = load_hot(settings, wallet, hotkey)
-        _require_validator(settings, hotkey_hex=hot.public_hex, hotkey_label=f"{wallet}/{hotkey}")
+        _require_validator(settings, hotkey_hex=hot.public_hex)
         cold = coldkey(settings, wallet)
         tx = Tx(
             new_tx_id(Kind.SET_TAKE),

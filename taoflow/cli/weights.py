@@ -27,21 +27,20 @@ def _checked_vector(
     *,
     subnet: str,
     hotkey_hex: str,
-    hotkey_label: str,
     uids: list[int],
     weights: list[int],
 ) -> bool:
     """Check a weight vector against the ledger's rules now (``LedgerState.weights_problem``:
     the metagraph's uids, u16 weights, a validator with a permit unless it is a self-weight),
     before anything is committed; ``ActionError`` with the reason. True for a self-weight."""
-    from taoflow.actions import ActionError
+    from taoflow.actions import ActionError, named
     from taoflow.ledger.roles import is_self_weight
     from taoflow.ledger.store import Ledger
 
     state = Ledger.open(settings.ledger_dir).state()
     problem = state.weights_problem(subnet=subnet, hotkey=hotkey_hex, uids=uids, weights=weights)
     if problem is not None:
-        raise ActionError(problem.replace(repr(hotkey_hex), repr(hotkey_label)))
+        raise ActionError(named(settings, problem))
     uid = state.uid_of(subnet=subnet, hotkey=hotkey_hex)
     return uid is not None and is_self_weight(uid, uids)
 
@@ -82,7 +81,6 @@ def weights_commit(
             settings,
             subnet=subnet,
             hotkey_hex=hot.public_hex,
-            hotkey_label=f"{wallet}/{hotkey}",
             uids=uids,
             weights=values,
         )
