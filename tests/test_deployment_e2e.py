@@ -2,7 +2,9 @@
 
 Starts a Prefect server and `taoflow serve` (real deployments), triggers one epoch through the
 deployment with parameters, then checks the ledger batch, the MLflow run (params, metrics,
-artifacts, tags, registry alias) and the Prefect artifacts. Everything binds to 127.0.0.1.
+artifacts, tags, registry alias) and the Prefect artifacts. The deployment's form has one
+described, validated parameter (the subnet); a run that names a home is refused and writes
+nothing. Everything binds to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,10 +76,26 @@ ensure_genesis(Ledger.open(settings.ledger_dir), artifacts_root=settings.artifac
 TRIGGER = """
 import json, sys
 from prefect.deployments import run_deployment
-run = run_deployment(name="epoch/epoch-digits", parameters={"subnet": "digits",
-                     "home": sys.argv[1], "dask_address": None}, timeout=float(sys.argv[2]))
+try:
+    run = run_deployment(name="epoch/epoch-digits", parameters=json.loads(sys.argv[1]),
+                         timeout=float(sys.argv[2]))
+except Exception as exc:
+    print(json.dumps({"refused": f"{type(exc).__name__}: {exc}"}))
+    raise SystemExit(0)
 print(json.dumps({"id": str(run.id), "state": run.state_type.value if run.state_type else None,
                   "parameters": run.parameters}))
+"""
+
+DEPLOYMENT = """
+import asyncio, json
+from prefect.client.orchestration import get_client
+async def main():
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name("epoch/epoch-digits")
+        print(json.dumps({"schema": deployment.parameter_openapi_schema,
+                          "parameters": deployment.parameters,
+                          "enforced": deployment.enforce_parameter_schema}))
+asyncio.run(main())
 """
 
 ARTIFACTS = """
@@ -146,24 +165,76 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dic
                 proc.kill()
 
 
+def python_json(script: str, *args: str, env: dict[str, str], timeout_s: float) -> Any:
+    """Run ``script`` with ``args``; its last stdout line as JSON (``None`` if it failed)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def registered_deployment(env: dict[str, str]) -> dict[str, Any]:
+    """The deployment once `taoflow serve` has registered it."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        found = python_json(DEPLOYMENT, env=env, timeout_s=START_TIMEOUT_S)
+        if found is not None:
+            return dict(found)
+        time.sleep(2)
+    raise AssertionError(f"deployment epoch/epoch-digits not registered in {START_TIMEOUT_S} s")
+
+
+def trigger(env: dict[str, str], parameters: dict[str, Any]) -> dict[str, Any]:
+    run = python_json(
+        TRIGGER,
+        json.dumps(parameters),
+        str(RUN_TIMEOUT_S),
+        env=env,
+        timeout_s=RUN_TIMEOUT_S + 60,
+    )
+    assert run is not None
+    return dict(run)
+
+
+def test_the_deployment_form_has_one_described_validated_parameter(
+    served: tuple[Path, dict[str, str]],
+) -> None:
+    _, env = served
+    deployment = registered_deployment(env)
+    assert deployment["enforced"] is True
+    assert deployment["parameters"] == {"subnet": "digits"}
+    properties = deployment["schema"]["properties"]
+    assert list(properties) == ["subnet"]
+    assert properties["subnet"]["pattern"] == "^[A-Za-z0-9_-]{1,64}$"
+    assert properties["subnet"]["description"].startswith("The subnet whose next epoch runs")
+
+
+def test_a_deployment_run_naming_a_home_is_refused_and_writes_nothing(
+    served: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    home, env = served
+    registered_deployment(env)
+    wrong = tmp_path / "wrong-home"
+    batches_before = sorted((home / "ledger" / "batches").iterdir())
+    run = trigger(env, {"subnet": "digits", "home": str(wrong)})
+    assert run.get("state") != "COMPLETED", run
+    assert "refused" in run or run.get("state") in {"FAILED", "CRASHED"}, run
+    assert not wrong.exists()
+    assert sorted((home / "ledger" / "batches").iterdir()) == batches_before
+
+
 def test_epoch_through_a_deployment_with_parameters(served: tuple[Path, dict[str, str]]) -> None:
     home, env = served
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:  # the deployment appears once `taoflow serve` has registered it
-        proc = subprocess.run(
-            [sys.executable, "-c", TRIGGER, str(home), str(RUN_TIMEOUT_S)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S + 60,
-            check=False,
-        )
-        if proc.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert run["state"] == "COMPLETED"
+    registered_deployment(env)
+    run = trigger(env, {"subnet": "digits"})
+    assert run.get("state") == "COMPLETED", run
     assert run["parameters"]["subnet"] == "digits"
 
     ledger = Ledger(home / "ledger")
@@ -177,11 +248,14 @@ def test_epoch_through_a_deployment_with_parameters(served: tuple[Path, dict[str
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name("subnet-digits")
     assert experiment is not None
-    (mlrun,) = client.search_runs([experiment.experiment_id])
+    (mlrun,) = client.search_runs(  # the epoch's run (the subnet may keep other runs)
+        [experiment.experiment_id],
+        filter_string=f"tags.`taoflow.prefect_flow_run_id` = '{run['id']}'",
+    )
     assert mlrun.data.tags["taoflow.prefect_flow_run_id"] == run["id"]
     assert mlrun.data.tags["taoflow.ledger_batch_hash"] == epoch_records[0].batch_hash
     assert mlrun.data.params["subnet"] == "digits"
-    assert any(k.startswith("incentive/uid_") for k in mlrun.data.metrics)
+    assert mlrun.data.metrics  # which metrics: tests/test_track.py
     paths = {a.path for a in client.list_artifacts(mlrun.info.run_id)}
     assert {"metagraph.parquet", "weights.parquet"} <= paths
     plots = {a.path for a in client.list_artifacts(mlrun.info.run_id, "plots")}
