@@ -18,12 +18,14 @@ import os
 from typing import Annotated
 
 from prefect import flow
+from prefect.runtime import flow_run
 from pydantic import Field
 
-from taoflow.flows.epoch import EpochResult, epoch_flow
+from taoflow.flows.epoch import EpochResult, epoch_flow, next_epoch
 from taoflow.ledger.names import NAME_CHARS_MAX, NAME_RE
 from taoflow.ledger.store import Ledger
 from taoflow.settings import HOME_ENV, Settings, require_network
+from taoflow.tasks.summary import epoch_run_name
 
 SubnetName = Annotated[
     str,
@@ -52,7 +54,18 @@ def bound_settings(subnet: str) -> Settings:
     return settings
 
 
-@flow(name="epoch", log_prints=False, persist_result=False)
+def deployed_run_name() -> str:
+    """``<subnet> · epoch <n>`` for the run starting now, read from the bound home."""
+    subnet = str(flow_run.parameters.get("subnet", "digits"))
+    home = os.environ.get(HOME_ENV)
+    try:
+        epoch = next_epoch(subnet=subnet, home=home) if home else None
+    except Exception:  # a name must never fail the run: bound_settings reports the reason
+        epoch = None
+    return epoch_run_name(subnet, epoch)
+
+
+@flow(name="epoch", flow_run_name=deployed_run_name, log_prints=False, persist_result=False)
 def deployed_epoch_flow(subnet: SubnetName = "digits") -> EpochResult:
     """Run the next epoch of a subnet of the network this deployment serves.
 

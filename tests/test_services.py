@@ -404,3 +404,20 @@ def test_demo_fresh_is_refused_while_up_runs_for_the_home(tmp_path: Path) -> Non
         f"error: taoflow up runs for {settings.home} (pid {os.getpid()}): stop it first"
     ]
     assert sorted(settings.home.rglob("*")) == before
+
+
+def test_a_deployed_run_is_named_by_subnet_and_epoch_of_the_bound_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from ledger_helpers import network_with_subnet
+
+    from taoflow.flows import deployed
+
+    network_with_subnet(tmp_path / "home", subnet="sn")
+    monkeypatch.setattr(deployed, "flow_run", SimpleNamespace(parameters={"subnet": "sn"}))
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    assert deployed.deployed_run_name() == "sn · epoch 0"
+    monkeypatch.delenv(HOME_ENV)
+    assert deployed.deployed_run_name() == "sn · next epoch"
