@@ -23,7 +23,7 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from taoflow.tasks import shells
-from taoflow.tasks.metagraph import build_metagraph, epoch_aggregates, epoch_tags
+from taoflow.tasks.metagraph import build_metagraph, epoch_tags
 from taoflow.tasks.registry import champion_from_metagraph
 from taoflow.tasks.run_logs import quiet_dask, route_run_logs, run_logger
 from taoflow.tasks.summary import epoch_run_name, tracking_line
@@ -127,9 +127,6 @@ def epoch_flow(
             artifacts_dir=settings.mlflow_artifacts_dir,
             ctx=_q(ctx),
             metagraph=_q(metagraph),
-            aggregates=epoch_aggregates(
-                ctx, outputs=outcome.outputs, payouts=payouts, scores=mean_scores
-            ),
             tags=epoch_tags(ctx, batch_hash=commit.batch_hash, flow_run_id=run_id),
             outbox_root=settings.mlflow_outbox_dir,
             weights=_q(outcome.weights),

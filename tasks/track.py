@@ -1,28 +1,32 @@
-"""Stage 5 — track: one MLflow run per epoch, written after the ledger commit.
+"""Stage 5 — track: the epoch's MLflow runs, written after the ledger commit.
 
-A run holds: the epoch's hyper-parameters as params; aggregates (``emission_tao``,
-``best_score``, ``validator_agreement``, whatever the caller passes) and per-uid metrics
-(``<name>/uid_<uid>`` for ``PER_UID_METRICS``) at ``step = epoch``, so curves form across runs;
-artifacts ``metagraph.parquet``, ``metagraph.json``, ``weights.parquet`` and ``plots/*.png``;
-tags ``taoflow.subnet``, ``taoflow.epoch``, ``taoflow.run_key`` (``<subnet>/<epoch>``),
-``taoflow.status`` plus the caller's (ledger batch hash, Prefect flow run id). With a champion
+One experiment per subnet (``subnet-<name>``, a model-training experiment: see
+``tasks.track_series`` for its layout). An epoch gets a run ``epoch <N>``, a child of the
+subnet's series run ``<subnet> · network``, holding: the epoch's hyper-parameters as params; the
+handful of ``tasks.track_series.EPOCH_METRICS`` at ``step = epoch``; artifacts
+``metagraph.csv`` (the per-uid table, shown as a table by the UI), ``metagraph.parquet`` (the
+same rows, exact types), ``weights.parquet`` and ``plots/*.png``; tags ``taoflow.subnet``,
+``taoflow.epoch``, ``taoflow.run_key`` (``<subnet>/<epoch>``), ``taoflow.status`` plus the
+caller's (ledger batch hash, Prefect flow run id). The epoch's per-hotkey values and figures go
+to the series run as points at ``step = epoch``, so they plot as lines. With a champion
 candidate it also logs ``champion/`` (the submission's two files) and registers it
-(``tasks.registry``); tags
-``taoflow.champion.{candidate_uid,candidate_digest,promoted,version,reason}`` record the outcome.
+(``tasks.registry``); tags ``taoflow.champion.{candidate_uid,candidate_digest,promoted,version,
+reason}`` record the outcome.
 
 Invariants:
 
-* exactly one run per (subnet, epoch): one experiment per subnet (``subnet-<name>``), the run
-  keyed by its tags (``taoflow.run_key``; older runs are found by ``taoflow.epoch``), so a
-  retried epoch returns the existing run and logs nothing;
+* exactly one run per (subnet, epoch): the run keyed by its tags (``taoflow.run_key``; older
+  runs are found by ``taoflow.epoch``), so a retried epoch returns the existing run and logs
+  nothing, in the epoch run or in the series run;
 * search-then-create is serialised across processes: ``log_epoch`` holds an exclusive ``flock``
   on ``<artifacts_dir>/.track.lock`` (waiting at most ``TRACK_LOCK_TIMEOUT_S``) from the search
   until the run is complete, so concurrent trackers of one epoch produce one run, and a run
   found unfinished under the lock was left by a dead process;
 * a run is created with ``taoflow.status = logging`` and only marked ``complete`` (and
-  ``FINISHED``) after everything, registration included, is written; a run of the epoch left
-  unfinished by a crash is deleted (with any model version it registered) and logged again, so
-  there is never a second visible run;
+  ``FINISHED``) after everything, series points and registration included, is written; a run of
+  the epoch left unfinished by a crash is deleted (with any model version it registered) after
+  the new run exists, and the new try writes only the series points that are not there yet, so
+  there is never a second visible run nor a second point of a line at one epoch;
 * the subnet name must be a valid name (``ledger.names``); the experiment's artifact directory
   is ``path_under(artifacts_dir, subnet)``; with an HTTP(S) tracking server the server chooses
   the artifact location;
@@ -41,22 +45,22 @@ A tracker that cannot get the lock within ``TRACK_LOCK_TIMEOUT_S`` raises
 from __future__ import annotations
 
 import fcntl
-import json
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from taoflow.ledger.names import check_subnet_name, path_under
-from taoflow.tasks import track_plots
+from taoflow.tasks import track_plots, track_series
 from taoflow.tasks.models.artifacts import artifact_digest
 from taoflow.tasks.registry import (
     CHAMPION_ARTIFACT_DIR,
@@ -67,6 +71,7 @@ from taoflow.tasks.registry import (
     discard_run_versions,
     register_champion,
 )
+from taoflow.tasks.track_series import validator_agreement
 
 __all__ = [
     "ChampionCandidate",
@@ -82,7 +87,6 @@ __all__ = [
     "validator_agreement",
 ]
 
-METRICS_PER_CALL_MAX: Final = 1000
 PARAM_VALUE_CHARS_MAX: Final = 6000
 RUNS_PER_EPOCH_SEARCH_MAX: Final = 100
 CHAMPION_FILE_BYTES_MAX: Final = 1 << 30
@@ -94,15 +98,9 @@ TRACK_LOCK_FILE: Final = ".track.lock"
 TRACK_LOCK_TIMEOUT_S: Final = 600.0
 TRACK_LOCK_POLL_S: Final = 0.05
 REMOTE_TRACKING_SCHEMES: Final = ("http://", "https://", "databricks")
-PER_UID_METRICS: Final = (
-    "stake_tao",
-    "score",
-    "validator_trust",
-    "consensus",
-    "incentive",
-    "dividends",
-    "emission_tao",
-)
+METAGRAPH_CSV: Final = "metagraph.csv"
+METAGRAPH_PARQUET: Final = "metagraph.parquet"
+WEIGHTS_PARQUET: Final = "weights.parquet"
 
 
 class TrackingLockTimeout(OSError):
@@ -146,14 +144,28 @@ def tracking_lock(
 def _experiment_id(
     client: MlflowClient, *, subnet: str, artifacts_dir: Path, tracking_uri: str
 ) -> str:
+    """The subnet's experiment, created as a model-training experiment (an older one is
+    marked as one)."""
     name = experiment_name(subnet)
     found = client.get_experiment_by_name(name)
     if found is not None:
-        return str(found.experiment_id)
+        experiment_id = str(found.experiment_id)
+        if found.tags.get(track_series.EXPERIMENT_KIND_TAG) != track_series.EXPERIMENT_KIND:
+            client.set_experiment_tag(
+                experiment_id, track_series.EXPERIMENT_KIND_TAG, track_series.EXPERIMENT_KIND
+            )
+            client.set_experiment_tag(
+                experiment_id, track_series.NOTE_TAG, track_series.experiment_note(subnet)
+            )
+        return experiment_id
+    tags = {
+        track_series.EXPERIMENT_KIND_TAG: track_series.EXPERIMENT_KIND,
+        track_series.NOTE_TAG: track_series.experiment_note(subnet),
+    }
     if tracking_uri.startswith(REMOTE_TRACKING_SCHEMES):
-        return str(client.create_experiment(name))
+        return str(client.create_experiment(name, tags=tags))
     location = path_under(artifacts_dir, subnet).as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    return str(client.create_experiment(name, artifact_location=location, tags=tags))
 
 
 def _epoch_filter(epoch: int) -> str:
@@ -177,44 +189,6 @@ def unfinished_epoch_runs(client: MlflowClient, *, experiment_id: str, epoch: in
         [experiment_id], filter_string=_epoch_filter(epoch), max_results=RUNS_PER_EPOCH_SEARCH_MAX
     )
     return [str(r.info.run_id) for r in runs if r.data.tags.get(STATUS_TAG) != STATUS_COMPLETE]
-
-
-def validator_agreement(metagraph: pa.Table) -> float | None:
-    """Stake-weighted mean validator trust over validators with a permit (``None`` if none).
-
-    Validator trust is the share of a validator's weight that falls within consensus, so this
-    is the fraction of the validating stake's weight that agreed with consensus.
-    """
-    needed = ("stake_rao", "validator_trust", "validator_permit")
-    if any(column not in metagraph.column_names for column in needed):
-        return None
-    columns = metagraph.to_pydict()
-    stake_total_rao = 0
-    weighted = 0.0
-    for stake_rao, trust, permit in zip(*(columns[c] for c in needed), strict=True):
-        if permit and stake_rao and trust is not None:
-            stake_total_rao += int(stake_rao)
-            weighted += int(stake_rao) * float(trust)
-    return weighted / stake_total_rao if stake_total_rao > 0 else None
-
-
-def _metrics(
-    *, metagraph: pa.Table, aggregates: Mapping[str, float], epoch: int, now_ms: int
-) -> list[Metric]:
-    values = {k: float(v) for k, v in aggregates.items()}
-    if "validator_agreement" not in values:
-        agreement = validator_agreement(metagraph)
-        if agreement is not None:
-            values["validator_agreement"] = agreement
-    metrics = [Metric(k, v, now_ms, epoch) for k, v in sorted(values.items())]
-    columns = metagraph.to_pydict()
-    for row, uid in enumerate(columns["uid"]):
-        for name in PER_UID_METRICS:
-            if name in columns and columns[name][row] is not None:
-                metrics.append(
-                    Metric(f"{name}/uid_{uid:04d}", float(columns[name][row]), now_ms, epoch)
-                )
-    return metrics
 
 
 def _draw_plots(
@@ -276,10 +250,8 @@ def _stage_champion(candidate: ChampionCandidate, directory: Path) -> Path:
     return staged
 
 
-def _discard_unfinished(
-    client: MlflowClient, *, experiment_id: str, subnet: str, epoch: int
-) -> None:
-    for run_id in unfinished_epoch_runs(client, experiment_id=experiment_id, epoch=epoch):
+def _discard(client: MlflowClient, *, subnet: str, run_ids: list[str]) -> None:
+    for run_id in run_ids:
         discard_run_versions(client, subnet=subnet, run_id=run_id)
         client.delete_run(run_id)
 
@@ -300,7 +272,7 @@ def log_epoch(
     epoch: int,
     params: Mapping[str, Any],
     metagraph: pa.Table,
-    aggregates: Mapping[str, float],
+    emission_rao: int,
     tags: Mapping[str, str],
     weights: pa.Table | None = None,
     champion: ChampionCandidate | None = None,
@@ -318,7 +290,7 @@ def log_epoch(
         epoch=epoch,
         params=params,
         metagraph=metagraph,
-        aggregates=aggregates,
+        emission_rao=emission_rao,
         tags=tags,
         weights=weights,
         champion=champion,
@@ -333,7 +305,7 @@ def log_epoch_once(
     epoch: int,
     params: Mapping[str, Any],
     metagraph: pa.Table,
-    aggregates: Mapping[str, float],
+    emission_rao: int,
     tags: Mapping[str, str],
     weights: pa.Table | None = None,
     champion: ChampionCandidate | None = None,
@@ -359,7 +331,7 @@ def log_epoch_once(
             epoch=epoch,
             params=params,
             metagraph=metagraph,
-            aggregates=aggregates,
+            emission_rao=emission_rao,
             tags=tags,
             weights=weights,
             champion=champion,
@@ -375,16 +347,24 @@ def _log_epoch_locked(
     epoch: int,
     params: Mapping[str, Any],
     metagraph: pa.Table,
-    aggregates: Mapping[str, float],
+    emission_rao: int,
     tags: Mapping[str, str],
     weights: pa.Table | None,
     champion: ChampionCandidate | None,
 ) -> str:
-    """Discard the epoch's unfinished runs, then log a new one (tracking lock held)."""
+    """Log a new run of the epoch and its series points (tracking lock held).
+
+    Runs of the epoch that an earlier try left unfinished are deleted once the new run exists
+    (so a crash in between still leaves an unfinished run behind), and their presence makes the
+    series points be written only where missing.
+    """
+    figures = track_series.epoch_metrics(metagraph, emission_rao=emission_rao)
+    now_ms = int(time.time() * 1000)
     with tempfile.TemporaryDirectory(prefix="taoflow-track-") as tmp:
         root = Path(tmp)
         staged = None if champion is None else _stage_champion(champion, root / "staging")
-        _discard_unfinished(client, experiment_id=experiment_id, subnet=subnet, epoch=epoch)
+        leftovers = unfinished_epoch_runs(client, experiment_id=experiment_id, epoch=epoch)
+        series_id = track_series.series_run(client, experiment_id=experiment_id, subnet=subnet)
         run_id = _log_new_run(
             client,
             experiment_id=experiment_id,
@@ -393,32 +373,84 @@ def _log_epoch_locked(
             epoch=epoch,
             params=params,
             metagraph=metagraph,
-            aggregates=aggregates,
-            tags=tags,
+            metrics=[Metric(k, v, now_ms, epoch) for k, v in figures.items()],
+            tags={
+                **tags,
+                track_series.PARENT_RUN_TAG: series_id,
+                track_series.NOTE_TAG: _run_note(subnet=subnet, epoch=epoch, figures=figures),
+            },
             weights=weights,
         )
-        final_tags: dict[str, str] = {}
-        plots = root / "plots"
-        plots.mkdir()
-        plot_errors = _draw_plots(metagraph=metagraph, weights=weights, directory=plots)
-        for name, error in plot_errors.items():
-            final_tags[f"taoflow.plot_error.{name}"] = error
-        if any(plots.iterdir()):
-            client.log_artifacts(run_id, str(plots), "plots")
+        _discard(client, subnet=subnet, run_ids=leftovers)
+        points = track_series.series_metrics(metagraph, figures=figures, epoch=epoch, now_ms=now_ms)
+        track_series.log_series(client, run_id=series_id, points=points, dedupe=bool(leftovers))
+        final_tags = _log_plots(
+            client, run_id=run_id, root=root, metagraph=metagraph, weights=weights
+        )
         if champion is not None and staged is not None:
-            client.log_artifacts(run_id, str(staged), CHAMPION_ARTIFACT_DIR)
-            decision = register_champion(
-                client, subnet=subnet, epoch=epoch, run_id=run_id, candidate=champion
+            final_tags.update(
+                _log_champion(
+                    client,
+                    run_id=run_id,
+                    subnet=subnet,
+                    epoch=epoch,
+                    staged=staged,
+                    champion=champion,
+                )
             )
-            final_tags["taoflow.champion.candidate_uid"] = str(champion.uid)
-            final_tags["taoflow.champion.candidate_digest"] = champion.digest
-            final_tags["taoflow.champion.promoted"] = str(decision.promoted).lower()
-            final_tags["taoflow.champion.version"] = decision.version or ""
-            final_tags["taoflow.champion.reason"] = decision.reason
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sorted(final_tags.items())])
     client.set_terminated(run_id, status="FINISHED")
+    client.set_terminated(series_id, status="FINISHED")  # ended at its latest epoch
     client.set_tag(run_id, STATUS_TAG, STATUS_COMPLETE)  # the commit marker: always last
     return run_id
+
+
+def _run_note(*, subnet: str, epoch: int, figures: Mapping[str, float]) -> str:
+    """The epoch run's description (markdown), from its figures."""
+    best = figures.get("score_best")
+    return (
+        f"**{subnet}**, epoch {epoch}: {int(figures['models_evaluated'])} model(s) evaluated, "
+        f"{int(figures['models_rejected'])} rejected"
+        + ("" if best is None else f", best score {best:.4f}")
+        + f"; {figures['emission_tao']:.9f} τ emitted to {int(figures['neurons'])} uids. "
+        f"The per-uid table is `{METAGRAPH_CSV}`; lines over epochs are in the parent run "
+        f"**{track_series.series_run_name(subnet)}**."
+    )
+
+
+def _log_plots(
+    client: MlflowClient, *, run_id: str, root: Path, metagraph: pa.Table, weights: pa.Table | None
+) -> dict[str, str]:
+    """Draw and log ``plots/``; return the tags recording plots that could not be drawn."""
+    plots = root / "plots"
+    plots.mkdir()
+    plot_errors = _draw_plots(metagraph=metagraph, weights=weights, directory=plots)
+    if any(plots.iterdir()):
+        client.log_artifacts(run_id, str(plots), "plots")
+    return {f"taoflow.plot_error.{name}": error for name, error in plot_errors.items()}
+
+
+def _log_champion(
+    client: MlflowClient,
+    *,
+    run_id: str,
+    subnet: str,
+    epoch: int,
+    staged: Path,
+    champion: ChampionCandidate,
+) -> dict[str, str]:
+    """Log ``champion/``, register it if it beats the current one; return the outcome tags."""
+    client.log_artifacts(run_id, str(staged), CHAMPION_ARTIFACT_DIR)
+    decision = register_champion(
+        client, subnet=subnet, epoch=epoch, run_id=run_id, candidate=champion
+    )
+    return {
+        "taoflow.champion.candidate_uid": str(champion.uid),
+        "taoflow.champion.candidate_digest": champion.digest,
+        "taoflow.champion.promoted": str(decision.promoted).lower(),
+        "taoflow.champion.version": decision.version or "",
+        "taoflow.champion.reason": decision.reason,
+    }
 
 
 def _log_new_run(
@@ -430,7 +462,7 @@ def _log_new_run(
     epoch: int,
     params: Mapping[str, Any],
     metagraph: pa.Table,
-    aggregates: Mapping[str, float],
+    metrics: list[Metric],
     tags: Mapping[str, str],
     weights: pa.Table | None,
 ) -> str:
@@ -442,23 +474,17 @@ def _log_new_run(
         RUN_KEY_TAG: run_key(subnet, epoch),
         STATUS_TAG: STATUS_LOGGING,
     }
-    run = client.create_run(experiment_id, run_name=f"{subnet}-epoch-{epoch}", tags=run_tags)
+    run = client.create_run(
+        experiment_id, run_name=track_series.epoch_run_name(epoch), tags=run_tags
+    )
     run_id = str(run.info.run_id)
-    now_ms = int(time.time() * 1000)
-    metrics = _metrics(metagraph=metagraph, aggregates=aggregates, epoch=epoch, now_ms=now_ms)
     param_list = [Param(k, str(v)[:PARAM_VALUE_CHARS_MAX]) for k, v in sorted(params.items())]
-    client.log_batch(run_id, params=param_list)
-    for start in range(0, len(metrics), METRICS_PER_CALL_MAX):
-        client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_CALL_MAX])
-    pq.write_table(metagraph, root / "metagraph.parquet")
-    client.log_artifact(run_id, str(root / "metagraph.parquet"))
-    (root / "metagraph.json").write_text(_rows_json(metagraph.to_pylist()))
-    client.log_artifact(run_id, str(root / "metagraph.json"))
+    client.log_batch(run_id, metrics=metrics, params=param_list)
+    pa_csv.write_csv(metagraph, root / METAGRAPH_CSV)
+    client.log_artifact(run_id, str(root / METAGRAPH_CSV))
+    pq.write_table(metagraph, root / METAGRAPH_PARQUET)
+    client.log_artifact(run_id, str(root / METAGRAPH_PARQUET))
     if weights is not None:
-        pq.write_table(weights, root / "weights.parquet")
-        client.log_artifact(run_id, str(root / "weights.parquet"))
+        pq.write_table(weights, root / WEIGHTS_PARQUET)
+        client.log_artifact(run_id, str(root / WEIGHTS_PARQUET))
     return run_id
-
-
-def _rows_json(rows: Sequence[Mapping[str, Any]]) -> str:
-    return json.dumps(list(rows), indent=1, sort_keys=True, default=str)

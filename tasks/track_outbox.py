@@ -6,8 +6,9 @@ tracking job in the outbox and returns ``(None, error)`` instead of raising. ``f
 writes queued jobs once MLflow is back. The ledger is never read or written here: the commit
 has already happened, and tracking can neither block nor undo it.
 
-Layout: ``<root>/<subnet-dir>/<epoch>/`` holds ``job.json`` (params, aggregates, tags, the
-champion's identity, attempts, last error), ``metagraph.parquet``, optionally
+Layout: ``<root>/<subnet-dir>/<epoch>/`` holds ``job.json`` (params, the epoch's emission in
+rao, tags, the champion's identity, attempts, last error; format 2 — a format-1 job, which held
+the emission as a τ float among ``aggregates``, is read as well), ``metagraph.parquet``, optionally
 ``weights.parquet`` and ``champion/{model.safetensors,config.json}`` (copies, so a job does not
 depend on anything outside the outbox). ``<subnet-dir>`` is the subnet name when it matches
 ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``, else ``~`` + the hex of its UTF-8 bytes.
@@ -56,6 +57,7 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
 from taoflow.ledger.names import path_under
+from taoflow.ledger.schema import RAO_PER_TAO
 from taoflow.tasks.registry import CONFIG_FILE, MODEL_FILE, ChampionCandidate
 from taoflow.tasks.track import log_epoch
 
@@ -63,7 +65,8 @@ log = logging.getLogger("taoflow.track_outbox")
 
 FLUSH_JOBS_MAX: Final = 1000
 CONSECUTIVE_FAILURES_MAX: Final = 3
-JOB_FORMAT: Final = 1
+JOB_FORMAT: Final = 2
+JOB_FORMATS_READ: Final = (1, 2)
 JOB_FILE: Final = "job.json"
 METAGRAPH_FILE: Final = "metagraph.parquet"
 WEIGHTS_FILE: Final = "weights.parquet"
@@ -114,6 +117,16 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:ERROR_CHARS_MAX]
 
 
+def _emission_rao(document: Mapping[str, Any]) -> int:
+    """The job's emission in rao; a format-1 job held it as ``aggregates.emission_tao``."""
+    if document["format"] == 1:
+        return round(float(document["aggregates"].get("emission_tao", 0.0)) * RAO_PER_TAO)
+    emission_rao = document["emission_rao"]
+    if type(emission_rao) is not int or emission_rao < 0:
+        raise OutboxJobUnreadable(f"emission_rao must be a non-negative int: {emission_rao!r:.40}")
+    return emission_rao
+
+
 @dataclass(frozen=True)
 class TrackingJob:
     """A queued call of :func:`tasks.track.log_epoch` (everything but the URIs)."""
@@ -121,7 +134,7 @@ class TrackingJob:
     subnet: str
     epoch: int
     params: dict[str, Any]
-    aggregates: dict[str, float]
+    emission_rao: int
     tags: dict[str, str]
     metagraph: pa.Table
     weights: pa.Table | None
@@ -148,7 +161,7 @@ class TrackingOutbox:
         epoch: int,
         params: Mapping[str, Any],
         metagraph: pa.Table,
-        aggregates: Mapping[str, float],
+        emission_rao: int,
         tags: Mapping[str, str],
         weights: pa.Table | None = None,
         champion: ChampionCandidate | None = None,
@@ -174,7 +187,7 @@ class TrackingOutbox:
                 "subnet": subnet,
                 "epoch": epoch,
                 "params": {str(k): _jsonable_param(v) for k, v in params.items()},
-                "aggregates": {str(k): float(v) for k, v in aggregates.items()},
+                "emission_rao": int(emission_rao),
                 "tags": {str(k): str(v) for k, v in tags.items()},
                 "has_weights": weights is not None,
                 "champion": None
@@ -229,7 +242,7 @@ class TrackingOutbox:
         directory = self.job_dir(subnet, epoch)
         try:
             document = json.loads((directory / JOB_FILE).read_text())
-            if document.get("format") != JOB_FORMAT:
+            if document.get("format") not in JOB_FORMATS_READ:
                 raise OutboxJobUnreadable(f"{directory}: unknown job format {document!r:.80}")
             metagraph = pq.read_table(directory / METAGRAPH_FILE)
             weights = pq.read_table(directory / WEIGHTS_FILE) if document["has_weights"] else None
@@ -250,7 +263,7 @@ class TrackingOutbox:
                 subnet=str(document["subnet"]),
                 epoch=int(document["epoch"]),
                 params=dict(document["params"]),
-                aggregates={str(k): float(v) for k, v in document["aggregates"].items()},
+                emission_rao=_emission_rao(document),
                 tags={str(k): str(v) for k, v in document["tags"].items()},
                 metagraph=metagraph,
                 weights=weights,
@@ -361,7 +374,7 @@ def flush_outbox(
                     epoch=job.epoch,
                     params=job.params,
                     metagraph=job.metagraph,
-                    aggregates=job.aggregates,
+                    emission_rao=job.emission_rao,
                     tags=job.tags,
                     weights=job.weights,
                     champion=job.champion,
@@ -391,7 +404,7 @@ def log_epoch_or_queue(
     epoch: int,
     params: Mapping[str, Any],
     metagraph: pa.Table,
-    aggregates: Mapping[str, float],
+    emission_rao: int,
     tags: Mapping[str, str],
     weights: pa.Table | None = None,
     champion: ChampionCandidate | None = None,
@@ -410,7 +423,7 @@ def log_epoch_or_queue(
             epoch=epoch,
             params=params,
             metagraph=metagraph,
-            aggregates=aggregates,
+            emission_rao=emission_rao,
             tags=tags,
             weights=weights,
             champion=champion,
@@ -423,7 +436,7 @@ def log_epoch_or_queue(
                 epoch=epoch,
                 params=params,
                 metagraph=metagraph,
-                aggregates=aggregates,
+                emission_rao=emission_rao,
                 tags=tags,
                 weights=weights,
                 champion=champion,

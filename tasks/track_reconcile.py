@@ -15,7 +15,9 @@ committed epoch without a run. ``reconcile_tracking`` repairs that:
 
 Backfilled runs carry ``taoflow.backfilled = true`` and the batch hash of the batch that paid the
 epoch (``taoflow.ledger_batch_hash``); they have no champion (it is not in the ledger). An epoch
-committed without records is backfilled with an empty metagraph.
+committed without records is backfilled with an empty metagraph. A backfilled epoch's points in
+the subnet's series run (``tasks.track_series``) are written with its run, from the same
+figures a live run would have had, so the lines over epochs have no gap once reconciled.
 
 Bounds: at most ``max_backfills`` epochs per call (default ``BACKFILLS_PER_CALL_MAX``, so the
 call at the start of an epoch stays short; the rest is done by the next call), the last
@@ -156,7 +158,6 @@ def backfill_job(
     payload = entry.payload_dict()
     evaluation: Mapping[str, Any] = payload.get("evaluation") or {}
     metagraph = backfill_metagraph(records.get("uids", UIDS_SCHEMA.empty_table()), epoch=epoch)
-    scores = [s for s in metagraph.column("score").to_pylist() if s is not None]
     weights = records.get("weights")
     return {
         "subnet": subnet,
@@ -170,10 +171,7 @@ def backfill_job(
             "sample_size": evaluation.get("sample_size"),
         },
         "metagraph": metagraph,
-        "aggregates": {
-            "emission_tao": entry.amount_rao / RAO_PER_TAO,
-            "best_score": max(scores, default=0.0),
-        },
+        "emission_rao": entry.amount_rao,
         "tags": {
             "taoflow.ledger_batch_hash": batch_hash,
             "taoflow.seed": str(payload.get("seed") or ""),

@@ -25,6 +25,7 @@ from taoflow.tasks import shells
 from taoflow.tasks.evaluate.stage import EvaluationOutcome
 from taoflow.tasks.track import RUN_KEY_TAG, STATUS_COMPLETE, STATUS_TAG, experiment_name
 from taoflow.tasks.track_reconcile import BACKFILLED_TAG, reconcile_tracking
+from taoflow.tasks.track_series import EPOCH_METRICS, SERIES_TAG
 
 SUBNET = "digits"
 EPOCHS = 2
@@ -68,19 +69,38 @@ def _batch_hash_of(home: Path, epoch: int) -> str:
 
 
 def _runs(uri: str, *, view: int = ViewType.ACTIVE_ONLY) -> list:
+    """The experiment's epoch runs (not the series run)."""
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name(experiment_name(SUBNET))
     if experiment is None:
         return []
-    return list(client.search_runs([experiment.experiment_id], run_view_type=view))
+    runs = client.search_runs([experiment.experiment_id], run_view_type=view)
+    return [r for r in runs if SERIES_TAG not in r.data.tags]
 
 
-def _reconcile(home: Path, store: Path) -> object:
+def _series_steps(uri: str) -> dict[str, list[int]]:
+    """Every key of the subnet's one series run → the steps of its points, sorted."""
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name(experiment_name(SUBNET))
+    assert experiment is not None
+    (series,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{SERIES_TAG}` = '{SUBNET}'",
+        run_view_type=ViewType.ALL,
+    )
+    return {
+        key: sorted(m.step for m in client.get_metric_history(series.info.run_id, key))
+        for key in series.data.metrics
+    }
+
+
+def _reconcile(home: Path, store: Path, **limits: int) -> object:
     return reconcile_tracking(
         ledger_dir=home / "ledger",
         tracking_uri=f"sqlite:///{store / 'mlflow.db'}",
         artifacts_dir=store / "mlruns",
         outbox_root=store / "outbox",
+        **limits,
     )
 
 
@@ -100,11 +120,29 @@ def test_crash_after_commit_is_backfilled_once(home: Path, tmp_path: Path) -> No
         assert run.data.tags[BACKFILLED_TAG] == "true"
         assert run.data.tags["taoflow.ledger_batch_hash"] == _batch_hash_of(home, epoch)
         assert run.data.params["epoch"] == str(epoch)
-        assert any(name.startswith("incentive/uid_") for name in run.data.metrics)
+        assert set(run.data.metrics) <= set(EPOCH_METRICS)
+        assert run.data.metrics["neurons"] == 14.0  # the demo genesis: 4 validators, 10 miners
 
     again = _reconcile(home, tmp_path)
     assert again.backfilled == () and again.flushed == ()  # type: ignore[attr-defined]
     assert len(_runs(uri, view=ViewType.ALL)) == EPOCHS
+
+
+def test_reconcile_fills_the_missing_epochs_of_the_lines(home: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = _reconcile(home, tmp_path, max_backfills=1)  # MLflow "down" for the later epochs
+    assert first.backfilled == (f"{SUBNET}/0",)  # type: ignore[attr-defined]
+    steps = _series_steps(uri)
+    incentive_keys = [k for k in steps if k.startswith("incentive/uid_")]
+    assert len(incentive_keys) == 10  # one line per miner hotkey
+    assert set(map(tuple, steps.values())) == {(0,)}
+
+    _reconcile(home, tmp_path)
+    filled = _series_steps(uri)
+    assert set(filled) == set(steps)
+    assert set(map(tuple, filled.values())) == {tuple(range(EPOCHS))}
+    _reconcile(home, tmp_path)
+    assert _series_steps(uri) == filled  # nothing logged twice
 
 
 def test_unfinished_run_of_a_dead_process_is_replaced_not_duplicated(

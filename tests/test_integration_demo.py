@@ -144,19 +144,24 @@ def test_most_accurate_miner_earns_more_than_least_accurate(network: Path) -> No
     assert by_uid[best]["emission_rao"] > by_uid[worst]["emission_rao"]
 
 
-def test_mlflow_holds_one_run_per_epoch_with_per_uid_metrics(network: Path) -> None:
+def test_mlflow_holds_one_run_per_epoch_and_per_hotkey_lines(network: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{network / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("subnet-digits")
     assert experiment is not None
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id], "tags.`taoflow.epoch` != ''")
     assert sorted(r.data.tags["taoflow.epoch"] for r in runs) == [str(e) for e in range(EPOCHS)]
-    n_uids = len(Ledger(network / "ledger").state().neurons["digits"])
+    (series,) = client.search_runs([experiment.experiment_id], "tags.`taoflow.series` = 'digits'")
+    neurons = Ledger(network / "ledger").state().neurons["digits"]
+    emission_keys = [k for k in series.data.metrics if k.startswith("emission_tao/uid_")]
+    assert len(emission_keys) == len(neurons)  # one line per hotkey
+    for key in emission_keys:
+        steps = sorted(m.step for m in client.get_metric_history(series.info.run_id, key))
+        assert steps == list(range(EPOCHS))
     for run in runs:
-        incentive_keys = [k for k in run.data.metrics if k.startswith("incentive/uid_")]
-        assert len(incentive_keys) == n_uids
+        assert run.data.metrics["neurons"] == len(neurons)
         assert run.data.params["evaluation_set"] == "digits"
         assert run.data.tags["taoflow.ledger_batch_hash"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -209,7 +209,9 @@ def test_backfill_rebuilds_the_metagraph_and_weights_from_the_records(tmp_path: 
     assert scores[:VALIDATORS] == [None] * VALIDATORS
     assert scores[VALIDATORS:] == uids.column("score").to_pylist()[VALIDATORS:]
     assert graph.column("error").to_pylist() == [None] * UIDS
-    assert job["aggregates"]["best_score"] == max(scores[VALIDATORS:])
+    txs = table_to_txs(ledger.read_table(record))
+    entry = next(t for t in txs if t.kind == Kind.EPOCH and t.epoch == 1)
+    assert job["emission_rao"] == entry.amount_rao
     assert job["weights"].num_rows == tables["weights"].num_rows == VALIDATORS * MINERS
     assert job["params"]["sample_size"] == 0
 

@@ -16,13 +16,14 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from test_track import epoch_kwargs, epoch_runs, shared_store
+from test_track import EMISSION_RAO, epoch_kwargs, epoch_runs, shared_store
 
 from taoflow.tasks.models.artifacts import artifact_digest
 from taoflow.tasks.registry import ChampionCandidate, current_champion
 from taoflow.tasks.track import STATUS_COMPLETE, STATUS_TAG
 from taoflow.tasks.track_outbox import (
     JOB_FILE,
+    OutboxJobUnreadable,
     TrackingOutbox,
     flush_outbox,
     log_epoch_or_queue,
@@ -93,6 +94,10 @@ def test_outage_queues_the_job_and_a_flush_writes_it_exactly_once(
     assert queued.pending() == [(subnet, 0)]
     job = queued.load(subnet, 0)
     assert job.last_error == error
+    assert job.emission_rao == EMISSION_RAO
+    assert json.loads((queued.job_dir(subnet, 0) / JOB_FILE).read_text())["emission_rao"] == (
+        EMISSION_RAO
+    )
     assert job.metagraph.equals(epoch_kwargs(subnet, 0)["metagraph"])
     assert job.weights is not None and job.weights.equals(epoch_kwargs(subnet, 0)["weights"])
     assert job.champion is not None and job.champion.digest == champion.digest
@@ -110,7 +115,7 @@ def test_outage_queues_the_job_and_a_flush_writes_it_exactly_once(
     assert run.data.tags[STATUS_TAG] == STATUS_COMPLETE
     assert run.data.tags["taoflow.ledger_batch_hash"] == "batch-00"
     assert run.data.params["yuma.kappa"] == "0.5"
-    assert "incentive/uid_0004" in run.data.metrics
+    assert run.data.metrics["emission_tao"] == EMISSION_RAO / 1e9  # the job kept it in rao
     client = MlflowClient(tracking_uri=store[0], registry_uri=store[0])
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
         "metagraph.parquet",
@@ -263,3 +268,37 @@ def test_jobs_failing_for_their_own_reasons_do_not_stop_the_flush(
     assert len(written) == 1
     assert queued.pending() == [(subnet, 0), (subnet, 1), (subnet, 2)]
     assert queued.load(subnet, 0).last_error.startswith("ChampionIntegrityError")
+
+
+def test_a_job_queued_by_the_previous_format_is_read_and_written(
+    store: tuple[str, Path], down: tuple[str, Path], subnet: str, tmp_path: Path
+) -> None:
+    outbox = tmp_path / "outbox"
+    queue_or_log(down, outbox, subnet, 0)
+    queued = TrackingOutbox(outbox)
+    path = queued.job_dir(subnet, 0) / JOB_FILE
+    document = json.loads(path.read_text())
+    del document["emission_rao"]
+    document.update(format=1, aggregates={"emission_tao": 82.000000007, "best_score": 0.9})
+    path.write_text(json.dumps(document))
+    assert queued.load(subnet, 0).emission_rao == 82_000_000_007
+
+    (run_id,) = flush(store, outbox)
+    metrics = MlflowClient(tracking_uri=store[0]).get_run(run_id).data.metrics
+    assert metrics["emission_tao"] == 82.000000007
+    assert "best_score" not in metrics  # the old figures are recomputed, not copied
+
+
+def test_a_job_with_a_bad_emission_is_unreadable(
+    down: tuple[str, Path], subnet: str, tmp_path: Path
+) -> None:
+    outbox = tmp_path / "outbox"
+    queue_or_log(down, outbox, subnet, 0)
+    queued = TrackingOutbox(outbox)
+    path = queued.job_dir(subnet, 0) / JOB_FILE
+    for bad in (-1, 1.5, "82", None):
+        document = json.loads(path.read_text())
+        document["emission_rao"] = bad
+        path.write_text(json.dumps(document))
+        with pytest.raises(OutboxJobUnreadable, match="emission_rao must be a non-negative int"):
+            queued.load(subnet, 0)
