@@ -86,20 +86,25 @@ def run_demo(settings: Settings, *, epochs: int, fresh: bool, console: Console) 
     finally:
         if cluster is not None:
             cluster.close()
-    report = Ledger.open(settings.ledger_dir).verify()
-    if report.ok:
-        from taoflow.render import verify_lines
+    print_closing(settings, subnet=SUBNET, epochs=ran, console=console)
 
+
+def print_closing(
+    settings: Settings, *, subnet: str, epochs: Sequence[int], console: Console
+) -> None:
+    """``ledger verify`` on the whole ledger, then what happened and what to try next."""
+    from taoflow.ledger.store import Ledger
+    from taoflow.names import account_labels
+    from taoflow.render import verify_lines
+
+    ledger = Ledger.open(settings.ledger_dir)
+    report = ledger.verify()
+    if report.ok:
         console.print("ledger verify: " + "\n".join(verify_lines(report)), soft_wrap=True)
     else:
         console.print(f"ledger verify: [red]FAILED[/] {report.problem}", soft_wrap=True)
-    summary = demo_summary(
-        Ledger.open(settings.ledger_dir),
-        subnet=SUBNET,
-        epochs=ran,
-        home=settings.home,
-        labels=account_labels(settings.wallets_dir),
-    )
+    labels = account_labels(settings.wallets_dir)
+    summary = demo_summary(ledger, subnet=subnet, epochs=epochs, home=settings.home, labels=labels)
     for line in closing_lines(summary):
         console.print(line, soft_wrap=True, markup=False, highlight=False)
 
