@@ -3,8 +3,12 @@
 Tasks are coarse (one per stage) because each Prefect task costs ~100 ms; fine-grained work fans
 out over Dask inside the evaluate task. Caching is off: exactly-once belongs to the ledger commit.
 
-Timing: each task measures its stage call with ``time.perf_counter`` (the whole body, or for
-``evaluate`` the call after the Dask client is connected) and adds the seconds to
+Logging: each task logs one concise line about its stage (``evaluate`` adds one per rejected
+model) through the Prefect run logger (``tasks.run_logs``), so the flow run's Logs tab tells the
+epoch's story; the lines are written by ``tasks.summary`` from the stage's result.
+
+Timing: each task measures its stage call with ``time.perf_counter`` (the stage call only, not
+its log line; for ``evaluate`` the call after the Dask client is connected) and adds the seconds to
 the dict that :func:`start_stage_timings` installed for the current flow run (a context variable;
 nothing is recorded when none is installed), so a flow can tell its stages' own compute from its
 orchestration overhead.
