@@ -83,7 +83,7 @@ except Exception as exc:
     print(json.dumps({"refused": f"{type(exc).__name__}: {exc}"}))
     raise SystemExit(0)
 print(json.dumps({"id": str(run.id), "state": run.state_type.value if run.state_type else None,
-                  "parameters": run.parameters}))
+                  "parameters": run.parameters, "name": run.name}))
 """
 
 DEPLOYMENT = """
@@ -235,7 +235,8 @@ def test_epoch_through_a_deployment_with_parameters(served: tuple[Path, dict[str
     registered_deployment(env)
     run = trigger(env, {"subnet": "digits"})
     assert run.get("state") == "COMPLETED", run
-    assert run["parameters"]["subnet"] == "digits"
+    assert run["parameters"] == {"subnet": "digits"}
+    assert run["name"] == "digits · epoch 0"
 
     ledger = Ledger(home / "ledger")
     epoch_records = [r for r in ledger.records() if r.epochs]
