@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +92,98 @@ def test_the_distribution_installs_only_the_taoflow_namespace() -> None:
     for name in LAYOUT_PACKAGES:
         assert f"taoflow.{name}" in packages
         assert (ROOT / "taoflow" / name).resolve() == (ROOT / name).resolve()
+
+
+CLI_IMPORT_TIMEOUT_S = 120
+HEAVY_FOR_THE_CLI = (
+    "torch",
+    "prefect",
+    "mlflow",
+    "dask",
+    "distributed",
+    "duckdb",
+    "pyarrow",
+    "pandas",
+    "datasets",
+    "sklearn",
+)
+"""What ``import taoflow.cli`` must not load: the commands that need them import them."""
+
+
+def _modules_after(code: str, *args: str) -> set[str]:
+    """Top-level package names loaded in a fresh interpreter once ``code`` has run."""
+    dump = "import json, sys; print(json.dumps(sorted({m.partition('.')[0] for m in sys.modules})))"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{dump}", *args],
+        capture_output=True,
+        text=True,
+        timeout=CLI_IMPORT_TIMEOUT_S,
+        check=True,
+    )
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_importing_the_cli_loads_no_heavy_package() -> None:
+    """``taoflow --help``, argument errors and read-only commands start without the flow stack."""
+    loaded = _modules_after("import taoflow.cli")
+    assert {"taoflow", "typer"} <= loaded
+    assert loaded.isdisjoint(HEAVY_FOR_THE_CLI), sorted(loaded & set(HEAVY_FOR_THE_CLI))
+
+
+def test_a_read_only_command_hides_pandas_only_in_its_own_process(tmp_path: Path) -> None:
+    from ledger_helpers import network_with_subnet
+
+    from taoflow.cli.app import run
+
+    network_with_subnet(tmp_path, subnet="sn")
+    args = ["ledger", "balance", "--json", "--home", str(tmp_path)]
+    meta_path = list(sys.meta_path)
+    in_process = subprocess.run(  # the same command through run(), as tests and embedders call it
+        [
+            sys.executable,
+            "-c",
+            "import sys; from taoflow.cli.app import run; sys.exit(run())",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=CLI_IMPORT_TIMEOUT_S,
+        check=True,
+    )
+    assert run(args) == 0
+    assert sys.meta_path == meta_path  # run() leaves this process's imports alone
+    own_process = subprocess.run(
+        [sys.executable, "-m", "taoflow.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=CLI_IMPORT_TIMEOUT_S,
+        check=True,
+    )
+    assert json.loads(own_process.stdout) == json.loads(in_process.stdout)
+    assert len(json.loads(own_process.stdout)) == 4  # alice, bob, carol, dave
+    code = "import sys; from taoflow.cli.app import main\ntry:\n    main()\nexcept SystemExit: pass"
+    loaded = _modules_after(code, *args)
+    assert "pyarrow" in loaded and "pandas" not in loaded
+
+
+def test_submit_refuses_a_missing_file_before_loading_torch(tmp_path: Path) -> None:
+    from ledger_helpers import network_with_subnet
+
+    network_with_subnet(tmp_path, subnet="sn")
+    missing = tmp_path / "nothing"
+    args = [str(missing / "model.safetensors"), str(missing / "config.json"), "--subnet", "sn"]
+    args += ["--wallet", "alice", "--home", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "taoflow.cli", "submit", *args],
+        capture_output=True,
+        text=True,
+        timeout=CLI_IMPORT_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: cannot read the submission: {missing / 'model.safetensors'} is not a file\n"
+    )
+    code = "import sys; from taoflow.cli.app import main\ntry:\n    main()\nexcept SystemExit: pass"
+    loaded = _modules_after(code, "submit", *args)
+    assert loaded.isdisjoint({"torch", "datasets", "sklearn", "distributed"})

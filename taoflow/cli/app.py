@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import typer
 
-from taoflow.cli.common import error_line
+from taoflow.cli.common import error_line, one_command_process
 from taoflow.cli.consensus import consensus_app
 from taoflow.cli.epoch import epoch_app, track_app
 from taoflow.cli.ledger import ledger_app
@@ -58,6 +58,7 @@ def main(args: list[str] | None = None) -> None:
     ``error: <what> Try 'taoflow <command> --help'.`` with exit 2; the commands' own failures
     are ``error: <why>`` with exit 1 (2 for a bad amount). ``TAOFLOW_DEBUG=1`` re-raises.
     """
+    one_command_process()
     raise SystemExit(run(args))
 
 

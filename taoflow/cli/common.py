@@ -9,11 +9,15 @@ Invariants:
   read or written. τ shown to people is exact with 9 decimals (``tao_text``).
 - Accounts are shown by wallet name (``wallet`` or ``wallet/hotkey``) where a local wallet holds
   them, by short id otherwise (``account_label``).
+- Importing this package loads typer and rich, not the flow stack; a read-only command run as
+  its own process (``app.main``) also runs without pandas (``settings_for(read_only=True)``).
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,12 +47,48 @@ MlflowUriOption = Annotated[
 ]
 
 
-def settings_for(home: Path | None) -> Settings:
-    """Settings of an existing network (fails with one line if there is none at ``home``)."""
+def settings_for(home: Path | None, *, read_only: bool = False) -> Settings:
+    """Settings of an existing network (fails with one line if there is none at ``home``).
+
+    ``read_only``: the command only reads the ledger and never holds a pandas object; in a
+    process that runs just this command, pandas is hidden (:func:`hide_pandas`).
+    """
     settings = Settings.load(home)
     require_network(settings)
     settings.apply_environment()
+    if read_only and _ONE_COMMAND_PROCESS:
+        hide_pandas()
     return settings
+
+
+_ONE_COMMAND_PROCESS = False
+"""Set by :func:`one_command_process` (``taoflow.cli.app.main``); in-process callers keep it off."""
+
+
+def one_command_process() -> None:
+    """Declare that this process runs one command and exits (the console entry point)."""
+    global _ONE_COMMAND_PROCESS
+    _ONE_COMMAND_PROCESS = True
+
+
+class _HidePandas(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: object, target: object = None) -> None:
+        if name == "pandas":
+            raise ModuleNotFoundError("pandas is hidden from this read-only command", name=name)
+
+
+def hide_pandas() -> None:
+    """Make pandas unimportable for the rest of this process, unless it is already imported.
+
+    pyarrow imports pandas (0.3 s to 1 s) at its first conversion of a Python object, even of
+    the empty columns of ``Schema.empty_table()``, only to recognise pandas objects and pandas'
+    missing-value markers; a read-only command holds neither, so with pandas hidden pyarrow
+    treats it as not installed. Only for a process that runs one such command and exits
+    (``one_command_process``): in a longer-lived process a later caller may need pandas.
+    """
+    if "pandas" in sys.modules or any(isinstance(f, _HidePandas) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _HidePandas())
 
 
 def error_line(message: str) -> None:

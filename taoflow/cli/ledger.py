@@ -50,10 +50,11 @@ def ledger_verify(
 ) -> None:
     """Re-hash every batch, check every signature and replay the rules (from genesis, or from
     the newest verified snapshot with --from-snapshot)."""
+    settings = _settings(home, read_only=not cross_check)
+
     from taoflow.ledger.errors import LedgerError
     from taoflow.ledger.store import Ledger
 
-    settings = _settings(home)
     try:
         ledger = Ledger(settings.ledger_dir)
         report = ledger.verify(from_snapshot=from_snapshot)
@@ -203,9 +204,10 @@ def ledger_balance(
     as_json: JsonOption = False,
 ) -> None:
     """Free balances per coldkey (optionally as of an epoch)."""
+    settings = _settings(home, read_only=True)
+
     from taoflow.names import account_labels, label
 
-    settings = _settings(home)
     resolved = _resolve_account(settings, account) if account else ""
     state = _state_as_of(settings, as_of_epoch=as_of_epoch, subnet=subnet)
     labels = account_labels(settings.wallets_dir)
@@ -237,9 +239,10 @@ def ledger_stakes(
     as_json: JsonOption = False,
 ) -> None:
     """Stake per (coldkey, hotkey) (optionally as of an epoch)."""
+    settings = _settings(home, read_only=True)
+
     from taoflow.names import account_labels, label
 
-    settings = _settings(home)
     resolved = _resolve_account(settings, account) if account else ""
     state = _state_as_of(settings, as_of_epoch=as_of_epoch, subnet=subnet)
     labels = account_labels(settings.wallets_dir)
@@ -278,7 +281,7 @@ def ledger_supply(
     as_json: JsonOption = False,
 ) -> None:
     """Total issued, burned, Σ balances, Σ stakes, Σ locked (rao), and whether they agree."""
-    settings = _settings(home)
+    settings = _settings(home, read_only=True)
     supply: dict[str, Any] = dict(
         _state_as_of(settings, as_of_epoch=as_of_epoch, subnet=subnet).supply()
     )

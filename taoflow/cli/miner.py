@@ -47,6 +47,9 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Check a model against the subnet's rules, store it and commit it (signed by HOTKEY)."""
+    for path in (model, config):  # before torch and the evaluation set are loaded
+        if not path.is_file():
+            raise _fail(f"cannot read the submission: {path} is not a file")
     from taoflow.actions import ActionError, commit_signed, new_tx_id, submission_payload
     from taoflow.actions import hotkey as load_hot
     from taoflow.ledger.schema import Kind, Tx
@@ -122,11 +125,12 @@ def submit(
 
 def submissions(subnet: SubnetOption, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Every submission's state (pending, eligible, evaluated, rejected) and the reason."""
+    settings = _settings(home, read_only=True)
+
     from taoflow.ledger.store import Ledger
     from taoflow.names import account_labels, label
     from taoflow.queries import NoSuchSubnet, submission_states
 
-    settings = _settings(home)
     try:
         rows = submission_states(Ledger.open(settings.ledger_dir), subnet=subnet)
     except NoSuchSubnet:

@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from taoflow.ledger.schema import RAO_PER_TAO
 from taoflow.settings import HOME_ENV, Settings
 
 if TYPE_CHECKING:
@@ -85,6 +84,8 @@ def simulate_command(
 
 
 def _tao(amount_rao: int) -> str:
+    from taoflow.ledger.schema import RAO_PER_TAO  # pyarrow: only once a summary exists
+
     whole, rest = divmod(amount_rao, RAO_PER_TAO)
     return f"{whole:,}.{rest:09d}"
 

@@ -92,10 +92,11 @@ def stake_list(
     as_json: JsonOption = False,
 ) -> None:
     """Stakes per (coldkey, hotkey) with each hotkey's take."""
+    settings = _settings(home, read_only=True)
+
     from taoflow.ledger.store import Ledger
     from taoflow.names import account_labels, label
 
-    settings = _settings(home)
     state = Ledger.open(settings.ledger_dir).state()
     only = _account_of(settings, wallet) if wallet else None
     rows: list[dict[str, Any]] = [

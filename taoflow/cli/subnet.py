@@ -84,9 +84,10 @@ def subnet_create(
 @subnet_app.command("list")
 def subnet_list(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Every subnet with its task, evaluation set, size and current registration cost."""
+    settings = _settings(home, read_only=True)
+
     from taoflow.ledger.store import Ledger
 
-    settings = _settings(home)
     state = Ledger.open(settings.ledger_dir).state()
     rows: list[dict[str, Any]] = [
         {
@@ -187,13 +188,14 @@ def metagraph(
     as_json: JsonOption = False,
 ) -> None:
     """The subnet's metagraph: stake now (or right after --epoch) and that epoch's consensus."""
+    settings = _settings(home, read_only=True)
+
     from taoflow.ledger.store import Ledger
     from taoflow.names import account_labels
     from taoflow.queries import NoSuchEpoch, NoSuchSubnet
     from taoflow.queries import metagraph as query
     from taoflow.render import metagraph_table, metagraph_title
 
-    settings = _settings(home)
     ledger = Ledger.open(settings.ledger_dir)
     try:
         rows = query(ledger, subnet=subnet, epoch=epoch)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,17 +24,9 @@ from rich.table import Table
 from taoflow.cli.common import HomeOption, JsonOption
 from taoflow.cli.common import fail as _fail
 from taoflow.settings import Settings
-from taoflow.wallet import (
-    PASSPHRASE_ENV,
-    WalletError,
-    WalletInfo,
-    check_name,
-    create_hotkey,
-    create_wallet,
-    list_wallets,
-    passphrase_from_env_or_prompt,
-    wallet_info,
-)
+
+if TYPE_CHECKING:  # taoflow.wallet (cryptography) is imported by the commands that use it
+    from taoflow.wallet import WalletInfo
 
 WALLETS_DIR = "wallets"
 TABLE_WIDTH_MIN = 150
@@ -85,6 +77,14 @@ def create_command(
     as_json: JsonOption = False,
 ) -> None:
     """Create a wallet: a passphrase-encrypted coldkey and one or more hotkeys."""
+    from taoflow.wallet import (
+        PASSPHRASE_ENV,
+        WalletError,
+        check_name,
+        create_wallet,
+        passphrase_from_env_or_prompt,
+    )
+
     root = _wallets_root(home)
     hotkeys = tuple(hotkey) if hotkey else ("default",)
     try:
@@ -112,6 +112,8 @@ def new_hotkey_command(
     as_json: JsonOption = False,
 ) -> None:
     """Add a fresh hotkey to an existing wallet (no passphrase needed)."""
+    from taoflow.wallet import WalletError, create_hotkey
+
     try:
         public_hex = create_hotkey(_wallets_root(home), wallet=name, hotkey=hotkey)
     except WalletError as exc:
@@ -125,6 +127,8 @@ def new_hotkey_command(
 @wallet_app.command("list")
 def list_command(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """List every wallet with its coldkey and hotkey account ids."""
+    from taoflow.wallet import WalletError, list_wallets
+
     root = _wallets_root(home)
     try:
         wallets = list_wallets(root)
@@ -142,6 +146,8 @@ def list_command(home: HomeOption = None, as_json: JsonOption = False) -> None:
 @wallet_app.command("show")
 def show_command(name: NameOption, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Show one wallet's coldkey and hotkey account ids."""
+    from taoflow.wallet import WalletError, wallet_info
+
     try:
         info = wallet_info(_wallets_root(home), name=name)
     except WalletError as exc:
