@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 import typer
@@ -44,33 +45,42 @@ def epoch_run(
     settings = reuse.settings
     if subnet not in Ledger.open(settings.ledger_dir).state().subnets:
         raise _fail(f"no subnet {subnet!r} in {settings.home}")
-    _reconcile_quietly(settings)
-    from taoflow.services import make_ephemeral_prefect_server_die_with_parent
+    from taoflow.oneshot import TemporaryServerFailed, epoch_cluster, temporary_prefect_server
 
-    make_ephemeral_prefect_server_die_with_parent()
-    from taoflow.flows.epoch import epoch_flow
-    from taoflow.names import account_labels
-    from taoflow.queries import metagraph
-    from taoflow.render import epoch_table
+    # Without `up`'s services, a temporary Prefect server and a Dask cluster start first and
+    # boot while this process imports the flow stack and backfills MLflow.
+    with contextlib.ExitStack() as services:
+        prefect = services.enter_context(temporary_prefect_server(settings))
+        dask = services.enter_context(epoch_cluster(settings.dask_address))
+        _reconcile_quietly(settings)
+        from taoflow.flows.epoch import epoch_flow
+        from taoflow.names import account_labels
+        from taoflow.queries import metagraph
+        from taoflow.render import epoch_table
 
-    result = epoch_flow(subnet=subnet, home=str(settings.home), dask_address=settings.dask_address)
-    rows = metagraph(Ledger.open(settings.ledger_dir), subnet=subnet, epoch=result.epoch)
-    if as_json:
-        _print_json(
-            {
-                "subnet": result.subnet,
-                "epoch": result.epoch,
-                "batch_no": result.batch_no,
-                "batch_hash": result.batch_hash,
-                "emission_rao": result.emission_rao,
-                "mlflow_run_id": result.mlflow_run_id,
-                "flow_run_id": result.flow_run_id,
-                "metagraph": rows,
-            }
-        )
-        return
-    labels = account_labels(settings.wallets_dir)
-    console.print(epoch_table(rows, result=result, labels=labels))
+        try:
+            if prefect is not None:
+                prefect.wait_ready()
+        except TemporaryServerFailed as exc:
+            raise _fail(str(exc)) from None
+        result = epoch_flow(subnet=subnet, home=str(settings.home), dask_address=dask)
+        rows = metagraph(Ledger.open(settings.ledger_dir), subnet=subnet, epoch=result.epoch)
+        if as_json:
+            _print_json(
+                {
+                    "subnet": result.subnet,
+                    "epoch": result.epoch,
+                    "batch_no": result.batch_no,
+                    "batch_hash": result.batch_hash,
+                    "emission_rao": result.emission_rao,
+                    "mlflow_run_id": result.mlflow_run_id,
+                    "flow_run_id": result.flow_run_id,
+                    "metagraph": rows,
+                }
+            )
+            return
+        labels = account_labels(settings.wallets_dir)
+        console.print(epoch_table(rows, result=result, labels=labels))
 
 
 def _reconcile(settings: Settings, *, max_backfills: int | None = None) -> Any:
