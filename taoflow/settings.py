@@ -57,6 +57,8 @@ PRIVACY_DEFAULTS: dict[str, str] = {
     "TOKENIZERS_PARALLELISM": "false",
     "GIT_PYTHON_REFRESH": "quiet",
     "MLFLOW_LOGGING_LEVEL": "WARNING",
+    # Prefect's 20 s for its temporary API server is too short on a loaded machine.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 FORCED: dict[str, str] = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
 
