@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pa_compute
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from mlflow.entities import Metric, Param, RunTag
@@ -99,6 +100,25 @@ TRACK_LOCK_TIMEOUT_S: Final = 600.0
 TRACK_LOCK_POLL_S: Final = 0.05
 REMOTE_TRACKING_SCHEMES: Final = ("http://", "https://", "databricks")
 METAGRAPH_CSV: Final = "metagraph.csv"
+CSV_COLUMNS_FIRST: Final = (
+    "uid",
+    "role",
+    "score",
+    "incentive",
+    "dividends",
+    "emission_tao",
+    "stake_tao",
+    "validator_trust",
+    "consensus",
+    "validator_permit",
+    "active",
+    "error",
+    "hotkey",
+)
+"""The per-uid table people read first, in this order; the other columns follow as they are."""
+CSV_COLUMNS_LEFT_OUT: Final = ("epoch",)  # the run is the epoch
+CSV_DECIMALS: Final = 6
+CSV_TAO_DECIMALS: Final = 9  # 1 rao
 METAGRAPH_PARQUET: Final = "metagraph.parquet"
 WEIGHTS_PARQUET: Final = "weights.parquet"
 
@@ -189,6 +209,22 @@ def unfinished_epoch_runs(client: MlflowClient, *, experiment_id: str, epoch: in
         [experiment_id], filter_string=_epoch_filter(epoch), max_results=RUNS_PER_EPOCH_SEARCH_MAX
     )
     return [str(r.info.run_id) for r in runs if r.data.tags.get(STATUS_TAG) != STATUS_COMPLETE]
+
+
+def display_table(metagraph: pa.Table) -> pa.Table:
+    """The metagraph as ``metagraph.csv`` shows it: :data:`CSV_COLUMNS_FIRST` first, floats
+    rounded to :data:`CSV_DECIMALS` places (τ amounts to the rao); ``metagraph.parquet`` keeps
+    the exact rows."""
+    names = [c for c in CSV_COLUMNS_FIRST if c in metagraph.column_names]
+    names += [c for c in metagraph.column_names if c not in names and c not in CSV_COLUMNS_LEFT_OUT]
+    columns = []
+    for name in names:
+        column = metagraph.column(name)
+        if pa.types.is_floating(column.type):
+            places = CSV_TAO_DECIMALS if name.endswith("_tao") else CSV_DECIMALS
+            column = pa_compute.round(column, places)
+        columns.append(column)
+    return pa.table(columns, names=names)
 
 
 def _draw_plots(
@@ -480,7 +516,7 @@ def _log_new_run(
     run_id = str(run.info.run_id)
     param_list = [Param(k, str(v)[:PARAM_VALUE_CHARS_MAX]) for k, v in sorted(params.items())]
     client.log_batch(run_id, metrics=metrics, params=param_list)
-    pa_csv.write_csv(metagraph, root / METAGRAPH_CSV)
+    pa_csv.write_csv(display_table(metagraph), root / METAGRAPH_CSV)
     client.log_artifact(run_id, str(root / METAGRAPH_CSV))
     pq.write_table(metagraph, root / METAGRAPH_PARQUET)
     client.log_artifact(run_id, str(root / METAGRAPH_PARQUET))

@@ -6,12 +6,15 @@ Layout of one subnet's experiment (``subnet-<name>``, tagged as a model-training
   the experiment's first epoch and logged to by every epoch after it, holds the time series a
   person plots as lines, all at ``step = epoch``: one line per hotkey and figure
   (``incentive/uid_0007-5a4d0c1e``: ``<figure>/uid_<uid, 4 digits>-<hotkey, 8 characters>``)
-  and one per epoch figure (``subnet/score_best``, …);
+  and one per epoch figure (``aggregate/score_best``, …: the UI lists the ``aggregate`` section
+  first, as it orders sections by name);
 * each **epoch run** ``epoch <N>`` is a child of the series run (tag ``mlflow.parentRunId``)
   and holds the :data:`EPOCH_METRICS` of that epoch (a handful of numbers, not one per uid).
 
-Per hotkey: validators (rows with a validator permit) get :data:`VALIDATOR_SERIES`, every other
-row :data:`MINER_SERIES`; a null or NaN value is not logged (a validator has no score).
+Per hotkey: a row with a score (its model was evaluated, or rejected with score 0) is a miner's
+and gets :data:`MINER_SERIES`, every other row (validators, miners without a model yet)
+:data:`VALIDATOR_SERIES`; a null or NaN value is not logged. The validator permit does not
+decide it: permits go by stake, so miners hold them too once their emission is staked.
 
 Invariants:
 
@@ -26,15 +29,18 @@ Invariants:
 The experiment carries ``mlflow.experimentKind = custom_model_development`` (MLflow 3's mark of
 a model-training experiment). MLflow 3.17's own UI chooses its view from a switch in the page
 instead (``?workflowType=machine_learning``, remembered by the browser): :func:`ui_path` builds
-links that open the model-training view.
+links that open the model-training view, :func:`lines_ui_path` one chart with several lines of a
+run (every miner's incentive, say).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
+from urllib.parse import quote, urlencode
 
 import pyarrow as pa
 from mlflow.entities import Metric
@@ -52,6 +58,7 @@ __all__ = [
     "epoch_metrics",
     "epoch_run_name",
     "experiment_note",
+    "lines_ui_path",
     "log_series",
     "series_key",
     "series_metrics",
@@ -66,15 +73,16 @@ EXPERIMENT_KIND: Final = "custom_model_development"
 NOTE_TAG: Final = "mlflow.note.content"
 PARENT_RUN_TAG: Final = "mlflow.parentRunId"
 SERIES_TAG: Final = "taoflow.series"
-SUBNET_PREFIX: Final = "subnet"
+AGGREGATE_PREFIX: Final = "aggregate"
 HOTKEY_CHARS: Final = 8
 UID_DIGITS: Final = 4
 SERIES_RUNS_SEARCH_MAX: Final = 1
 METRICS_PER_CALL_MAX: Final = 1000
 UI_QUERY: Final = "?workflowType=machine_learning"
+LINES_PER_CHART_MAX: Final = 64
 EPOCH_METRICS: Final = (
     "neurons",
-    "validators",
+    "validator_permits",
     "models_evaluated",
     "models_rejected",
     "score_mean",
@@ -101,13 +109,12 @@ def series_run_name(subnet: str) -> str:
 def experiment_note(subnet: str) -> str:
     """The experiment's description (markdown), shown on its page in the MLflow UI."""
     return (
-        f"Subnet **{subnet}**. The run **{series_run_name(subnet)}** holds the lines over "
-        "epochs (step = epoch): one per hotkey and figure, named "
-        "`<figure>/uid_<uid>-<hotkey prefix>` (`incentive/…`, `score/…`, `dividends/…`), and "
-        "one per epoch figure (`subnet/score_best`, `subnet/emission_tao`, …). Its child runs "
-        "**epoch N** hold each epoch's figures, parameters, the per-uid table "
-        "(`metagraph.csv`), the weights and plots, tagged with the ledger batch hash "
-        "(`taoflow.ledger_batch_hash`)."
+        f"Subnet **{subnet}**. **{series_run_name(subnet)}** (expand it to list the runs "
+        "**epoch N**) plots every figure over epochs, step = epoch: `aggregate/score_best`, "
+        "`aggregate/models_evaluated`, … and one line per hotkey, `<figure>/uid_<uid>-<hotkey>` "
+        "(`incentive/…`, `score/…`, `dividends/…`). Each **epoch N** run holds that epoch's "
+        "figures, parameters, per-uid table (`metagraph.csv`), weights, plots and ledger batch "
+        "hash (`taoflow.ledger_batch_hash`)."
     )
 
 
@@ -116,6 +123,28 @@ def ui_path(*, experiment_id: str, run_id: str | None = None) -> str:
     in the model-training view."""
     run = f"/runs/{run_id}" if run_id else ""
     return f"/#/experiments/{experiment_id}{run}{UI_QUERY}"
+
+
+def lines_ui_path(*, experiment_id: str, run_id: str, keys: Sequence[str]) -> str:
+    """The MLflow UI path of one chart with a line per key of the run (e.g. every
+    ``incentive/…`` key of the series run: all miners on one chart)."""
+    chosen = sorted(keys)[:LINES_PER_CHART_MAX]
+    if not chosen:
+        raise ValueError("lines_ui_path needs at least one metric key")
+    query = urlencode(
+        {
+            "runs": json.dumps([run_id]),
+            "metric": json.dumps(chosen[0]),
+            "experiments": json.dumps([experiment_id]),
+            "plot_metric_keys": json.dumps(chosen),
+            "x_axis": "step",
+            "y_axis_scale": "linear",
+            "show_point": "true",
+            "workflowType": "machine_learning",
+        },
+        quote_via=quote,
+    )
+    return f"/#/metric/{quote(chosen[0], safe='')}?{query}"
 
 
 def series_key(name: str, *, uid: int, hotkey: str) -> str:
@@ -166,7 +195,7 @@ def epoch_metrics(metagraph: pa.Table, *, emission_rao: int) -> dict[str, float]
     incentives = [i for i in map(_number, _column(metagraph, "incentive")) if i is not None]
     values: dict[str, float] = {
         "neurons": float(metagraph.num_rows),
-        "validators": float(sum(1 for p in _column(metagraph, "validator_permit") if p)),
+        "validator_permits": float(sum(1 for p in _column(metagraph, "validator_permit") if p)),
         "models_evaluated": float(len(evaluated)),
         "models_rejected": float(sum(1 for e in errors if e)),
         "incentive_top": max(incentives, default=0.0),
@@ -184,23 +213,23 @@ def epoch_metrics(metagraph: pa.Table, *, emission_rao: int) -> dict[str, float]
 def series_metrics(
     metagraph: pa.Table, *, figures: Mapping[str, float], epoch: int, now_ms: int
 ) -> list[Metric]:
-    """The series run's points of one epoch: per hotkey, then ``subnet/<figure>`` last."""
+    """The series run's points of one epoch: per hotkey, then ``aggregate/<figure>`` last."""
     points: list[Metric] = []
     rows = zip(
         _column(metagraph, "uid"),
         _column(metagraph, "hotkey"),
-        _column(metagraph, "validator_permit"),
+        _column(metagraph, "score"),
         strict=True,
     )
     columns = {name: _column(metagraph, name) for name in {*MINER_SERIES, *VALIDATOR_SERIES}}
-    for row, (uid, hotkey, permit) in enumerate(rows):
-        for name in VALIDATOR_SERIES if permit else MINER_SERIES:
+    for row, (uid, hotkey, score) in enumerate(rows):
+        for name in VALIDATOR_SERIES if _number(score) is None else MINER_SERIES:
             value = _number(columns[name][row])
             if value is not None:
                 key = series_key(name, uid=int(uid), hotkey=str(hotkey))
                 points.append(Metric(key, value, now_ms, epoch))
     for name, value in figures.items():
-        points.append(Metric(f"{SUBNET_PREFIX}/{name}", float(value), now_ms, epoch))
+        points.append(Metric(f"{AGGREGATE_PREFIX}/{name}", float(value), now_ms, epoch))
     return points
 
 

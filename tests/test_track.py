@@ -7,9 +7,11 @@ independent). Pickle deserialisation is off (``tests/conftest.py``).
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -34,6 +36,7 @@ from taoflow.tasks.track_series import (
     EXPERIMENT_KIND_TAG,
     SERIES_TAG,
     epoch_metrics,
+    lines_ui_path,
     series_key,
     ui_path,
 )
@@ -61,7 +64,8 @@ def incentive(uid: int, epoch: int) -> float:
 
 
 def epoch_metagraph(epoch: int, n_uids: int = N_UIDS) -> pa.Table:
-    """A metagraph like ``tasks.metagraph.build_metagraph``'s: validators 0 and 1, miners 2+."""
+    """A metagraph like ``tasks.metagraph.build_metagraph``'s: validators 0 and 1, miners 2+
+    (holding validator permits from epoch 1 on, as staked emission gives them)."""
     rows = []
     for uid in range(n_uids):
         validator = uid in STAKE_RAO
@@ -76,7 +80,7 @@ def epoch_metagraph(epoch: int, n_uids: int = N_UIDS) -> pa.Table:
                 "stake_rao": STAKE_RAO.get(uid, 0),
                 "stake_tao": STAKE_RAO.get(uid, 0) / 1e9,
                 "score": None if validator else score(uid, epoch),
-                "validator_permit": validator,
+                "validator_permit": validator or epoch >= 1,  # miners' stake earns permits
                 "active": True,
                 "validator_trust": VALIDATOR_TRUST.get(uid, 0.0),
                 "consensus": 0.0 if validator else 0.2 + 0.01 * uid,
@@ -168,7 +172,7 @@ def series_run_of(uri: str, subnet: str) -> Any:
 
 
 def expected_series_keys() -> set[str]:
-    keys = {f"subnet/{name}" for name in EPOCH_METRICS}
+    keys = {f"aggregate/{name}" for name in EPOCH_METRICS}
     for uid in range(N_UIDS):
         names = track_series.VALIDATOR_SERIES if uid in STAKE_RAO else track_series.MINER_SERIES
         keys |= {series_key(name, uid=uid, hotkey=f"hotkey-{uid}") for name in names}
@@ -198,7 +202,7 @@ def test_three_epochs_make_a_training_experiment_epoch_runs_and_lines(
         assert run.data.tags["mlflow.parentRunId"] == series.info.run_id
         assert run.data.metrics == {
             "neurons": 5.0,
-            "validators": 2.0,
+            "validator_permits": 2.0 if epoch == 0 else 5.0,
             "models_evaluated": 3.0,
             "models_rejected": 0.0,
             "score_mean": pytest.approx(sum(score(u, epoch) for u in MINERS) / 3),
@@ -212,13 +216,16 @@ def test_three_epochs_make_a_training_experiment_epoch_runs_and_lines(
         table = pa_csv.read_csv(local)
         assert table.column("uid").to_pylist() == list(range(N_UIDS))  # one row per uid
         assert table.column("hotkey").to_pylist() == [f"hotkey-{u}" for u in range(N_UIDS)]
+        assert table.column_names[:4] == ["uid", "role", "score", "incentive"]
+        assert "epoch" not in table.column_names  # the run is the epoch
+        assert table.column("score").to_pylist()[2:] == [round(score(u, epoch), 6) for u in MINERS]
 
     assert set(client.get_run(series.info.run_id).data.metrics) == expected_series_keys()
     for key in expected_series_keys():
         assert [step for step, _ in points(client, series.info.run_id, key)] == [0, 1, 2], key
     line = points(client, series.info.run_id, "incentive/uid_0004-hotkey4")
     assert line == [(e, pytest.approx(incentive(4, e))) for e in EPOCHS]
-    assert points(client, series.info.run_id, "subnet/score_best") == [
+    assert points(client, series.info.run_id, "aggregate/score_best") == [
         (e, pytest.approx(score(4, e))) for e in EPOCHS
     ]
 
@@ -424,3 +431,13 @@ def test_series_keys_and_ui_links() -> None:
     assert ui_path(experiment_id="3", run_id="ab12") == (
         "/#/experiments/3/runs/ab12?workflowType=machine_learning"
     )
+    keys = ["incentive/uid_0003-bb", "incentive/uid_0002-aa"]
+    path = lines_ui_path(experiment_id="3", run_id="ab12", keys=keys)
+    route, _, query = path.partition("?")
+    assert route == "/#/metric/incentive%2Fuid_0002-aa"
+    fields = dict(parse_qsl(query))
+    assert json.loads(fields["plot_metric_keys"]) == sorted(keys)
+    assert json.loads(fields["runs"]) == ["ab12"] and json.loads(fields["experiments"]) == ["3"]
+    assert fields["workflowType"] == "machine_learning" and fields["x_axis"] == "step"
+    with pytest.raises(ValueError, match="at least one metric key"):
+        lines_ui_path(experiment_id="3", run_id="ab12", keys=[])
