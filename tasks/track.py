@@ -72,6 +72,7 @@ from taoflow.tasks.registry import (
     discard_run_versions,
     register_champion,
 )
+from taoflow.tasks.summary import tao
 from taoflow.tasks.track_series import validator_agreement
 
 __all__ = [
@@ -413,7 +414,9 @@ def _log_epoch_locked(
             tags={
                 **tags,
                 track_series.PARENT_RUN_TAG: series_id,
-                track_series.NOTE_TAG: _run_note(subnet=subnet, epoch=epoch, figures=figures),
+                track_series.NOTE_TAG: _run_note(
+                    subnet=subnet, epoch=epoch, figures=figures, emission_rao=emission_rao
+                ),
             },
             weights=weights,
         )
@@ -441,14 +444,14 @@ def _log_epoch_locked(
     return run_id
 
 
-def _run_note(*, subnet: str, epoch: int, figures: Mapping[str, float]) -> str:
+def _run_note(*, subnet: str, epoch: int, figures: Mapping[str, float], emission_rao: int) -> str:
     """The epoch run's description (markdown), from its figures."""
     best = figures.get("score_best")
     return (
         f"**{subnet}**, epoch {epoch}: {int(figures['models_evaluated'])} model(s) evaluated, "
         f"{int(figures['models_rejected'])} rejected"
         + ("" if best is None else f", best score {best:.4f}")
-        + f"; {figures['emission_tao']:.9f} τ emitted to {int(figures['neurons'])} uids. "
+        + f"; {tao(emission_rao)} τ emitted, {int(figures['neurons'])} uids. "
         f"The per-uid table is `{METAGRAPH_CSV}`; lines over epochs are in the parent run "
         f"**{track_series.series_run_name(subnet)}**."
     )

@@ -245,7 +245,10 @@ def test_epoch_runs_hold_params_tags_and_artifacts(
     assert run.data.tags["taoflow.epoch"] == "1"
     assert run.data.tags["taoflow.run_key"] == f"{subnet}/1"
     assert run.data.tags[STATUS_TAG] == STATUS_COMPLETE
-    assert run.data.tags["mlflow.note.content"].startswith(f"**{subnet}**, epoch 1: 3 model(s)")
+    assert run.data.tags["mlflow.note.content"].startswith(
+        f"**{subnet}**, epoch 1: 3 model(s) evaluated, 0 rejected, best score 0.9100; "
+        "82.000000001 τ emitted, 5 uids."
+    )
 
     top = {a.path for a in client.list_artifacts(run_id)}
     assert top == {"metagraph.csv", "metagraph.parquet", "weights.parquet", "plots"}
