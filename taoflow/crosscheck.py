@@ -31,8 +31,12 @@ PREFECT_TIMEOUT_S = 120.0
 BATCH_HASH_TAG = "taoflow.ledger_batch_hash"
 BACKFILLED_TAG = "taoflow.backfilled"
 SUMMARY_SUFFIX = "-summary"
-_TITLE_RE = re.compile(r"^# (?P<subnet>\S+) — epoch (?P<epoch>\d+)$", re.MULTILINE)
-_BATCH_RE = re.compile(r"^\* ledger batch \d+ `(?P<hash>[0-9a-f]{64})`$", re.MULTILINE)
+# The summary's title and batch line (``tasks.summary.markdown_summary``); the older form of
+# each (``# digits — epoch 3``, ``* ledger batch 4 `…```) is still read.
+_TITLE_RE = re.compile(r"^# (?P<subnet>\S+) [—·] epoch (?P<epoch>\d+)$", re.MULTILINE)
+_BATCH_RE = re.compile(
+    r"^\* (?:block \d+, )?ledger batch \d+ `(?P<hash>[0-9a-f]{64})`$", re.MULTILINE
+)
 
 Published = dict[tuple[str, int], set[str]]
 
@@ -123,10 +127,19 @@ def published_in_prefect() -> Published:
 
     found: Published = {}
     for text in anyio.run(read):
-        title, batch = _TITLE_RE.search(text), _BATCH_RE.search(text)
-        if title and batch:
-            found.setdefault((title["subnet"], int(title["epoch"])), set()).add(batch["hash"])
+        published = summary_batch_hash(text)
+        if published is not None:
+            subnet, epoch, batch_hash = published
+            found.setdefault((subnet, epoch), set()).add(batch_hash)
     return found
+
+
+def summary_batch_hash(text: str) -> tuple[str, int, str] | None:
+    """``(subnet, epoch, batch hash)`` published by an epoch's summary artifact, or ``None``."""
+    title, batch = _TITLE_RE.search(text), _BATCH_RE.search(text)
+    if title is None or batch is None:
+        return None
+    return title["subnet"], int(title["epoch"]), batch["hash"]
 
 
 def compare(ours: dict[tuple[str, int], str], theirs: Published, source: str) -> SourceCheck:
