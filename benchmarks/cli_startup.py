@@ -47,6 +47,7 @@ import functools  # noqa: E402
 import importlib.abc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -420,6 +421,9 @@ class EpochBreakdown:
     prefect: str
     dask: str
     exit_code: int
+    tree_cpu_s: float = 0.0
+    """CPU time of the command and every process it waited for (server, workers): the work
+    done, whatever the machine's load."""
 
     @property
     def compute_s(self) -> float:
@@ -435,7 +439,9 @@ class EpochBreakdown:
         return "PASS" if self.ratio <= EPOCH_RATIO_TARGET else "FAIL"
 
 
-def breakdown(*, spawn_s: float, exit_s: float, child: dict[str, Any]) -> EpochBreakdown:
+def breakdown(
+    *, spawn_s: float, exit_s: float, child: dict[str, Any], tree_cpu_s: float = 0.0
+) -> EpochBreakdown:
     """Split ``[spawn_s, exit_s]`` by what ``epoch_child`` recorded (see the module doc)."""
     events: dict[str, list[tuple[float, float]]] = {}
     for name, start_s, end_s in child["events"]:
@@ -491,6 +497,7 @@ def breakdown(*, spawn_s: float, exit_s: float, child: dict[str, Any]) -> EpochB
         prefect=prefect,
         dask=dask,
         exit_code=int(child["exit_code"]),
+        tree_cpu_s=tree_cpu_s,
     )
 
 
@@ -500,14 +507,17 @@ def time_epoch(*, home: Path, subnet: str, env: dict[str, str], cwd: Path) -> Ep
     report.unlink(missing_ok=True)
     argv = [sys.executable, str(Path(__file__).resolve()), "--epoch-child", str(report), "--"]
     argv += ["epoch", "run", "--subnet", subnet, "--home", str(home), "--json"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     spawn_s = time.time()
     done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=EPOCH_TIMEOUT_S)
     exit_s = time.time()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tree_cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if not report.exists():
         raise RuntimeError(f"epoch run wrote no report (exit {done.returncode}): {done.stderr!r}")
     child = json.loads(report.read_text())
     child["exit_code"] = done.returncode
-    return breakdown(spawn_s=spawn_s, exit_s=exit_s, child=child)
+    return breakdown(spawn_s=spawn_s, exit_s=exit_s, child=child, tree_cpu_s=tree_cpu_s)
 
 
 # --- the network --------------------------------------------------------------------------------
@@ -587,6 +597,9 @@ def format_report(report: Report) -> str:
             "",
             f"one-shot epoch run: {epoch.wall_s:.2f} s wall ({epoch.prefect}; {epoch.dask})",
         ]
+        lines.append(
+            f"  CPU of the command and the processes it waited for: {epoch.tree_cpu_s:.2f} s"
+        )
         lines += [f"  {name:<50}{seconds:>8.2f} s" for name, seconds in epoch.rows]
         lines.append(
             f"  wall / stage compute = {epoch.wall_s:.2f} / {epoch.compute_s:.2f} = "
