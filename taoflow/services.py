@@ -600,8 +600,14 @@ def reuse_running_services(
 # --- up and serve ------------------------------------------------------------------------------
 
 
+UI_LANDING = {"MLflow": "/#/experiments?workflowType=machine_learning"}
+"""Where a person lands: MLflow 3 opens its GenAI view unless the link picks model training."""
+
+
 def summary_lines(record: RunningServices, *, services: Sequence[Service]) -> list[str]:
-    lines = [f"{service.name}: {service.url}" for service in services]
+    lines = [
+        f"{service.name}: {service.url}{UI_LANDING.get(service.name, '')}" for service in services
+    ]
     if record.dask_dashboard_url:
         lines.append(f"Dask dashboard: {record.dask_dashboard_url}/status")
     lines.append(
