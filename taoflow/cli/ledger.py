@@ -192,7 +192,9 @@ def _resolve_account(settings: Settings, value: str) -> str:
 
 
 def _tao(rao: int) -> str:
-    return f"{rao / 1e9:,.9f}"
+    from taoflow.ledger.payouts import tao_text
+
+    return tao_text(rao)
 
 
 @ledger_app.command("balance")

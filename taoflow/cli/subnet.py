@@ -105,6 +105,8 @@ def subnet_list(home: HomeOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    from taoflow.render import tao_rounded
+
     table = Table(title="subnets", header_style="bold cyan")
     for column in ("subnet", "task", "evaluation set", "uids", "reg cost τ", "last epoch"):
         table.add_column(column)
@@ -114,7 +116,7 @@ def subnet_list(home: HomeOption = None, as_json: JsonOption = False) -> None:
             str(r["task"]),
             str(r["evaluation_set"]),
             f"{r['uids']}/{r['uids_max']}",
-            f"{r['registration_cost_rao'] / 1e9:,.4f}",
+            tao_rounded(r["registration_cost_rao"], decimals=4),
             str(r["last_epoch"]),
         )
     console.print(table)
