@@ -187,3 +187,11 @@ def test_submit_refuses_a_missing_file_before_loading_torch(tmp_path: Path) -> N
     code = "import sys; from taoflow.cli.app import main\ntry:\n    main()\nexcept SystemExit: pass"
     loaded = _modules_after(code, "submit", *args)
     assert loaded.isdisjoint({"torch", "datasets", "sklearn", "distributed"})
+
+
+def test_the_licence_is_an_spdx_expression() -> None:
+    """A licence table makes setuptools print a deprecation banner on every install."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"
