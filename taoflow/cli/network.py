@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from taoflow.cli.common import error_line
 from taoflow.settings import HOME_ENV, Settings
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def simulate_command(
     try:
         spec = SimulationSpec(subnet=subnet, epochs=epochs, **chosen)
     except SimulationError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+        error_line(str(exc))
         raise typer.Exit(USAGE_EXIT_CODE) from None
     settings = Settings.load(home)
     progress = Progress(
@@ -75,7 +75,7 @@ def simulate_command(
         try:
             summary = simulate(settings.ledger_dir, spec, on_epoch=advance)
         except SimulationError as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+            error_line(str(exc))
             raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2, sort_keys=True))

@@ -10,7 +10,7 @@ from taoflow.cli.common import (
     HomeOption,
     MlflowUriOption,
     console,
-    err,
+    fail,
 )
 from taoflow.cli.common import settings_for as _settings
 from taoflow.settings import Settings, require_network
@@ -84,10 +84,7 @@ def _say(line: str) -> None:
 
 def _refuse(message: str) -> typer.Exit:
     """``message`` as one unwrapped line on stderr; exit code 1."""
-    from rich.markup import escape
-
-    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
-    return typer.Exit(1)
+    return fail(message, 1)
 
 
 def serve(
