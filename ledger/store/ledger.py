@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taoflow.ledger.epoch_payment import EMISSION_NAMES, pay_columns
-from taoflow.ledger.epoch_records import RECORDS_KEY, check_refs, record_refs
+from taoflow.ledger.epoch_records import RECORDS_KEY, RecordRef, check_refs, record_refs
 from taoflow.ledger.errors import BatchRejected, LedgerCorrupted, LedgerError, LedgerFormatOutdated
 from taoflow.ledger.keys import Keypair
 from taoflow.ledger.network import NetworkParams
@@ -419,6 +419,36 @@ class Ledger:
                 check_signatures=False,
             )
         return state
+
+    def walk_states(
+        self, *, first_batch: int, last_batch: int
+    ) -> Iterator[tuple[CommitRecord, LedgerState, pa.Table]]:
+        """For each batch ``first_batch..last_batch``: its record, the state right BEFORE it and
+        its rows, in one forward pass (the state starts ``state_as_of(first_batch - 1)``).
+
+        The state yielded is one object advanced in place after each step: it is valid until
+        the caller asks for the next batch (copy it to keep it).
+        """
+        records = self.records()
+        if not 1 <= first_batch <= last_batch <= len(records):
+            raise LedgerError(
+                f"the ledger has no batches {first_batch}..{last_batch} (it has {len(records)})"
+            )
+        state = self.state_as_of(first_batch - 1)
+        for record in records[first_batch - 1 : last_batch]:
+            table = self.read_table(record).replace_schema_metadata(None)
+            yield record, state, table
+            self._apply_batch(state, table, record.batch_no, check_signatures=False)
+
+    def epoch_record_refs(self, subnet: str, epoch: int) -> dict[str, RecordRef]:
+        """The record references ``subnet``'s committed ``epoch`` names (empty if none)."""
+        payload = self.epoch_payload(subnet, epoch)
+        if payload is None:
+            return {}
+        refs = check_refs(payload.get(RECORDS_KEY))
+        if isinstance(refs, str):
+            raise LedgerCorrupted(f"epoch {epoch} of {subnet!r}: {refs}", batch_no=None)
+        return refs
 
     def _load_snapshot(self, records: list[CommitRecord], *, at_most: int | None = None) -> None:
         """Start the state from the newest snapshot that verifies (``snapshots``), if any."""

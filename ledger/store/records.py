@@ -107,6 +107,24 @@ def read_problem(path: Path, ref: RecordRef) -> str | None:
     return loaded if isinstance(loaded, str) else None
 
 
+def read_record_as_stored(
+    root: Path, *, subnet: str, epoch: int, ref: RecordRef
+) -> tuple[pa.Table | None, str | None]:
+    """Record ``ref`` as it is on disk, and why it is not the committed record (None if it is).
+
+    For audits: a table that reads and has the record's schema is returned even when it does
+    not match its hash, so a caller can say which rows differ; ``None`` when it cannot be read.
+    """
+    path = record_path(root, subnet=subnet, epoch=epoch, ref=ref)
+    checked = _load_checked(path, ref)
+    if not isinstance(checked, str):
+        return checked, None
+    try:
+        return conform(ref.name, _read(path)), checked
+    except (OSError, ValueError, pa.ArrowException):
+        return None, checked
+
+
 def read_record(root: Path, *, subnet: str, epoch: int, ref: RecordRef) -> pa.Table | str:
     """Record ``ref`` of ``subnet``'s ``epoch``, checked against its hash (or the problem)."""
     return _load_checked(record_path(root, subnet=subnet, epoch=epoch, ref=ref), ref)
