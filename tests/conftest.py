@@ -12,7 +12,43 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
 
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+DEMO_EPOCHS = 2
+"""Epochs the shared demo network starts with (modules may add more: never assume a count)."""
+DEMO_TIMEOUT_S = 600
+
+
+def demo_env(home: Path) -> dict[str, str]:
+    """The environment of a user running ``taoflow`` on ``home`` (no inherited Prefect/MLflow)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env["TAOFLOW_HOME"] = str(home)
+    return env
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real demo network (``taoflow demo --epochs 2``) shared by the integration modules.
+
+    Built once per test session, as a user would (a subprocess: Prefect's local API, a Dask
+    LocalCluster, DuckDB, the Arrow ledger, MLflow on SQLite). Modules that change it only add
+    epochs; a test that damages files works on a copy.
+    """
+    home = tmp_path_factory.mktemp("demo") / "home"
+    proc = subprocess.run(
+        [sys.executable, "-m", "taoflow.cli", "demo", "--epochs", str(DEMO_EPOCHS)],
+        env=demo_env(home),
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return home
 
 
 @pytest.fixture(autouse=True)
