@@ -16,9 +16,11 @@ import typer
 from taoflow.cli.common import error_line, one_command_process
 from taoflow.cli.consensus import consensus_app
 from taoflow.cli.epoch import epoch_app, track_app
+from taoflow.cli.explain import explain
 from taoflow.cli.ledger import ledger_app
 from taoflow.cli.miner import miner_app, submissions, submit
 from taoflow.cli.network import network_app
+from taoflow.cli.replay import replay
 from taoflow.cli.services import demo, serve, up
 from taoflow.cli.stake import stake_app
 from taoflow.cli.subnet import metagraph, register, subnet_app
@@ -40,8 +42,9 @@ for noun, sub_app in (
     ("consensus", consensus_app),
 ):
     app.add_typer(sub_app, name=noun)
-for command in (demo, up, serve, metagraph, register, submit, submissions, transfer):
+for command in (demo, up, serve, metagraph, register, submit, submissions, transfer, explain):
     app.command(command.__name__)(command)
+app.command("replay")(replay)
 
 
 DEBUG_ENV = "TAOFLOW_DEBUG"
