@@ -24,8 +24,6 @@ from taoflow.cli.common import tao_text as _tao
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from taoflow.ledger.state import LedgerState
-    from taoflow.settings import Settings
     from taoflow.tasks.audit.explain import Explanation, Judgement
 
 USAGE_EXIT_CODE: Final = 2
@@ -57,14 +55,17 @@ def explain(
 
     from taoflow.ledger.store import Ledger
     from taoflow.names import account_labels
+    from taoflow.tasks.audit.explain import choose_hotkey, hotkeys_named
     from taoflow.tasks.audit.explain import explain as explain_reward
     from taoflow.tasks.audit.history import HistoryError
 
     labels = account_labels(settings.wallets_dir)
     ledger = Ledger.open(settings.ledger_dir)
-    candidates = hotkey_candidates(settings, hotkey, labels=labels)
-    chosen_subnet, chosen_hotkey = choose(ledger.state(), candidates, subnet=subnet, given=hotkey)
     try:
+        candidates = hotkeys_named(hotkey, labels)
+        chosen_subnet, chosen_hotkey = choose_hotkey(
+            ledger.state(), candidates, subnet=subnet, given=hotkey
+        )
         explanation = explain_reward(
             ledger, subnet=chosen_subnet, hotkey=chosen_hotkey, epoch=epoch, labels=labels
         )
@@ -81,52 +82,6 @@ def explain(
             f"{failed}",
             MISMATCH_EXIT_CODE,
         )
-
-
-def hotkey_candidates(settings: Settings, value: str, *, labels: dict[str, str]) -> list[str]:
-    """The hotkey ids ``value`` may name: an id, ``wallet/hotkey``, or a wallet's hotkeys."""
-    from taoflow.ledger.keys import is_account_id
-
-    if is_account_id(value):
-        return [value]
-    by_label = {name: account for account, name in labels.items()}
-    if "/" in value and value in by_label:
-        return [by_label[value]]
-    hotkeys = sorted(account for account, name in labels.items() if name.startswith(f"{value}/"))
-    if not hotkeys:
-        raise fail(
-            f"{value!r} is neither a hotkey id nor a local wallet (or wallet/hotkey) "
-            f"in {settings.wallets_dir}",
-            USAGE_EXIT_CODE,
-        )
-    return hotkeys
-
-
-def choose(
-    state: LedgerState, candidates: list[str], *, subnet: str | None, given: str
-) -> tuple[str, str]:
-    """(subnet, hotkey) to explain: the candidates registered now narrow both down."""
-    registered = [
-        (name, hotkey)
-        for name in sorted(state.subnets)
-        for hotkey in candidates
-        if (subnet is None or name == subnet)
-        and state.uid_of(subnet=name, hotkey=hotkey) is not None
-    ]
-    if subnet is None:
-        subnets = sorted({name for name, _ in registered})
-        if len(subnets) != 1:
-            where = f"on subnets {', '.join(subnets)}" if subnets else "on no subnet now"
-            raise fail(f"{given!r} is registered {where}: pass --subnet", USAGE_EXIT_CODE)
-        subnet = subnets[0]
-    hotkeys = sorted({hotkey for _, hotkey in registered}) or candidates
-    if len(hotkeys) != 1:
-        raise fail(
-            f"wallet {given!r} has {len(hotkeys)} hotkeys on {subnet!r}: pass --hotkey "
-            "wallet/hotkey",
-            USAGE_EXIT_CODE,
-        )
-    return subnet, hotkeys[0]
 
 
 # ---- rich output ----------------------------------------------------------------------------

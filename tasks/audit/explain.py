@@ -44,6 +44,7 @@ import pyarrow as pa
 from taoflow.ledger.emission import SHARE_QUANTUM, split_subnet_emission
 from taoflow.ledger.payouts import EpochPlan, EpochShares, tao_text
 from taoflow.ledger.schema import Kind
+from taoflow.ledger.state import LedgerState
 from taoflow.ledger.store import Ledger
 from taoflow.ledger.submissions import SubmissionCommit, SubmissionPolicy, evaluated_commit
 from taoflow.tasks.audit.history import HistoryError, StoredEpoch, stored_epoch
@@ -636,6 +637,50 @@ def uid_of(stored: StoredEpoch, hotkey: str) -> int:
     )
 
 
+def hotkeys_named(value: str, labels: Mapping[str, str]) -> tuple[str, ...]:
+    """The hotkey ids ``value`` may name: an id, ``wallet/hotkey``, or every hotkey of a wallet
+    (``labels``: ``taoflow.names.account_labels``); a one-line ``ExplainError`` if none."""
+    from taoflow.ledger.keys import is_account_id
+
+    if is_account_id(value):
+        return (value,)
+    by_label = {name: account for account, name in labels.items()}
+    if "/" in value and value in by_label:
+        return (by_label[value],)
+    hotkeys = sorted(account for account, name in labels.items() if name.startswith(f"{value}/"))
+    if not hotkeys:
+        raise ExplainError(
+            f"{value!r} is neither a hotkey id nor a local wallet (or wallet/hotkey)"
+        )
+    return tuple(hotkeys)
+
+
+def choose_hotkey(
+    state: LedgerState, candidates: Sequence[str], *, subnet: str | None, given: str
+) -> tuple[str, str]:
+    """(subnet, hotkey) to explain: the candidates registered now narrow both down; ``subnet``
+    None means the one subnet they are registered on (a one-line ``ExplainError`` otherwise)."""
+    registered = [
+        (name, hotkey)
+        for name in sorted(state.subnets)
+        for hotkey in candidates
+        if (subnet is None or name == subnet)
+        and state.uid_of(subnet=name, hotkey=hotkey) is not None
+    ]
+    if subnet is None:
+        subnets = sorted({name for name, _ in registered})
+        if len(subnets) != 1:
+            where = f"on subnets {', '.join(subnets)}" if subnets else "on no subnet now"
+            raise ExplainError(f"{given!r} is registered {where}: pass --subnet")
+        subnet = subnets[0]
+    hotkeys = sorted({hotkey for _, hotkey in registered}) or list(candidates)
+    if len(hotkeys) != 1:
+        raise ExplainError(
+            f"wallet {given!r} has {len(hotkeys)} hotkeys on {subnet!r}: name one as wallet/hotkey"
+        )
+    return subnet, hotkeys[0]
+
+
 def explain(
     ledger: Ledger,
     *,
@@ -647,6 +692,10 @@ def explain(
     """Every step from ``hotkey``'s artifact to its reward in ``subnet``'s committed ``epoch``."""
     names = labels or {}
     stored = stored_epoch(ledger, subnet=subnet, epoch=epoch)
+    if _record(stored, "uids").num_rows != stored.ctx.n:
+        raise ExplainError(
+            f"epoch {epoch} of {subnet!r}: its uids record does not hold one row per neuron"
+        )
     uid = uid_of(stored, hotkey)
     neuron = stored.ctx.neurons[uid]
     state = ledger.state_as_of(stored.batch_no - 1)  # the state the epoch entry was applied to
