@@ -31,6 +31,9 @@ TEXT_CHARS_MAX: Final = 256
 FAMILIES_MAX: Final = 16
 OBJECT_KEYS_MAX: Final = 64
 SPLIT_NAMES: Final = ("owner", "miners", "validators")
+NEAR_DUPLICATE_AGREEMENT_PPM_DEFAULT: Final = 980_000
+"""A later model predicting like an earlier one on ≥ 98 % of the epoch sample is checked as a
+near duplicate (``tasks.evaluate.near_duplicates``); 0 turns the check off."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class SubnetConfig:
     layers_max: int | None = None
     sample_size: int | None = None
     validator_sample_size: int | None = None
+    near_duplicate_agreement_ppm: int = NEAR_DUPLICATE_AGREEMENT_PPM_DEFAULT
     validator_policy: Mapping[str, Any] = field(default_factory=dict)
     yuma: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -108,6 +112,7 @@ _INT_BOUNDS: Final[dict[str, tuple[int, int]]] = {
     "layers_max": (1, 1_000),
     "sample_size": (1, SAMPLE_SIZE_MAX),
     "validator_sample_size": (1, SAMPLE_SIZE_MAX),
+    "near_duplicate_agreement_ppm": (0, PPM),
 }
 _TEXT: Final = frozenset(
     {"task", "evaluation_set", "evaluation_set_hash", "metric", "model_family"}

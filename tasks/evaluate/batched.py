@@ -11,14 +11,15 @@ Invariants:
 
 * one :class:`EvalResult` per job, in the order of ``jobs``; duplicate uids raise ``ValueError``;
 * every result equals what :func:`tasks.evaluate.runner.evaluate_job` returns for that job alone
-  on the same inputs, ``batch_size`` and device -- score, error, digest and the per-row
-  ``correct`` bits.  The batched logits are bit-identical to the single-model ones on the CPUs we
-  measured, but kernels may round differently for stacked shapes (another BLAS, cuBLAS batched
-  GEMM, grouped cuDNN convolutions), so the result does not rely on it: any row chunk in which a
-  model's top-2 logits are within ``NEAR_TIE_RELATIVE`` of each other (relative to the larger
-  magnitude, at least 1) -- exact ties included -- is recomputed with that model alone, exactly as
-  the reference does, so a rounding difference can never flip an argmax.  Argmax ties resolve to
-  the lowest class in both paths;
+  on the same inputs, ``batch_size`` and device -- score, error, digest, the per-row
+  ``correct`` bits and ``predictions``.  The batched logits are bit-identical to the
+  single-model ones on the CPUs we measured, but kernels may round differently for stacked
+  shapes (another BLAS, cuBLAS batched GEMM, grouped cuDNN convolutions), so the result does
+  not rely on it: any row chunk in which a model's top-2 logits are within
+  ``NEAR_TIE_RELATIVE`` of each other (relative to the larger magnitude, at least 1) -- exact
+  ties included -- is recomputed with that model alone, exactly as the reference does, so a
+  rounding difference can never flip an argmax.  Argmax ties resolve to the lowest class in
+  both paths;
 * rows are processed in the same ``batch_size`` chunks as the reference, and the stacks and their
   order depend only on the jobs, never on the worker, so results are reproducible anywhere;
 * on CUDA, TF32 is switched off for the duration (both here and in the reference path), so every
@@ -55,10 +56,10 @@ from taoflow.tasks.evaluate.runner import (
     EvalResult,
     LoadedModel,
     check_inputs,
-    correct_mask,
     evaluate_loaded,
     full_precision,
     load_job,
+    predicted_labels,
     resolve_device,
     success_result,
 )
@@ -85,14 +86,13 @@ def _stacked_pass(
     stack: Sequence[LoadedModel],
     *,
     features: np.ndarray,
-    labels: np.ndarray,
     num_classes: int,
     batch_size: int,
     device: torch.device,
 ) -> tuple[np.ndarray, np.ndarray, list[set[int]]]:
     """Run ``stack`` in one vmapped pass per row chunk.
 
-    Returns ``(masks [models, rows] bool, unsafe [models] bool, near_tie_chunks)`` where
+    Returns ``(predictions [models, rows] int64, unsafe [models] bool, near_tie_chunks)`` where
     ``near_tie_chunks[k]`` holds the start rows of the chunks model ``k`` must recompute alone.
     Raises whatever the batched pass raises; ``RuntimeError`` on a wrong output shape.
     """
@@ -111,7 +111,7 @@ def _stacked_pass(
 
     batched = torch.vmap(forward, in_dims=(0, 0, None))
     n_models, n_rows = len(stack), features.shape[0]
-    masks = np.zeros((n_models, n_rows), dtype=np.bool_)
+    predictions = np.zeros((n_models, n_rows), dtype=np.int64)
     unsafe = np.zeros(n_models, dtype=np.bool_)
     near_tie_chunks: list[set[int]] = [set() for _ in stack]
     with torch.inference_mode(), warnings.catch_warnings():
@@ -133,9 +133,8 @@ def _stacked_pass(
                 near = (margin <= NEAR_TIE_RELATIVE * scale).any(dim=1).cpu().numpy()
                 for index in np.flatnonzero(near):
                     near_tie_chunks[int(index)].add(start)
-            predictions = logits.argmax(dim=2).cpu().numpy()
-            masks[:, start:stop] = predictions == labels[start:stop]
-    return masks, unsafe, near_tie_chunks
+            predictions[:, start:stop] = logits.argmax(dim=2).cpu().numpy()
+    return predictions, unsafe, near_tie_chunks
 
 
 def _evaluate_stack(
@@ -158,10 +157,9 @@ def _evaluate_stack(
         )
 
     try:
-        masks, unsafe, near_tie_chunks = _stacked_pass(
+        predictions, unsafe, near_tie_chunks = _stacked_pass(
             stack,
             features=features,
-            labels=labels,
             num_classes=limits.num_classes,
             batch_size=batch_size,
             device=device,
@@ -174,14 +172,13 @@ def _evaluate_stack(
         if unsafe[index]:
             results.append(alone(loaded))
             continue
-        mask = masks[index]
+        predicted = predictions[index]
         try:
             for start in sorted(near_tie_chunks[index]):
                 stop = min(start + batch_size, features.shape[0])
-                mask[start:stop] = correct_mask(
+                predicted[start:stop] = predicted_labels(
                     loaded.model.to(device),
                     features=features[start:stop],
-                    labels=labels[start:stop],
                     num_classes=limits.num_classes,
                     batch_size=batch_size,
                     device=device,
@@ -189,7 +186,15 @@ def _evaluate_stack(
         except Exception:  # the reference decides, with its own reason
             results.append(alone(loaded))
             continue
-        results.append(success_result(uid=loaded.uid, mask=mask, digest=loaded.digest))
+        results.append(
+            success_result(
+                uid=loaded.uid,
+                predictions=predicted,
+                labels=labels,
+                num_classes=limits.num_classes,
+                digest=loaded.digest,
+            )
+        )
     return results
 
 

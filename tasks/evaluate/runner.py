@@ -4,9 +4,11 @@ Purpose: :func:`evaluate_job` turns ``(artifact files, features, labels, limits)
 :class:`EvalResult` whose ``score`` is top-1 accuracy in ``[0, 1]`` and whose ``correct`` holds
 the per-row correctness (``np.packbits`` of the boolean vector, big-endian bit order, ``n_samples``
 bits), so a caller can score any subset of the rows without evaluating again
-(:func:`subset_accuracy`).  The building blocks (:func:`load_job`, :func:`correct_mask`) are
-shared with the batched evaluator (``tasks.evaluate.batched``), which must agree with
-:func:`evaluate_job` bit for bit.
+(:func:`subset_accuracy`), and whose ``predictions`` hold the per-row predicted labels (unsigned
+little-endian integers of :func:`label_width` bytes each), which the near-duplicate check
+compares between models (``tasks.evaluate.near_duplicates``).  The building blocks
+(:func:`load_job`, :func:`predicted_labels`) are shared with the batched evaluator
+(``tasks.evaluate.batched``), which must agree with :func:`evaluate_job` bit for bit.
 
 Fault model:
 
@@ -29,8 +31,9 @@ Fault model:
   inputs again (dtype, shape, token-id range) and a refusal there is ``evaluation_failed:``;
 * no timeout here -- the caller (``tasks.evaluate.fanout``) bounds wall time.
 
-Invariants: ``n_samples`` is always the size of the evaluated sample; ``correct`` is set exactly
-when ``error`` is ``None`` and ``score == popcount(correct) / n_samples``; ``artifact_digest`` is
+Invariants: ``n_samples`` is always the size of the evaluated sample; ``correct`` and
+``predictions`` are set exactly when ``error`` is ``None`` (``correct`` is ``predictions ==
+labels``), and ``score == popcount(correct) / n_samples``; ``artifact_digest`` is
 set whenever both files were read in full (also for rejected artifacts, so a miner can see
 *which* upload was scored), else ``None``.  Deterministic: same files, inputs, ``batch_size``,
 device and torch thread count → bit-identical result (argmax ties resolve to the lowest class).
@@ -81,7 +84,8 @@ class EvalResult:
     """Outcome of one evaluation: ``score`` is accuracy in [0, 1], 0.0 whenever ``error``.
 
     ``correct`` is ``np.packbits`` (big-endian bit order) of the per-row correctness vector of
-    length ``n_samples`` when the evaluation succeeded, else ``None``.
+    length ``n_samples`` when the evaluation succeeded, else ``None``; ``predictions`` is the
+    per-row predicted label (:func:`pack_predictions`) under the same condition.
     """
 
     uid: int
@@ -90,6 +94,7 @@ class EvalResult:
     error: str | None
     artifact_digest: str | None
     correct: bytes | None = None
+    predictions: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,35 @@ def pack_correct(mask: np.ndarray) -> bytes:
     if mask.dtype != np.bool_ or mask.ndim != 1:
         raise ValueError(f"correctness must be a 1-D bool array, got {mask.dtype} {mask.shape}")
     return np.packbits(mask).tobytes()
+
+
+def label_width(num_classes: int) -> int:
+    """Bytes per packed predicted label: 1 up to 256 classes, 2 up to 65,536, else 4."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    return 1 if num_classes <= 1 << 8 else 2 if num_classes <= 1 << 16 else 4
+
+
+def pack_predictions(predictions: np.ndarray, *, num_classes: int) -> bytes:
+    """Pack 1-D predicted labels in ``[0, num_classes)`` as little-endian unsigned integers."""
+    if predictions.ndim != 1 or predictions.dtype.kind not in "iu":
+        raise ValueError(f"predictions must be a 1-D integer array, got {predictions.dtype}")
+    if predictions.size and (predictions.min() < 0 or predictions.max() >= num_classes):
+        raise ValueError(f"predictions must lie in [0, {num_classes})")
+    return predictions.astype(f"<u{label_width(num_classes)}").tobytes()
+
+
+def prediction_vector(result: EvalResult) -> np.ndarray | None:
+    """The per-row predicted labels of ``result`` (int64), or ``None`` when it carries none."""
+    if result.error is not None or result.predictions is None or result.n_samples < 1:
+        return None
+    width, extra = divmod(len(result.predictions), result.n_samples)
+    if extra or width not in (1, 2, 4):
+        raise ValueError(
+            f"uid {result.uid}: {len(result.predictions)} prediction bytes for "
+            f"{result.n_samples} rows"
+        )
+    return np.frombuffer(result.predictions, dtype=f"<u{width}").astype(np.int64)
 
 
 def correct_vector(result: EvalResult) -> np.ndarray:
@@ -240,6 +274,29 @@ def check_outputs(outputs: object, *, rows: int, num_classes: int) -> torch.Tens
     return outputs
 
 
+def predicted_labels(
+    model: nn.Module,
+    *,
+    features: np.ndarray,
+    num_classes: int,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """Per-row ``argmax logit`` (int64 array); ArtifactRejected on bad outputs.
+
+    This is the reference ("model alone") computation every other path must reproduce.
+    """
+    predictions = np.zeros(features.shape[0], dtype=np.int64)
+    with torch.inference_mode():
+        for start in range(0, features.shape[0], batch_size):
+            stop = min(start + batch_size, features.shape[0])
+            # torch.tensor copies, so read-only inputs (e.g. Dask-scattered arrays) are fine.
+            inputs = torch.tensor(features[start:stop], device=device)
+            outputs = check_outputs(model(inputs), rows=stop - start, num_classes=num_classes)
+            predictions[start:stop] = outputs.argmax(dim=1).cpu().numpy()
+    return predictions
+
+
 def correct_mask(
     model: nn.Module,
     *,
@@ -249,20 +306,11 @@ def correct_mask(
     batch_size: int,
     device: torch.device,
 ) -> np.ndarray:
-    """Per-row ``argmax logit == label`` (bool array); ArtifactRejected on bad outputs.
-
-    This is the reference ("model alone") computation every other path must reproduce.
-    """
-    mask = np.zeros(features.shape[0], dtype=np.bool_)
-    with torch.inference_mode():
-        for start in range(0, features.shape[0], batch_size):
-            stop = min(start + batch_size, features.shape[0])
-            # torch.tensor copies, so read-only inputs (e.g. Dask-scattered arrays) are fine.
-            inputs = torch.tensor(features[start:stop], device=device)
-            outputs = check_outputs(model(inputs), rows=stop - start, num_classes=num_classes)
-            predictions = outputs.argmax(dim=1).cpu().numpy()
-            mask[start:stop] = predictions == labels[start:stop]
-    return mask
+    """Per-row ``argmax logit == label`` (bool array): :func:`predicted_labels` vs ``labels``."""
+    predictions = predicted_labels(
+        model, features=features, num_classes=num_classes, batch_size=batch_size, device=device
+    )
+    return predictions == labels
 
 
 @contextlib.contextmanager
@@ -352,8 +400,11 @@ def load_job(
     return LoadedModel(uid=job.uid, model=model, config=config, digest=digest)
 
 
-def success_result(*, uid: int, mask: np.ndarray, digest: str) -> EvalResult:
-    """The result of a model that produced ``mask`` (per-row correctness)."""
+def success_result(
+    *, uid: int, predictions: np.ndarray, labels: np.ndarray, num_classes: int, digest: str
+) -> EvalResult:
+    """The result of a model that predicted ``predictions`` for rows labelled ``labels``."""
+    mask = predictions == labels
     n_samples = int(mask.shape[0])
     return EvalResult(
         uid=uid,
@@ -362,6 +413,7 @@ def success_result(*, uid: int, mask: np.ndarray, digest: str) -> EvalResult:
         error=None,
         artifact_digest=digest,
         correct=pack_correct(mask),
+        predictions=pack_predictions(predictions, num_classes=num_classes),
     )
 
 
@@ -377,10 +429,9 @@ def evaluate_loaded(
     """Run one already validated model alone; never raises because of the model."""
     n_samples = int(labels.shape[0])
     try:
-        mask = correct_mask(
+        predictions = predicted_labels(
             loaded.model.to(device),
             features=features,
-            labels=labels,
             num_classes=limits.num_classes,
             batch_size=batch_size,
             device=device,
@@ -396,7 +447,13 @@ def evaluate_loaded(
             error=f"evaluation_failed: {type(exc).__name__}: {exc}",
             digest=loaded.digest,
         )
-    return success_result(uid=loaded.uid, mask=mask, digest=loaded.digest)
+    return success_result(
+        uid=loaded.uid,
+        predictions=predictions,
+        labels=labels,
+        num_classes=limits.num_classes,
+        digest=loaded.digest,
+    )
 
 
 def evaluate_job(

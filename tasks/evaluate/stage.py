@@ -13,6 +13,8 @@ Invariants: results depend only on the ledger (seed, submissions) and the stored
 the number of workers; a model that fails scores 0 with its reason for every hosted validator and
 never stops the epoch; a neuron without a stored artifact is not scored, one whose artifact is
 missing from the store scores 0 with its reason; with no hosted validator nothing is evaluated.
+A later submission that predicts like an earlier one of another hotkey (and is shown to be the
+same model) scores 0 with a ``near_duplicate:`` reason (``tasks.evaluate.near_duplicates``).
 A remote artifact is fetched only as the ``FetchPolicy`` allows (configured stores, bounded in
 time and size: ``tasks.remote_store``); a refused or late one scores 0 with that reason. The Dask
 stage is bounded by ``evaluation_deadline_s``; a failed cluster is one ``EvaluationFailed`` line.
@@ -30,6 +32,7 @@ from taoflow.evaluation_sets import EvaluationSet, load_evaluation_set
 from taoflow.ledger.config import SubnetConfig
 from taoflow.tasks.artifact_store import locate
 from taoflow.tasks.evaluate.fanout import evaluate_all
+from taoflow.tasks.evaluate.near_duplicates import near_duplicate_errors
 from taoflow.tasks.evaluate.runner import EvalJob, correct_vector, one_line
 from taoflow.tasks.evaluate.sampling import derive_seed, sample_indices
 from taoflow.tasks.gather import EpochContext
@@ -186,6 +189,9 @@ def evaluate_epoch(
     )
     scored = [result for result in results if result.error is None]
     errors.update((result.uid, result.error) for result in results if result.error is not None)
+    rejected = near_duplicate_errors(ctx, scored, jobs=jobs, limits=limits)
+    errors.update(rejected)  # a later near copy of another hotkey's model scores 0
+    scored = [result for result in scored if result.uid not in rejected]
     # One row per scored model: its correctness on every row of the epoch sample.
     correct = (
         np.stack([correct_vector(result) for result in scored])
