@@ -225,7 +225,7 @@ def compare_tables(
     tolerance: Mapping[str, float] | None = None,
 ) -> list[Difference]:
     """Every (row, column) of ``columns`` where ``replayed`` differs from ``stored``, rows
-    matched by ``keys`` (a row on one side only differs in every column). ``tolerance``:
+    matched by ``keys`` (a row on one side only is one difference, in ``columns[0]``). ``tolerance``:
     column → largest absolute float difference accepted (default exact)."""
     if stored is None:
         return []
@@ -240,7 +240,7 @@ def compare_tables(
     out: list[Difference] = []
     for key in sorted(stored_rows.keys() | replayed_rows.keys(), key=_sort_key):
         a, b = stored_rows.get(key), replayed_rows.get(key)
-        for column in columns:
+        for column in columns if a is not None and b is not None else columns[:1]:
             value_a = None if a is None else a[column]
             value_b = None if b is None else b[column]
             allowed = (tolerance or {}).get(column, 0.0)
@@ -605,7 +605,7 @@ def _emit_stage(
         stored=stored_rows,
         replayed=replayed_rows,
         keys=PAYOUT_KEYS,
-        columns=("hotkey", "amount_rao"),
+        columns=("amount_rao", "hotkey"),
     )
     compared = {"payouts"}
     if uids is not None:
