@@ -27,6 +27,7 @@ from taoflow.cli.subnet import metagraph, register, subnet_app
 from taoflow.cli.transfer import transfer
 from taoflow.cli.wallet import wallet_app
 from taoflow.cli.weights import weights_app
+from taoflow.cli.whatif import whatif
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="taoflow network CLI")
 for noun, sub_app in (
@@ -45,6 +46,7 @@ for noun, sub_app in (
 for command in (demo, up, serve, metagraph, register, submit, submissions, transfer, explain):
     app.command(command.__name__)(command)
 app.command("replay")(replay)
+app.command("whatif")(whatif)
 
 
 DEBUG_ENV = "TAOFLOW_DEBUG"
