@@ -10,6 +10,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +19,7 @@ import pyarrow.ipc as ipc
 import pytest
 from cli_helpers import cli
 
-from taoflow.ledger.payouts import tao_text
+from taoflow.ledger.payouts import EpochShares, tao_text
 from taoflow.ledger.schema import Kind
 from taoflow.ledger.store import Ledger
 from taoflow.ledger.store.records import record_path
@@ -30,12 +31,25 @@ from taoflow.tasks.audit.explain import (
     hotkeys_named,
 )
 from taoflow.tasks.audit.history import StoredEpoch, stored_epoch
-from taoflow.tasks.simulate import SimulationSpec, simulate
+from taoflow.tasks.consensus.stage import run_consensus
+from taoflow.tasks.emit import commit_epoch
+from taoflow.tasks.gather import gather_context
+from taoflow.tasks.records import epoch_records
+from taoflow.tasks.simulate import (
+    SimulationSpec,
+    cosigners_of,
+    scores_weights,
+    simulate,
+    synthetic_scores,
+)
 
 SUBNET = "sim"
 EPOCHS = 3
 MINERS = 12
 VALIDATORS = 5
+REJECTED_EPOCH = EPOCHS
+REJECTED_UID = VALIDATORS + 5
+REJECTION = "artifact does not load: config.json names an unknown model family"
 UID_EMISSION_KINDS = [
     Kind.EMISSION_INCENTIVE.value,
     Kind.EMISSION_DIVIDEND.value,
@@ -65,9 +79,32 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Network:
         subnet=SUBNET, epochs=EPOCHS, miners=MINERS, validators=VALIDATORS, seed=3
     )
     simulate(home / "ledger", spec)
+    commit_with_a_rejected_miner(home / "ledger", seed=spec.seed)
     ledger = Ledger.open(home / "ledger")
-    epochs = tuple(stored_epoch(ledger, subnet=SUBNET, epoch=e) for e in range(EPOCHS))
+    epochs = tuple(stored_epoch(ledger, subnet=SUBNET, epoch=e) for e in range(EPOCHS + 1))
     return Network(home=home, ledger=ledger, epochs=epochs)
+
+
+def commit_with_a_rejected_miner(ledger_dir: Path, *, seed: int) -> None:
+    """Epoch ``REJECTED_EPOCH``: as the epoch flow commits one whose evaluation rejected
+    ``REJECTED_UID`` (no scores for it, its uid listed with the reason)."""
+    ctx = gather_context(Ledger.open(ledger_dir), subnet=SUBNET)
+    scores = {
+        v: {m: s for m, s in row.items() if m != REJECTED_UID}
+        for v, row in synthetic_scores(ctx, seed=seed).items()
+    }
+    outcome = run_consensus(ctx, scores_weights(ctx, scores))
+    shares = EpochShares.from_consensus(
+        hotkeys=[n.hotkey for n in ctx.neurons],
+        incentive=outcome.outputs.incentive.tolist(),
+        dividends=outcome.outputs.dividends.tolist(),
+        validator_share=outcome.outputs.validator_emission_share.tolist(),
+        rejected_uids=frozenset({REJECTED_UID}),
+    )
+    errors = {REJECTED_UID: REJECTION}
+    records = epoch_records(ctx, outcome, scores=scores, errors=errors, sample_size=0)
+    validators = cosigners_of(ctx, seed=seed, validators=VALIDATORS)
+    commit_epoch(ledger_dir, ctx, shares, records=records, cosigners=validators)
 
 
 def ledger_rows_rao(ledger: Ledger, *, epoch: int, uid: int) -> int:
@@ -80,7 +117,7 @@ def ledger_rows_rao(ledger: Ledger, *, epoch: int, uid: int) -> int:
     return int(pc.sum(table.filter(mask)["amount_rao"]).as_py() or 0)
 
 
-def uids_column(stored: StoredEpoch, name: str) -> list[object]:
+def uids_column(stored: StoredEpoch, name: str) -> list[Any]:
     return list(stored.records["uids"].column(name).to_pylist())
 
 
@@ -105,7 +142,7 @@ def test_every_uids_emission_equals_its_ledger_rows_and_the_record(
 
 
 def test_clipped_weights_are_min_of_the_normalised_weight_and_consensus(net: Network) -> None:
-    stored = net.epochs[-1]
+    stored = net.epochs[EPOCHS - 1]
     weights = stored.records["weights"].to_pylist()
     row_sum: dict[int, int] = {}
     for w in weights:
@@ -129,7 +166,7 @@ def test_clipped_weights_are_min_of_the_normalised_weight_and_consensus(net: Net
 
 
 def test_incentive_is_the_record_and_the_rank_share(net: Network) -> None:
-    stored = net.epochs[-1]
+    stored = net.epochs[EPOCHS - 1]
     incentive = uids_column(stored, "incentive")
     for miner in range(VALIDATORS, VALIDATORS + MINERS):
         m = net.explain(miner).miner
@@ -150,7 +187,7 @@ def test_epoch_zero_counts_no_weight_and_pays_validators_the_miners_pool(net: Ne
 
 
 def test_a_validators_rows_are_its_take_and_its_stakers_parts(net: Network) -> None:
-    stored = net.epochs[-1]
+    stored = net.epochs[EPOCHS - 1]
     neuron = stored.ctx.neurons[1]
     x = net.explain(1)
     assert x.validator is not None and x.role == "validator"
@@ -174,7 +211,7 @@ def test_a_validators_rows_are_its_take_and_its_stakers_parts(net: Network) -> N
 
 def test_a_miner_is_paid_incentive_as_stake_on_its_own_hotkey(net: Network) -> None:
     uid = VALIDATORS + 2
-    neuron = net.epochs[-1].ctx.neurons[uid]
+    neuron = net.epochs[EPOCHS - 1].ctx.neurons[uid]
     x = net.explain(uid)
     [row] = x.payouts
     assert (row.kind, row.moves, row.coldkey.id, row.hotkey.id) == (
@@ -189,7 +226,7 @@ def test_a_miner_is_paid_incentive_as_stake_on_its_own_hotkey(net: Network) -> N
 
 def test_the_submission_is_the_commit_in_the_ledger(net: Network) -> None:
     uid = VALIDATORS + 4
-    neuron = net.epochs[-1].ctx.neurons[uid]
+    neuron = net.epochs[EPOCHS - 1].ctx.neurons[uid]
     table = net.ledger.table()
     commits = table.filter(
         pc.and_(
@@ -204,6 +241,18 @@ def test_the_submission_is_the_commit_in_the_ledger(net: Network) -> None:
     assert s.eligible and s.rejection == "" and s.eligible_from_block == neuron.artifact_block
     validator = net.explain(0).submission
     assert (validator.commit_tx_id, validator.digest, validator.eligible) == (None, "", False)
+
+
+def test_a_rejected_miner_shows_the_reason_and_earns_no_incentive(net: Network) -> None:
+    x = net.explain(REJECTED_UID, epoch=REJECTED_EPOCH)
+    assert x.ok, [c for c in x.checks if not c.holds]
+    assert x.submission.rejection == REJECTION and x.submission.eligible
+    assert x.submission.commit_tx_id is not None
+    assert x.miner.judgements == () and x.miner.incentive == 0.0
+    assert (x.payouts, x.emission_rao, x.split.incentive_rao) == ((), 0, 0)
+    assert f"- rejection: {REJECTION}" in x.to_markdown()
+    others = net.explain(REJECTED_UID - 1, epoch=REJECTED_EPOCH)
+    assert others.ok and others.emission_rao > 0 and others.submission.rejection == ""
 
 
 # ---- output ---------------------------------------------------------------------------------
@@ -239,7 +288,7 @@ def test_markdown_carries_the_key_figures(net: Network) -> None:
 
 
 def test_names_come_from_the_labels_given(net: Network) -> None:
-    neuron = net.epochs[-1].ctx.neurons[VALIDATORS]
+    neuron = net.epochs[EPOCHS - 1].ctx.neurons[VALIDATORS]
     labels = {neuron.hotkey: "alice/default", neuron.coldkey: "alice"}
     x = explain(net.ledger, subnet=SUBNET, hotkey=neuron.hotkey, epoch=2, labels=labels)
     assert (x.hotkey.name, x.coldkey.name) == ("alice/default", "alice")
@@ -275,7 +324,7 @@ def test_a_changed_emission_in_the_uids_record_is_named(
     ledger = Ledger.open(home / "ledger")
     ref = ledger.epoch_record_refs(SUBNET, EPOCHS - 1)["uids"]
     path = record_path(ledger.root, subnet=SUBNET, epoch=EPOCHS - 1, ref=ref)
-    uids = net.epochs[-1].records["uids"]
+    uids = net.epochs[EPOCHS - 1].records["uids"]
     emission = np.asarray(uids.column("emission_rao").to_numpy()).copy()
     emission[uid] += 1
     index = uids.schema.get_field_index("emission_rao")
@@ -316,7 +365,7 @@ def test_the_command_prints_the_explanation_and_json(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--epoch", "7"], "error: subnet 'sim' has no committed epoch 7 (epochs 0..2)"),
+        (["--epoch", "7"], "error: subnet 'sim' has no committed epoch 7 (epochs 0..3)"),
         (["--epoch", "1", "--subnet", "nope"], "error: no subnet 'nope' in this ledger"),
     ],
 )
