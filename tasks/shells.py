@@ -110,7 +110,9 @@ def evaluate(
 def hosted_weights(ctx: EpochContext, evaluation: EvaluationOutcome) -> dict[int, dict[int, int]]:
     """Each hosted validator's u16 weights from its own scores (SN9 pairwise wins).
 
-    A uid whose evaluation failed (``evaluation.errors``) gets weight 0: it earns nothing.
+    A uid whose evaluation failed (``evaluation.errors``) gets weight 0: it earns nothing. A
+    validator whose policy is ``win_policy: "bootstrap"`` decides wins from its rows of
+    ``evaluation.correctness``, resampled with a seed from the epoch seed and its hotkey.
     """
     commit_blocks = {n.uid: n.artifact_block for n in ctx.neurons if n.artifact_block is not None}
     default = dict(ctx.config.validator_policy)
@@ -118,12 +120,18 @@ def hosted_weights(ctx: EpochContext, evaluation: EvaluationOutcome) -> dict[int
     for validator, row in evaluation.scores.items():
         neuron = ctx.neurons[validator]
         policy = ValidatorPolicy.from_settings(default, neuron.validator_settings or {})
+        rows = None
+        if policy.needs_rows and evaluation.correctness is not None:
+            rows = evaluation.correctness.rows_of(
+                validator, seed_hex=ctx.seed_hex, hotkey=neuron.hotkey
+            )
         weights[validator] = scores_to_weights(
             {uid: score for uid, score in row.items() if uid in commit_blocks},
             commit_blocks=commit_blocks,
             current_block=ctx.block,
             policy=policy,
             rejected=frozenset(evaluation.errors),
+            rows=rows,
         )
     return weights
 

@@ -38,6 +38,7 @@ from taoflow.tasks.evaluate.sampling import derive_seed, sample_indices
 from taoflow.tasks.gather import EpochContext
 from taoflow.tasks.models.families import FamilyLimits, families_for
 from taoflow.tasks.remote_store import FetchPolicy, FetchRequest, fetch_many, is_remote_uri
+from taoflow.tasks.weights import EpochCorrectness
 
 EVAL_TIMEOUT_S_DEFAULT = 60.0
 
@@ -53,6 +54,9 @@ class EvaluationOutcome:
     scores: dict[int, dict[int, float]]
     errors: dict[int, str] = field(default_factory=dict)
     sample_size: int = 0
+    correctness: EpochCorrectness | None = field(default=None, compare=False, repr=False)
+    """Each scored model's per-row correctness on the epoch sample and every hosted validator's
+    positions in it (for ``win_policy: "bootstrap"``); never written to the ledger records."""
 
     def mean_scores(self) -> dict[int, float]:
         """Each miner's score averaged over the hosted validators."""
@@ -209,4 +213,9 @@ def evaluate_epoch(
             for result, count in zip(scored, counts, strict=True)
         )
         scores[validator_uid] = dict(sorted(row_scores.items()))
-    return EvaluationOutcome(scores=scores, errors=errors, sample_size=sample_size)
+    correctness = EpochCorrectness(
+        uids=tuple(result.uid for result in scored), correct=correct, positions=positions
+    )
+    return EvaluationOutcome(
+        scores=scores, errors=errors, sample_size=sample_size, correctness=correctness
+    )
