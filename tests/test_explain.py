@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pytest
-from cli_helpers import cli
+from cli_helpers import cli, wallet_network
 
 from taoflow.ledger.payouts import EpochShares, tao_text
 from taoflow.ledger.schema import Kind
@@ -420,3 +420,16 @@ def test_the_flow_publishes_the_markdown_under_the_neurons_key(
     [artifact] = published
     assert artifact["key"] == f"explain-sim-{uid}"
     assert artifact["markdown"] == x.to_markdown()
+
+
+def test_a_wallet_name_picks_its_hotkey_on_the_subnet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wallet_network(tmp_path, monkeypatch)  # bob/default is registered on 'sn', bob/owner is not
+    ran = cli(capsys, tmp_path, "explain", "--hotkey", "bob", "--epoch", "0")
+    assert (ran.code, ran.err_lines) == (2, ["error: subnet 'sn' has no committed epoch yet"])
+    ran = cli(capsys, tmp_path, "explain", "--hotkey", "alice", "--epoch", "0")
+    assert (ran.code, ran.err_lines) == (
+        2,
+        ["error: 'alice' is registered on no subnet now: pass --subnet"],
+    )
