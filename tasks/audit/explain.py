@@ -20,7 +20,8 @@ Invariants (``Explanation.checks``; each names what it compares, and ``ok`` is t
 all hold):
 - the per-uid emission, the sum of the ledger's payout rows for the uid, equals the ``uids``
   record's ``emission_rao`` and the ledger's own plan of the epoch's entries for the uid
-  (``tasks.emit.plan_from_context`` or, for a re-planned epoch, ``LedgerState.epoch_plan``);
+  (``LedgerState.epoch_plan`` of the recorded shares on the state right before the epoch's
+  batch: the plan the ledger checked the rows against, re-planned epochs included);
 - incentive recomputed from the weights record (normalised as consensus does, clipped at the
   recorded consensus, weighted by consensus stake share) equals the recorded incentive, and a
   validator's recomputed trust equals its recorded trust, to ``FLOAT_REL_TOL``;
