@@ -37,9 +37,14 @@ Invariants:
   stage that finds a row of it different (listed with those rows), else, if no replayed stage
   compares it or it cannot be read, at the first replayed stage (it is an unchecked input),
   else at the last one.
-- Floats are compared exactly (bit for bit; NaN equals NaN) except the evaluation's scores on
-  CUDA, see ``tolerance_rows``. On CPU the records are float64 written by the same code from
-  the same inputs, so any difference is a real one.
+- Floats are compared exactly (bit for bit; NaN equals NaN) with two documented exceptions.
+  (1) The ``uids`` record's float64 consensus vectors are compared to ``SUM_ORDER_TOLERANCE``:
+  DuckDB sums in parallel, so the order of a float sum (and its last bits) can vary from run to
+  run, the original epoch's included; ``tasks.consensus.sql`` makes every discrete decision
+  (permits, the κ test, u16 bonds) exact regardless, and those are compared exactly. When the
+  vectors match only within the tolerance, emit starts from the STORED vectors (which the
+  original quantised), so shares and payouts are still compared exactly and never differ by a
+  quantum because of summation order. (2) The evaluation's scores on CUDA, see below.
 - CUDA tolerance: a model's predictions on a GPU can differ from the CPU's in the last bits of
   its logits, which can flip the argmax of a row whose top two logits (nearly) tie, and the
   ledger does not record the device an epoch was evaluated on. When the replay's evaluation runs
@@ -95,7 +100,13 @@ SHARE_LISTS: Final = (
     ("validator_share", "validator_share_q"),
 )
 PAYOUT_ROWS: Final = "payout rows"
-EXACT: Final = "exact: every value compared bit for bit (float64 written by the same code)"
+SUM_ORDER_TOLERANCE: Final = 1e-11
+"""Largest difference accepted in a float64 consensus vector (values in [0, 1]): a re-ordered
+sum of n ≤ 65,536 terms in [0, 1] whose total is ≤ 1 moves by at most n·2⁻⁵³ ≈ 7.3e-12."""
+EXACT: Final = (
+    "cpu: artifacts, scores, weights, bonds, shares and payouts bit for bit; float64 consensus "
+    f"vectors to {SUM_ORDER_TOLERANCE:g} (DuckDB's parallel sums add in a varying order)"
+)
 
 Value = int | float | str | bool | None
 
@@ -225,8 +236,8 @@ def compare_tables(
     tolerance: Mapping[str, float] | None = None,
 ) -> list[Difference]:
     """Every (row, column) of ``columns`` where ``replayed`` differs from ``stored``, rows
-    matched by ``keys`` (a row on one side only is one difference, in ``columns[0]``). ``tolerance``:
-    column → largest absolute float difference accepted (default exact)."""
+    matched by ``keys`` (a row on one side only is one difference, in ``columns[0]``).
+    ``tolerance``: column → largest absolute float difference accepted (default exact)."""
     if stored is None:
         return []
     wanted = [*keys, *columns]
@@ -467,8 +478,9 @@ def _consensus(ctx: EpochContext, evaluation: _Evaluation) -> Any:
 
 def _consensus_stage(
     stored: StoredEpoch, ctx: EpochContext, evaluation: _Evaluation
-) -> tuple[_StageResult, Any, Any]:
-    """Weights → consensus, compared; the outcome and the epoch's records (before payment)."""
+) -> tuple[_StageResult, Any, Any, bool]:
+    """Weights → consensus, compared; the outcome, the epoch's records (before payment) and
+    whether the float64 consensus vectors equal the stored ones bit for bit."""
     from taoflow.tasks.records import epoch_records
 
     stage = "consensus"
@@ -488,7 +500,7 @@ def _consensus_stage(
         keys=PAIR_KEYS,
         columns=("weight_u16",),
     )
-    diffs += compare_tables(
+    uids_args: dict[str, Any] = dict(
         stage=stage,
         name="uids",
         stored=stored.records.get("uids"),
@@ -496,6 +508,11 @@ def _consensus_stage(
         keys=UID_KEYS,
         columns=CONSENSUS_UID_COLUMNS,
     )
+    tolerant = compare_tables(
+        **uids_args, tolerance=dict.fromkeys(UID_FLOAT_COLUMNS, SUM_ORDER_TOLERANCE)
+    )
+    diffs += tolerant
+    exact = not tolerant and not compare_tables(**uids_args)
     diffs += compare_tables(
         stage=stage,
         name="bonds",
@@ -508,7 +525,8 @@ def _consensus_stage(
         _hash_of(stored, "weights", records.weights),
         _hash_of(stored, "bonds", records.bonds),
     )
-    return _StageResult(diffs, frozenset({"weights", "uids", "bonds"}), hashes), outcome, records
+    result = _StageResult(diffs, frozenset({"weights", "uids", "bonds"}), hashes)
+    return result, outcome, records, exact
 
 
 def shares_of_consensus(ctx: EpochContext, outputs: Any, *, rejected: Iterable[int]) -> EpochShares:
@@ -708,9 +726,10 @@ def _tolerance_text(device: str, rows: int) -> str:
     if not device or rows == 0:
         return EXACT
     return (
-        f"{device}: artifacts, errors, consensus and payouts compared exactly; each score to "
-        f"{rows} row(s) of the validator's sample (a GPU's last-bit logit differences can flip "
-        "an argmax tie), and consensus started from the stored scores"
+        f"{device}: each score to {rows} row(s) of the validator's sample (a GPU's last-bit "
+        "logit differences can flip an argmax tie) and consensus started from the stored scores; "
+        f"artifacts, errors, weights, bonds, shares and payouts bit for bit; float64 consensus "
+        f"vectors to {SUM_ORDER_TOLERANCE:g} (DuckDB's parallel sums add in a varying order)"
     )
 
 
@@ -756,13 +775,14 @@ def replay_epoch(
         evaluation = replayed if rows == 0 else evaluation
     uids: pa.Table | None = None
     if "consensus" in stages:
-        result, outcome, records = _consensus_stage(stored, ctx, evaluation)
+        result, outcome, records, exact = _consensus_stage(stored, ctx, evaluation)
         if run.add("consensus", result):
             return run.report(from_stage, device=device, rows=rows, started_s=started_s)
+    if "consensus" in stages and exact:
         shares = shares_of_consensus(ctx, outcome.outputs, rejected=evaluation.errors)
         plan = _plan(stored, ctx, shares, ledger=ledger)
         uids = records.tables(plan)["uids"]
-    else:
+    else:  # --stage emit, or the vectors matched within SUM_ORDER_TOLERANCE only
         shares = stored_shares(stored, ctx)
         plan = _plan(stored, ctx, shares, ledger=ledger)
         uids = _with_emission(stored.records.get("uids"), plan)
