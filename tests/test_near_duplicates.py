@@ -519,3 +519,21 @@ def _uids_record(ledger: Ledger, *, digest: str, error: str) -> pa.Table:
         "artifact_digest": [digest] + [""] * (n - 1),
     }
     return pa.table(columns)
+
+
+def test_signatures_are_bounded_and_so_are_the_weight_comparisons(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    values = np.random.default_rng(3).normal(size=10_000)
+    signature = weight_signature({"w": values.reshape(100, 100)})
+    assert signature.points.shape == (nd.SIGNATURE_POINTS,)
+    assert signature.points[0] == np.abs(values).min()
+    assert signature.points[-1] == np.abs(values).max()
+    original = _submission(3, _wrong_on(range(5)), block=10)
+    copy = _submission(7, _wrong_on(range(5)), block=20)
+    same = _signatures(u3=WEIGHTS, u7=WEIGHTS)
+    assert list(find_near_duplicates([original, copy], agreement_ppm=980_000, signature=same)) == [
+        7
+    ]
+    monkeypatch.setattr(nd, "WEIGHT_PAIRS_MAX", 0)
+    assert find_near_duplicates([original, copy], agreement_ppm=980_000, signature=same) == {}

@@ -13,8 +13,9 @@ epoch when an EARLIER submission of ANOTHER hotkey (earlier = smaller commit blo
    * the same artifact digest;
    * weights within ``WEIGHTS_RELATIVE_TOLERANCE`` after a permutation-invariant comparison:
      only between models with the same tensor names and shapes, each tensor reduced to its
-     sorted absolute values (invariant to permuting hidden units and flipping signs); the
-     distance is the largest over tensors of ``‖a − b‖ / max(‖a‖, ‖b‖)``;
+     sorted absolute values (invariant to permuting hidden units and flipping signs; at most
+     ``SIGNATURE_POINTS`` evenly spaced order statistics of them); the distance is the largest
+     over tensors of ``‖a − b‖ / max(‖a‖, ‖b‖)``;
    * the same mistakes: on the rows where either model is wrong (at least
      ``MISTAKE_ROWS_MIN`` of them), the same label on at least ``agreement_ppm`` of them -- this
      catches a copy in another architecture (e.g. the same network padded with dead units).
@@ -23,7 +24,7 @@ Why agreement alone is not enough: two independently trained good models agree o
 because both are right there (two 99 %-accurate models agree on ≥ 98 % of rows by necessity);
 measured on the digits set, MLPs trained with different seeds agree on 97-99 % of rows, while
 their weight distance is ≥ 0.2 and they share under half of their mistakes.  A copy with noise
-of 1e-4 added to every weight agrees on 100 % of rows at a weight distance of ~6e-4.  Hence the
+of 1e-4 added to every weight agrees on 100 % of rows at a weight distance of ~5e-4.  Hence the
 tolerance 1e-2: well above what noise of that size does, well below what independent training
 gives (also for freshly initialised models: the smallest tensors differ by > 0.1).
 
@@ -39,8 +40,9 @@ later one or one of its own hotkey; integer thresholds (``count · 10⁶ ≥ ppm
 rounding decides a flag.  Bounded: at most ``NEAR_DUPLICATE_MODELS_MAX`` models (the most
 accurate ones, ties by commit order) and ``NEAR_DUPLICATE_ROWS_MAX`` rows (evenly strided over
 the sample) are compared pairwise, in blocks of at most ``PAIR_CELLS_MAX`` label comparisons;
-weights are read only for pairs that already pass the agreement test, each artifact at most once.
-An artifact whose weights cannot be read again simply gives no weight evidence.
+weights are read only for pairs that already pass the agreement test, each artifact at most once,
+and compared for at most ``WEIGHT_PAIRS_MAX`` pairs (in commit order; later pairs rely on the
+other evidence).  An artifact whose weights cannot be read again simply gives no weight evidence.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ MISTAKE_ROWS_MIN: Final = 8
 """Rows either model gets wrong needed before shared mistakes count as evidence."""
 WEIGHTS_RELATIVE_TOLERANCE: Final = 1e-2
 """Largest per-tensor relative distance of sorted absolute weights that counts as the same."""
+SIGNATURE_POINTS: Final = 256
+"""Order statistics kept per tensor, so one weight comparison costs O(tensors) whatever the size."""
+WEIGHT_PAIRS_MAX: Final = 1 << 16
+"""Weight comparisons per epoch; later candidate pairs are judged without weight evidence."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +99,14 @@ class Submission:
 
 @dataclass(frozen=True)
 class WeightSignature:
-    """A model's weights up to permutation: tensor names and shapes, each tensor's sorted |w|."""
+    """A model's weights up to permutation: tensor names and shapes, and per tensor its sorted
+    absolute values (at most ``SIGNATURE_POINTS`` evenly spaced order statistics), all tensors'
+    concatenated in ``points`` from the offsets ``starts``, with each segment's norm."""
 
     shapes: tuple[tuple[str, tuple[int, ...]], ...]
-    sorted_abs: tuple[np.ndarray, ...]
+    points: np.ndarray
+    starts: np.ndarray
+    norms: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -134,14 +144,29 @@ class NearDuplicate:
         return distance is not None and distance <= WEIGHTS_RELATIVE_TOLERANCE
 
 
+def _order_statistics(tensor: np.ndarray) -> np.ndarray:
+    """Sorted ``|tensor|``, thinned to ``SIGNATURE_POINTS`` evenly spaced entries (ends kept)."""
+    values = np.sort(np.abs(np.asarray(tensor, dtype=np.float64).ravel()))
+    if values.size <= SIGNATURE_POINTS:
+        return values
+    picks = np.arange(SIGNATURE_POINTS, dtype=np.int64) * (values.size - 1)
+    return values[picks // (SIGNATURE_POINTS - 1)]
+
+
 def weight_signature(tensors: Mapping[str, np.ndarray]) -> WeightSignature:
-    """The permutation-invariant signature of named tensors (sorted by name)."""
+    """The permutation-invariant signature of named tensors (sorted by name; empty ones are
+    kept in ``shapes`` only)."""
     names = sorted(tensors)
+    segments = [_order_statistics(tensors[name]) for name in names]
+    segments = [segment for segment in segments if segment.size] or [np.zeros(1)]
+    sizes = np.array([segment.size for segment in segments], dtype=np.int64)
+    points = np.concatenate(segments)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     return WeightSignature(
         shapes=tuple((name, tuple(int(d) for d in tensors[name].shape)) for name in names),
-        sorted_abs=tuple(
-            np.sort(np.abs(np.asarray(tensors[name], dtype=np.float64).ravel())) for name in names
-        ),
+        points=points,
+        starts=starts,
+        norms=np.sqrt(np.add.reduceat(points * points, starts)),
     )
 
 
@@ -150,12 +175,11 @@ def weights_distance(first: WeightSignature, second: WeightSignature) -> float |
     the tensor names or shapes differ (different architectures are not compared)."""
     if first.shapes != second.shapes:
         return None
-    largest = 0.0
-    for a, b in zip(first.sorted_abs, second.sorted_abs, strict=True):
-        scale = max(float(np.linalg.norm(a)), float(np.linalg.norm(b)))
-        if scale > 0.0:
-            largest = max(largest, float(np.linalg.norm(a - b)) / scale)
-    return largest
+    difference = first.points - second.points
+    gaps = np.sqrt(np.add.reduceat(difference * difference, first.starts))
+    scale = np.maximum(first.norms, second.norms)
+    ratios = np.divide(gaps, scale, out=np.zeros_like(gaps), where=scale > 0.0)
+    return float(ratios.max())
 
 
 def _agreement_counts(labels: np.ndarray) -> np.ndarray:
@@ -195,6 +219,66 @@ def _check(submissions: Sequence[Submission], *, agreement_ppm: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _PairTables:
+    """Pairwise counts over the compared rows (row = later model, column = earlier one)."""
+
+    rows: int
+    agreed: np.ndarray
+    both_right: np.ndarray
+    candidate: np.ndarray
+    """Earlier, another hotkey, and agreement ≥ the threshold."""
+    cheap_evidence: np.ndarray
+    """The same artifact digest, or the same mistakes."""
+
+
+def _pair_tables(compared: Sequence[Submission], *, agreement_ppm: int) -> _PairTables:
+    total_rows = compared[0].predictions.size
+    rows = min(total_rows, NEAR_DUPLICATE_ROWS_MAX)
+    picks = np.arange(rows, dtype=np.int64) * total_rows // rows
+    labels = np.stack([s.predictions[picks] for s in compared]).astype(np.int64)
+    correct = np.stack([s.correct[picks] for s in compared]).astype(np.float64)
+    agreed = _agreement_counts(labels)
+    both_right = np.rint(correct @ correct.T).astype(np.int64)  # exact: integers < 2**53
+    hotkeys = np.unique([s.hotkey for s in compared], return_inverse=True)[1]
+    digests = np.unique([s.digest for s in compared], return_inverse=True)[1]
+    has_digest = np.array([bool(s.digest) for s in compared])
+    earlier = np.tril(np.ones((len(compared), len(compared)), dtype=np.bool_), k=-1)
+    candidate = (
+        earlier & (hotkeys[:, None] != hotkeys[None, :]) & (agreed * PPM >= agreement_ppm * rows)
+    )
+    mistake_rows = rows - both_right
+    same_mistakes = (mistake_rows >= MISTAKE_ROWS_MIN) & (
+        (agreed - both_right) * PPM >= agreement_ppm * mistake_rows
+    )
+    same_artifact = (digests[:, None] == digests[None, :]) & has_digest[:, None]
+    return _PairTables(rows, agreed, both_right, candidate, same_artifact | same_mistakes)
+
+
+def _distances(
+    later: WeightSignature | None, earlier: Sequence[WeightSignature | None]
+) -> np.ndarray:
+    """:func:`weights_distance` from ``later`` to each of ``earlier``, vectorised; NaN where
+    the weights are missing or the architectures differ."""
+    out = np.full(len(earlier), np.nan)
+    if later is None:
+        return out
+    same = [
+        i for i, other in enumerate(earlier) if other is not None and other.shapes == later.shapes
+    ]
+    if not same:
+        return out
+    others = [earlier[i] for i in same]
+    points = np.stack([other.points for other in others if other is not None])
+    norms = np.stack([other.norms for other in others if other is not None])
+    difference = points - later.points
+    gaps = np.sqrt(np.add.reduceat(difference * difference, later.starts, axis=1))
+    scale = np.maximum(norms, later.norms)
+    ratios = np.divide(gaps, scale, out=np.zeros_like(gaps), where=scale > 0.0)
+    out[same] = ratios.max(axis=1)
+    return out
+
+
 def find_near_duplicates(
     submissions: Sequence[Submission],
     *,
@@ -211,14 +295,7 @@ def find_near_duplicates(
     compared = _compared(submissions)
     if agreement_ppm == 0 or len(compared) < 2 or compared[0].predictions.size == 0:
         return {}
-    total_rows = compared[0].predictions.size
-    rows = min(total_rows, NEAR_DUPLICATE_ROWS_MAX)
-    picks = np.arange(rows, dtype=np.int64) * total_rows // rows
-    labels = np.stack([s.predictions[picks] for s in compared]).astype(np.int64)
-    correct = np.stack([s.correct[picks] for s in compared]).astype(np.float64)
-    agreed = _agreement_counts(labels)
-    both_right = np.rint(correct @ correct.T).astype(np.int64)  # exact: integers < 2**53
-    candidate = agreed * PPM >= agreement_ppm * rows
+    tables = _pair_tables(compared, agreement_ppm=agreement_ppm)
     signatures: dict[int, WeightSignature | None] = {}
 
     def signature_of(uid: int) -> WeightSignature | None:
@@ -227,38 +304,56 @@ def find_near_duplicates(
         return signatures[uid]
 
     found: dict[int, NearDuplicate] = {}
+    weighed = 0
     for later, submission in enumerate(compared):
-        for earlier in np.flatnonzero(candidate[later, :later]).tolist():
-            original = compared[earlier]
-            if original.hotkey == submission.hotkey:
-                continue
-            distance = None
-            first, second = signature_of(original.uid), signature_of(submission.uid)
-            if first is not None and second is not None:
-                distance = weights_distance(first, second)
-            mistake_rows = rows - int(both_right[later, earlier])
-            finding = NearDuplicate(
-                uid=submission.uid,
-                original_uid=original.uid,
-                rows=rows,
-                agreed_rows=int(agreed[later, earlier]),
-                same_artifact=bool(original.digest) and original.digest == submission.digest,
-                weights_distance=distance,
-                mistake_rows=mistake_rows,
-                mistakes_agreed=int(agreed[later, earlier]) - (rows - mistake_rows),
+        options = np.flatnonzero(tables.candidate[later, :later])
+        if options.size == 0:
+            continue
+        cheap = tables.cheap_evidence[later, options]
+        hits = np.flatnonzero(cheap)
+        # Weights matter only up to the first pair that has other evidence (the earliest wins).
+        options = options[: hits[0] + 1] if hits.size else options
+        weigh = options[: max(0, WEIGHT_PAIRS_MAX - weighed)]
+        distances = np.full(options.size, np.nan)
+        if weigh.size:
+            later_signature = signature_of(submission.uid)
+            earlier_signatures = [signature_of(compared[j].uid) for j in weigh.tolist()]
+            distances[: weigh.size] = _distances(later_signature, earlier_signatures)
+            weighed += int(np.count_nonzero(~np.isnan(distances)))
+        evidence = cheap[: options.size] | (distances <= WEIGHTS_RELATIVE_TOLERANCE)
+        first = np.flatnonzero(evidence)
+        if first.size:
+            found[submission.uid] = _finding(
+                tables,
+                compared,
+                later=later,
+                earlier=int(options[first[0]]),
+                distance=float(distances[first[0]]),
             )
-            if _is_evidence(finding, agreement_ppm=agreement_ppm):
-                found[submission.uid] = finding
-                break
     return found
 
 
-def _is_evidence(finding: NearDuplicate, *, agreement_ppm: int) -> bool:
-    same_mistakes = (
-        finding.mistake_rows >= MISTAKE_ROWS_MIN
-        and finding.mistakes_agreed * PPM >= agreement_ppm * finding.mistake_rows
+def _finding(
+    tables: _PairTables,
+    compared: Sequence[Submission],
+    *,
+    later: int,
+    earlier: int,
+    distance: float,
+) -> NearDuplicate:
+    submission, original = compared[later], compared[earlier]
+    agreed = int(tables.agreed[later, earlier])
+    both_right = int(tables.both_right[later, earlier])
+    return NearDuplicate(
+        uid=submission.uid,
+        original_uid=original.uid,
+        rows=tables.rows,
+        agreed_rows=agreed,
+        same_artifact=bool(original.digest) and original.digest == submission.digest,
+        weights_distance=None if math.isnan(distance) else distance,
+        mistake_rows=tables.rows - both_right,
+        mistakes_agreed=agreed - both_right,
     )
-    return finding.same_artifact or finding.weights_close or same_mistakes
 
 
 def stored_signature(
