@@ -400,3 +400,25 @@ def test_evaluation_carries_each_validators_rows_and_hosted_weights_use_them(
         hosted_weights(boot_ctx, bare)
     # The default policy ignores the rows: the same weights with or without them.
     assert hosted_weights(ctx, outcome) == hosted_weights(ctx, bare)
+
+
+# ---- the README's comparison -------------------------------------------------------------------
+
+
+def test_the_win_policy_benchmark_prints_both_tables_deterministically() -> None:
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    if str(root) not in sys.path:  # benchmarks/ is not an installed package
+        sys.path.insert(0, str(root))
+    from benchmarks.win_policy import COPY_CHANGES, IMPROVEMENTS, main, report
+
+    text = report([100], trials=2, epochs=2, seed=3)
+    assert text == report([100], trials=2, epochs=2, seed=3)
+    rows = [line for line in text.splitlines() if line.startswith("| 100 |")]
+    assert len(rows) == 2 * (len(COPY_CHANGES) + len(IMPROVEMENTS))
+    assert [row.split(" | ")[1] for row in rows] == ["epsilon", "bootstrap"] * (
+        len(COPY_CHANGES) + len(IMPROVEMENTS)
+    )
+    with pytest.raises(SystemExit):
+        main(["--rows", "abc"])
