@@ -712,6 +712,19 @@ def serve_epochs(settings: Settings, *, block_time_s: float) -> None:
         )
         for name, info in sorted(state.subnets.items())
     ]
+    from taoflow.flows.whatif import whatif_flow
+
+    deployments.append(
+        whatif_flow.to_deployment(
+            name="whatif",
+            enforce_parameter_schema=True,
+            tags=["taoflow", "whatif"],
+            description=(
+                f"Recompute stored epochs of the network in {settings.home} under other "
+                "consensus parameters or split (read-only); logs an MLflow run with plots."
+            ),
+        )
+    )
     prefect_serve(*deployments)
 
 
