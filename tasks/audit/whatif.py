@@ -542,6 +542,12 @@ class _EpochResult:
     next_state: EpochState
 
 
+def _rejected_uids(stored: StoredEpoch) -> frozenset[int]:
+    """The uids the epoch's evaluation rejected (its payload's ``evaluation.errors``)."""
+    errors = (stored.payload.get("evaluation") or {}).get("errors") or {}
+    return frozenset(int(uid) for uid in errors)
+
+
 def compare_epoch(
     ledger: Ledger,
     stored: StoredEpoch,
@@ -559,7 +565,7 @@ def compare_epoch(
         incentive=outputs.incentive.tolist(),
         dividends=outputs.dividends.tolist(),
         validator_share=outputs.validator_emission_share.tolist(),
-        rejected_uids=EpochShares.from_payload(stored.payload).rejected_uids,
+        rejected_uids=_rejected_uids(stored),
     )
     plan = _payout_plan(ledger, stored, shares, overrides.split_of(ctx.config))
     baseline, whatif = _baseline(stored), _whatif_side(ctx, outputs, plan)
