@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from taoflow.ledger.schema import RAO_PER_TAO
+from taoflow.ledger.validator_policy import policy_problem
 
 PPM: Final = 1_000_000
 TEMPO_BLOCKS_MAX: Final = 1_000_000
@@ -135,6 +136,10 @@ def _parse(name: str, value: Any) -> Any:
             raise ValueError(
                 f"subnet setting {name} must be an object of at most {OBJECT_KEYS_MAX}"
             )
+        if name == "validator_policy":
+            problem = policy_problem(value)
+            if problem is not None:
+                raise ValueError(f"subnet setting {problem}")
         return dict(value)
     if name == "model_families":
         if not (

@@ -96,6 +96,7 @@ from taoflow.ledger.submissions import (
     submission_binding,
 )
 from taoflow.ledger.tx_index import TxIndex
+from taoflow.ledger.validator_policy import policy_problem
 
 UIDS_MAX_DEFAULT = 256
 EPOCH_ID_PREFIX: Final = "epoch/"
@@ -555,8 +556,13 @@ class LedgerState:
         role = tx.payload_dict().get("role", "miner")
         if role not in NEURON_ROLES:
             return f"unknown role {role!r}: expected one of {sorted(NEURON_ROLES)}"
-        if not isinstance(tx.payload_dict().get("validator_settings", {}), dict):
+        settings = tx.payload_dict().get("validator_settings", {})
+        if not isinstance(settings, dict):
             return "validator_settings must be a JSON object"
+        if settings and role == "validator":
+            problem = policy_problem(subnet.config.validator_policy, settings)
+            if problem is not None:
+                return problem
         cost = self.registration_cost(tx.subnet)
         if tx.amount_rao != cost:
             return f"registration burns exactly {tao_text(cost)} τ, not {tao_text(tx.amount_rao)} τ"

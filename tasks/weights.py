@@ -31,86 +31,34 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 
+from taoflow.ledger.validator_policy import (
+    BOOTSTRAP_RESAMPLES_MAX,
+    WIN_POLICIES,
+    InvalidValidatorPolicy,
+    ValidatorPolicy,
+)
+
+__all__ = [
+    "BOOTSTRAP_RESAMPLES_MAX",
+    "WIN_POLICIES",
+    "InvalidValidatorPolicy",
+    "ValidatorPolicy",
+    "scores_to_weights",
+    "win_rates",
+    "wins",
+]
+
 U16_MAX = 65535
-TEMPERATURE_MIN = 1e-6
-EPSILON_MAX = 0.5
-WIN_POLICIES: Final = ("epsilon", "bootstrap")
-BOOTSTRAP_CONFIDENCE_MIN: Final = 0.5
-BOOTSTRAP_CONFIDENCE_MAX: Final = 0.999
-BOOTSTRAP_RESAMPLES_MIN: Final = 100
-BOOTSTRAP_RESAMPLES_MAX: Final = 10_000
 BOOTSTRAP_CHUNK_ELEMENTS_MAX: Final = 1 << 22
 """Array elements one step of the bootstrap may hold (resampled indices, pairwise differences)."""
 BOOTSTRAP_ROWS_MAX: Final = 1 << 31
 """Rows one validator may resample (the raw-stream index mapping needs rows < 2**32)."""
 _BOOTSTRAP_DOMAIN: Final = b"taoflow.bootstrap-wins.v1\x00"
-
-
-class InvalidValidatorPolicy(ValueError):
-    """A hosted validator's settings are out of range."""
-
-
-@dataclass(frozen=True)
-class ValidatorPolicy:
-    """How a hosted validator turns scores into weights."""
-
-    temperature: float = 0.05
-    epsilon: float = 0.005
-    epsilon_decay_blocks: int = 7_200
-    win_policy: str = "epsilon"
-    bootstrap_confidence: float = 0.95
-    bootstrap_resamples: int = 1_000
-
-    def __post_init__(self) -> None:
-        for name in ("temperature", "epsilon", "bootstrap_confidence"):
-            if not _is_number(getattr(self, name)):
-                raise InvalidValidatorPolicy(f"{name} must be a number")
-        for name in ("epsilon_decay_blocks", "bootstrap_resamples"):
-            if not _is_int(getattr(self, name)):
-                raise InvalidValidatorPolicy(f"{name} must be an integer")
-        if not self.temperature >= TEMPERATURE_MIN:
-            raise InvalidValidatorPolicy(f"temperature must be ≥ {TEMPERATURE_MIN}")
-        if not 0.0 <= self.epsilon <= EPSILON_MAX:
-            raise InvalidValidatorPolicy(f"epsilon must be in [0, {EPSILON_MAX}]")
-        if self.epsilon_decay_blocks < 1:
-            raise InvalidValidatorPolicy("epsilon_decay_blocks must be ≥ 1")
-        if self.win_policy not in WIN_POLICIES:
-            shown = repr(self.win_policy)[:40]
-            raise InvalidValidatorPolicy(
-                f"win_policy must be one of {', '.join(WIN_POLICIES)}, got {shown}"
-            )
-        if not BOOTSTRAP_CONFIDENCE_MIN <= self.bootstrap_confidence <= BOOTSTRAP_CONFIDENCE_MAX:
-            raise InvalidValidatorPolicy(
-                f"bootstrap_confidence must be in [{BOOTSTRAP_CONFIDENCE_MIN}, "
-                f"{BOOTSTRAP_CONFIDENCE_MAX}]"
-            )
-        if not BOOTSTRAP_RESAMPLES_MIN <= self.bootstrap_resamples <= BOOTSTRAP_RESAMPLES_MAX:
-            raise InvalidValidatorPolicy(
-                f"bootstrap_resamples must be an integer in [{BOOTSTRAP_RESAMPLES_MIN}, "
-                f"{BOOTSTRAP_RESAMPLES_MAX:,}]"
-            )
-
-    @classmethod
-    def from_settings(cls, *layers: Mapping[str, Any]) -> ValidatorPolicy:
-        """Later layers override earlier ones (subnet default, then the validator's own)."""
-        merged: dict[str, Any] = {}
-        for layer in layers:
-            merged.update(layer)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(str(key) for key in set(merged) - known)
-        if unknown:
-            raise InvalidValidatorPolicy(f"unknown validator setting(s) {unknown[:8]}")
-        return cls(**merged)
-
-    @property
-    def needs_rows(self) -> bool:
-        """Whether this policy decides wins from per-row correctness (:class:`ValidatorRows`)."""
-        return self.win_policy == "bootstrap"
 
 
 @dataclass(frozen=True)
@@ -393,14 +341,6 @@ def scores_to_weights(
         for uid, rate in rates.items()
     }
     return dict(sorted({**weights, **zeros}.items()))
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _clean(score: float) -> float:

@@ -533,3 +533,56 @@ def test_cli_refuses_an_identical_resubmission_with_its_block(
     )
     ledger = Ledger.open(home / "ledger")
     assert (len(ledger.records()), ledger.state().balances) == before
+
+
+# ---- validator settings are checked when they enter the ledger ----------------------------------
+
+
+def register_tx(tx_id: str, who: str, settings: object) -> Tx:
+    payload = {"role": "validator", "validator_settings": settings}
+    return Tx(
+        tx_id,
+        Kind.REGISTER,
+        subnet=SUBNET,
+        coldkey=acct(who),
+        hotkey=acct(f"{who}-hot2"),
+        amount_rao=TAO,
+        payload=canonical_json(payload),
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        (
+            {"win_policy": "coin-flip"},
+            "validator policy: win_policy must be one of epsilon, bootstrap, got 'coin-flip'",
+        ),
+        ({"temperature": "hot"}, "validator policy: temperature must be a number"),
+        ({"epsilon": 0.9}, "validator policy: epsilon must be in [0, 0.5]"),
+        ({"no_such_knob": 1}, "validator policy: unknown validator setting(s) ['no_such_knob']"),
+        ({"hosted": "yes"}, "validator setting hosted must be true or false"),
+    ],
+)
+def test_a_validator_registering_with_settings_no_epoch_could_use_is_refused(
+    ledger: Ledger, settings: dict[str, Any], reason: str
+) -> None:
+    # Accepted, these would make every later epoch of the subnet fail when it builds weights.
+    assert_refused(ledger, register_tx("reg/dave", "dave", settings), reason)
+
+
+def test_valid_validator_settings_register(ledger: Ledger) -> None:
+    settings = {"hosted": True, "win_policy": "bootstrap", "bootstrap_confidence": 0.9}
+    tx = register_tx("reg/dave", "dave", settings)
+    cost_rao = ledger.state().registration_cost(SUBNET)
+    commit_signed(ledger, dataclasses.replace(tx, amount_rao=cost_rao))
+    uid = ledger.state().uid_of(subnet=SUBNET, hotkey=acct("dave-hot2"))
+    assert uid is not None
+    assert ledger.state().neurons[SUBNET][uid].validator_settings == settings
+
+
+def test_a_subnet_policy_no_epoch_could_use_is_refused(tmp_path: Path) -> None:
+    from taoflow.ledger.config import SubnetConfig
+
+    with pytest.raises(ValueError, match="validator policy: bootstrap_resamples must be"):
+        SubnetConfig.from_payload({"validator_policy": {"bootstrap_resamples": 10}})
