@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pytest
 from cli_helpers import cli, ledger_files
+from conftest import demo_env
 
 from taoflow.ledger.store import Ledger
 from taoflow.ledger.store.records import RECORDS_DIR
@@ -281,3 +285,144 @@ def test_cli_bad_input_is_one_line_and_exit_2(
     assert len(ran.err_lines) == 1 and ran.err_lines[0].startswith(message), ran.err
     assert ran.out == ""
     assert ledger_files(sim_home) == before
+
+
+# ---- the real demo network (integration) --------------------------------------------------------
+
+DEMO_SUBNET = "digits"
+RANGE_TIMEOUT_S = 600
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    from taoflow.tasks.evaluate.fanout import local_cluster_client
+
+    with local_cluster_client(n_workers=1, threads_per_worker=1) as client:
+        yield client
+
+
+def _demo_epoch(ledger_dir: Path, epoch: int) -> Any:
+    return stored_epoch(Ledger.open(ledger_dir), subnet=DEMO_SUBNET, epoch=epoch)
+
+
+@pytest.mark.integration
+def test_every_demo_epoch_replays_identical_from_its_artifacts(
+    demo_home: Path, dask_client: Any
+) -> None:
+    ledger = Ledger.open(demo_home / "ledger")
+    committed = ledger.state().last_epoch[DEMO_SUBNET] + 1
+    assert committed >= 2
+    for stored in stored_epochs(ledger, subnet=DEMO_SUBNET, first=0, last=committed - 1):
+        report = replay_epoch(
+            stored, client=dask_client, artifacts_root=demo_home / "artifacts", ledger=ledger
+        )
+        assert report.identical, (stored.epoch, report.differences)
+        assert list(report.stages) == ["evaluate", "consensus", "emit"]
+        assert (report.device, report.tolerance) == ("cpu", EXACT)
+        assert [h.name for h in report.hashes] == [
+            "scores",
+            "weights",
+            "bonds",
+            "uids",
+            PAYOUT_ROWS,
+        ]
+        assert all(h.identical for h in report.hashes)
+
+
+@pytest.mark.integration
+def test_a_tampered_artifact_is_reported_at_evaluate_with_its_uid(
+    demo_home: Path, dask_client: Any, tmp_path: Path
+) -> None:
+    from taoflow.tasks.artifact_store import locate
+
+    stored = _demo_epoch(demo_home / "ledger", 1)
+    miner = next(n for n in stored.ctx.neurons if n.artifact_digest is not None)
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(demo_home / "artifacts", artifacts)
+    model = locate(artifacts, str(miner.artifact_digest)).model_path
+    data = bytearray(model.read_bytes())
+    data[-3] ^= 0x40  # a byte of the last tensor's values: the file still loads
+    model.write_bytes(bytes(data))
+    report = replay_epoch(stored, client=dask_client, artifacts_root=artifacts)
+    assert report.first_difference == "evaluate"
+    [artifact] = [d for d in report.differences if d.record == "artifact"]
+    assert (artifact.uid, artifact.stored) == (miner.uid, miner.artifact_digest)
+    assert artifact.replayed != miner.artifact_digest
+    assert {d.uid for d in report.differences} == {miner.uid}
+    errors = [d for d in report.differences if (d.record, d.column) == ("uids", "error")]
+    assert [(d.stored, d.replayed) for d in errors] == [
+        ("", f"artifact of uid {miner.uid} does not hash to its committed digest")
+    ]
+
+
+@pytest.mark.integration
+def test_a_tampered_demo_weight_row_is_reported_at_consensus(
+    demo_home: Path, dask_client: Any, tmp_path: Path
+) -> None:
+    ledger_dir = tmp_path / "ledger"
+    shutil.copytree(demo_home / "ledger", ledger_dir)
+    changed: list[tuple[int, int, int, int]] = []
+
+    def tamper(table: pa.Table) -> pa.Table:
+        out, what = bump_weight(table)
+        changed.append(what)
+        return out
+
+    rewrite_record(record_file(ledger_dir, subnet=DEMO_SUBNET, epoch=1, name="weights"), tamper)
+    [(validator, miner, old, new)] = changed
+    report = replay_epoch(
+        _demo_epoch(ledger_dir, 1), client=dask_client, artifacts_root=demo_home / "artifacts"
+    )
+    assert report.first_difference == "consensus"
+    assert [(d.record, d.column) for d in report.differences] == [
+        ("weights", "sha256"),
+        ("weights", "weight_u16"),
+    ]
+    row = report.differences[1]
+    assert (row.validator, row.uid, row.stored, row.replayed) == (validator, miner, new, old)
+
+
+@pytest.mark.integration
+def test_a_changed_demo_parameter_is_reported_at_consensus(
+    demo_home: Path, dask_client: Any
+) -> None:
+    report = replay_epoch(
+        _demo_epoch(demo_home / "ledger", 1),
+        client=dask_client,
+        artifacts_root=demo_home / "artifacts",
+        adjust_context=with_kappa(65_535),
+    )
+    assert report.first_difference == "consensus"
+    columns = {(d.record, d.column) for d in report.differences}
+    assert ("uids", "consensus") in columns
+    assert all(d.uid is not None for d in report.differences)
+
+
+def _taoflow(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``taoflow ARGS`` as a user runs it (its own process: its own temporary Prefect server)."""
+    return subprocess.run(
+        [sys.executable, "-m", "taoflow.cli", *args],
+        env=demo_env(home),
+        capture_output=True,
+        text=True,
+        timeout=RANGE_TIMEOUT_S,
+        check=False,
+    )
+
+
+@pytest.mark.integration
+def test_a_range_runs_as_the_replay_flow(demo_home: Path, sim_home: Path) -> None:
+    ran = _taoflow(demo_home, "replay", "--subnet", DEMO_SUBNET, "--epochs", "0..1", "--json")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    out = json.loads(ran.stdout)
+    assert (out["identical"], out["epochs_identical"], out["first"], out["last"]) == (
+        True,
+        2,
+        0,
+        1,
+    )
+    assert [r["epoch"] for r in out["reports"]] == [0, 1]
+    fanned = _taoflow(sim_home, "replay", "-s", SUBNET, "--epochs", "0..2", "--stage", "consensus")
+    assert fanned.returncode == 0, fanned.stderr[-3000:]
+    assert fanned.stdout.count(": identical (replayed consensus, emit;") == EPOCHS
+    assert fanned.stdout.rstrip().endswith(f"{SUBNET} epochs 0..2: {EPOCHS} of {EPOCHS} identical")
