@@ -63,6 +63,7 @@ Invariants
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import duckdb
 import numpy as np
@@ -659,6 +660,10 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy(zero_copy_only=False)
 
 
+CONSENSUS_THREADS: Final = 1
+"""DuckDB threads of an epoch: one, so float sums add in one order (see ``run_epoch``)."""
+
+
 def run_epoch(
     inputs: EpochInputs,
     params: YumaParams,
@@ -671,12 +676,20 @@ def run_epoch(
     Returns the epoch's outputs and the state for the next epoch (new permits, stored u16 bonds).
     ``connection`` is used through a private cursor, so the caller's catalogue is left untouched;
     without one, a fresh in-memory database is used.
+
+    Determinism: a float sum depends on the order its terms are added, and DuckDB's parallel
+    aggregates add in the order threads finish (at 256 miners × 64 validators, 13 of 15 runs
+    gave different last bits of dividends). The epoch therefore runs with
+    ``CONSENSUS_THREADS`` (1) thread — set on the database it runs in, the caller's included —
+    so the same inputs give the same bits every time: a retried epoch proposes the identical
+    batch and ``taoflow replay`` compares consensus bit for bit.
     """
     state = state.for_uids(inputs.n_uids)
     owns_connection = connection is None
     database = duckdb.connect() if connection is None else connection
     cursor = database.cursor()
     try:
+        cursor.execute(f"SET threads = {CONSENSUS_THREADS}")
         _register_inputs(cursor, inputs, params, state)
         for statement in _BEFORE_BONDS:
             cursor.execute(statement)
