@@ -16,6 +16,9 @@ Invariants:
 - Determinism: everything is a function of (seed, miners, validators, subnet) and the ledger.
   In an empty home the writer key, the network salt and every participant key are derived from
   the seed, so two runs with the same arguments write identical rows and batch hashes.
+- External validators (``SimulationSpec.external_validators``, registered with
+  ``{"hosted": false}``) are not scored here: their revealed weights, if any, join the hosted
+  ones exactly as in the consensus task (``tasks.shells.consensus``).
 - Scores: miner uid ``u`` has a latent quality drawn once from ``(QUALITY_STREAM, seed)``;
   validator ``v`` observes it in epoch ``e`` with noise from ``(NOISE_STREAM, seed, e, v)``,
   clipped to [0, 1]. Continuing a ledger (the next epoch numbers) gives the same epochs as one
@@ -105,9 +108,14 @@ class SimulationSpec:
     miners: int = MINERS_DEFAULT
     validators: int = VALIDATORS_DEFAULT
     seed: int = 0
+    external_validators: int = 0
+    """The last this many validators register as external (they set weights by commit and
+    reveal, ``EpochContext.external_weights``; the simulation scores only hosted ones)."""
 
     def __post_init__(self) -> None:
         problem = check_subnet_name(self.subnet)
+        if problem is None and not 0 <= self.external_validators <= self.validators:
+            problem = f"external validators must be between 0 and {self.validators}"
         for name, value, high in (
             ("epochs", self.epochs, EPOCHS_MAX),
             ("miners", self.miners, MINERS_MAX),
@@ -277,7 +285,13 @@ def genesis_transactions(
     cost_rao = RegistrationPolicy.from_config(
         SubnetConfig.from_payload(dict(subnet_config))
     ).initial_cost_rao
+    external = {
+        f"validator-{i}" for i in range(spec.validators - spec.external_validators, spec.validators)
+    }
     for p in people[1:]:
+        registration: dict[str, Any] = {"role": p.role}
+        if p.name in external:
+            registration["validator_settings"] = {"hosted": False}
         txs.append(
             _user_tx(
                 p,
@@ -285,7 +299,7 @@ def genesis_transactions(
                 Kind.REGISTER,
                 subnet=subnet,
                 amount_rao=cost_rao,
-                payload={"role": p.role},
+                payload=registration,
             )
         )
     for p in people:
@@ -393,7 +407,13 @@ class EpochProposal:
 def propose_epoch(ctx: EpochContext, *, seed: int) -> EpochProposal:
     """Scores → weights → Yuma consensus → shares and records, shaped like the emit stage's."""
     scores = synthetic_scores(ctx, seed=seed)
-    outcome = run_consensus(ctx, scores_weights(ctx, scores))
+    weights = scores_weights(ctx, scores)
+    last_update: dict[int, int] = {}
+    for uid, (row, commit_block) in ctx.external_weights.items():  # as the consensus task does
+        if uid not in weights:
+            weights[uid] = row
+            last_update[uid] = commit_block
+    outcome = run_consensus(ctx, weights, last_update_block=last_update)
     out = outcome.outputs
     shares = EpochShares.from_consensus(
         hotkeys=[n.hotkey for n in ctx.neurons],

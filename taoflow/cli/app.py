@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import typer
 
+from taoflow.cli.audit import audit
 from taoflow.cli.common import error_line, one_command_process
 from taoflow.cli.consensus import consensus_app
 from taoflow.cli.epoch import epoch_app, track_app
@@ -47,6 +48,7 @@ for command in (demo, up, serve, metagraph, register, submit, submissions, trans
     app.command(command.__name__)(command)
 app.command("replay")(replay)
 app.command("whatif")(whatif)
+app.command("audit")(audit)
 
 
 DEBUG_ENV = "TAOFLOW_DEBUG"
