@@ -37,14 +37,9 @@ Invariants:
   stage that finds a row of it different (listed with those rows), else, if no replayed stage
   compares it or it cannot be read, at the first replayed stage (it is an unchecked input),
   else at the last one.
-- Floats are compared exactly (bit for bit; NaN equals NaN) with two documented exceptions.
-  (1) The ``uids`` record's float64 consensus vectors are compared to ``SUM_ORDER_TOLERANCE``:
-  DuckDB sums in parallel, so the order of a float sum (and its last bits) can vary from run to
-  run, the original epoch's included; ``tasks.consensus.sql`` makes every discrete decision
-  (permits, the κ test, u16 bonds) exact regardless, and those are compared exactly. When the
-  vectors match only within the tolerance, emit starts from the STORED vectors (which the
-  original quantised), so shares and payouts are still compared exactly and never differ by a
-  quantum because of summation order. (2) The evaluation's scores on CUDA, see below.
+- Floats are compared exactly (bit for bit; NaN equals NaN), with one documented exception: the
+  evaluation's scores on CUDA, below. Consensus is bit-for-bit reproducible because the DuckDB
+  epoch adds its float sums in one order (``tasks.consensus.sql.CONSENSUS_THREADS``).
 - CUDA tolerance: a model's predictions on a GPU can differ from the CPU's in the last bits of
   its logits, which can flip the argmax of a row whose top two logits (nearly) tie, and the
   ledger does not record the device an epoch was evaluated on. When the replay's evaluation runs
@@ -100,12 +95,8 @@ SHARE_LISTS: Final = (
     ("validator_share", "validator_share_q"),
 )
 PAYOUT_ROWS: Final = "payout rows"
-SUM_ORDER_TOLERANCE: Final = 1e-11
-"""Largest difference accepted in a float64 consensus vector (values in [0, 1]): a re-ordered
-sum of n ≤ 65,536 terms in [0, 1] whose total is ≤ 1 moves by at most n·2⁻⁵³ ≈ 7.3e-12."""
 EXACT: Final = (
-    "cpu: artifacts, scores, weights, bonds, shares and payouts bit for bit; float64 consensus "
-    f"vectors to {SUM_ORDER_TOLERANCE:g} (DuckDB's parallel sums add in a varying order)"
+    "cpu: bit for bit (artifacts, scores, weights, consensus vectors, bonds, shares, payouts)"
 )
 
 Value = int | float | str | bool | None
@@ -508,11 +499,9 @@ def _consensus_stage(
         keys=UID_KEYS,
         columns=CONSENSUS_UID_COLUMNS,
     )
-    tolerant = compare_tables(
-        **uids_args, tolerance=dict.fromkeys(UID_FLOAT_COLUMNS, SUM_ORDER_TOLERANCE)
-    )
-    diffs += tolerant
-    exact = not tolerant and not compare_tables(**uids_args)
+    uid_diffs = compare_tables(**uids_args)
+    diffs += uid_diffs
+    exact = not uid_diffs
     diffs += compare_tables(
         stage=stage,
         name="bonds",
@@ -728,8 +717,7 @@ def _tolerance_text(device: str, rows: int) -> str:
     return (
         f"{device}: each score to {rows} row(s) of the validator's sample (a GPU's last-bit "
         "logit differences can flip an argmax tie) and consensus started from the stored scores; "
-        f"artifacts, errors, weights, bonds, shares and payouts bit for bit; float64 consensus "
-        f"vectors to {SUM_ORDER_TOLERANCE:g} (DuckDB's parallel sums add in a varying order)"
+        "artifacts, errors, weights, consensus vectors, bonds, shares and payouts bit for bit"
     )
 
 
@@ -782,7 +770,7 @@ def replay_epoch(
         shares = shares_of_consensus(ctx, outcome.outputs, rejected=evaluation.errors)
         plan = _plan(stored, ctx, shares, ledger=ledger)
         uids = records.tables(plan)["uids"]
-    else:  # --stage emit, or the vectors matched within SUM_ORDER_TOLERANCE only
+    else:  # --stage emit
         shares = stored_shares(stored, ctx)
         plan = _plan(stored, ctx, shares, ledger=ledger)
         uids = _with_emission(stored.records.get("uids"), plan)
