@@ -217,13 +217,13 @@ def test_audit_cli_json_and_errors(network: Network, capsys: pytest.CaptureFixtu
     assert table.code == 0, table.err
     assert "copier" in table.out and "laggard" in table.out
     for args, message in (
-        (("--epochs", "5..2"), "ends before it starts"),
-        (("--epochs", f"0..{EPOCHS}"), f"no committed epoch {EPOCHS}"),
-        (("--subnet", "nope"), "no subnet 'nope'"),
+        (("--subnet", SUBNET, "--epochs", "5..2"), "ends before it starts"),
+        (("--subnet", SUBNET, "--epochs", f"0..{EPOCHS}"), f"no committed epoch {EPOCHS}"),
+        (("--subnet", "nope", "--epochs", "0..3"), "no subnet 'nope'"),
+        (("--subnet", SUBNET, "--epochs", "0..3", "--verify-reference"), "synthetic scores"),
+        (("--subnet", SUBNET, "--epochs", "0..3", "--max-lag-blocks", "-1"), "must be >= 0"),
     ):
-        base = {"--subnet": SUBNET, "--epochs": "0..3"}
-        base.update(dict(zip(args[::2], args[1::2], strict=True)))
-        bad = cli(capsys, network.home, "audit", *[x for kv in base.items() for x in kv])
+        bad = cli(capsys, network.home, "audit", *args)
         assert bad.code == 2 and len(bad.err_lines) == 1 and message in bad.err, bad.err
         assert bad.out == ""
 

@@ -408,3 +408,28 @@ def audit_markdown(report: AuditReport) -> str:
             f"{', '.join(v.flags) or 'ok'} | {tao_text(v.dividends_rao)} |"
         )
     return "\n".join(lines)
+
+
+def replay_reference_check(
+    *, client: Any, artifacts_root: Any, fetch_policy: Any, ledger: Ledger
+) -> ReferenceCheck:
+    """A ``ReferenceCheck`` that replays an epoch's evaluation (``tasks.audit.replay``) and
+    reports the first evaluation difference, if any (later stages are not the reference)."""
+    from taoflow.tasks.audit.replay import replay_epoch
+
+    def check(stored: StoredEpoch) -> str | None:
+        report = replay_epoch(
+            stored,
+            from_stage="evaluate",
+            client=client,
+            artifacts_root=artifacts_root,
+            fetch_policy=fetch_policy,
+            ledger=ledger,
+        )
+        if report.first_difference != "evaluate":
+            return None
+        first = report.differences[0] if report.differences else None
+        where = f": {first.record} uid {first.uid}" if first is not None else ""
+        return f"evaluation differs ({report.differences_total} differences){where}"
+
+    return check
