@@ -81,6 +81,19 @@ MINER_BALANCE_TAO = 5
 OWNER_BALANCE_TAO = 1_000
 
 
+NEW_SUBNET_YUMA = YumaParams(yuma3=True, liquid_alpha=True, commit_reveal=True)
+"""Consensus settings of a NEW subnet (existing subnets keep the ones stored at creation).
+
+Yuma3 bonds with liquid alpha make copying last epoch's consensus unprofitable: a copier bonds
+to the new best miner one epoch late and earns 0.46× an honest validator's dividends in the
+copier scenario (``tasks.audit.copier``), against 0.73× with the chain's legacy bonds.
+Commit-reveal's column mask (spec §4.5.5) drops a validator's weight on a miner registered after
+the validator's oldest unexpired weights commit; hosted validators set weights directly (no
+commit block: never masked), and an external validator's revealed weights already count from
+their commit block (``last_update``), whose outdated-entry rule (§4.5.4) drops at least as much.
+The chain defaults in ``tasks.consensus.params.YumaParams`` stay as subtensor has them."""
+
+
 def subnet_config(eval_set: EvaluationSet, **overrides: Any) -> dict[str, Any]:
     """A subnet on ``eval_set``: task, model family limits, hyper-parameters (with overrides)."""
     unknown = sorted(set(overrides) - set(_subnet_defaults(eval_set)))
@@ -122,7 +135,7 @@ def _subnet_defaults(eval_set: EvaluationSet) -> dict[str, Any]:
         "validator_sample_size": 200,
         "validator_policy": {"temperature": 0.1, "epsilon": 0.005, "epsilon_decay_blocks": 7_200},
         "emission_split_ppm": {"owner": 180_000, "miners": 410_000, "validators": 410_000},
-        "yuma": YumaParams().to_dict(),
+        "yuma": NEW_SUBNET_YUMA.to_dict(),
     }
 
 

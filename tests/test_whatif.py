@@ -2,8 +2,9 @@
 
 One simulated subnet (``MINERS`` × ``VALIDATORS``, ``EPOCHS`` epochs; the first pays validators
 only, later ones earn incentive) is shared by the module. The recorded parameters must reproduce
-every epoch's per-uid payout and the owner's cut to the rao; other κ, bonds moving average,
-Yuma3 with liquid alpha must change per-hotkey numbers and still pay the same total; a changed
+every epoch's per-uid payout and the owner's cut to the rao; other κ, fixed-α bonds with another
+moving average, the legacy bonds (the subnet records Yuma3 + liquid alpha, new subnets' default)
+must change per-hotkey numbers and still pay the same total; a changed
 split moves the owner's cut exactly and still pays the schedule. The fast NumPy engine must
 give the same report as DuckDB on these inputs. Bad ``--set`` values are one line, and the flow
 logs one MLflow run (SQLite store under the test's directory) with its PNGs and delta table.
@@ -110,7 +111,7 @@ def test_recorded_parameters_reproduce_every_payout_row(ledger: Ledger) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["kappa=0.6", "bonds_moving_average=0.5", "yuma3=true,liquid_alpha=true"]
+    "text", ["kappa=0.6", "liquid_alpha=false,bonds_moving_average=0.5", "yuma3=false"]
 )
 def test_other_parameters_conserve_the_total_to_the_rao(ledger: Ledger, text: str) -> None:
     report = _run(ledger, text)
