@@ -725,6 +725,20 @@ def serve_epochs(settings: Settings, *, block_time_s: float) -> None:
             ),
         )
     )
+    from taoflow.flows.audit import audit_flow
+
+    deployments.append(
+        audit_flow.to_deployment(
+            name="audit",
+            enforce_parameter_schema=True,
+            tags=["taoflow", "audit"],
+            description=(
+                f"Audit the validators of stored epochs of the network in {settings.home}: "
+                "rank correlation with the reference, copiers, laggards (read-only); logs an "
+                "MLflow run."
+            ),
+        )
+    )
     prefect_serve(*deployments)
 
 

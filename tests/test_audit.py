@@ -241,31 +241,42 @@ def test_rank_statistics() -> None:
     assert sign_test_p_value([0.0]) is None
 
 
-def test_audit_run_in_mlflow_and_prefect_artifacts(network: Network, tmp_path: Path) -> None:
+def test_audit_flow_logs_an_mlflow_run_and_prefect_artifacts(
+    network: Network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prefect.artifacts
     from mlflow.tracking import MlflowClient
 
-    from taoflow.flows.audit import log_audit_run, publish
+    from taoflow.flows.audit import audit_flow
+    from taoflow.settings import HOME_ENV
+    from taoflow.tasks.track import experiment_name
 
-    report = audit_validators(network.ledger, subnet=SUBNET, first=0, last=EPOCHS - 1)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run_id = log_audit_run(report, tracking_uri=uri, artifacts_dir=tmp_path / "artifacts")
+    monkeypatch.setenv(HOME_ENV, str(network.home))
+    monkeypatch.setenv("TAOFLOW_MLFLOW_URI", uri)
+    published: dict[str, dict[str, Any]] = {}
+    for name in ("create_markdown_artifact", "create_table_artifact"):
+        monkeypatch.setattr(
+            prefect.artifacts, name, lambda name=name, **kw: published.update({name: kw})
+        )
+    artifacts_dir = tmp_path / "mlflow-artifacts"
+    monkeypatch.setattr(Settings, "mlflow_artifacts_dir", property(lambda _: artifacts_dir))
+    result = audit_flow.fn(subnet=SUBNET, first=0, last=EPOCHS - 1)
     client = MlflowClient(tracking_uri=uri)
-    run = client.get_run(run_id)
+    experiment = client.get_experiment_by_name(experiment_name(SUBNET))
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_id == result["mlflow_run_id"]
     assert run.info.run_name == f"audit · epochs 0..{EPOCHS - 1}"
     assert run.data.tags["taoflow.kind"] == "audit"
-    copier = next(v for v in report.validators if v.hotkey == network.hotkeys[COPIER])
-    assert run.data.metrics[f"validator/{copier.uid}/copy_p_value"] == copier.copy_p_value
+    copier = next(v for v in result["validators"] if v["hotkey"] == network.hotkeys[COPIER])
+    assert run.data.metrics[f"validator/{copier['uid']}/copy_p_value"] == copier["copy_p_value"]
     assert run.data.metrics["flagged/copier"] == 1.0
     assert run.data.metrics["flagged/laggard"] == 1.0
-    names = sorted(a.path for a in client.list_artifacts(run_id))
+    names = sorted(a.path for a in client.list_artifacts(run.info.run_id))
     assert names == ["audit.md", "audit_validators.csv"]
-    published: dict[str, Any] = {}
-    publish(
-        report,
-        create_markdown=lambda **kw: published.update(markdown=kw),
-        create_table=lambda **kw: published.update(table=kw),
-    )
-    assert "| copier |" in published["markdown"]["markdown"]
-    rows = published["table"]["table"]
-    assert [r["uid"] for r in rows] == [v.uid for v in report.validators]
-    assert {r["flags"] for r in rows} == {"copier", "laggard", ""}
+    markdown = published["create_markdown_artifact"]
+    assert markdown["key"] == f"audit-{SUBNET}-summary" and "| copier |" in markdown["markdown"]
+    table = published["create_table_artifact"]
+    assert [r["uid"] for r in table["table"]] == [v["uid"] for v in result["validators"]]
+    assert {r["flags"] for r in table["table"]} == {"copier", "laggard", ""}
