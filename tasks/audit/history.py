@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taoflow.ledger.epoch_payment import EMISSION_NAMES
+from taoflow.ledger.epoch_records import RECORDS_KEY, check_refs
 from taoflow.ledger.schema import Kind
 from taoflow.ledger.state import LedgerState
 from taoflow.ledger.store import Ledger
@@ -111,12 +112,26 @@ def _batch_of(ledger: Ledger, *, subnet: str, epoch: int, committed: int) -> int
 
 
 def read_records(
-    ledger: Ledger, *, subnet: str, epoch: int
+    ledger: Ledger,
+    *,
+    subnet: str,
+    epoch: int,
+    payload: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, pa.Table], dict[str, str]]:
-    """The epoch's record tables as stored, and the problem of each that is not as committed."""
+    """The epoch's record tables as stored, and the problem of each that is not as committed.
+
+    ``payload`` is the epoch entry's payload when the caller has it (saves finding the entry).
+    """
     tables: dict[str, pa.Table] = {}
     problems: dict[str, str] = {}
-    for name, ref in ledger.epoch_record_refs(subnet, epoch).items():
+    if payload is None:
+        refs = ledger.epoch_record_refs(subnet, epoch)
+    else:
+        checked = check_refs(payload.get(RECORDS_KEY))
+        if isinstance(checked, str):
+            raise HistoryError(f"epoch {epoch} of {subnet!r}: {checked}")
+        refs = checked
+    for name, ref in refs.items():
         table, problem = read_record_as_stored(ledger.root, subnet=subnet, epoch=epoch, ref=ref)
         if table is not None:
             tables[name] = table
@@ -212,7 +227,7 @@ def stored_epochs(ledger: Ledger, *, subnet: str, first: int, last: int) -> Iter
                 payload=payload,
                 previous=previous,
             )
-            records, problems = read_records(ledger, subnet=subnet, epoch=epoch)
+            records, problems = read_records(ledger, subnet=subnet, epoch=epoch, payload=payload)
             yield StoredEpoch(
                 subnet=subnet,
                 epoch=epoch,
