@@ -1,4 +1,8 @@
-"""The epoch flow as a Prefect deployment runs it: the subnet is its only run parameter.
+"""The flows as Prefect deployments run them: the home is never a run parameter.
+
+``epoch``'s only run parameter is the subnet; ``replay`` takes the subnet, the epoch range and
+the stage to start from (the audit flows ``explain``, ``whatif`` and ``audit`` read the bound
+home themselves and are deployed as they are).
 
 Invariants:
 - The home and the Dask scheduler are bound by the process that serves the deployment
@@ -15,16 +19,18 @@ Invariants:
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import Field
 
 from taoflow.flows.epoch import EpochResult, epoch_flow, next_epoch
+from taoflow.flows.replay import replay, replay_run_name
 from taoflow.ledger.names import NAME_CHARS_MAX, NAME_RE
 from taoflow.ledger.store import Ledger
 from taoflow.settings import HOME_ENV, Settings, require_network
+from taoflow.tasks.audit.replay import ReplayReport
 from taoflow.tasks.summary import epoch_run_name
 
 SubnetName = Annotated[
@@ -76,3 +82,30 @@ def deployed_epoch_flow(subnet: SubnetName = "digits") -> EpochResult:
     """
     settings = bound_settings(subnet)
     return epoch_flow.fn(subnet=subnet, home=str(settings.home), dask_address=settings.dask_address)
+
+
+@flow(name="replay", flow_run_name=replay_run_name, log_prints=False, persist_result=False)
+def deployed_replay_flow(
+    subnet: SubnetName = "digits",
+    first: Annotated[int, Field(ge=0)] = 0,
+    last: Annotated[int, Field(ge=0)] = 0,
+    stage: Literal["evaluate", "consensus", "emit"] = "evaluate",
+) -> list[ReplayReport]:
+    """Replay committed epochs of a subnet from their stored inputs and compare with the ledger.
+
+    Args:
+        subnet: The subnet whose epochs are replayed (1-64 characters from A-Z a-z 0-9 _ -).
+        first: The first epoch of the range.
+        last: The last epoch of the range (inclusive).
+        stage: Where the replay starts: evaluate (re-fetch and re-score every artifact),
+            consensus (from the stored scores) or emit (from the stored consensus shares).
+    """
+    settings = bound_settings(subnet)
+    return replay.fn(
+        subnet=subnet,
+        first=first,
+        last=last,
+        home=str(settings.home),
+        dask_address=settings.dask_address,
+        stage=stage,
+    )

@@ -62,14 +62,15 @@ def replay_stored(ledger_dir: str, subnet: str, epoch: int, from_stage: str) -> 
     return replay_epoch(stored, from_stage=from_stage, ledger=ledger)
 
 
-def _run_name() -> str:
+def replay_run_name() -> str:
+    """``<subnet> · replay A..B`` for the run starting now."""
     from prefect.runtime import flow_run
 
     p = flow_run.parameters
     return f"{p.get('subnet', '?')} · replay {p.get('first', '?')}..{p.get('last', '?')}"
 
 
-@flow(name="replay", flow_run_name=_run_name, log_prints=False, persist_result=False)
+@flow(name="replay", flow_run_name=replay_run_name, log_prints=False, persist_result=False)
 def replay(
     subnet: str,
     first: int,

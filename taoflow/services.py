@@ -673,6 +673,55 @@ def serve(
             serve_epochs(reuse.settings, block_time_s=block_time_s)
 
 
+def audit_deployments(settings: Settings) -> list[Any]:
+    """The read-only audit flows, served beside the epochs: replay, explain, what-if, audit.
+
+    Each reads the home this process is bound to (never a run parameter); every run parameter
+    is validated against the flow's signature before the run starts.
+    """
+    from taoflow.flows.audit import audit_flow
+    from taoflow.flows.deployed import deployed_replay_flow
+    from taoflow.flows.explain import explain_flow
+    from taoflow.flows.whatif import whatif_flow
+
+    where = f"the network in {settings.home}"
+    described = (
+        (
+            deployed_replay_flow,
+            "replay",
+            f"Replay committed epochs of {where} from their "
+            "stored inputs and compare with the ledger row by row (read-only).",
+        ),
+        (
+            explain_flow,
+            "explain",
+            f"Explain one neuron's reward in one epoch of {where}: "
+            "from the artifact to the ledger rows (read-only; a markdown artifact).",
+        ),
+        (
+            whatif_flow,
+            "whatif",
+            f"Recompute stored epochs of {where} under other consensus "
+            "parameters or split (read-only); logs an MLflow run with plots.",
+        ),
+        (
+            audit_flow,
+            "audit",
+            f"Audit the validators of stored epochs of {where}: rank "
+            "correlation with the reference, copiers, laggards (read-only); logs an MLflow run.",
+        ),
+    )
+    return [
+        flow.to_deployment(
+            name=name,
+            enforce_parameter_schema=True,
+            tags=["taoflow", "audit"],
+            description=description,
+        )
+        for flow, name, description in described
+    ]
+
+
 def serve_epochs(settings: Settings, *, block_time_s: float) -> None:
     """One deployment per subnet, scheduled every tempo × block time; serve until stopped.
 
@@ -712,33 +761,7 @@ def serve_epochs(settings: Settings, *, block_time_s: float) -> None:
         )
         for name, info in sorted(state.subnets.items())
     ]
-    from taoflow.flows.whatif import whatif_flow
-
-    deployments.append(
-        whatif_flow.to_deployment(
-            name="whatif",
-            enforce_parameter_schema=True,
-            tags=["taoflow", "whatif"],
-            description=(
-                f"Recompute stored epochs of the network in {settings.home} under other "
-                "consensus parameters or split (read-only); logs an MLflow run with plots."
-            ),
-        )
-    )
-    from taoflow.flows.audit import audit_flow
-
-    deployments.append(
-        audit_flow.to_deployment(
-            name="audit",
-            enforce_parameter_schema=True,
-            tags=["taoflow", "audit"],
-            description=(
-                f"Audit the validators of stored epochs of the network in {settings.home}: "
-                "rank correlation with the reference, copiers, laggards (read-only); logs an "
-                "MLflow run."
-            ),
-        )
-    )
+    deployments.extend(audit_deployments(settings))
     prefect_serve(*deployments)
 
 

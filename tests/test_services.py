@@ -354,6 +354,40 @@ def test_the_deployment_form_has_only_a_described_validated_subnet() -> None:
         deployed_epoch_flow.validate_parameters({"subnet": "../ledger"})
 
 
+def test_the_audit_deployments_take_no_home_and_validate_their_parameters(
+    tmp_path: Path,
+) -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from taoflow.flows.deployed import deployed_replay_flow
+    from taoflow.services import audit_deployments
+
+    from taoflow.flows.audit import audit_flow
+    from taoflow.flows.explain import explain_flow
+    from taoflow.flows.whatif import whatif_flow
+
+    deployments = audit_deployments(Settings.load(tmp_path))
+    assert [(d.name, d.flow_name) for d in deployments] == [
+        ("replay", "replay"),
+        ("explain", "explain"),
+        ("whatif", "whatif"),
+        ("audit", "audit"),
+    ]
+    assert all(d.enforce_parameter_schema for d in deployments)
+    for served in (deployed_replay_flow, explain_flow, whatif_flow, audit_flow):
+        properties = parameter_schema(served).model_dump()["properties"]
+        assert "home" not in properties and "dask_address" not in properties
+    schema = parameter_schema(deployed_replay_flow).model_dump()
+    assert list(schema["properties"]) == ["subnet", "first", "last", "stage"]
+    assert schema["properties"]["stage"]["description"].startswith("Where the replay starts")
+    with pytest.raises(Exception, match="home"):
+        deployed_replay_flow.validate_parameters({"subnet": "digits", "home": "/tmp/x"})
+    with pytest.raises(Exception, match="stage"):
+        deployed_replay_flow.validate_parameters({"subnet": "digits", "stage": "bribe"})
+    with pytest.raises(Exception, match="first"):
+        deployed_replay_flow.validate_parameters({"subnet": "digits", "first": -1})
+
+
 @pytest.mark.parametrize("exists", [False, True])
 def test_a_deployed_run_in_a_home_without_a_network_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exists: bool
