@@ -287,6 +287,30 @@ def test_cli_bad_input_is_one_line_and_exit_2(
     assert ledger_files(sim_home) == before
 
 
+def test_a_cuda_replay_accepts_each_score_to_one_sample_row_and_no_more() -> None:
+    from taoflow.tasks.audit.replay import CUDA_TOLERANCE_ROWS, _tolerance_text, compare_tables
+
+    rows = 200
+    stored = pa.table({"validator": [0, 0], "miner": [1, 2], "score": [0.5, 0.5]})
+    one_row = pa.table({"validator": [0, 0], "miner": [1, 2], "score": [0.5 + 1 / rows, 0.5]})
+    two_rows = pa.table({"validator": [0, 0], "miner": [1, 2], "score": [0.5, 0.5 - 2 / rows]})
+    allowed = {"score": CUDA_TOLERANCE_ROWS / rows * (1 + 1e-9)}
+    args: dict[str, Any] = dict(stage="evaluate", name="scores", keys=("validator", "miner"))
+    assert compare_tables(stored=stored, replayed=one_row, columns=("score",), **args) != []
+    assert (
+        compare_tables(
+            stored=stored, replayed=one_row, columns=("score",), tolerance=allowed, **args
+        )
+        == []
+    )
+    (difference,) = compare_tables(
+        stored=stored, replayed=two_rows, columns=("score",), tolerance=allowed, **args
+    )
+    assert (difference.validator, difference.uid) == (0, 2)
+    assert _tolerance_text("", 0) == EXACT
+    assert "cuda: each score to 1 row(s)" in _tolerance_text("cuda", 1)
+
+
 # ---- the real demo network (integration) --------------------------------------------------------
 
 DEMO_SUBNET = "digits"
