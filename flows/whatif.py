@@ -6,7 +6,9 @@ each override as its own optional field (``kappa`` and ``bonds_moving_average`` 
 ppm); an empty field keeps the subnet's recorded value. The flow computes the report
 (``tasks.audit.whatif.whatif``), logs one MLflow run with the comparison plots and the delta
 table (``tasks.audit.whatif_track``) and publishes a markdown artifact ``whatif-<subnet>`` and a
-table artifact of the largest deltas.
+table artifact of the largest deltas. With ``copier`` (the default) it also reruns the range with
+a hypothetical validator copying last epoch's consensus (``tasks.audit.copier``) and logs its
+dividends ratio (``copier/ratio_stored``, ``copier/ratio_whatif``) and line.
 
 Invariants: the flow only orders steps and never writes to the ledger. The home is the one the
 serving process is bound to (``TAOFLOW_HOME``, as for the deployed epoch flow; the default home
@@ -26,6 +28,7 @@ from pydantic import Field
 from taoflow.ledger.names import NAME_CHARS_MAX, NAME_RE
 from taoflow.ledger.store import Ledger
 from taoflow.settings import HOME_ENV, Settings, require_network
+from taoflow.tasks.audit.copier import CopierComparison, copier_comparison
 from taoflow.tasks.audit.whatif import WhatIfParams, WhatIfReport, overrides_from, whatif
 from taoflow.tasks.audit.whatif_track import log_whatif_run, markdown, run_name
 from taoflow.tasks.summary import artifact_key
@@ -51,10 +54,25 @@ def compute(
     return whatif(ledger, subnet=subnet, first=first, last=last, overrides=overrides)
 
 
-def publish(report: WhatIfReport, *, create_markdown: Publish, create_table: Publish) -> None:
+def compute_copier(
+    settings: Settings, *, subnet: str, first: int, last: int, overrides: WhatIfParams
+) -> CopierComparison:
+    """What copying last epoch's consensus earns over the range (read-only)."""
+    ledger = Ledger.open(settings.ledger_dir)
+    return copier_comparison(ledger, subnet=subnet, first=first, last=last, overrides=overrides)
+
+
+def publish(
+    report: WhatIfReport,
+    *,
+    create_markdown: Publish,
+    create_table: Publish,
+    copier: CopierComparison | None = None,
+) -> None:
     """The report as Prefect artifacts: markdown summary and a table of the largest deltas."""
     key = f"whatif-{artifact_key(report.subnet, 'summary')}"
-    create_markdown(markdown=markdown(report), key=key, description=run_name(report))
+    text = markdown(report, copier=copier)
+    create_markdown(markdown=text, key=key, description=run_name(report))
     rows = [
         {
             "uid": h.uid,
@@ -84,6 +102,7 @@ def whatif_flow(
     yuma3: bool | None = None,
     liquid_alpha: bool | None = None,
     split: str | None = None,
+    copier: bool = True,
 ) -> dict[str, Any]:
     """Recompute consensus and payouts of stored epochs under other parameters.
 
@@ -98,6 +117,7 @@ def whatif_flow(
         liquid_alpha: Use liquid alpha (Yuma3 only; empty: the subnet's).
         split: Emission split owner/miners/validators in percent (18/41/41) or ppm (empty: the
             subnet's).
+        copier: Also show what a validator copying last epoch's consensus would have earned.
     """
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -110,10 +130,22 @@ def whatif_flow(
     )
     settings = Settings.load(os.environ.get(HOME_ENV))
     report = compute(settings, subnet=subnet, first=first, last=last, overrides=overrides)
+    copying = (
+        compute_copier(settings, subnet=subnet, first=first, last=last, overrides=overrides)
+        if copier
+        else None
+    )
     run_id = log_whatif_run(
         report,
         tracking_uri=settings.mlflow_tracking_uri,
         artifacts_dir=settings.mlflow_artifacts_dir,
+        copier=copying,
     )
-    publish(report, create_markdown=create_markdown_artifact, create_table=create_table_artifact)
-    return {**report.summary(), "mlflow_run_id": run_id, "run_name": run_name(report)}
+    publish(
+        report,
+        create_markdown=create_markdown_artifact,
+        create_table=create_table_artifact,
+        copier=copying,
+    )
+    result = {**report.summary(), "mlflow_run_id": run_id, "run_name": run_name(report)}
+    return result | ({} if copying is None else {"copier": copying.line()})

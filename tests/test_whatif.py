@@ -274,6 +274,7 @@ def test_flow_logs_an_mlflow_run_with_plots(
     )
     assert run.data.params["kappa_u16"] == "39321"
     assert run.data.metrics["whatif_rao"] == run.data.metrics["baseline_rao"] > 0
+    assert 0 < run.data.metrics["copier/ratio_stored"] != run.data.metrics["copier/ratio_whatif"]
     names = {f.path for f in client.list_artifacts(run.info.run_id)}
     assert {"plots", "whatif_deltas.csv", "whatif_deltas.parquet"} <= names
     plots = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
@@ -283,4 +284,5 @@ def test_flow_logs_an_mlflow_run_with_plots(
     keys = [p["key"] for p in published]
     assert keys == [f"whatif-{SUBNET}-summary", f"whatif-{SUBNET}-deltas"]
     assert "conserved to the rao" in published[0]["markdown"]
+    assert f"- {result['copier']}" in published[0]["markdown"].splitlines()
     assert pc.sum(pa.array([r["delta_rao"] for r in published[1]["table"]])).as_py() is not None

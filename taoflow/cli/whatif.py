@@ -3,9 +3,12 @@
 Runs ``tasks.audit.whatif.whatif`` in this process (no Prefect needed) and prints the hotkeys
 with the largest emission deltas (names where a local wallet holds them) and summary lines:
 total emission both ways ("conserved to the rao" when equal), the owner's cut, mean incentive
-Gini and validator-trust spread. ``--track`` also logs the MLflow run (plots and delta table)
-that the Prefect ``whatif`` flow logs. Bad input (an unknown subnet, a malformed range or
-``--set``) is one line on stderr and exit 2, before anything runs; the ledger is only read.
+Gini and validator-trust spread. ``--copier`` adds what a validator copying last epoch's
+consensus would have earned over the same epochs (``tasks.audit.copier.copier_comparison``:
+with the stored parameters, and with the overrides when given). ``--track`` also logs the MLflow
+run (plots and delta table) that the Prefect ``whatif`` flow logs. Bad input (an unknown subnet,
+a malformed range or ``--set``) is one line on stderr and exit 2, before anything runs; the
+ledger is only read.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from taoflow.cli.common import tao_text as _tao
 from taoflow.settings import Settings, require_network
 
 if TYPE_CHECKING:
+    from taoflow.tasks.audit.copier import CopierComparison
     from taoflow.tasks.audit.whatif import WhatIfReport
 
 USAGE_EXIT_CODE: Final = 2
@@ -43,11 +47,16 @@ def whatif(
         TOP_DEFAULT
     ),
     track: Annotated[bool, typer.Option("--track", help="Also log an MLflow run")] = False,
+    copier: Annotated[
+        bool,
+        typer.Option("--copier", help="Also show what copying last epoch's consensus earns"),
+    ] = False,
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Recompute consensus and payouts of stored epochs under other parameters; compare."""
     from taoflow.ledger.store import Ledger
+    from taoflow.tasks.audit.copier import copier_comparison
     from taoflow.tasks.audit.history import HistoryError, parse_epoch_range
     from taoflow.tasks.audit.whatif import WhatIfError, parse_overrides
     from taoflow.tasks.audit.whatif import whatif as run_whatif
@@ -60,34 +69,39 @@ def whatif(
     try:
         overrides = parse_overrides(set_)
         first, last = parse_epoch_range(epochs)
-        report = run_whatif(
-            Ledger.open(settings.ledger_dir),
-            subnet=subnet,
-            first=first,
-            last=last,
-            overrides=overrides,
+        ledger = Ledger.open(settings.ledger_dir)
+        report = run_whatif(ledger, subnet=subnet, first=first, last=last, overrides=overrides)
+        copying = (
+            copier_comparison(ledger, subnet=subnet, first=first, last=last, overrides=overrides)
+            if copier
+            else None
         )
     except (HistoryError, WhatIfError) as exc:
         raise fail(str(exc), USAGE_EXIT_CODE) from None
-    run_id = _track(settings, report) if track else None
+    run_id = _track(settings, report, copying) if track else None
     if as_json:
         result = report.to_dict()
         result["hotkeys"] = result["hotkeys"][:top]
         result["mlflow_run_id"] = run_id
+        if copying is not None:
+            result["copier"] = copying.to_dict()
         print_json(result)
         return
     _print_report(settings, report, top=top)
+    if copying is not None:
+        console.print(escape(copying.line()), soft_wrap=True)
     if run_id is not None:
         console.print(f"MLflow run {run_id} ({settings.mlflow_tracking_uri})")
 
 
-def _track(settings: Settings, report: WhatIfReport) -> str:
+def _track(settings: Settings, report: WhatIfReport, copying: CopierComparison | None) -> str:
     from taoflow.tasks.audit.whatif_track import log_whatif_run
 
     return log_whatif_run(
         report,
         tracking_uri=settings.mlflow_tracking_uri,
         artifacts_dir=settings.mlflow_artifacts_dir,
+        copier=copying,
     )
 
 

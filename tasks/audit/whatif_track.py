@@ -6,7 +6,9 @@ units) and the range; metrics = the totals in rao and τ, mean incentive Gini an
 spread both ways; artifacts = ``plots/emission_by_hotkey.png`` (baseline vs what-if emission of
 the hotkeys with the largest deltas), ``plots/gini_by_epoch.png`` (incentive Gini per epoch both
 ways) and the delta table as ``whatif_deltas.csv`` and ``whatif_deltas.parquet``; tags
-``taoflow.kind = whatif``, ``taoflow.subnet``, ``taoflow.whatif.range``.
+``taoflow.kind = whatif``, ``taoflow.subnet``, ``taoflow.whatif.range``. Given a copier
+comparison (``tasks.audit.copier.CopierComparison``) the run also carries the metrics
+``copier/ratio_stored`` and ``copier/ratio_whatif`` and the markdown its line.
 
 Invariants: plots are drawn with matplotlib's object-oriented API on the Agg canvas (no pyplot,
 no display), like ``tasks.track_plots``; nothing here reads or writes the ledger; the run carries
@@ -25,6 +27,7 @@ import pyarrow.parquet as pq
 
 from taoflow.ledger.payouts import tao_text
 from taoflow.ledger.schema import RAO_PER_TAO
+from taoflow.tasks.audit.copier import CopierComparison
 from taoflow.tasks.audit.whatif import WhatIfReport, delta_table
 from taoflow.tasks.track_plots import _new_figure, _save
 
@@ -114,7 +117,13 @@ def metrics_of(report: WhatIfReport) -> dict[str, float]:
     return metrics
 
 
-def log_whatif_run(report: WhatIfReport, *, tracking_uri: str, artifacts_dir: Path) -> str:
+def log_whatif_run(
+    report: WhatIfReport,
+    *,
+    tracking_uri: str,
+    artifacts_dir: Path,
+    copier: CopierComparison | None = None,
+) -> str:
     """Log the report as one MLflow run in the subnet's experiment; its run id."""
     from mlflow.tracking import MlflowClient
 
@@ -138,7 +147,8 @@ def log_whatif_run(report: WhatIfReport, *, tracking_uri: str, artifacts_dir: Pa
     params.update(report.overrides.as_params())
     for key, value in params.items():
         client.log_param(run_id, key, str(value).lower() if isinstance(value, bool) else value)
-    for key, number in metrics_of(report).items():
+    metrics = metrics_of(report) | ({} if copier is None else copier.metrics())
+    for key, number in metrics.items():
         client.log_metric(run_id, key, number)
     with tempfile.TemporaryDirectory(prefix="taoflow-whatif-") as scratch:
         for path in write_artifacts(report, Path(scratch)):
@@ -148,7 +158,7 @@ def log_whatif_run(report: WhatIfReport, *, tracking_uri: str, artifacts_dir: Pa
     return run_id
 
 
-def markdown(report: WhatIfReport) -> str:
+def markdown(report: WhatIfReport, *, copier: CopierComparison | None = None) -> str:
     """The report as markdown (Prefect artifact): summary lines and the largest deltas."""
     s = report.summary()
     conserved = (
@@ -168,6 +178,7 @@ def markdown(report: WhatIfReport) -> str:
         f"- recorded parameters reproduce the ledger: {'yes' if s['reproduces_ledger'] else 'no'}"
         if report.overrides.is_empty
         else f"- epochs: {s['epochs']}",
+        *([] if copier is None else [f"- {copier.line()}"]),
         "",
         "| uid | hotkey | role | stored τ | what-if τ | Δ τ | Δ % |",
         "|---:|---|---|---:|---:|---:|---:|",
