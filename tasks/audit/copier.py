@@ -45,7 +45,8 @@ it equal to the production DuckDB epoch). ``CopierEpoch.ratio`` is the copier's 
 rao of stake over the stake-weighted mean of the honest permitted validators' (Σ dividends /
 Σ stake); ``HistoryCopier.ratio`` weights each epoch's rates by its validators' pool (τ earned
 per staked τ over the range). ``copier_rao`` is informational: the copier's dividend share of
-the validators' pool, floored to the rao; no payout plan is made. The ledger is only read.
+the validators' pool, floored to the rao; no payout plan is made. The ledger is only read;
+ranges are bounded by ``history.EPOCHS_PER_WALK_MAX`` (one forward walk per parameter set).
 """
 
 from __future__ import annotations
