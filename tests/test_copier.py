@@ -230,6 +230,10 @@ def test_cli_prints_the_copier_line_and_json_and_leaves_the_ledger_alone(
         f"parameters; {legacy_comparison.stored.ratio:.2f}× with the subnet's stored parameters)"
     )
     assert line in ran.out.splitlines()
+    assert legacy_comparison.detail() in ran.out.splitlines()
+    assert legacy_comparison.detail().startswith(
+        "(the copier: the median stake of the epoch's permitted validators, bonds starting empty"
+    )
     as_json = cli(capsys, history_home, *base, "--copier", "--json")
     assert as_json.code == 0, as_json.err
     copier = json.loads(as_json.out)["copier"]

@@ -90,6 +90,7 @@ def whatif(
     _print_report(settings, report, top=top)
     if copying is not None:
         console.print(escape(copying.line()), soft_wrap=True)
+        console.print(escape(copying.detail()), soft_wrap=True)
     if run_id is not None:
         console.print(f"MLflow run {run_id} ({settings.mlflow_tracking_uri})")
 

@@ -63,6 +63,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taoflow.ledger.emission import split_subnet_emission
+from taoflow.ledger.payouts import tao_text
 from taoflow.ledger.store import Ledger
 from taoflow.tasks.audit.history import StoredEpoch, read_records, stored_epochs
 from taoflow.tasks.audit.whatif import WhatIfError, WhatIfParams, _Engine, consensus_inputs
@@ -469,6 +470,14 @@ class CopierComparison:
             f"{_times(stored.ratio)} with the subnet's stored parameters)"
         )
 
+    def detail(self) -> str:
+        """How the copier was set up, and its τ at the validators' pool share."""
+        run = self.whatif if self.whatif is not None else self.stored
+        return (
+            f"(the copier: {COPIER_STAKE_RULE}, bonds starting empty at epoch {run.first}; "
+            f"its dividends at the validators' pool share: {tao_text(run.copier_rao)} τ)"
+        )
+
     def metrics(self) -> dict[str, float]:
         """``copier/ratio_stored`` and ``copier/ratio_whatif`` (the stored one again without
         overrides); a ratio that is None is left out."""
@@ -479,6 +488,7 @@ class CopierComparison:
     def to_dict(self) -> dict[str, Any]:
         return {
             "line": self.line(),
+            "detail": self.detail(),
             "stake_rule": COPIER_STAKE_RULE,
             "ratio_stored": self.stored.ratio,
             "ratio_whatif": None if self.whatif is None else self.whatif.ratio,

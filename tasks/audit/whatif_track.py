@@ -178,7 +178,7 @@ def markdown(report: WhatIfReport, *, copier: CopierComparison | None = None) ->
         f"- recorded parameters reproduce the ledger: {'yes' if s['reproduces_ledger'] else 'no'}"
         if report.overrides.is_empty
         else f"- epochs: {s['epochs']}",
-        *([] if copier is None else [f"- {copier.line()}"]),
+        *([] if copier is None else [f"- {copier.line()} {copier.detail()}"]),
         "",
         "| uid | hotkey | role | stored τ | what-if τ | Δ τ | Δ % |",
         "|---:|---|---|---:|---:|---:|---:|",
