@@ -78,24 +78,15 @@ def metrics_of(report: AuditReport) -> dict[str, float]:
 
 def log_audit_run(report: AuditReport, *, tracking_uri: str, artifacts_dir: Path) -> str:
     """Log the report as one MLflow run in the subnet's experiment; its run id."""
-    from mlflow.tracking import MlflowClient
+    from taoflow.tasks.track import create_subnet_run
 
-    from taoflow.tasks.track import _experiment_id
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    experiment_id = _experiment_id(
-        client, subnet=report.subnet, artifacts_dir=artifacts_dir, tracking_uri=tracking_uri
-    )
-    run = client.create_run(
-        experiment_id,
+    client, run_id = create_subnet_run(
+        tracking_uri=tracking_uri,
+        artifacts_dir=artifacts_dir,
+        subnet=report.subnet,
         run_name=run_name(report),
-        tags={
-            KIND_TAG: KIND,
-            "taoflow.subnet": report.subnet,
-            "taoflow.audit.range": f"{report.first}..{report.last}",
-        },
+        tags={KIND_TAG: KIND, "taoflow.audit.range": f"{report.first}..{report.last}"},
     )
-    run_id = str(run.info.run_id)
     params: dict[str, Any] = {
         "first_epoch": report.first,
         "last_epoch": report.last,

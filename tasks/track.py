@@ -162,6 +162,26 @@ def tracking_lock(
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def create_subnet_run(
+    *,
+    tracking_uri: str,
+    artifacts_dir: Path,
+    subnet: str,
+    run_name: str,
+    tags: Mapping[str, str],
+) -> tuple[MlflowClient, str]:
+    """A new run in ``subnet``'s experiment (created if needed) and its client: for the audit
+    reports (what-if, validator audit) that sit beside the subnet's epoch runs."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    experiment_id = _experiment_id(
+        client, subnet=subnet, artifacts_dir=artifacts_dir, tracking_uri=tracking_uri
+    )
+    run = client.create_run(
+        experiment_id, run_name=run_name, tags={"taoflow.subnet": subnet, **tags}
+    )
+    return client, str(run.info.run_id)
+
+
 def _experiment_id(
     client: MlflowClient, *, subnet: str, artifacts_dir: Path, tracking_uri: str
 ) -> str:
