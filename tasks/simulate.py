@@ -253,6 +253,23 @@ class _Signer:
         )
 
 
+def _simulated_submission(spec: SimulationSpec, miner: Participant) -> Tx:
+    """The miner's one submission commit: a digest that names no stored artifact."""
+    digest = hashlib.sha256(f"{KEY_DOMAIN}/{spec.seed}/{miner.name}/model".encode()).hexdigest()
+    payload = {
+        "digest": digest,
+        "uri": f"simulated://{digest}",
+        "binding": submission_binding(digest=digest, hotkey=miner.hotkey.public_hex),
+    }
+    return _user_tx(
+        miner,
+        f"genesis/submit/{spec.subnet}/{miner.name}",
+        Kind.SUBMISSION_COMMIT,
+        subnet=spec.subnet,
+        payload=payload,
+    )
+
+
 def genesis_transactions(
     spec: SimulationSpec, *, writer_key_hex: str, subnet_config: Mapping[str, Any]
 ) -> list[Tx]:
@@ -307,23 +324,7 @@ def genesis_transactions(
             txs.append(
                 _user_tx(p, f"genesis/stake/{p.name}", Kind.ADD_STAKE, amount_rao=p.stake_rao)
             )
-    for p in people:
-        if p.role == "miner":
-            digest = hashlib.sha256(f"{KEY_DOMAIN}/{spec.seed}/{p.name}/model".encode()).hexdigest()
-            payload = {
-                "digest": digest,
-                "uri": f"simulated://{digest}",
-                "binding": submission_binding(digest=digest, hotkey=p.hotkey.public_hex),
-            }
-            txs.append(
-                _user_tx(
-                    p,
-                    f"genesis/submit/{subnet}/{p.name}",
-                    Kind.SUBMISSION_COMMIT,
-                    subnet=subnet,
-                    payload=payload,
-                )
-            )
+    txs += [_simulated_submission(spec, p) for p in people if p.role == "miner"]
     return [signer(tx) for tx in txs]
 
 
