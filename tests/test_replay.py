@@ -435,17 +435,9 @@ def _taoflow(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.integration
-def test_a_range_runs_as_the_replay_flow(demo_home: Path, sim_home: Path) -> None:
-    ran = _taoflow(demo_home, "replay", "--subnet", DEMO_SUBNET, "--epochs", "0..1", "--json")
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    out = json.loads(ran.stdout)
-    assert (out["identical"], out["epochs_identical"], out["first"], out["last"]) == (
-        True,
-        2,
-        0,
-        1,
-    )
-    assert [r["epoch"] for r in out["reports"]] == [0, 1]
+def test_a_range_runs_as_the_replay_flow(sim_home: Path) -> None:
+    # One flow run (a temporary Prefect server costs ~30 s here): from consensus, each epoch a
+    # Dask task; the per-epoch evaluate replay the flow also runs is tested above.
     fanned = _taoflow(sim_home, "replay", "-s", SUBNET, "--epochs", "0..2", "--stage", "consensus")
     assert fanned.returncode == 0, fanned.stderr[-3000:]
     assert fanned.stdout.count(": identical (replayed consensus, emit;") == EPOCHS
