@@ -23,9 +23,13 @@ Invariants:
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty
 from typing import Any, Final
 
 import numpy as np
@@ -40,10 +44,22 @@ from taoflow.ledger.store import Ledger
 from taoflow.ledger.store.commit_log import CommitRecord
 from taoflow.ledger.store.hashing import GENESIS_PARENT
 from taoflow.ledger.store.records import read_record_as_stored
-from taoflow.tasks.gather import EpochContext, PreviousEpoch, UnknownSubnet, build_context
+from taoflow.tasks.gather import (
+    PREVIOUS_RECORDS,
+    EpochContext,
+    PreviousEpoch,
+    UnknownSubnet,
+    build_context,
+)
 
 EPOCHS_PER_WALK_MAX: Final = 100_000
 """Most epochs one walk (replay range, what-if, audit) may cover."""
+WALK_AHEAD_EPOCHS_MAX: Final = 16
+"""Epochs a walking child process may read ahead of its caller (its queue's bound)."""
+WALK_AHEAD_MIN_EPOCHS: Final = 64
+"""Shortest range walked by a child process (shorter ones gain less than the hand-over costs)."""
+WALK_AHEAD_WAIT_S: Final = 300.0
+"""Longest wait for the next epoch from the walking child (one epoch takes milliseconds)."""
 EPOCH_ROW_KINDS: Final = pa.array([Kind.EPOCH.value, *EMISSION_NAMES.to_pylist()])
 """Kinds of an epoch's own rows in its batch: the ``epoch`` entry and its payouts."""
 _RANGE = re.compile(r"^\s*(\d{1,9})\s*(?:\.\.\s*(\d{1,9}))?\s*$")
@@ -117,10 +133,12 @@ def read_records(
     subnet: str,
     epoch: int,
     payload: Mapping[str, Any] | None = None,
+    names: frozenset[str] | None = None,
 ) -> tuple[dict[str, pa.Table], dict[str, str]]:
     """The epoch's record tables as stored, and the problem of each that is not as committed.
 
-    ``payload`` is the epoch entry's payload when the caller has it (saves finding the entry).
+    ``payload`` is the epoch entry's payload when the caller has it (saves finding the entry);
+    ``names`` limits the records read (default: all).
     """
     tables: dict[str, pa.Table] = {}
     problems: dict[str, str] = {}
@@ -132,6 +150,8 @@ def read_records(
             raise HistoryError(f"epoch {epoch} of {subnet!r}: {checked}")
         refs = checked
     for name, ref in refs.items():
+        if names is not None and name not in names:
+            continue
         table, problem = read_record_as_stored(ledger.root, subnet=subnet, epoch=epoch, ref=ref)
         if table is not None:
             tables[name] = table
@@ -197,8 +217,20 @@ def _context(
     return ctx, parent != record.parent_hash
 
 
-def stored_epochs(ledger: Ledger, *, subnet: str, first: int, last: int) -> Iterator[StoredEpoch]:
-    """Every committed epoch ``first..last`` of ``subnet``, oldest first, in one forward pass."""
+def stored_epochs(
+    ledger: Ledger,
+    *,
+    subnet: str,
+    first: int,
+    last: int,
+    records: Sequence[str] | None = None,
+) -> Iterator[StoredEpoch]:
+    """Every committed epoch ``first..last`` of ``subnet``, oldest first, in one forward pass.
+
+    ``records`` names the record tables to read (default: all); ``bonds`` and ``uids`` are always
+    read, as the next epoch's context needs them (``PREVIOUS_RECORDS``).
+    """
+    names = None if records is None else frozenset(records) | frozenset(PREVIOUS_RECORDS)
     committed = committed_epochs(ledger, subnet=subnet)
     if last - first + 1 > EPOCHS_PER_WALK_MAX:
         raise HistoryError(f"at most {EPOCHS_PER_WALK_MAX} epochs per walk")
@@ -206,7 +238,9 @@ def stored_epochs(ledger: Ledger, *, subnet: str, first: int, last: int) -> Iter
         e: _batch_of(ledger, subnet=subnet, epoch=e, committed=committed) for e in (first, last)
     }
     if first > 0:
-        prev_records, _ = read_records(ledger, subnet=subnet, epoch=first - 1)
+        prev_records, _ = read_records(
+            ledger, subnet=subnet, epoch=first - 1, names=frozenset(PREVIOUS_RECORDS)
+        )
         previous = previous_of(prev_records, ledger.epoch_payload(subnet, first - 1))
     else:
         previous = PreviousEpoch()
@@ -227,7 +261,9 @@ def stored_epochs(ledger: Ledger, *, subnet: str, first: int, last: int) -> Iter
                 payload=payload,
                 previous=previous,
             )
-            records, problems = read_records(ledger, subnet=subnet, epoch=epoch, payload=payload)
+            tables, problems = read_records(
+                ledger, subnet=subnet, epoch=epoch, payload=payload, names=names
+            )
             yield StoredEpoch(
                 subnet=subnet,
                 epoch=epoch,
@@ -235,12 +271,82 @@ def stored_epochs(ledger: Ledger, *, subnet: str, first: int, last: int) -> Iter
                 batch_hash=record.batch_hash,
                 payload=payload,
                 ctx=ctx,
-                records=records,
+                records=tables,
                 rows=rows,
                 record_problems=problems,
                 replanned=replanned,
             )
-            previous = previous_of(records, payload)
+            previous = previous_of(tables, payload)
+
+
+def _walk_into(
+    queue: Any, root: str, subnet: str, first: int, last: int, records: Sequence[str] | None
+) -> None:
+    """Child process of :func:`stored_epochs_ahead`: every stored epoch, then ``None``."""
+    ledger = Ledger(Path(root))
+    try:
+        for stored in stored_epochs(ledger, subnet=subnet, first=first, last=last, records=records):
+            queue.put(stored)
+    except Exception as exc:  # handed to the parent, which raises it as one line
+        queue.put(HistoryError(f"{type(exc).__name__}: {exc}"))
+        return
+    queue.put(None)
+
+
+def stored_epochs_ahead(
+    ledger: Ledger,
+    *,
+    subnet: str,
+    first: int,
+    last: int,
+    records: Sequence[str] | None = None,
+) -> Iterator[StoredEpoch]:
+    """:func:`stored_epochs`, walked by a child process up to ``WALK_AHEAD_EPOCHS_MAX`` epochs
+    ahead of the caller, so on two cores the walk and the caller's work on each epoch overlap.
+
+    The child is forked, so it starts at once and never re-runs the caller's main module; a
+    fork is only safe when this process runs no other thread (a thread holding a lock at the
+    fork would leave it held in the child), so in a threaded process (a Prefect flow, a server)
+    and on platforms without ``fork``, and for ranges shorter than ``WALK_AHEAD_MIN_EPOCHS``,
+    the epochs are walked in this process. The child only reads, and is stopped when the caller
+    stops iterating; waiting for the next epoch is bounded by ``WALK_AHEAD_WAIT_S``.
+    """
+    committed_epochs(ledger, subnet=subnet)  # one-line errors before a process starts
+    if (
+        last - first + 1 < WALK_AHEAD_MIN_EPOCHS
+        or threading.active_count() > 1
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        yield from stored_epochs(ledger, subnet=subnet, first=first, last=last, records=records)
+        return
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue(maxsize=WALK_AHEAD_EPOCHS_MAX)
+    child = context.Process(
+        target=_walk_into,
+        args=(queue, str(ledger.root), subnet, first, last, records),
+        name="taoflow-walk",
+        daemon=True,
+    )
+    child.start()
+    try:
+        while True:
+            try:
+                item = queue.get(timeout=WALK_AHEAD_WAIT_S)
+            except Empty:
+                raise HistoryError(
+                    f"reading the stored epochs took longer than {WALK_AHEAD_WAIT_S:.0f} s "
+                    "for one epoch"
+                ) from None
+            if item is None:
+                return
+            if isinstance(item, HistoryError):
+                raise item
+            yield item
+    finally:
+        if child.is_alive():
+            child.terminate()
+        child.join(timeout=WALK_AHEAD_WAIT_S)
+        queue.close()
 
 
 def stored_epoch(ledger: Ledger, *, subnet: str, epoch: int) -> StoredEpoch:

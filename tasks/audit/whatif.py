@@ -49,7 +49,7 @@ from taoflow.ledger.emission import SHARE_QUANTUM
 from taoflow.ledger.payouts import EpochPlan, EpochShares, plan_epoch
 from taoflow.ledger.schema import Kind
 from taoflow.ledger.store import Ledger
-from taoflow.tasks.audit.history import HistoryError, StoredEpoch, stored_epochs
+from taoflow.tasks.audit.history import HistoryError, StoredEpoch, stored_epochs_ahead
 from taoflow.tasks.audit.stats import gini, spread
 from taoflow.tasks.consensus.params import (
     PPM_ONE,
@@ -68,6 +68,8 @@ from taoflow.tasks.records import emission_by_uid
 
 Engine = Literal["numpy", "duckdb"]
 ENGINES: Final = ("numpy", "duckdb")
+WHATIF_RECORDS: Final = ("weights", "uids")
+"""The records a what-if reads (what consensus read, and the stored outputs it compares with)."""
 SET_CHARS_MAX: Final = 1_000
 """Longest ``--set`` text accepted."""
 SET_ITEMS_MAX: Final = 24
@@ -634,7 +636,10 @@ def whatif(
     comparisons: list[EpochComparison] = []
     state: EpochState | None = None
     try:
-        for stored in stored_epochs(ledger, subnet=subnet, first=first, last=last):
+        walk = stored_epochs_ahead(
+            ledger, subnet=subnet, first=first, last=last, records=WHATIF_RECORDS
+        )
+        for stored in walk:
             if state is None:
                 state = previous_state(stored.ctx)  # what epoch first − 1 stored
             result = compare_epoch(ledger, stored, overrides=overrides, state=state, engine=runner)
