@@ -136,16 +136,22 @@ def hosted_weights(ctx: EpochContext, evaluation: EvaluationOutcome) -> dict[int
     return weights
 
 
+def consensus_of(ctx: EpochContext, evaluation: EvaluationOutcome) -> ConsensusOutcome:
+    """The epoch's consensus: hosted validators' weights from ``evaluation``, external ones'
+    revealed weights (from their commit block), Yuma in DuckDB. Pure; replays call it too."""
+    weights = hosted_weights(ctx, evaluation)
+    last_update: dict[int, int] = {}
+    for uid, (row, commit_block) in ctx.external_weights.items():
+        if uid not in weights:  # hosted validators' own evaluation takes precedence
+            weights[uid] = row
+            last_update[uid] = commit_block
+    return run_consensus(ctx, weights, last_update_block=last_update)
+
+
 @task(name="consensus", cache_policy=NO_CACHE)
 def consensus(ctx: EpochContext, evaluation: EvaluationOutcome) -> ConsensusOutcome:
     with _timed("consensus"):
-        weights = hosted_weights(ctx, evaluation)
-        last_update: dict[int, int] = {}
-        for uid, (row, commit_block) in ctx.external_weights.items():
-            if uid not in weights:  # hosted validators' own evaluation takes precedence
-                weights[uid] = row
-                last_update[uid] = commit_block
-        outcome = run_consensus(ctx, weights, last_update_block=last_update)
+        outcome = consensus_of(ctx, evaluation)
     run_logger().info(consensus_line(ctx, outcome.outputs))
     return outcome
 

@@ -163,6 +163,18 @@ def test_a_changed_parameter_is_reported_at_consensus_with_the_uids(sim_home: Pa
     assert len(report.differences) == min(report.differences_total, DIFFERENCES_SHOWN_MAX)
 
 
+def test_a_bootstrap_subnet_cannot_replay_from_stored_scores_and_says_why(sim_home: Path) -> None:
+    def bootstrap(ctx: EpochContext) -> EpochContext:
+        policy = {**dict(ctx.config.validator_policy), "win_policy": "bootstrap"}
+        return dataclasses.replace(
+            ctx, config=dataclasses.replace(ctx.config, validator_policy=policy)
+        )
+
+    stored = stored_epoch(Ledger.open(sim_home / "ledger"), subnet=SUBNET, epoch=1)
+    with pytest.raises(ReplayError, match="replay this epoch from --stage evaluate$"):
+        replay_epoch(stored, from_stage="consensus", adjust_context=bootstrap)
+
+
 def test_stage_emit_starts_from_the_stored_uids_shares(sim_home: Path, tmp_path: Path) -> None:
     home = _copy(sim_home, tmp_path)
     path = record_file(home / "ledger", subnet=SUBNET, epoch=2, name="uids")

@@ -300,6 +300,9 @@ class _Evaluation:
     scores: dict[int, dict[int, float]]
     errors: dict[int, str]
     sample_size: int
+    correctness: Any = None
+    """Per-row correctness from a replayed evaluation (``EpochCorrectness``); the ledger does
+    not store it, so a replay from the stored scores has none."""
 
 
 @dataclass(frozen=True)
@@ -376,7 +379,8 @@ def _evaluate(
         errors[uid] = f"artifact of uid {uid} does not hash to its committed digest"
         for row in scores.values():
             row[uid] = 0.0
-    return _Evaluation(scores, errors, outcome.sample_size), tampered, device.split(":")[0]
+    replayed = _Evaluation(scores, errors, outcome.sample_size, outcome.correctness)
+    return replayed, tampered, device.split(":")[0]
 
 
 def _evaluate_stage(
@@ -457,14 +461,26 @@ def _hash_of(stored: StoredEpoch, name: str, replayed: pa.Table | None) -> HashC
 
 
 def _consensus(ctx: EpochContext, evaluation: _Evaluation) -> Any:
-    """The consensus task's own computation (``tasks.shells.consensus``) on ``evaluation``."""
+    """The consensus task's own computation (``tasks.shells.consensus_of``) on ``evaluation``."""
     from taoflow.tasks.evaluate.stage import EvaluationOutcome
-    from taoflow.tasks.shells import consensus
+    from taoflow.tasks.shells import consensus_of
+    from taoflow.tasks.weights import InvalidValidatorPolicy
 
     outcome = EvaluationOutcome(
-        scores=evaluation.scores, errors=evaluation.errors, sample_size=evaluation.sample_size
+        scores=evaluation.scores,
+        errors=evaluation.errors,
+        sample_size=evaluation.sample_size,
+        correctness=evaluation.correctness,
     )
-    return consensus.fn(ctx, outcome)
+    try:
+        return consensus_of(ctx, outcome)
+    except InvalidValidatorPolicy as exc:
+        if evaluation.correctness is not None:
+            raise
+        raise ReplayError(
+            f"{exc}; the ledger keeps each validator's scores, not each row's correctness: "
+            "replay this epoch from --stage evaluate"
+        ) from None
 
 
 def _consensus_stage(
