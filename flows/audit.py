@@ -20,13 +20,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 import pyarrow.csv as pa_csv
 from prefect import flow
-from pydantic import Field
 
-from taoflow.ledger.names import NAME_CHARS_MAX, NAME_RE
+from taoflow.flows.parameters import EpochNumber, SubnetName
 from taoflow.ledger.schema import RAO_PER_TAO
 from taoflow.ledger.store import Ledger
 from taoflow.settings import HOME_ENV, Settings, require_network
@@ -44,12 +43,7 @@ from taoflow.tasks.summary import artifact_key
 
 KIND_TAG: Final = "taoflow.kind"
 KIND: Final = "audit"
-EPOCH_MAX: Final = 999_999_999
 Publish = Callable[..., Any]
-SubnetName = Annotated[
-    str, Field(min_length=1, max_length=NAME_CHARS_MAX, pattern=f"^{NAME_RE.pattern}$")
-]
-EpochNumber = Annotated[int, Field(ge=0, le=EPOCH_MAX)]
 
 
 def run_name(report: AuditReport) -> str:

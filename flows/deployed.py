@@ -19,26 +19,18 @@ Invariants:
 from __future__ import annotations
 
 import os
-from typing import Annotated, Literal
+from typing import Literal
 
 from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import Field
 
 from taoflow.flows.epoch import EpochResult, epoch_flow, next_epoch
+from taoflow.flows.parameters import EpochNumber, SubnetName
 from taoflow.flows.replay import replay, replay_run_name
-from taoflow.ledger.names import NAME_CHARS_MAX, NAME_RE
 from taoflow.ledger.store import Ledger
 from taoflow.settings import HOME_ENV, Settings, require_network
 from taoflow.tasks.audit.replay import ReplayReport
 from taoflow.tasks.summary import epoch_run_name
-
-SubnetName = Annotated[
-    str,
-    Field(min_length=1, max_length=NAME_CHARS_MAX, pattern=f"^{NAME_RE.pattern}$"),
-]
-"""A subnet name, validated by Prefect against the ledger's name rule before a run starts.
-(Prefect takes the form's description from the flow's docstring, not from ``Field``.)"""
 
 
 class NoBoundHome(LookupError):
@@ -87,8 +79,8 @@ def deployed_epoch_flow(subnet: SubnetName = "digits") -> EpochResult:
 @flow(name="replay", flow_run_name=replay_run_name, log_prints=False, persist_result=False)
 def deployed_replay_flow(
     subnet: SubnetName = "digits",
-    first: Annotated[int, Field(ge=0)] = 0,
-    last: Annotated[int, Field(ge=0)] = 0,
+    first: EpochNumber = 0,
+    last: EpochNumber = 0,
     stage: Literal["evaluate", "consensus", "emit"] = "evaluate",
 ) -> list[ReplayReport]:
     """Replay committed epochs of a subnet from their stored inputs and compare with the ledger.

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final
 from prefect import flow
 from pydantic import Field
 
-from taoflow.ledger.names import NAME_CHARS_MAX, NAME_RE
+from taoflow.flows.parameters import EpochNumber, SubnetName
 from taoflow.ledger.store import Ledger
 from taoflow.settings import HOME_ENV, Settings, require_network
 from taoflow.tasks.audit.copier import CopierComparison, copier_comparison
@@ -37,11 +37,6 @@ TABLE_ROWS_MAX: Final = 50
 """Rows of the table artifact (the largest deltas)."""
 Publish = Callable[..., Any]
 
-SubnetName = Annotated[
-    str, Field(min_length=1, max_length=NAME_CHARS_MAX, pattern=f"^{NAME_RE.pattern}$")
-]
-EPOCH_MAX: Final = 999_999_999
-EpochNumber = Annotated[int, Field(ge=0, le=EPOCH_MAX)]
 Fraction = Annotated[float | None, Field(ge=0.0, le=1.0)]
 
 
