@@ -10,6 +10,8 @@ newer state's plan for a re-planned epoch). The baseline is what the ledger stor
 record and the payout rows), never a recomputation.
 
 Invariants:
+- Stake is what each epoch had: the what-if's other payouts are not compounded into later
+  epochs' stake (a what-if of the rules on the same history of stake and weights).
 - Bonds are carried forward: epoch ``first`` starts from the bonds and permits stored by epoch
   ``first − 1``; every later epoch starts from the what-if's own bonds and permits.
 - With no overrides, every epoch's per-uid emission and owner cut equal the stored ones
