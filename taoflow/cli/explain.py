@@ -49,8 +49,11 @@ def explain(
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Every step from a neuron's artifact to its reward in one epoch: the commit evaluated,
-    each validator's score and weight, consensus clipping, incentive or dividends, the rows paid."""
+    """Every step from a neuron's artifact to its reward in one epoch.
+
+    The commit evaluated, each validator's score and weight, consensus clipping, incentive or
+    dividends, and the ledger rows that paid it.
+    """
     settings = settings_for(home, read_only=True)
 
     from taoflow.ledger.store import Ledger

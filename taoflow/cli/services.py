@@ -99,7 +99,9 @@ def serve(
     ] = None,
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
-    """Serve one scheduled epoch deployment per subnet (tempo × block time).
+    """Serve the epoch deployments (one per subnet, every tempo × block time) and the audits.
+
+    Beside the epochs: the replay, explain, whatif and audit deployments (read-only).
 
     Uses PREFECT_API_URL if set, else the Prefect server of a running `taoflow up` on this home,
     else starts one on --prefect-port. The home is fixed for every run of these deployments.
