@@ -884,7 +884,7 @@ def _markdown(x: Explanation) -> str:
         "",
     ]
     checks = ["## Checks", ""] + [
-        f"- {'✅' if c.holds else '❌'} {c.name}: {c.detail}" for c in x.checks
+        f"- {'**holds**' if c.holds else '**FAILS**'} · {c.name}: {c.detail}" for c in x.checks
     ]
     body = [
         *head,
