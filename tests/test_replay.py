@@ -171,7 +171,7 @@ def test_a_bootstrap_subnet_cannot_replay_from_stored_scores_and_says_why(sim_ho
         )
 
     stored = stored_epoch(Ledger.open(sim_home / "ledger"), subnet=SUBNET, epoch=1)
-    with pytest.raises(ReplayError, match="replay this epoch from --stage evaluate$"):
+    with pytest.raises(ReplayError, match=r"replay this epoch from --stage evaluate$"):
         replay_epoch(stored, from_stage="consensus", adjust_context=bootstrap)
 
 

@@ -359,12 +359,11 @@ def test_the_audit_deployments_take_no_home_and_validate_their_parameters(
 ) -> None:
     from prefect.utilities.callables import parameter_schema
 
-    from taoflow.flows.deployed import deployed_replay_flow
-    from taoflow.services import audit_deployments
-
     from taoflow.flows.audit import audit_flow
+    from taoflow.flows.deployed import deployed_replay_flow
     from taoflow.flows.explain import explain_flow
     from taoflow.flows.whatif import whatif_flow
+    from taoflow.services import audit_deployments
 
     deployments = audit_deployments(Settings.load(tmp_path))
     assert [(d.name, d.flow_name) for d in deployments] == [
