@@ -63,6 +63,14 @@ def test_a_walk_from_the_middle_equals_the_same_epochs_of_a_walk_from_the_start(
     assert tail == whole[6:]
 
 
+@pytest.fixture
+def forking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Walk ahead in a child even if earlier tests left threads in this process (the child
+    only reads the ledger); without this the walk would run in place."""
+    monkeypatch.setattr(history.threading, "active_count", lambda: 1)
+
+
+@pytest.mark.usefixtures("forking")
 def test_walking_ahead_in_a_child_gives_the_same_epochs(ledger: Ledger) -> None:
     last = EPOCHS - 1
     alone = [fingerprint(s) for s in stored_epochs(ledger, subnet=SUBNET, first=0, last=last)]
@@ -94,6 +102,7 @@ def test_a_threaded_process_walks_in_place(ledger: Ledger, monkeypatch: pytest.M
     assert count == EPOCHS and started == []  # no process was forked beside the thread
 
 
+@pytest.mark.usefixtures("forking")
 def test_a_damaged_batch_found_by_the_child_is_one_line(ledger: Ledger, tmp_path: Path) -> None:
     import shutil
 
