@@ -1,12 +1,15 @@
-"""Local services on 127.0.0.1 (Prefect, MLflow, a Dask cluster), their reuse, and the epochs
-served as Prefect deployments.
+"""Local services on 127.0.0.1 (Prefect, MLflow, a Dask cluster, the explorer), their reuse, and
+the epochs served as Prefect deployments.
 
 Imperative shell; nothing here writes to the ledger.
 
 ``taoflow up`` (:func:`up`):
-- every port it will bind (Prefect, MLflow, the Dask scheduler and its dashboard) is checked
-  before anything starts; a taken port is refused with one line that names the option moving it;
+- every port it will bind (Prefect, MLflow, the explorer, the Dask scheduler and its dashboard)
+  is checked before anything starts; a taken port is refused with one line that names the option
+  moving it;
 - the Prefect server is told the API URL of the port it really uses, so its UI reaches its API;
+- the explorer (``taoflow explorer``, read-only) is told the Prefect and MLflow UI URLs of this
+  ``up`` for its links, and counts as up once ``/api/network`` answers;
 - each child's output goes to ``<home>/logs/<name>.log``; a child that does not answer its health
   check within ``START_TIMEOUT_S`` stops the start-up, and every child is stopped;
 - once all answer, the services are recorded in ``<home>/services.json`` (written atomically,
@@ -61,6 +64,9 @@ PREFECT_PORT_DEFAULT = 4200
 MLFLOW_PORT_DEFAULT = 5000
 DASK_PORT_DEFAULT = 8786
 DASK_DASHBOARD_PORT_DEFAULT = 8787
+EXPLORER_PORT_DEFAULT = 8790
+"""``taoflow.dashboards.explorer.app.DEFAULT_PORT`` (a test checks that both agree)."""
+EXPLORER_HEALTH_PATH = "/api/network"
 DASK_WORKERS_DEFAULT = 2
 DASK_WORKERS_MAX = 64
 DASK_THREADS_PER_WORKER = 1
@@ -115,6 +121,8 @@ class UpPlan:
     dask_port: int = DASK_PORT_DEFAULT
     dask_dashboard_port: int = DASK_DASHBOARD_PORT_DEFAULT
     dask_workers: int = DASK_WORKERS_DEFAULT
+    explorer_port: int | None = None
+    """``None``: no explorer (``taoflow up`` passes ``--explorer-port``, default 8790)."""
 
     def bindings(self) -> list[tuple[str, int]]:
         """(option, port) of every port this plan binds."""
@@ -123,6 +131,8 @@ class UpPlan:
             pairs.append(("--prefect-port", self.prefect_port))
         if self.mlflow_port is not None:
             pairs.append(("--mlflow-port", self.mlflow_port))
+        if self.explorer_port is not None:
+            pairs.append(("--explorer-port", self.explorer_port))
         if self.dask_workers > 0:
             pairs.append(("--dask-port", self.dask_port))
             pairs.append(("--dask-dashboard-port", self.dask_dashboard_port))
@@ -189,13 +199,20 @@ def make_ephemeral_prefect_server_die_with_parent() -> None:
 # --- ports -------------------------------------------------------------------------------------
 
 
-def port_problem(port: int) -> str | None:
-    """Why ``port`` on 127.0.0.1 cannot be bound now (one phrase), or ``None`` if it is free."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def port_problem(port: int, *, host: str = HOST) -> str | None:
+    """Why ``port`` on ``host`` (default 127.0.0.1) cannot be bound now (one phrase), or ``None``
+    if it is free. A host that does not resolve is a problem too (the resolver's phrase)."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        return getattr(exc, "strerror", None) or type(exc).__name__
+    with socket.socket(family, kind, protocol) as sock:
         # As the servers do: a port left in TIME_WAIT by a stopped server is free.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((HOST, port))
+            sock.bind(address)
         except OSError as exc:
             return exc.strerror or type(exc).__name__
     return None
@@ -325,6 +342,20 @@ def start_dask_workers(settings: Settings, *, plan: UpPlan) -> Service:
     return Service(name, scheduler, counts_url, process, log, workers_min=plan.dask_workers)
 
 
+def start_explorer(settings: Settings, *, plan: UpPlan, port: int) -> Service:
+    """``taoflow explorer`` on ``port``, linking to the Prefect and MLflow UIs of ``plan``."""
+    args = ["explorer", "--home", str(settings.home), "--port", str(port)]
+    if plan.prefect_port is not None:
+        args += ["--prefect-url", f"http://{HOST}:{plan.prefect_port}"]
+    if plan.mlflow_port is not None:
+        args += ["--mlflow-url", f"http://{HOST}:{plan.mlflow_port}"]
+    process, log = _spawn(
+        settings, log_name="explorer", module="taoflow.cli", args=args, env=dict(os.environ)
+    )
+    url = f"http://{HOST}:{port}"
+    return Service("Explorer", url, f"{url}{EXPLORER_HEALTH_PATH}", process, log)
+
+
 def answers(url: str, *, timeout_s: float, workers_min: int = 0) -> bool:
     """Whether ``url`` answers 2xx/3xx within ``timeout_s`` (and, with ``workers_min``, whether
     the Dask counts JSON it returns lists at least that many workers)."""
@@ -384,6 +415,8 @@ def running(
             services.append(start_prefect(settings, port=plan.prefect_port))
         if plan.mlflow_port is not None:
             services.append(start_mlflow(settings, port=plan.mlflow_port))
+        if plan.explorer_port is not None:
+            services.append(start_explorer(settings, plan=plan, port=plan.explorer_port))
         if plan.dask_workers > 0:
             services.append(
                 start_dask_scheduler(
@@ -434,7 +467,9 @@ _URL_PATTERNS: dict[str, re.Pattern[str]] = {
     "mlflow_tracking_uri": re.compile(rf"http://{_LOOPBACK}:{_PORT}"),
     "dask_address": re.compile(rf"tcp://{_LOOPBACK}:{_PORT}"),
     "dask_dashboard_url": re.compile(rf"http://{_LOOPBACK}:{_PORT}"),
+    "explorer_url": re.compile(rf"http://{_LOOPBACK}:{_PORT}"),
 }
+"""Every URL field of the record; a field missing from an older record reads as ``None``."""
 
 
 @dataclass(frozen=True)
@@ -447,6 +482,7 @@ class RunningServices:
     mlflow_tracking_uri: str | None
     dask_address: str | None
     dask_dashboard_url: str | None
+    explorer_url: str | None = None
 
     @classmethod
     def of_plan(cls, settings: Settings, plan: UpPlan) -> RunningServices:
@@ -462,6 +498,9 @@ class RunningServices:
             ),
             dask_address=f"tcp://{HOST}:{plan.dask_port}" if dask else None,
             dask_dashboard_url=f"http://{HOST}:{plan.dask_dashboard_port}" if dask else None,
+            explorer_url=(
+                f"http://{HOST}:{plan.explorer_port}" if plan.explorer_port is not None else None
+            ),
         )
 
     def to_json(self) -> str:
@@ -600,7 +639,7 @@ def reuse_running_services(
 # --- up and serve ------------------------------------------------------------------------------
 
 
-UI_LANDING = {"MLflow": "/#/experiments?workflowType=machine_learning"}
+UI_LANDING = {"MLflow": "/#/experiments?workflowType=machine_learning", "Explorer": "/"}
 """Where a person lands: MLflow 3 opens its GenAI view unless the link picks model training."""
 
 

@@ -106,6 +106,10 @@ HEAVY_FOR_THE_CLI = (
     "pandas",
     "datasets",
     "sklearn",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "jinja2",
 )
 """What ``import taoflow.cli`` must not load: the commands that need them import them."""
 

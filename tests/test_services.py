@@ -121,7 +121,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 # --- ports ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", ["--prefect-port", "--mlflow-port", "--dask-port"])
+@pytest.mark.parametrize(
+    "option", ["--prefect-port", "--mlflow-port", "--dask-port", "--explorer-port"]
+)
 def test_up_on_a_taken_port_is_refused_in_one_line_and_starts_nothing(
     tmp_path: Path, taken_port: int, option: str
 ) -> None:
@@ -131,6 +133,7 @@ def test_up_on_a_taken_port_is_refused_in_one_line_and_starts_nothing(
         "--mlflow-port": free_port(),
         "--dask-port": free_port(),
         "--dask-dashboard-port": free_port(),
+        "--explorer-port": free_port(),
     }
     ports[option] = taken_port
     args = [item for pair in ports.items() for item in (pair[0], str(pair[1]))]
@@ -153,6 +156,28 @@ def test_check_plan_refuses_the_same_port_twice_and_non_ports() -> None:
         check_plan(UpPlan(prefect_port=None, mlflow_port=None, dask_dashboard_port=70000))
     with pytest.raises(ServiceError, match=r"^--dask-workers must be 0 to 64"):
         check_plan(UpPlan(prefect_port=None, mlflow_port=None, dask_workers=65))
+
+
+def test_the_explorer_port_is_checked_only_when_the_plan_has_an_explorer(taken_port: int) -> None:
+    assert UpPlan().explorer_port is None  # in-process callers (serve) start no explorer
+    check_plan(UpPlan(prefect_port=None, mlflow_port=None, dask_workers=0))
+    with pytest.raises(PortInUse) as caught:
+        check_plan(
+            UpPlan(prefect_port=None, mlflow_port=None, dask_workers=0, explorer_port=taken_port)
+        )
+    assert str(caught.value) == (
+        f"port {taken_port} on 127.0.0.1 is in use (Address already in use); "
+        "pick another with --explorer-port"
+    )
+    with pytest.raises(ServiceError, match=r"^--mlflow-port and --explorer-port are both 5000"):
+        check_plan(UpPlan(prefect_port=None, mlflow_port=5000, explorer_port=5000, dask_workers=0))
+    assert UpPlan(explorer_port=8790).bindings() == [
+        ("--prefect-port", 4200),
+        ("--mlflow-port", 5000),
+        ("--explorer-port", 8790),
+        ("--dask-port", 8786),
+        ("--dask-dashboard-port", 8787),
+    ]
 
 
 def test_dask_ports_are_not_checked_without_a_dask_cluster(taken_port: int) -> None:
@@ -181,8 +206,9 @@ def test_record_round_trips_and_prints_the_export_lines(tmp_path: Path) -> None:
     settings = Settings.load(tmp_path / "my home")
     settings.home.mkdir()
     record = RunningServices.of_plan(
-        settings, UpPlan(prefect_port=4210, mlflow_port=5010, dask_port=8790)
+        settings, UpPlan(prefect_port=4210, mlflow_port=5010, dask_port=8790, explorer_port=8791)
     )
+    assert record.explorer_url == "http://127.0.0.1:8791"
     write_services_file(settings, record)
     assert sorted(p.name for p in settings.home.iterdir()) == ["services.json"]  # no temp file
     assert read_services_file(settings) == record
@@ -194,10 +220,36 @@ def test_record_round_trips_and_prints_the_export_lines(tmp_path: Path) -> None:
     ]
 
 
+def test_a_record_written_before_the_explorer_still_reads(tmp_path: Path) -> None:
+    settings = Settings.load(tmp_path)
+    record = record_for(settings, pid=os.getpid(), prefect_port=4200, dask_port=8787)
+    document = json.loads(record.to_json())
+    assert document.pop("explorer_url") is None
+    settings.services_file.write_text(json.dumps(document))
+    assert read_services_file(settings) == record
+    assert recorded_services(settings) == record
+
+
+def test_the_summary_names_the_explorer_page(tmp_path: Path) -> None:
+    settings = Settings.load(tmp_path)
+    plan = UpPlan(prefect_port=None, mlflow_port=None, dask_workers=0, explorer_port=8791)
+    record = RunningServices.of_plan(settings, plan)
+    sleeper = child("import time; time.sleep(60)", tmp_path, "Explorer")
+    try:
+        explorer = Service("Explorer", "http://127.0.0.1:8791", "-", sleeper.process)
+        lines = services.summary_lines(record, services=[explorer])
+    finally:
+        sleeper.process.kill()
+        sleeper.process.wait()
+    assert lines[0] == "Explorer: http://127.0.0.1:8791/"
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
         ("prefect_api_url", "http://10.0.0.1:4200/api"),
+        ("explorer_url", "http://0.0.0.0:8790"),
+        ("explorer_url", "javascript:alert(1)"),
         ("prefect_api_url", "http://127.0.0.1:4200/api/../../x"),
         ("mlflow_tracking_uri", "file:///etc/passwd"),
         ("dask_address", "tcp://example.com:8786"),

@@ -1,7 +1,7 @@
 """`taoflow up` for real: its own ports, its record, reuse by a one-shot `epoch run`, its children.
 
-One `taoflow up` (Prefect, MLflow, a one-worker Dask cluster) serves a genesis home for the
-module; the last test stops it with Ctrl-C. Everything binds to 127.0.0.1 on free ports.
+One `taoflow up` (Prefect, MLflow, the explorer, a one-worker Dask cluster) serves a genesis home
+for the module; the last test stops it with Ctrl-C. Everything binds to 127.0.0.1 on free ports.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         "mlflow": free_port(),
         "dask": free_port(),
         "dashboard": free_port(),
+        "explorer": free_port(),
     }
     stdout = root / "up.out"
     with stdout.open("wb") as out:
@@ -68,6 +70,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
                 *("--prefect-port", str(ports["prefect"]), "--mlflow-port", str(ports["mlflow"])),
                 *("--dask-port", str(ports["dask"])),
                 *("--dask-dashboard-port", str(ports["dashboard"]), "--dask-workers", "1"),
+                *("--explorer-port", str(ports["explorer"])),
             ],
             env=env,
             stdout=out,
@@ -106,10 +109,22 @@ def test_up_records_its_services_and_prints_the_exports(up: Up) -> None:
         "mlflow_tracking_uri": f"http://127.0.0.1:{up.ports['mlflow']}",
         "dask_address": f"tcp://127.0.0.1:{up.ports['dask']}",
         "dask_dashboard_url": f"http://127.0.0.1:{up.ports['dashboard']}",
+        "explorer_url": f"http://127.0.0.1:{up.ports['explorer']}",
     }
     lines = up.stdout.read_text().splitlines()
+    assert f"Explorer: http://127.0.0.1:{up.ports['explorer']}/" in lines
     assert f"export PREFECT_API_URL=http://127.0.0.1:{up.ports['prefect']}/api" in lines
     assert f"export MLFLOW_TRACKING_URI=http://127.0.0.1:{up.ports['mlflow']}" in lines
+
+
+def test_the_explorer_serves_the_network_and_refuses_writes(up: Up) -> None:
+    url = f"http://127.0.0.1:{up.ports['explorer']}/api/network"
+    network = get_json(url)
+    assert isinstance(network, dict) and network
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S)
+    assert caught.value.code == 405
 
 
 def test_a_second_up_on_the_same_home_is_refused(up: Up) -> None:

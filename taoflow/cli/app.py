@@ -1,10 +1,11 @@
 """The ``taoflow`` command: one Typer app over one module per noun.
 
 Each noun module (``taoflow.cli.wallet``, ``subnet``, ``miner``, ``weights``, ``stake``,
-``ledger``, ``epoch``, ``network``, ``consensus``, ``services``) imports only typer, rich and
-light project modules at import time; torch, prefect, mlflow, dask, duckdb and pyarrow are
-imported inside the commands that need them, so ``taoflow --help``, argument errors and
-read-only commands answer at once. Every failure is one line on stderr and a non-zero exit.
+``ledger``, ``epoch``, ``network``, ``consensus``, ``services``, ``explorer``) imports only typer,
+rich and light project modules at import time; torch, prefect, mlflow, dask, duckdb, pyarrow and
+the web stack (fastapi, uvicorn) are imported inside the commands that need them, so
+``taoflow --help``, argument errors and read-only commands answer at once. Every failure is one
+line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from taoflow.cli.common import error_line, one_command_process
 from taoflow.cli.consensus import consensus_app
 from taoflow.cli.epoch import epoch_app, track_app
 from taoflow.cli.explain import explain
+from taoflow.cli.explorer import explorer
 from taoflow.cli.ledger import ledger_app
 from taoflow.cli.miner import miner_app, submissions, submit
 from taoflow.cli.network import network_app
@@ -49,6 +51,7 @@ for command in (demo, up, serve, metagraph, register, submit, submissions, trans
 app.command("replay")(replay)
 app.command("whatif")(whatif)
 app.command("audit")(audit)
+app.command("explorer")(explorer)
 
 
 DEBUG_ENV = "TAOFLOW_DEBUG"

@@ -55,8 +55,10 @@ def up(
     dask_workers: Annotated[
         int, typer.Option(min=0, max=64, help="Dask worker processes (0: no Dask cluster)")
     ] = 2,
+    explorer_port: Annotated[int, typer.Option(help="Explorer (read-only web page) port")] = 8790,
 ) -> None:
-    """Start Prefect, MLflow and a Dask cluster on 127.0.0.1 for this home; Ctrl-C stops them.
+    """Start Prefect, MLflow, the explorer and a Dask cluster on 127.0.0.1 for this home;
+    Ctrl-C stops them.
 
     While it runs, `epoch run`, `demo` and `serve` on the same home use these services.
     """
@@ -70,6 +72,7 @@ def up(
         dask_port=dask_port,
         dask_dashboard_port=dask_dashboard_port,
         dask_workers=dask_workers,
+        explorer_port=explorer_port,
     )
     try:
         run_up(settings, plan=plan, report=_say)

@@ -1,0 +1,272 @@
+"""`taoflow explorer`: its checks before serving (one line each), the host warning, where the
+Prefect and MLflow links come from, and the explorer as a service of `taoflow up`.
+
+Every socket binds 127.0.0.1 (or 0.0.0.0 for the warning) on a port the OS picked; nothing is
+written outside tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ledger_helpers import TAO, mint
+
+from taoflow import services
+from taoflow.cli import explorer as explorer_cli
+from taoflow.cli.app import run
+from taoflow.cli.explorer import Launch, is_loopback
+from taoflow.ledger.store import Ledger
+from taoflow.services import RunningServices, write_services_file
+from taoflow.settings import Settings
+
+CLI_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port someone else is listening on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield int(sock.getsockname()[1])
+
+
+def network_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    Ledger.open(home / "ledger").commit([mint("m", "alice", TAO)])
+    return home
+
+
+def tree(root: Path) -> list[Path]:
+    return sorted(root.rglob("*"))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env.pop("TAOFLOW_MLFLOW_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", "taoflow.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+
+
+@pytest.fixture
+def launched(monkeypatch: pytest.MonkeyPatch) -> list[Launch]:
+    """The launches the command would serve (the server itself is replaced)."""
+    seen: list[Launch] = []
+    monkeypatch.setattr(explorer_cli, "serve_launch", seen.append)
+    monkeypatch.delenv("TAOFLOW_MLFLOW_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return seen
+
+
+def up_record(settings: Settings, *, explorer_port: int | None = None) -> RunningServices:
+    return RunningServices(
+        pid=os.getpid(),
+        home=str(settings.home),
+        prefect_api_url="http://127.0.0.1:4210/api",
+        mlflow_tracking_uri="http://127.0.0.1:5010",
+        dask_address=None,
+        dask_dashboard_url=None,
+        explorer_url=None if explorer_port is None else f"http://127.0.0.1:{explorer_port}",
+    )
+
+
+# --- one line before serving -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_home_without_a_ledger_is_one_line_and_left_as_it_was(
+    tmp_path: Path, exists: bool
+) -> None:
+    home = tmp_path / "home"
+    if exists:
+        home.mkdir()
+    proc = run_cli("explorer", "--home", str(home), "--port", str(free_port()))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"error: no ledger at {home / 'ledger'}: run `taoflow demo` first"
+    ]
+    assert tree(tmp_path) == ([home] if exists else [])
+
+
+def test_a_taken_port_is_one_line_naming_the_option(tmp_path: Path, taken_port: int) -> None:
+    home = network_home(tmp_path)
+    before = tree(home)
+    proc = run_cli("explorer", "--home", str(home), "--port", str(taken_port))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"error: port {taken_port} on 127.0.0.1 is in use (Address already in use); "
+        "pick another with --port"
+    ]
+    assert tree(home) == before
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "web"])
+def test_a_bad_port_is_a_usage_error(tmp_path: Path, port: str) -> None:
+    proc = run_cli("explorer", "--home", str(network_home(tmp_path)), "--port", port)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("error: Invalid value for '--port': ")
+    assert line.endswith("Try 'taoflow explorer --help'.")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--prefect-url", "javascript:alert(1)"),
+        ("--prefect-url", 'http://127.0.0.1:4200/"><script>'),
+        ("--mlflow-url", "file:///etc/passwd"),
+        ("--mlflow-url", "127.0.0.1:5000"),
+    ],
+)
+def test_a_ui_url_that_is_not_a_plain_http_address_is_refused(
+    tmp_path: Path,
+    launched: list[Launch],
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+) -> None:
+    home = network_home(tmp_path)
+    assert run(["explorer", "--home", str(home), "--port", str(free_port()), option, value]) == 1
+    out, error = capsys.readouterr()
+    assert out == ""
+    assert error.splitlines() == [
+        f"error: {option} must be an http:// or https:// address such as "
+        f"http://127.0.0.1:4200 (got {value!r})"
+    ]
+    assert launched == []
+
+
+def test_a_host_this_machine_cannot_bind_names_the_host_option(
+    tmp_path: Path, launched: list[Launch], capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = network_home(tmp_path)
+    port = free_port()
+    assert run(["explorer", "--home", str(home), "--port", str(port), "--host", "203.0.113.7"]) == 1
+    out, error = capsys.readouterr()
+    assert out == ""
+    assert error.splitlines() == [
+        "error: cannot serve on 203.0.113.7 (Cannot assign requested address); "
+        "pick another address with --host"
+    ]
+    assert launched == []
+
+
+def test_the_explorer_of_a_running_up_is_named_when_its_port_is_asked_for(
+    tmp_path: Path, taken_port: int, launched: list[Launch], capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings.load(network_home(tmp_path))
+    write_services_file(settings, up_record(settings, explorer_port=taken_port))
+    assert run(["explorer", "--home", str(settings.home), "--port", str(taken_port)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: taoflow up (pid {os.getpid()}) already serves the explorer of {settings.home} "
+        f"at http://127.0.0.1:{taken_port}/"
+    ]
+    assert launched == []
+
+
+# --- serving -------------------------------------------------------------------------------------
+
+
+def test_loopback_serves_without_a_warning_and_without_links_by_default(
+    tmp_path: Path, launched: list[Launch], capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = network_home(tmp_path)
+    port = free_port()
+    assert run(["explorer", "--home", str(home), "--port", str(port)]) == 0
+    out, error = capsys.readouterr()
+    assert error == ""
+    assert out.splitlines() == [f"explorer: http://127.0.0.1:{port}/", "stopped"]
+    assert launched == [
+        Launch(
+            home=home,
+            host="127.0.0.1",
+            port=port,
+            prefect_ui_url=None,
+            mlflow_ui_url=None,
+            mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+        )
+    ]
+
+
+def test_another_host_is_served_after_a_one_line_warning(
+    tmp_path: Path, launched: list[Launch], capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = network_home(tmp_path)
+    port = free_port()
+    assert run(["explorer", "--home", str(home), "--port", str(port), "--host", "0.0.0.0"]) == 0
+    out, error = capsys.readouterr()
+    assert error.splitlines() == [
+        "warning: the explorer is read-only but exposes every ledger entry to anyone who can "
+        f"reach 0.0.0.0:{port}"
+    ]
+    assert out.splitlines() == [f"explorer: http://0.0.0.0:{port}/", "stopped"]
+    assert [(launch.host, launch.port) for launch in launched] == [("0.0.0.0", port)]
+
+
+def test_the_links_come_from_the_options_else_from_the_running_up(
+    tmp_path: Path, launched: list[Launch]
+) -> None:
+    settings = Settings.load(network_home(tmp_path))
+    write_services_file(settings, up_record(settings))
+    base = ["explorer", "--home", str(settings.home), "--port", str(free_port())]
+    assert run(base) == 0
+    options = ["--prefect-url", "https://prefect.example/", "--mlflow-url", "http://m:80"]
+    assert run([*base, *options]) == 0
+    assert [(launch.prefect_ui_url, launch.mlflow_ui_url) for launch in launched] == [
+        ("http://127.0.0.1:4210", "http://127.0.0.1:5010"),
+        ("https://prefect.example", "http://m:80"),
+    ]
+
+
+def test_a_stopped_ups_record_gives_no_links(tmp_path: Path, launched: list[Launch]) -> None:
+    settings = Settings.load(network_home(tmp_path))
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=CLI_TIMEOUT_S)
+    write_services_file(
+        settings, RunningServices(**{**up_record(settings).__dict__, "pid": child.pid})
+    )
+    assert run(["explorer", "--home", str(settings.home), "--port", str(free_port())]) == 0
+    assert [(launch.prefect_ui_url, launch.mlflow_ui_url) for launch in launched] == [(None, None)]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.10", False),
+        ("example.com", False),
+    ],
+)
+def test_which_hosts_are_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_the_cli_and_up_agree_on_the_default_port() -> None:
+    assert explorer_cli.PORT_DEFAULT == services.EXPLORER_PORT_DEFAULT == 8790
