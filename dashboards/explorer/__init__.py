@@ -1,0 +1,1 @@
+"""The network explorer: a read-only web app over the ledger."""
