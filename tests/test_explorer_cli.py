@@ -7,10 +7,15 @@ written outside tmp_path.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +27,14 @@ from taoflow.cli import explorer as explorer_cli
 from taoflow.cli.app import run
 from taoflow.cli.explorer import Launch, is_loopback
 from taoflow.ledger.store import Ledger
-from taoflow.services import RunningServices, write_services_file
+from taoflow.services import RunningServices, UpPlan, write_services_file
 from taoflow.settings import Settings
 
 CLI_TIMEOUT_S = 120
+START_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 30
+REQUEST_TIMEOUT_S = 10
+POLL_S = 0.2
 
 
 def free_port() -> int:
@@ -268,5 +277,100 @@ def test_which_hosts_are_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
-def test_the_cli_and_up_agree_on_the_default_port() -> None:
-    assert explorer_cli.PORT_DEFAULT == services.EXPLORER_PORT_DEFAULT == 8790
+def test_the_cli_up_and_the_app_agree_on_the_default_port() -> None:
+    from taoflow.dashboards.explorer.app import DEFAULT_PORT
+
+    assert explorer_cli.PORT_DEFAULT == services.EXPLORER_PORT_DEFAULT == DEFAULT_PORT == 8790
+
+
+# --- for real: the command, and the explorer as a service of `up` ------------------------------
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_S) as response:
+        return json.loads(response.read())
+
+
+def wait_until_it_answers(url: str, process: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not services.answers(url, timeout_s=REQUEST_TIMEOUT_S):
+        assert process is None or process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{url} did not answer in {START_TIMEOUT_S} s"
+        time.sleep(POLL_S)
+
+
+def test_the_explorer_serves_the_ledger_read_only_until_ctrl_c(tmp_path: Path) -> None:
+    home = network_home(tmp_path)
+    before = tree(home)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taoflow.cli", "explorer", "--home", str(home), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/network"
+        wait_until_it_answers(url, process)
+        network = get_json(url)
+        assert isinstance(network, dict)
+        assert network["head"]["batches"] == 1  # the one mint in the home
+        request = urllib.request.Request(url, data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S)
+        assert caught.value.code == 405
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=STOP_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    assert out.splitlines() == [f"explorer: http://127.0.0.1:{port}/", "stopped"]
+    assert services.port_problem(port) is None
+    assert tree(home) == before  # read-only
+
+
+def test_up_starts_the_explorer_with_its_ui_links_and_stops_it(tmp_path: Path) -> None:
+    settings = Settings.load(network_home(tmp_path))
+    port = free_port()
+    plan = UpPlan(prefect_port=None, mlflow_port=None, dask_workers=0, explorer_port=port)
+    reported: list[str] = []
+    with services.running(settings, plan=plan, report=reported.append) as started:
+        [explorer] = started
+        assert (explorer.name, explorer.url) == ("Explorer", f"http://127.0.0.1:{port}")
+        assert explorer.health_url == f"http://127.0.0.1:{port}/api/network"
+        assert explorer.process.poll() is None
+        assert isinstance(
+            get_json(explorer.health_url), dict
+        )  # it answered before `running` yielded
+    assert reported == ["starting Explorer …"]
+    assert explorer.process.poll() is not None
+    assert services.port_problem(port) is None
+    assert explorer.log_path == settings.service_logs_dir / "explorer.log"
+
+
+def test_up_passes_its_prefect_and_mlflow_uis_to_the_explorer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned: list[tuple[str, str, list[str]]] = []
+
+    def spawn(
+        settings: Settings, *, log_name: str, module: str, args: list[str], env: dict[str, str]
+    ) -> tuple[object, Path]:
+        spawned.append((log_name, module, args))
+        return None, settings.service_logs_dir / f"{log_name}.log"
+
+    monkeypatch.setattr(services, "_spawn", spawn)
+    settings = Settings.load(tmp_path / "home")
+    plan = UpPlan(prefect_port=4210, mlflow_port=5010, explorer_port=8791)
+    services.start_explorer(settings, plan=plan, port=8791)
+    services.start_explorer(settings, plan=UpPlan(prefect_port=None, mlflow_port=None), port=8792)
+    base = ["explorer", "--home", str(settings.home)]
+    links = ["--prefect-url", "http://127.0.0.1:4210", "--mlflow-url", "http://127.0.0.1:5010"]
+    assert spawned == [
+        ("explorer", "taoflow.cli", [*base, "--port", "8791", *links]),
+        ("explorer", "taoflow.cli", [*base, "--port", "8792"]),
+    ]
