@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from taoflow.dashboards.explorer.charts import (
     EMPTY_TEXT,
+    PALETTE,
     POINTS_MAX,
     SERIES_MAX,
     Series,
@@ -327,3 +330,53 @@ def test_number_percent_and_tick_label_text() -> None:
     assert tick_labels([0.0, 0.5, 1.0], "percent") == ["0%", "50%", "100%"]
     assert tick_labels([0.0, 500.0, 1_000.0]) == ["0", "0.5k", "1.0k"]
     assert tick_labels([0.85, 0.9, 0.95]) == ["0.85", "0.90", "0.95"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the base template and the static assets the charts rely on
+
+EXPLORER = Path(__file__).resolve().parents[1] / "dashboards" / "explorer"
+
+
+def _page(footer: dict[str, Any] | None) -> str:
+    environment = jinja2.Environment(
+        loader=jinja2.DictLoader(
+            {
+                "base.html": (EXPLORER / "templates" / "base.html").read_text(encoding="utf-8"),
+                "page.html": (
+                    '{% extends "base.html" %}{% block title %}{{ name }}{% endblock %}'
+                    '{% block links %}<a class="prefect-link" href="#">run</a>{% endblock %}'
+                    "{% block content %}<h1>{{ name }}</h1>{% endblock %}"
+                ),
+            }
+        ),
+        autoescape=True,
+    )
+    return environment.get_template("page.html").render(name=XSS, footer=footer)
+
+
+def test_the_base_template_has_nav_footer_and_escapes() -> None:
+    head_hash = "ab" * 32
+    html = _page({"head_batch": 42, "head_hash": head_hash, "epochs": 7})
+    for href, text in (("/", "Network"), ("/ledger", "Ledger"), ("/governance", "Governance")):
+        assert re.search(rf'<a href="{href}"[^>]*>{text}</a>', html)
+    assert '<a class="brand" href="/">taoflow explorer</a>' in html
+    assert '<link rel="stylesheet" href="/static/explorer.css">' in html
+    assert '<script src="/static/explorer.js" defer></script>' in html
+    assert "batch 42" in html and f">{head_hash[:12]}</span>" in html and "read-only" in html
+    assert '<a class="prefect-link"' in html
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)" in html
+    assert "style=" not in html
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/explorer.js" defer>']
+
+
+def test_the_base_template_renders_without_a_footer() -> None:
+    html = _page(None)
+    assert "read-only" in html and "ledger head" not in html
+
+
+def test_the_stylesheet_colours_every_series_class_like_the_palette() -> None:
+    css = (EXPLORER / "static" / "explorer.css").read_text(encoding="utf-8")
+    for index, colour in enumerate(PALETTE):
+        assert f".chart .s{index} {{ --series: {colour.lower()}; }}" in css
+    assert "@import" not in css and "http" not in css  # no external fonts or CDN
