@@ -1,0 +1,214 @@
+"""What each explorer page shows, as plain data: the HTML page and its ``/api/…`` twin render
+the same object.
+
+Invariants:
+- Amounts are integer rao (``*_rao``); nothing here rounds money. Floats are the ledger's own
+  consensus outputs (incentive, dividends, trust, scores).
+- Headline figures come from the ledger's state and the functions the CLI uses
+  (``LedgerState.supply``, ``taoflow.queries.metagraph`` / ``submission_states``), so a page
+  and ``taoflow ledger supply`` / ``taoflow metagraph`` agree by construction; histories come
+  from the read model's SQL (``ExplorerData``), and the last point of the supply history is
+  checked against the state (``history_matches_state``).
+- Every list is bounded (``*_MAX`` constants); a history longer than ``HISTORY_POINTS_MAX``
+  epochs is sampled at a fixed stride (its last point always kept) for the JSON, and the chart
+  keeps each bucket's extremes (``charts``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from taoflow.dashboards.explorer.data import ExplorerData
+from taoflow.ledger.schema import SYSTEM_KINDS, Kind
+
+HISTORY_POINTS_MAX: Final = 1_000
+"""Points per series in a page's JSON history (a stride over longer histories)."""
+TOP_SERIES_MAX: Final = 8
+"""Hotkeys drawn one line each on a subnet's incentive / dividends charts."""
+SUBMISSIONS_SHOWN_MAX: Final = 500
+PROPOSALS_SHOWN_MAX: Final = 500
+NEURON_EPOCHS_SHOWN_MAX: Final = 50
+
+EMISSION_KINDS_SQL: Final = ", ".join(
+    f"'{k}'"
+    for k in (
+        Kind.EMISSION_OWNER,
+        Kind.EMISSION_INCENTIVE,
+        Kind.EMISSION_DIVIDEND,
+        Kind.EMISSION_DELEGATOR,
+    )
+)
+SYSTEM_KINDS_SQL: Final = ", ".join(f"'{k}'" for k in sorted(SYSTEM_KINDS))
+
+
+class NotFound(LookupError):
+    """A subnet, hotkey, epoch or transaction the ledger does not have (one line)."""
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Names people know accounts by (local wallets); everything else is a short hash."""
+
+    names: Mapping[str, str]
+
+    def of(self, account: str | None) -> str:
+        if not account:
+            return ""
+        return self.names.get(account, f"{account[:8]}…" if len(account) > 12 else account)
+
+
+def stride(count: int, *, points_max: int = HISTORY_POINTS_MAX) -> int:
+    """Every ``stride``-th epoch keeps a history of ``count`` points within ``points_max``."""
+    return max(1, math.ceil(count / points_max))
+
+
+# ---- network -------------------------------------------------------------------------------
+
+SUPPLY_HISTORY_SQL: Final = f"""
+WITH per_batch AS (
+    SELECT batch_no,
+        -- issued: genesis mints and every emission
+        SUM(CASE WHEN kind IN ('{Kind.GENESIS_MINT}', {EMISSION_KINDS_SQL})
+                 THEN amount_rao ELSE 0 END) AS issued,
+        -- burned: registration burns and one fee per user transaction
+        SUM(CASE WHEN kind = '{Kind.REGISTER}' THEN amount_rao ELSE 0 END)
+            + $fee_rao * COUNT(*) FILTER (WHERE kind NOT IN ({SYSTEM_KINDS_SQL})) AS burned,
+        -- locked: subnet lock costs
+        SUM(CASE WHEN kind = '{Kind.SUBNET_CREATE}' THEN amount_rao ELSE 0 END) AS locked,
+        -- staked: stakes and emissions to stake, less unstakes
+        SUM(CASE WHEN kind IN ('{Kind.ADD_STAKE}', '{Kind.EMISSION_INCENTIVE}',
+                               '{Kind.EMISSION_DIVIDEND}', '{Kind.EMISSION_DELEGATOR}')
+                 THEN amount_rao
+                 WHEN kind = '{Kind.REMOVE_STAKE}' THEN -amount_rao ELSE 0 END) AS staked
+    FROM tx GROUP BY batch_no
+),
+running AS (
+    SELECT batch_no,
+        SUM(issued) OVER w AS issued_rao, SUM(burned) OVER w AS burned_rao,
+        SUM(locked) OVER w AS locked_rao, SUM(staked) OVER w AS staked_rao
+    FROM per_batch WINDOW w AS (ORDER BY batch_no)
+)
+-- free = issued − burned − locked − staked (the supply identity)
+SELECT batch_no, issued_rao::HUGEINT AS issued_rao, staked_rao::HUGEINT AS staked_rao,
+       (issued_rao - burned_rao - locked_rao - staked_rao)::HUGEINT AS free_rao,
+       burned_rao::HUGEINT AS burned_rao, locked_rao::HUGEINT AS locked_rao
+FROM running
+WHERE batch_no % $stride = 0 OR batch_no = (SELECT MAX(batch_no) FROM per_batch)
+ORDER BY batch_no
+"""
+
+SUBNET_EMISSIONS_SQL: Final = f"""
+SELECT subnet, SUM(amount_rao)::HUGEINT AS emitted_rao,
+       SUM(amount_rao) FILTER (WHERE epoch = (SELECT MAX(epoch) FROM tx t2
+                                              WHERE t2.subnet = tx.subnet
+                                                AND t2.kind = '{Kind.EPOCH}'))::HUGEINT
+           AS last_epoch_rao
+FROM tx WHERE kind IN ({EMISSION_KINDS_SQL}) GROUP BY subnet
+"""
+
+
+def _ints(columns: dict[str, list[Any]]) -> dict[str, list[int]]:
+    return {name: [int(v) for v in values] for name, values in columns.items()}
+
+
+def supply(data: ExplorerData) -> dict[str, Any]:
+    """Now (the state's supply terms, as ``taoflow ledger supply``) and over batches."""
+    state = data.state()
+    now = state.supply()
+    batches = data.head().batches
+    history = _ints(
+        data.columns(SUPPLY_HISTORY_SQL, {"fee_rao": state.tx_fee_rao, "stride": stride(batches)})
+    )
+    last = {name: values[-1] for name, values in history.items() if values}
+    matches = bool(last) and (
+        last["issued_rao"] == now["issued_rao"]
+        and last["burned_rao"] == now["burned_rao"]
+        and last["staked_rao"] == now["stakes_rao"]
+        and last["free_rao"] == now["balances_rao"]
+        and last["locked_rao"] == now["locked_rao"]
+    )
+    held = now["balances_rao"] + now["stakes_rao"] + now["locked_rao"]
+    return {
+        "issued_rao": now["issued_rao"],
+        "staked_rao": now["stakes_rao"],
+        "free_rao": now["balances_rao"],
+        "burned_rao": now["burned_rao"],
+        "locked_rao": now["locked_rao"],
+        "identity_holds": now["issued_rao"] - now["burned_rao"] == held,
+        "history": history,
+        "history_matches_state": matches,
+    }
+
+
+def subnets(data: ExplorerData, labels: Labels) -> list[dict[str, Any]]:
+    """Every subnet: owner, size, emission share, last epoch and the batch that committed it."""
+    state = data.state()
+    emitted = {r["subnet"]: r for r in data.query(SUBNET_EMISSIONS_SQL)}
+    shares_total = sum(info.config.emission_share for info in state.subnets.values()) or 1
+    by_hash = {r.batch_no: r.batch_hash for r in data.records()}
+    rows = []
+    for name, info in sorted(state.subnets.items()):
+        last_epoch = state.last_epoch.get(name)
+        batch_no = None if last_epoch is None else data.ledger.batch_of_epoch(name, last_epoch)
+        rows.append(
+            {
+                "name": name,
+                "owner": info.owner_coldkey,
+                "owner_label": labels.of(info.owner_coldkey),
+                "uids": len(state.neurons.get(name, {})),
+                "uids_max": info.uids_max,
+                "emission_share": info.config.emission_share / shares_total,
+                "last_epoch": last_epoch,
+                "last_batch_no": batch_no,
+                "last_batch_hash": by_hash.get(batch_no or 0, ""),
+                "emitted_rao": int(emitted.get(name, {}).get("emitted_rao") or 0),
+                "last_epoch_emission_rao": int(emitted.get(name, {}).get("last_epoch_rao") or 0),
+                "registration_cost_rao": state.registration_cost(name),
+            }
+        )
+    return rows
+
+
+def network(data: ExplorerData, labels: Labels, verify: dict[str, Any]) -> dict[str, Any]:
+    head = data.head()
+    return {
+        "head": {"batches": head.batches, "head_hash": head.head_hash, "epochs": head.epochs},
+        "supply": supply(data),
+        "subnets": subnets(data, labels),
+        "verify": verify,
+        "problems": [dataclasses.asdict(p) for p in data.problems],
+    }
+
+
+# ---- governance ----------------------------------------------------------------------------
+
+
+def governance(data: ExplorerData, labels: Labels) -> dict[str, Any]:
+    """Every proposal with its options and one-coldkey-one-vote tally (newest first)."""
+    state = data.state()
+    tallies: dict[str, list[int]] = {}
+    for (proposal_id, _), choice in state.votes.items():
+        options = state.proposals.get(proposal_id, {}).get("options", [])
+        counts = tallies.setdefault(proposal_id, [0] * len(options))
+        if 0 <= choice < len(counts):
+            counts[choice] += 1
+    ordered = sorted(state.proposals.items(), key=lambda kv: (-int(kv[1]["block"]), kv[0]))
+    return {
+        "proposals": [
+            {
+                "id": proposal_id,
+                "title": str(p.get("title", "")),
+                "options": [str(o) for o in p.get("options", [])],
+                "votes": tallies.get(proposal_id, [0] * len(p.get("options", []))),
+                "proposer": p.get("proposer", ""),
+                "proposer_label": labels.of(p.get("proposer", "")),
+                "block": int(p["block"]),
+            }
+            for proposal_id, p in ordered[:PROPOSALS_SHOWN_MAX]
+        ],
+        "total": len(state.proposals),
+    }

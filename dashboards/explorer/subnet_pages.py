@@ -1,0 +1,263 @@
+"""The subnet and neuron pages as plain data (see ``pages`` for the invariants they share).
+
+The metagraph and the submissions are the CLI's own (``taoflow.queries``); histories are SQL
+over every committed ``uids`` record and emission row (``ExplorerData``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Final
+
+from taoflow.dashboards.explorer.data import ExplorerData
+from taoflow.dashboards.explorer.pages import (
+    EMISSION_KINDS_SQL,
+    HISTORY_POINTS_MAX,
+    NEURON_EPOCHS_SHOWN_MAX,
+    SUBMISSIONS_SHOWN_MAX,
+    TOP_SERIES_MAX,
+    Labels,
+    NotFound,
+    stride,
+)
+from taoflow.ledger.schema import Kind
+
+SORT_COLUMNS: Final = (
+    "uid",
+    "hotkey",
+    "role",
+    "stake_rao",
+    "score",
+    "validator_trust",
+    "consensus",
+    "incentive",
+    "dividends",
+    "emission_rao",
+)
+"""Columns a metagraph can be sorted by (anything else is a 400)."""
+
+EMISSION_HISTORY_SQL: Final = f"""
+SELECT epoch,
+       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_OWNER}')::HUGEINT AS owner_rao,
+       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_INCENTIVE}')::HUGEINT AS miners_rao,
+       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DIVIDEND}')::HUGEINT
+           AS validators_rao,
+       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DELEGATOR}')::HUGEINT
+           AS delegators_rao
+FROM tx
+WHERE subnet = $subnet AND kind IN ({EMISSION_KINDS_SQL})
+  AND (epoch % $stride = 0 OR epoch = $last)
+GROUP BY epoch ORDER BY epoch
+"""
+
+TOP_HOTKEYS_SQL: Final = """
+-- the hotkeys with the most of ``column`` summed over the subnet's history
+SELECT hotkey FROM uids_history WHERE subnet = $subnet
+GROUP BY hotkey HAVING SUM({column}) > 0 ORDER BY SUM({column}) DESC, hotkey LIMIT $top
+"""
+
+SERIES_SQL: Final = """
+SELECT hotkey, epoch, {column} AS value FROM uids_history
+WHERE subnet = $subnet AND list_contains($hotkeys, hotkey)
+  AND (epoch % $stride = 0 OR epoch = $last)
+ORDER BY hotkey, epoch
+"""
+
+REGISTRATIONS_SQL: Final = f"""
+SELECT batch_no, amount_rao::HUGEINT AS burned_rao FROM tx
+WHERE kind = '{Kind.REGISTER}' AND subnet = $subnet ORDER BY batch_no, row_no
+"""
+
+NEURON_HISTORY_SQL: Final = """
+SELECT epoch, uid, score, incentive, dividends, validator_trust, emission_rao, stake_rao, error
+FROM uids_history WHERE subnet = $subnet AND hotkey = $hotkey
+  AND (epoch % $stride = 0 OR epoch = $last)
+ORDER BY epoch
+"""
+
+
+def _last_epoch(data: ExplorerData, subnet: str) -> int:
+    return int(data.state().last_epoch.get(subnet, -1))
+
+
+def _check_subnet(data: ExplorerData, subnet: str) -> None:
+    if subnet not in data.state().subnets:
+        raise NotFound(f"no subnet {subnet!r} in this ledger")
+
+
+def _top_series(data: ExplorerData, subnet: str, *, column: str) -> dict[str, Any]:
+    """One series per top hotkey by ``column``: {hotkey: {"epoch": [...], "value": [...]}}."""
+    last = _last_epoch(data, subnet)
+    top = [
+        r["hotkey"]
+        for r in data.query(
+            TOP_HOTKEYS_SQL.format(column=column), {"subnet": subnet, "top": TOP_SERIES_MAX}
+        )
+    ]
+    series: dict[str, dict[str, list[Any]]] = {h: {"epoch": [], "value": []} for h in top}
+    if top:
+        rows = data.columns(
+            SERIES_SQL.format(column=column),
+            {"subnet": subnet, "hotkeys": top, "stride": stride(last + 1), "last": last},
+        )
+        for hotkey, epoch, value in zip(rows["hotkey"], rows["epoch"], rows["value"], strict=True):
+            series[hotkey]["epoch"].append(int(epoch))
+            series[hotkey]["value"].append(float(value))
+    return series
+
+
+def _hyperparameters(data: ExplorerData, subnet: str) -> dict[str, Any]:
+    config = data.state().subnets[subnet].config
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        if f.name == "raw":
+            continue
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for key, inner in dataclasses.asdict(value).items():
+                out[f"{f.name}.{key}"] = inner
+        else:
+            out[f.name] = value
+    return out
+
+
+def metagraph_rows(
+    data: ExplorerData, subnet: str, labels: Labels, *, sort: str, descending: bool
+) -> list[dict[str, Any]]:
+    """``taoflow metagraph``'s rows (names added), sorted by ``sort`` (one of SORT_COLUMNS)."""
+    from taoflow.queries import metagraph
+
+    rows = metagraph(data.ledger, subnet=subnet)
+    for row in rows:
+        row["label"] = labels.of(row["hotkey"])
+
+    def key(row: dict[str, Any]) -> tuple[int, Any]:
+        value = row["label"] if sort == "hotkey" else row[sort]
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        return (1 if missing else 0, value if not missing else 0)
+
+    ordered = sorted(rows, key=key, reverse=descending)
+    if descending:  # missing values last either way
+        ordered = [r for r in ordered if key(r)[0] == 0] + [r for r in ordered if key(r)[0] == 1]
+    return ordered
+
+
+def submissions(data: ExplorerData, subnet: str, labels: Labels) -> list[dict[str, Any]]:
+    """Every stored commit with its state and reason (newest first, bounded)."""
+    from taoflow.queries import submission_states
+
+    rows = submission_states(data.ledger, subnet=subnet)
+    rows.sort(key=lambda r: (-int(r["block"]), int(r["uid"])))
+    for row in rows:
+        row["label"] = labels.of(row["hotkey"])
+    return rows[:SUBMISSIONS_SHOWN_MAX]
+
+
+def subnet_page(
+    data: ExplorerData, subnet: str, labels: Labels, *, sort: str, descending: bool
+) -> dict[str, Any]:
+    _check_subnet(data, subnet)
+    state = data.state()
+    last = _last_epoch(data, subnet)
+    params = {"subnet": subnet, "stride": stride(last + 1), "last": last}
+    emission = data.columns(EMISSION_HISTORY_SQL, params)
+    registrations = data.columns(REGISTRATIONS_SQL, {"subnet": subnet})
+    info = state.subnets[subnet]
+    return {
+        "name": subnet,
+        "owner": info.owner_coldkey,
+        "owner_label": labels.of(info.owner_coldkey),
+        "last_epoch": None if last < 0 else last,
+        "registration_cost_rao": state.registration_cost(subnet),
+        "metagraph": metagraph_rows(data, subnet, labels, sort=sort, descending=descending),
+        "sort": sort,
+        "order": "desc" if descending else "asc",
+        "history": {
+            "emission": {
+                k: [int(v or 0) if k != "epoch" else v for v in vs] for k, vs in emission.items()
+            },
+            "incentive": _top_series(data, subnet, column="incentive"),
+            "dividends": _top_series(data, subnet, column="dividends"),
+            "registration_cost": {
+                "batch_no": [int(b) for b in registrations["batch_no"]],
+                "burned_rao": [int(v) for v in registrations["burned_rao"]],
+            },
+        },
+        "hyperparameters": _hyperparameters(data, subnet),
+        "submissions": submissions(data, subnet, labels),
+        "history_points_max": HISTORY_POINTS_MAX,
+    }
+
+
+def _explain(data: ExplorerData, subnet: str, hotkey: str, epoch: int) -> dict[str, Any]:
+    from taoflow.tasks.audit.explain import explain
+    from taoflow.tasks.audit.history import HistoryError
+
+    try:
+        return explain(data.ledger, subnet=subnet, hotkey=hotkey, epoch=epoch).to_dict()
+    except HistoryError as exc:
+        return {"error": str(exc).splitlines()[0] if str(exc) else "cannot explain this epoch"}
+
+
+def neuron_page(
+    data: ExplorerData, subnet: str, hotkey: str, labels: Labels, *, epoch: int | None
+) -> dict[str, Any]:
+    """One hotkey on one subnet: identity, histories, submissions and the explain breakdown."""
+    _check_subnet(data, subnet)
+    state = data.state()
+    last = _last_epoch(data, subnet)
+    params = {"subnet": subnet, "hotkey": hotkey, "stride": stride(last + 1), "last": last}
+    history = data.columns(NEURON_HISTORY_SQL, params)
+    uid = state.uid_of(subnet=subnet, hotkey=hotkey)
+    if uid is None and not history["epoch"]:
+        raise NotFound(f"hotkey {hotkey[:16]}… has never been a neuron of subnet {subnet!r}")
+    recorded = [int(e) for e in history["epoch"]]
+    known = epoch is None or epoch in recorded or _recorded_in(data, subnet, hotkey, epoch)
+    if not known:
+        raise NotFound(f"hotkey {hotkey[:16]}… has no record in epoch {epoch} of {subnet!r}")
+    chosen = epoch if epoch is not None else (recorded[-1] if recorded else None)
+    neuron = state.neurons.get(subnet, {}).get(uid) if uid is not None else None
+    coldkey = neuron.coldkey if neuron is not None else state.hotkey_owner.get(hotkey, "")
+    recent = _recent_epochs(data, subnet, hotkey)
+    return {
+        "subnet": subnet,
+        "hotkey": hotkey,
+        "label": labels.of(hotkey),
+        "uid": uid,
+        "coldkey": coldkey,
+        "coldkey_label": labels.of(coldkey),
+        "role": neuron.role if neuron is not None else None,
+        "registered_block": neuron.registered_block if neuron is not None else None,
+        "stake_rao": state.hotkey_stake(hotkey),
+        "take_ppm": state.take_ppm(hotkey),
+        "history": {name: [_plain(v) for v in values] for name, values in history.items()},
+        "recent": recent,
+        "submissions": [r for r in submissions(data, subnet, labels) if r["hotkey"] == hotkey],
+        "explain_epoch": chosen,
+        "explain": None if chosen is None else _explain(data, subnet, hotkey, chosen),
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _recorded_in(data: ExplorerData, subnet: str, hotkey: str, epoch: int) -> bool:
+    rows = data.query(
+        "SELECT 1 FROM uids_history WHERE subnet = $subnet AND hotkey = $hotkey AND epoch = $epoch",
+        {"subnet": subnet, "hotkey": hotkey, "epoch": epoch},
+    )
+    return bool(rows)
+
+
+def _recent_epochs(data: ExplorerData, subnet: str, hotkey: str) -> list[dict[str, Any]]:
+    rows = data.query(
+        "SELECT epoch, uid, score, incentive, dividends, emission_rao, stake_rao, error "
+        "FROM uids_history WHERE subnet = $subnet AND hotkey = $hotkey "
+        "ORDER BY epoch DESC LIMIT $limit",
+        {"subnet": subnet, "hotkey": hotkey, "limit": NEURON_EPOCHS_SHOWN_MAX},
+    )
+    return [{k: _plain(v) for k, v in row.items()} for row in rows]

@@ -1,0 +1,199 @@
+"""From page data to what a template or the JSON twin needs: τ text, charts, plain JSON.
+
+Invariants: amounts are shown from integer rao (``tao`` keeps the exact rao in ``data-rao``
+and the exact τ in the title); every string is escaped (``Markup`` only wraps text built
+here from escaped parts); charts are drawn from the same page data the JSON twin returns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any, Final
+
+from markupsafe import Markup, escape
+
+from taoflow.dashboards.explorer.charts import Series, line_chart
+from taoflow.ledger.payouts import tao_text
+from taoflow.ledger.schema import RAO_PER_TAO
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from taoflow.dashboards.explorer.app import Explorer
+
+HASH_SHOWN_CHARS: Final = 12
+
+
+def tao_display(amount_rao: int) -> str:
+    """τ with sensible precision: 12,345.67 τ · 12.3457 τ · 0.000123 τ (exact text in title)."""
+    value = amount_rao / RAO_PER_TAO
+    if amount_rao == 0:
+        return "0 τ"
+    if abs(value) >= 1_000:
+        return f"{value:,.2f} τ"
+    if abs(value) >= 1:
+        return f"{value:,.4f} τ"
+    digits = min(9, max(4, 3 - math.floor(math.log10(abs(value)))))
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".") + " τ"
+
+
+def tao(amount_rao: Any) -> Markup:
+    if amount_rao is None:
+        return Markup('<span class="tao muted">–</span>')
+    rao = int(amount_rao)
+    return Markup('<span class="tao" data-rao="{}" title="{} τ">{}</span>').format(
+        rao, tao_text(rao), tao_display(rao)
+    )
+
+
+def short(value: Any) -> Markup:
+    text = "" if value is None else str(value)
+    if len(text) <= HASH_SHOWN_CHARS + 2:
+        return Markup('<span class="hash">{}</span>').format(text)
+    return Markup('<span class="hash" data-full="{}" title="{}">{}…</span>').format(
+        text, text, text[:HASH_SHOWN_CHARS]
+    )
+
+
+def number(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return f"{float(value):.{digits}f}"
+
+
+def percent(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * float(value):.2f}%"
+
+
+def install_filters(env: jinja2.Environment) -> None:
+    env.filters.update(tao=tao, short=short, number=number, percent=percent)
+    env.globals["escape"] = escape
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON: dataclasses as dicts, NaN/inf as null, ints (rao) kept exact."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ---- charts per page -----------------------------------------------------------------------
+
+
+def _supply_chart(page: dict[str, Any]) -> Markup:
+    history = page["supply"]["history"]
+    xs = history.get("batch_no", [])
+    names = ("staked_rao", "free_rao", "locked_rao", "burned_rao", "issued_rao")
+    return line_chart(
+        "supply",
+        series=[Series(name=n.removesuffix("_rao"), xs=xs, ys=history.get(n, [])) for n in names],
+        x_label="batch",
+        y_label="τ",
+        y_format="tao",
+    )
+
+
+def _top_chart(chart_id: str, series: dict[str, Any], labels: Any, y_label: str) -> Markup:
+    return line_chart(
+        chart_id,
+        series=[
+            Series(name=labels.of(hotkey), xs=s["epoch"], ys=s["value"])
+            for hotkey, s in series.items()
+        ],
+        x_label="epoch",
+        y_label=y_label,
+        y_format="percent",
+    )
+
+
+def _subnet_charts(page: dict[str, Any], explorer: Explorer) -> dict[str, Markup]:
+    history = page["history"]
+    emission = history["emission"]
+    registration = history["registration_cost"]
+    return {
+        "emission": line_chart(
+            "emission",
+            series=[
+                Series(name=name.removesuffix("_rao"), xs=emission["epoch"], ys=emission[name])
+                for name in ("miners_rao", "validators_rao", "owner_rao", "delegators_rao")
+            ],
+            x_label="epoch",
+            y_label="τ per epoch",
+            y_format="tao",
+        ),
+        "incentive": _top_chart("incentive", history["incentive"], explorer.labels, "incentive"),
+        "dividends": _top_chart("dividends", history["dividends"], explorer.labels, "dividends"),
+        "registration_cost": line_chart(
+            "registration_cost",
+            series=[
+                Series(
+                    name="burned to register",
+                    xs=registration["batch_no"],
+                    ys=registration["burned_rao"],
+                )
+            ],
+            x_label="batch",
+            y_label="τ",
+            y_format="tao",
+        ),
+    }
+
+
+def _neuron_charts(page: dict[str, Any]) -> dict[str, Markup]:
+    history = page["history"]
+    xs = history["epoch"]
+
+    def chart(chart_id: str, names: tuple[str, ...], y_format: Any, y_label: str) -> Markup:
+        series = [
+            Series(
+                name=n.removesuffix("_rao"),
+                xs=xs,
+                ys=[math.nan if v is None else v for v in history[n]],
+            )
+            for n in names
+        ]
+        return line_chart(
+            chart_id, series=series, x_label="epoch", y_label=y_label, y_format=y_format
+        )
+
+    return {
+        "score": chart("score", ("score",), "number", "mean score"),
+        "incentive": chart(
+            "incentive", ("incentive", "dividends", "validator_trust"), "percent", "share"
+        ),
+        "emission": chart("emission", ("emission_rao",), "tao", "τ per epoch"),
+        "stake": chart("stake", ("stake_rao",), "tao", "stake at the epoch"),
+    }
+
+
+def context(template: str, page: dict[str, Any], explorer: Explorer) -> dict[str, Any]:
+    """The template's variables: the page, its charts and the UI links."""
+    charts: dict[str, Markup] = {}
+    if template == "network.html":
+        charts = {"supply": _supply_chart(page)}
+    elif template == "subnet.html":
+        charts = _subnet_charts(page, explorer)
+    elif template == "neuron.html":
+        charts = _neuron_charts(page)
+    extra: dict[str, Any] = {}
+    if template == "tx.html":
+        payload = page.get("payload")
+        extra["payload_text"] = (
+            json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True)
+            if isinstance(payload, (dict, list))
+            else str(payload)
+        )
+    return {"page": page, "charts": charts, "links": page.get("links", []), **extra}
