@@ -421,10 +421,11 @@ class Ledger:
         return state
 
     def walk_states(
-        self, *, first_batch: int, last_batch: int
+        self, *, first_batch: int, last_batch: int, start: LedgerState | None = None
     ) -> Iterator[tuple[CommitRecord, LedgerState, pa.Table]]:
         """For each batch ``first_batch..last_batch``: its record, the state right BEFORE it and
-        its rows, in one forward pass (the state starts ``state_as_of(first_batch - 1)``).
+        its rows, in one forward pass (the state starts ``state_as_of(first_batch - 1)``, or
+        ``start`` when the caller already holds that state).
 
         The state yielded is one object advanced in place after each step: it is valid until
         the caller asks for the next batch (copy it to keep it).
@@ -434,7 +435,7 @@ class Ledger:
             raise LedgerError(
                 f"the ledger has no batches {first_batch}..{last_batch} (it has {len(records)})"
             )
-        state = self.state_as_of(first_batch - 1)
+        state = self.state_as_of(first_batch - 1) if start is None else start
         for record in records[first_batch - 1 : last_batch]:
             table = self.read_table(record).replace_schema_metadata(None)
             yield record, state, table

@@ -692,14 +692,18 @@ def explain(
 ) -> Explanation:
     """Every step from ``hotkey``'s artifact to its reward in ``subnet``'s committed ``epoch``."""
     names = labels or {}
-    stored = stored_epoch(ledger, subnet=subnet, epoch=epoch)
+    batch_no = ledger.batch_of_epoch(subnet, epoch)
+    # the state the epoch entry was applied to, shared with the stored epoch's walk
+    state = ledger.state_as_of(batch_no - 1) if batch_no else None
+    stored = stored_epoch(ledger, subnet=subnet, epoch=epoch, state_before=state)
+    if state is None:
+        state = ledger.state_as_of(stored.batch_no - 1)
     if _record(stored, "uids").num_rows != stored.ctx.n:
         raise ExplainError(
             f"epoch {epoch} of {subnet!r}: its uids record does not hold one row per neuron"
         )
     uid = uid_of(stored, hotkey)
     neuron = stored.ctx.neurons[uid]
-    state = ledger.state_as_of(stored.batch_no - 1)  # the state the epoch entry was applied to
     try:
         shares = EpochShares.from_payload(stored.payload)
     except ValueError as exc:

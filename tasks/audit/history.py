@@ -224,11 +224,14 @@ def stored_epochs(
     first: int,
     last: int,
     records: Sequence[str] | None = None,
+    state_before_first: LedgerState | None = None,
 ) -> Iterator[StoredEpoch]:
     """Every committed epoch ``first..last`` of ``subnet``, oldest first, in one forward pass.
 
     ``records`` names the record tables to read (default: all); ``bonds`` and ``uids`` are always
-    read, as the next epoch's context needs them (``PREVIOUS_RECORDS``).
+    read, as the next epoch's context needs them (``PREVIOUS_RECORDS``). ``state_before_first``:
+    the state right before the batch of ``first``, when the caller holds it (it is advanced in
+    place as the walk goes on).
     """
     names = None if records is None else frozenset(records) | frozenset(PREVIOUS_RECORDS)
     committed = committed_epochs(ledger, subnet=subnet)
@@ -245,7 +248,9 @@ def stored_epochs(
     else:
         previous = PreviousEpoch()
     wanted = {f"{subnet}/{e}": e for e in range(first, last + 1)}
-    walk = ledger.walk_states(first_batch=batches[first], last_batch=batches[last])
+    walk = ledger.walk_states(
+        first_batch=batches[first], last_batch=batches[last], start=state_before_first
+    )
     for record, state_before, table in walk:
         for label in record.epochs:
             epoch = wanted.get(label)
@@ -349,9 +354,19 @@ def stored_epochs_ahead(
         queue.close()
 
 
-def stored_epoch(ledger: Ledger, *, subnet: str, epoch: int) -> StoredEpoch:
-    """One committed epoch of ``subnet`` (a one-line ``HistoryError`` if there is none)."""
-    return next(stored_epochs(ledger, subnet=subnet, first=epoch, last=epoch))
+def stored_epoch(
+    ledger: Ledger, *, subnet: str, epoch: int, state_before: LedgerState | None = None
+) -> StoredEpoch:
+    """One committed epoch of ``subnet`` (a one-line ``HistoryError`` if there is none).
+
+    ``state_before``: the state right before the epoch's batch, when the caller holds it
+    (``Ledger.state_as_of(batch_no - 1)``); it is read, not changed (the walk stops at the
+    epoch).
+    """
+    walk = stored_epochs(
+        ledger, subnet=subnet, first=epoch, last=epoch, state_before_first=state_before
+    )
+    return next(walk)
 
 
 def uid_column(stored: StoredEpoch, name: str) -> np.ndarray:
