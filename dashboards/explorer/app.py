@@ -61,7 +61,7 @@ class Explorer:
 
         self.config = config
         self.data = ExplorerData(config.home)
-        self.verifier = Verifier(self.data.root)
+        self.verifier = Verifier(self.data.home)
         self.links = EpochLinks(
             prefect_ui_url=config.prefect_ui_url,
             mlflow_ui_url=config.mlflow_ui_url,
