@@ -27,7 +27,7 @@ from taoflow.dashboards.explorer.data import ExplorerData, Verifier
 from taoflow.dashboards.explorer.ledger_pages import StatesAsOf, ledger_page, tx_page
 from taoflow.dashboards.explorer.links import EpochLinks
 from taoflow.dashboards.explorer.pages import Labels, NotFound, governance, network
-from taoflow.dashboards.explorer.subnet_pages import neuron_page, subnet_page
+from taoflow.dashboards.explorer.subnet_pages import ExplainCache, neuron_page, subnet_page
 
 DEFAULT_PORT: Final = 8790
 HERE: Final = Path(__file__).resolve().parent
@@ -69,6 +69,7 @@ class Explorer:
         )
         self.labels = Labels(account_labels(Path(config.home) / "wallets"))
         self.states = StatesAsOf()
+        self.explained = ExplainCache()
 
     def footer(self) -> dict[str, Any]:
         head = self.data.refresh()
@@ -176,7 +177,9 @@ def _routes(app: FastAPI, explorer: Explorer, templates: Jinja2Templates) -> Non
     def neuron_route(request: Request, name: str, hotkey: str) -> Response:
         epoch = params.epoch(request)
         explorer.data.refresh()
-        page = neuron_page(explorer.data, name, hotkey, explorer.labels, epoch=epoch)
+        page = neuron_page(
+            explorer.data, name, hotkey, explorer.labels, epoch=epoch, explained=explorer.explained
+        )
         page["links"] = explorer.links.for_epoch(name, page["explain_epoch"])
         return _respond(request, templates, explorer, template="neuron.html", page=page)
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taoflow.ledger.epoch_records import RECORDS_KEY, check_refs
-from taoflow.ledger.schema import Kind
+from taoflow.ledger.schema import SYSTEM_KINDS, Kind
 from taoflow.ledger.state import LedgerState
 from taoflow.ledger.store import Ledger
 from taoflow.ledger.store.commit_log import CommitRecord
@@ -51,6 +51,14 @@ READ_THREADS: Final = 4
 """Threads that read and hash-check batch files and records while catching up (I/O, hashing
 and Arrow decoding release the GIL)."""
 
+TABLES: Final = (
+    "tx",
+    "uids_history",
+    "batch_supply",
+    "epoch_emission",
+    "hotkey_totals",
+    "registrations",
+)
 UIDS_COLUMNS: Final = (
     "uid",
     "hotkey",
@@ -79,6 +87,51 @@ TX_COLUMNS: Final = (
     "nonce",
     "payload",
 )
+
+
+_EMISSIONS = (
+    f"'{Kind.EMISSION_OWNER}', '{Kind.EMISSION_INCENTIVE}', '{Kind.EMISSION_DIVIDEND}', "
+    f"'{Kind.EMISSION_DELEGATOR}'"
+)
+_SYSTEM = ", ".join(f"'{k}'" for k in sorted(SYSTEM_KINDS))
+
+BATCH_SUPPLY_SQL: Final = f"""
+INSERT INTO batch_supply
+SELECT batch_no,
+    -- issued: genesis mints and every emission
+    SUM(amount_rao) FILTER (WHERE kind IN ('{Kind.GENESIS_MINT}', {_EMISSIONS})),
+    -- burned by registrations (each user transaction also burns the network's fee)
+    SUM(amount_rao) FILTER (WHERE kind = '{Kind.REGISTER}'),
+    COUNT(*) FILTER (WHERE kind NOT IN ({_SYSTEM})),
+    -- locked: subnet lock costs
+    SUM(amount_rao) FILTER (WHERE kind = '{Kind.SUBNET_CREATE}'),
+    -- staked: stakes and emissions to stake, less unstakes
+    SUM(CASE WHEN kind IN ('{Kind.ADD_STAKE}', '{Kind.EMISSION_INCENTIVE}',
+                           '{Kind.EMISSION_DIVIDEND}', '{Kind.EMISSION_DELEGATOR}')
+             THEN amount_rao WHEN kind = '{Kind.REMOVE_STAKE}' THEN -amount_rao ELSE 0 END)
+FROM new_rows GROUP BY batch_no
+"""
+
+EPOCH_EMISSION_SQL: Final = f"""
+INSERT INTO epoch_emission
+SELECT subnet, epoch,
+    SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_OWNER}'),
+    SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_INCENTIVE}'),
+    SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DIVIDEND}'),
+    SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DELEGATOR}')
+FROM new_rows WHERE kind IN ({_EMISSIONS}) GROUP BY subnet, epoch
+"""
+
+HOTKEY_TOTALS_SQL: Final = """
+CREATE OR REPLACE TABLE hotkey_totals AS
+SELECT subnet, hotkey, SUM(incentive) AS incentive, SUM(dividends) AS dividends,
+       SUM(emission_rao)::HUGEINT AS emission_rao
+FROM (SELECT * FROM hotkey_totals
+      UNION ALL
+      SELECT subnet, hotkey, SUM(incentive), SUM(dividends), SUM(emission_rao)
+      FROM new_uids GROUP BY subnet, hotkey)
+GROUP BY subnet, hotkey
+"""
 
 
 class NoLedger(RuntimeError):
@@ -127,11 +180,14 @@ class ExplorerData:
         self._epochs = 0
         self._checked_at_s = 0.0
         self.problems: list[LoadProblem] = []
+        self._records: list[CommitRecord] = []
+        self._epoch_batches: dict[tuple[str, int], int] = {}
         self._create_tables()
         self.refresh(force=True)
 
     def _create_tables(self) -> None:
-        self.db.execute("DROP TABLE IF EXISTS tx; DROP TABLE IF EXISTS uids_history")
+        for table in TABLES:
+            self.db.execute(f"DROP TABLE IF EXISTS {table}")
         self.db.execute(
             "CREATE TABLE tx (tx_id VARCHAR, kind VARCHAR, subnet VARCHAR, epoch BIGINT, "
             "coldkey VARCHAR, hotkey VARCHAR, dest VARCHAR, uid BIGINT, amount_rao BIGINT, "
@@ -142,6 +198,23 @@ class ExplorerData:
             "uid INTEGER, hotkey VARCHAR, stake_rao BIGINT, permit BOOLEAN, active BOOLEAN, "
             "validator_trust DOUBLE, consensus DOUBLE, incentive DOUBLE, dividends DOUBLE, "
             "emission_rao BIGINT, score DOUBLE, error VARCHAR, artifact_digest VARCHAR)"
+        )
+        # per-batch and per-epoch sums, kept as batches arrive (pages read these, not all rows)
+        self.db.execute(
+            "CREATE TABLE batch_supply (batch_no BIGINT, issued_rao HUGEINT, "
+            "registered_rao HUGEINT, user_txs BIGINT, locked_rao HUGEINT, staked_rao HUGEINT)"
+        )
+        self.db.execute(
+            "CREATE TABLE epoch_emission (subnet VARCHAR, epoch BIGINT, owner_rao HUGEINT, "
+            "miners_rao HUGEINT, validators_rao HUGEINT, delegators_rao HUGEINT)"
+        )
+        self.db.execute(
+            "CREATE TABLE hotkey_totals (subnet VARCHAR, hotkey VARCHAR, incentive DOUBLE, "
+            "dividends DOUBLE, emission_rao HUGEINT)"
+        )
+        self.db.execute(
+            "CREATE TABLE registrations (subnet VARCHAR, batch_no BIGINT, row_no BIGINT, "
+            "hotkey VARCHAR, burned_rao BIGINT)"
         )
 
     # ---- catching up -------------------------------------------------------------------------
@@ -159,6 +232,7 @@ class ExplorerData:
             if known and (len(records) < known or records[known - 1].batch_hash != self._head_hash):
                 self._create_tables()
                 self._batches, self._epochs, self.problems = 0, 0, []
+                self._records, self._epoch_batches = [], {}
             new = records[self._batches :]
             for start in range(0, len(new), LOAD_BATCHES_PER_STEP):
                 self._append(new[start : start + LOAD_BATCHES_PER_STEP])
@@ -177,11 +251,23 @@ class ExplorerData:
         cursor = self.db.cursor()
         cursor.register("new_rows", rows)
         cursor.execute("INSERT INTO tx SELECT * FROM new_rows")
+        cursor.execute(BATCH_SUPPLY_SQL)
+        cursor.execute(EPOCH_EMISSION_SQL)
+        cursor.execute(
+            "INSERT INTO registrations SELECT subnet, batch_no, row_no, hotkey, amount_rao "
+            f"FROM new_rows WHERE kind = '{Kind.REGISTER}'"
+        )
         cursor.unregister("new_rows")
         if uids is not None:
             cursor.register("new_uids", uids)
             cursor.execute("INSERT INTO uids_history SELECT * FROM new_uids")
+            cursor.execute(HOTKEY_TOTALS_SQL)
             cursor.unregister("new_uids")
+        for record in records:
+            for label in record.epochs:
+                subnet, _, epoch = label.rpartition("/")
+                self._epoch_batches[(subnet, int(epoch))] = record.batch_no
+        self._records.extend(records)
 
     def _uids_of(self, rows: pa.Table) -> pa.Table | None:
         """The ``uids`` records of the epoch entries among ``rows``, tagged with their epoch."""
@@ -257,8 +343,15 @@ class ExplorerData:
             cursor.close()
 
     def records(self) -> list[CommitRecord]:
-        """The commit log's records up to the batches read (never past them)."""
-        return self.ledger.records()[: self._batches]
+        """The commit log's records of the batches read (a copy)."""
+        return list(self._records)
+
+    def record(self, batch_no: int) -> CommitRecord:
+        return self._records[batch_no - 1]
+
+    def batch_of_epoch(self, subnet: str, epoch: int) -> int | None:
+        """The batch that committed ``subnet``'s ``epoch`` (None: not among the batches read)."""
+        return self._epoch_batches.get((subnet, epoch))
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def _as_of_batch(data: ExplorerData, query: LedgerQuery) -> int | None:
         return None
     if query.subnet not in data.state().subnets:
         raise NotFound(f"no subnet {query.subnet!r} in this ledger")
-    batch_no = data.ledger.batch_of_epoch(query.subnet, query.as_of_epoch)
+    batch_no = data.batch_of_epoch(query.subnet, query.as_of_epoch)
     if batch_no is None or batch_no > data.head().batches:
         raise NotFound(f"epoch {query.as_of_epoch} of {query.subnet!r} is not in the ledger")
     return batch_no
@@ -124,7 +124,7 @@ def ledger_page(
         row["amount_rao"] = int(row["amount_rao"])
         for key in ("coldkey", "hotkey", "dest"):
             row[f"{key}_label"] = labels.of(row[key])
-    records = data.records()[:bound]
+    records = data.records()[max(0, bound - BATCHES_SHOWN) : bound]
     state = data.state() if as_of is None else states.get(data, as_of)
     return {
         "query": {**query.__dict__},
@@ -139,7 +139,7 @@ def ledger_page(
                 "rows": r.rows,
                 "epochs": list(r.epochs),
             }
-            for r in reversed(records[-BATCHES_SHOWN:])
+            for r in reversed(records)
         ],
         "balances": _balances(state, labels),
         "kinds": list(KINDS),
@@ -161,6 +161,6 @@ def tx_page(data: ExplorerData, tx_id: str, labels: Labels) -> dict[str, Any]:
         row["payload"] = json.loads(row["payload"]) if row["payload"] else {}
     for key in ("coldkey", "hotkey", "dest"):
         row[f"{key}_label"] = labels.of(row[key])
-    record = data.records()[int(row["batch_no"]) - 1]
+    record = data.record(int(row["batch_no"]))
     row["batch_hash"] = record.batch_hash
     return row

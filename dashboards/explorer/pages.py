@@ -68,46 +68,32 @@ def stride(count: int, *, points_max: int = HISTORY_POINTS_MAX) -> int:
 
 # ---- network -------------------------------------------------------------------------------
 
-SUPPLY_HISTORY_SQL: Final = f"""
-WITH per_batch AS (
+SUPPLY_HISTORY_SQL: Final = """
+WITH running AS (
     SELECT batch_no,
-        -- issued: genesis mints and every emission
-        SUM(CASE WHEN kind IN ('{Kind.GENESIS_MINT}', {EMISSION_KINDS_SQL})
-                 THEN amount_rao ELSE 0 END) AS issued,
-        -- burned: registration burns and one fee per user transaction
-        SUM(CASE WHEN kind = '{Kind.REGISTER}' THEN amount_rao ELSE 0 END)
-            + $fee_rao * COUNT(*) FILTER (WHERE kind NOT IN ({SYSTEM_KINDS_SQL})) AS burned,
-        -- locked: subnet lock costs
-        SUM(CASE WHEN kind = '{Kind.SUBNET_CREATE}' THEN amount_rao ELSE 0 END) AS locked,
-        -- staked: stakes and emissions to stake, less unstakes
-        SUM(CASE WHEN kind IN ('{Kind.ADD_STAKE}', '{Kind.EMISSION_INCENTIVE}',
-                               '{Kind.EMISSION_DIVIDEND}', '{Kind.EMISSION_DELEGATOR}')
-                 THEN amount_rao
-                 WHEN kind = '{Kind.REMOVE_STAKE}' THEN -amount_rao ELSE 0 END) AS staked
-    FROM tx GROUP BY batch_no
-),
-running AS (
-    SELECT batch_no,
-        SUM(issued) OVER w AS issued_rao, SUM(burned) OVER w AS burned_rao,
-        SUM(locked) OVER w AS locked_rao, SUM(staked) OVER w AS staked_rao
-    FROM per_batch WINDOW w AS (ORDER BY batch_no)
+        SUM(COALESCE(issued_rao, 0)) OVER w AS issued_rao,
+        -- burned: registrations and one fee per user transaction
+        SUM(COALESCE(registered_rao, 0) + $fee_rao * user_txs) OVER w AS burned_rao,
+        SUM(COALESCE(locked_rao, 0)) OVER w AS locked_rao,
+        SUM(COALESCE(staked_rao, 0)) OVER w AS staked_rao
+    FROM batch_supply WINDOW w AS (ORDER BY batch_no)
 )
 -- free = issued − burned − locked − staked (the supply identity)
 SELECT batch_no, issued_rao::HUGEINT AS issued_rao, staked_rao::HUGEINT AS staked_rao,
        (issued_rao - burned_rao - locked_rao - staked_rao)::HUGEINT AS free_rao,
        burned_rao::HUGEINT AS burned_rao, locked_rao::HUGEINT AS locked_rao
 FROM running
-WHERE batch_no % $stride = 0 OR batch_no = (SELECT MAX(batch_no) FROM per_batch)
+WHERE batch_no % $stride = 0 OR batch_no = (SELECT MAX(batch_no) FROM batch_supply)
 ORDER BY batch_no
 """
 
-SUBNET_EMISSIONS_SQL: Final = f"""
-SELECT subnet, SUM(amount_rao)::HUGEINT AS emitted_rao,
-       SUM(amount_rao) FILTER (WHERE epoch = (SELECT MAX(epoch) FROM tx t2
-                                              WHERE t2.subnet = tx.subnet
-                                                AND t2.kind = '{Kind.EPOCH}'))::HUGEINT
-           AS last_epoch_rao
-FROM tx WHERE kind IN ({EMISSION_KINDS_SQL}) GROUP BY subnet
+SUBNET_EMISSIONS_SQL: Final = """
+SELECT subnet,
+       SUM(COALESCE(owner_rao, 0) + COALESCE(miners_rao, 0) + COALESCE(validators_rao, 0)
+           + COALESCE(delegators_rao, 0))::HUGEINT AS emitted_rao,
+       arg_max(COALESCE(owner_rao, 0) + COALESCE(miners_rao, 0) + COALESCE(validators_rao, 0)
+               + COALESCE(delegators_rao, 0), epoch)::HUGEINT AS last_epoch_rao
+FROM epoch_emission GROUP BY subnet
 """
 
 
@@ -149,11 +135,10 @@ def subnets(data: ExplorerData, labels: Labels) -> list[dict[str, Any]]:
     state = data.state()
     emitted = {r["subnet"]: r for r in data.query(SUBNET_EMISSIONS_SQL)}
     shares_total = sum(info.config.emission_share for info in state.subnets.values()) or 1
-    by_hash = {r.batch_no: r.batch_hash for r in data.records()}
     rows = []
     for name, info in sorted(state.subnets.items()):
         last_epoch = state.last_epoch.get(name)
-        batch_no = None if last_epoch is None else data.ledger.batch_of_epoch(name, last_epoch)
+        batch_no = None if last_epoch is None else data.batch_of_epoch(name, last_epoch)
         rows.append(
             {
                 "name": name,
@@ -164,7 +149,7 @@ def subnets(data: ExplorerData, labels: Labels) -> list[dict[str, Any]]:
                 "emission_share": info.config.emission_share / shares_total,
                 "last_epoch": last_epoch,
                 "last_batch_no": batch_no,
-                "last_batch_hash": by_hash.get(batch_no or 0, ""),
+                "last_batch_hash": data.record(batch_no).batch_hash if batch_no else "",
                 "emitted_rao": int(emitted.get(name, {}).get("emitted_rao") or 0),
                 "last_epoch_emission_rao": int(emitted.get(name, {}).get("last_epoch_rao") or 0),
                 "registration_cost_rao": state.registration_cost(name),

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
+from collections import OrderedDict
 from typing import Any, Final
 
 from taoflow.dashboards.explorer.data import ExplorerData
 from taoflow.dashboards.explorer.pages import (
-    EMISSION_KINDS_SQL,
     HISTORY_POINTS_MAX,
     NEURON_EPOCHS_SHOWN_MAX,
     SUBMISSIONS_SHOWN_MAX,
@@ -21,7 +22,6 @@ from taoflow.dashboards.explorer.pages import (
     NotFound,
     stride,
 )
-from taoflow.ledger.schema import Kind
 
 SORT_COLUMNS: Final = (
     "uid",
@@ -37,44 +37,35 @@ SORT_COLUMNS: Final = (
 )
 """Columns a metagraph can be sorted by (anything else is a 400)."""
 
-EMISSION_HISTORY_SQL: Final = f"""
-SELECT epoch,
-       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_OWNER}')::HUGEINT AS owner_rao,
-       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_INCENTIVE}')::HUGEINT AS miners_rao,
-       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DIVIDEND}')::HUGEINT
-           AS validators_rao,
-       SUM(amount_rao) FILTER (WHERE kind = '{Kind.EMISSION_DELEGATOR}')::HUGEINT
-           AS delegators_rao
-FROM tx
-WHERE subnet = $subnet AND kind IN ({EMISSION_KINDS_SQL})
-  AND (epoch % $stride = 0 OR epoch = $last)
-GROUP BY epoch ORDER BY epoch
+EMISSION_HISTORY_SQL: Final = """
+SELECT epoch, owner_rao, miners_rao, validators_rao, delegators_rao FROM epoch_emission
+WHERE subnet = $subnet AND (epoch % $stride = 0 OR epoch = $last)
+ORDER BY epoch
 """
 
 TOP_HOTKEYS_SQL: Final = """
 -- the hotkeys with the most of ``column`` summed over the subnet's history
-SELECT hotkey FROM uids_history WHERE subnet = $subnet
-GROUP BY hotkey HAVING SUM({column}) > 0 ORDER BY SUM({column}) DESC, hotkey LIMIT $top
+SELECT hotkey FROM hotkey_totals WHERE subnet = $subnet AND {column} > 0
+ORDER BY {column} DESC, hotkey LIMIT $top
 """
 
 SERIES_SQL: Final = """
-SELECT hotkey, epoch, {column} AS value FROM uids_history
+SELECT hotkey, epoch, incentive, dividends FROM uids_history
 WHERE subnet = $subnet AND list_contains($hotkeys, hotkey)
   AND (epoch % $stride = 0 OR epoch = $last)
 ORDER BY hotkey, epoch
 """
 
-REGISTRATIONS_SQL: Final = f"""
-SELECT batch_no, amount_rao::HUGEINT AS burned_rao FROM tx
-WHERE kind = '{Kind.REGISTER}' AND subnet = $subnet ORDER BY batch_no, row_no
+REGISTRATIONS_SQL: Final = """
+SELECT batch_no, burned_rao FROM registrations WHERE subnet = $subnet ORDER BY batch_no, row_no
 """
 
 NEURON_HISTORY_SQL: Final = """
 SELECT epoch, uid, score, incentive, dividends, validator_trust, emission_rao, stake_rao, error
 FROM uids_history WHERE subnet = $subnet AND hotkey = $hotkey
-  AND (epoch % $stride = 0 OR epoch = $last)
 ORDER BY epoch
 """
+EXPLAINED_CACHED_MAX: Final = 256
 
 
 def _last_epoch(data: ExplorerData, subnet: str) -> int:
@@ -86,25 +77,34 @@ def _check_subnet(data: ExplorerData, subnet: str) -> None:
         raise NotFound(f"no subnet {subnet!r} in this ledger")
 
 
-def _top_series(data: ExplorerData, subnet: str, *, column: str) -> dict[str, Any]:
-    """One series per top hotkey by ``column``: {hotkey: {"epoch": [...], "value": [...]}}."""
+def _top_series(data: ExplorerData, subnet: str) -> dict[str, dict[str, Any]]:
+    """Incentive and dividends of the top hotkeys by each, in one scan of the history:
+    {"incentive": {hotkey: {"epoch": [...], "value": [...]}}, "dividends": {...}}."""
     last = _last_epoch(data, subnet)
-    top = [
-        r["hotkey"]
-        for r in data.query(
-            TOP_HOTKEYS_SQL.format(column=column), {"subnet": subnet, "top": TOP_SERIES_MAX}
-        )
-    ]
-    series: dict[str, dict[str, list[Any]]] = {h: {"epoch": [], "value": []} for h in top}
-    if top:
-        rows = data.columns(
-            SERIES_SQL.format(column=column),
-            {"subnet": subnet, "hotkeys": top, "stride": stride(last + 1), "last": last},
-        )
-        for hotkey, epoch, value in zip(rows["hotkey"], rows["epoch"], rows["value"], strict=True):
-            series[hotkey]["epoch"].append(int(epoch))
-            series[hotkey]["value"].append(float(value))
-    return series
+    top = {
+        column: [
+            r["hotkey"]
+            for r in data.query(
+                TOP_HOTKEYS_SQL.format(column=column), {"subnet": subnet, "top": TOP_SERIES_MAX}
+            )
+        ]
+        for column in ("incentive", "dividends")
+    }
+    out: dict[str, dict[str, Any]] = {
+        column: {h: {"epoch": [], "value": []} for h in hotkeys} for column, hotkeys in top.items()
+    }
+    wanted = sorted(set(top["incentive"]) | set(top["dividends"]))
+    if not wanted:
+        return out
+    rows = data.columns(
+        SERIES_SQL, {"subnet": subnet, "hotkeys": wanted, "stride": stride(last + 1), "last": last}
+    )
+    for column, series in out.items():
+        for hotkey, epoch, value in zip(rows["hotkey"], rows["epoch"], rows[column], strict=True):
+            if hotkey in series:
+                series[hotkey]["epoch"].append(int(epoch))
+                series[hotkey]["value"].append(float(value))
+    return out
 
 
 def _hyperparameters(data: ExplorerData, subnet: str) -> dict[str, Any]:
@@ -177,8 +177,7 @@ def subnet_page(
             "emission": {
                 k: [int(v or 0) if k != "epoch" else v for v in vs] for k, vs in emission.items()
             },
-            "incentive": _top_series(data, subnet, column="incentive"),
-            "dividends": _top_series(data, subnet, column="dividends"),
+            **_top_series(data, subnet),
             "registration_cost": {
                 "batch_no": [int(b) for b in registrations["batch_no"]],
                 "burned_rao": [int(v) for v in registrations["burned_rao"]],
@@ -188,6 +187,29 @@ def subnet_page(
         "submissions": submissions(data, subnet, labels),
         "history_points_max": HISTORY_POINTS_MAX,
     }
+
+
+class ExplainCache:
+    """Explanations already built (an epoch's explanation never changes once committed: the
+    key holds the hash of the batch that committed it); at most ``EXPLAINED_CACHED_MAX``."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[str, str, int, str], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, data: ExplorerData, subnet: str, hotkey: str, epoch: int) -> dict[str, Any]:
+        batch_no = data.batch_of_epoch(subnet, epoch)
+        key = (subnet, hotkey, epoch, data.record(batch_no).batch_hash if batch_no else "")
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = _explain(data, subnet, hotkey, epoch)
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > EXPLAINED_CACHED_MAX:
+                self._items.popitem(last=False)
+        return value
 
 
 def _explain(data: ExplorerData, subnet: str, hotkey: str, epoch: int) -> dict[str, Any]:
@@ -200,26 +222,42 @@ def _explain(data: ExplorerData, subnet: str, hotkey: str, epoch: int) -> dict[s
         return {"error": str(exc).splitlines()[0] if str(exc) else "cannot explain this epoch"}
 
 
+def _neuron_history(
+    data: ExplorerData, subnet: str, hotkey: str
+) -> tuple[dict[str, list[Any]], list[dict[str, Any]], set[int]]:
+    """One scan of the hotkey's records: the history sampled for charts (a stride, last point
+    kept), the newest ``NEURON_EPOCHS_SHOWN_MAX`` epochs, and every epoch it was recorded in."""
+    rows = data.columns(NEURON_HISTORY_SQL, {"subnet": subnet, "hotkey": hotkey})
+    epochs = [int(e) for e in rows["epoch"]]
+    step = stride(len(epochs))
+    keep = [i for i in range(len(epochs)) if i % step == 0 or i == len(epochs) - 1]
+    history = {name: [_plain(values[i]) for i in keep] for name, values in rows.items()}
+    newest = range(len(epochs) - 1, max(-1, len(epochs) - 1 - NEURON_EPOCHS_SHOWN_MAX), -1)
+    recent = [{name: _plain(values[i]) for name, values in rows.items()} for i in newest]
+    return history, recent, set(epochs)
+
+
 def neuron_page(
-    data: ExplorerData, subnet: str, hotkey: str, labels: Labels, *, epoch: int | None
+    data: ExplorerData,
+    subnet: str,
+    hotkey: str,
+    labels: Labels,
+    *,
+    epoch: int | None,
+    explained: ExplainCache,
 ) -> dict[str, Any]:
     """One hotkey on one subnet: identity, histories, submissions and the explain breakdown."""
     _check_subnet(data, subnet)
     state = data.state()
-    last = _last_epoch(data, subnet)
-    params = {"subnet": subnet, "hotkey": hotkey, "stride": stride(last + 1), "last": last}
-    history = data.columns(NEURON_HISTORY_SQL, params)
+    history, recent, recorded = _neuron_history(data, subnet, hotkey)
     uid = state.uid_of(subnet=subnet, hotkey=hotkey)
-    if uid is None and not history["epoch"]:
+    if uid is None and not recorded:
         raise NotFound(f"hotkey {hotkey[:16]}… has never been a neuron of subnet {subnet!r}")
-    recorded = [int(e) for e in history["epoch"]]
-    known = epoch is None or epoch in recorded or _recorded_in(data, subnet, hotkey, epoch)
-    if not known:
+    if epoch is not None and epoch not in recorded:
         raise NotFound(f"hotkey {hotkey[:16]}… has no record in epoch {epoch} of {subnet!r}")
-    chosen = epoch if epoch is not None else (recorded[-1] if recorded else None)
+    chosen = epoch if epoch is not None else (max(recorded) if recorded else None)
     neuron = state.neurons.get(subnet, {}).get(uid) if uid is not None else None
     coldkey = neuron.coldkey if neuron is not None else state.hotkey_owner.get(hotkey, "")
-    recent = _recent_epochs(data, subnet, hotkey)
     return {
         "subnet": subnet,
         "hotkey": hotkey,
@@ -231,11 +269,11 @@ def neuron_page(
         "registered_block": neuron.registered_block if neuron is not None else None,
         "stake_rao": state.hotkey_stake(hotkey),
         "take_ppm": state.take_ppm(hotkey),
-        "history": {name: [_plain(v) for v in values] for name, values in history.items()},
+        "history": history,
         "recent": recent,
         "submissions": [r for r in submissions(data, subnet, labels) if r["hotkey"] == hotkey],
         "explain_epoch": chosen,
-        "explain": None if chosen is None else _explain(data, subnet, hotkey, chosen),
+        "explain": None if chosen is None else explained.get(data, subnet, hotkey, chosen),
     }
 
 
@@ -243,21 +281,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-def _recorded_in(data: ExplorerData, subnet: str, hotkey: str, epoch: int) -> bool:
-    rows = data.query(
-        "SELECT 1 FROM uids_history WHERE subnet = $subnet AND hotkey = $hotkey AND epoch = $epoch",
-        {"subnet": subnet, "hotkey": hotkey, "epoch": epoch},
-    )
-    return bool(rows)
-
-
-def _recent_epochs(data: ExplorerData, subnet: str, hotkey: str) -> list[dict[str, Any]]:
-    rows = data.query(
-        "SELECT epoch, uid, score, incentive, dividends, emission_rao, stake_rao, error "
-        "FROM uids_history WHERE subnet = $subnet AND hotkey = $hotkey "
-        "ORDER BY epoch DESC LIMIT $limit",
-        {"subnet": subnet, "hotkey": hotkey, "limit": NEURON_EPOCHS_SHOWN_MAX},
-    )
-    return [{k: _plain(v) for k, v in row.items()} for row in rows]
