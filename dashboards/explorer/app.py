@@ -5,7 +5,8 @@ Invariants:
   under the home is written (``ExplorerData`` reads through the ledger's read API).
 - Every query parameter is known, typed and bounded (``params``); a bad one is a 400 with one
   line (JSON ``{"error": …}`` under ``/api``, an HTML page otherwise); an unknown subnet,
-  hotkey, epoch or transaction is a 404 the same way.
+  hotkey, epoch or transaction is a 404 the same way; a ledger file that fails its check (a
+  damaged epoch record) is a 500 with that one line, never a traceback.
 - Every string from the ledger is escaped by Jinja's autoescape; pages send a
   Content-Security-Policy that allows scripts, styles and images from this origin only (no
   inline script can run even if one got through), and load nothing from another host.
@@ -28,6 +29,7 @@ from taoflow.dashboards.explorer.ledger_pages import StatesAsOf, ledger_page, tx
 from taoflow.dashboards.explorer.links import EpochLinks
 from taoflow.dashboards.explorer.pages import Labels, NotFound, governance, network
 from taoflow.dashboards.explorer.subnet_pages import ExplainCache, neuron_page, subnet_page
+from taoflow.ledger.errors import LedgerError
 
 DEFAULT_PORT: Final = 8790
 HERE: Final = Path(__file__).resolve().parent
@@ -125,6 +127,11 @@ def create_app(config: ExplorerConfig) -> FastAPI:
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
         return _error(request, templates, 404, str(exc))
+
+    @app.exception_handler(LedgerError)
+    async def damaged(request: Request, exc: LedgerError) -> Response:
+        # a damaged ledger file (e.g. an epoch record that fails its hash): one line, no trace
+        return _error(request, templates, 500, f"the ledger is damaged: {exc}")
 
     @app.exception_handler(404)
     async def no_route(request: Request, exc: Exception) -> Response:

@@ -196,4 +196,11 @@ def context(template: str, page: dict[str, Any], explorer: Explorer) -> dict[str
             if isinstance(payload, (dict, list))
             else str(payload)
         )
-    return {"page": page, "charts": charts, "links": page.get("links", []), **extra}
+    return {
+        "page": page,
+        "charts": charts,
+        "links": page.get("links", []),
+        "links_enabled": explorer.links.enabled,
+        "run_links": explorer.links.for_epoch,
+        **extra,
+    }
