@@ -1,0 +1,112 @@
+"""Small pure parts of the explorer: strides, τ text, labels, verification results and pacing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from taoflow.dashboards.explorer import data as data_module
+from taoflow.dashboards.explorer.data import Head, Verifier, VerifyResult, _verify_result
+from taoflow.dashboards.explorer.pages import HISTORY_POINTS_MAX, Labels, stride
+from taoflow.dashboards.explorer.views import short, tao, tao_display
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(0, 1), (1, 1), (HISTORY_POINTS_MAX, 1), (HISTORY_POINTS_MAX + 1, 2), (5_000, 5)],
+)
+def test_stride_keeps_a_history_within_the_points_bound(count: int, expected: int) -> None:
+    assert stride(count) == expected
+    assert len(range(0, count, stride(count))) <= HISTORY_POINTS_MAX
+
+
+@pytest.mark.parametrize(
+    ("rao", "text"),
+    [
+        (0, "0 τ"),
+        (12_345_678_900_000, "12,345.68 τ"),
+        (12_345_678_900, "12.3457 τ"),
+        (123_456, "0.0001235 τ"),
+        (1, "0.000000001 τ"),
+        (-2_500_000_000, "-2.5000 τ"),
+    ],
+)
+def test_tao_is_shown_with_sensible_precision(rao: int, text: str) -> None:
+    assert tao_display(rao) == text
+
+
+def test_tao_keeps_the_exact_rao_and_tau_beside_the_rounded_text() -> None:
+    html = str(tao(123_456_789_012))
+    assert 'data-rao="123456789012"' in html
+    assert 'title="123.456789012 τ"' in html
+
+
+def test_short_hash_escapes_and_keeps_the_full_value() -> None:
+    html = str(short("<b>" + "a" * 60))
+    assert "<b>" not in html and "&lt;b&gt;" in html
+    assert 'data-full="&lt;b&gt;' in html
+
+
+def test_labels_name_known_accounts_and_shorten_others() -> None:
+    labels = Labels({"a" * 64: "alice"})
+    assert labels.of("a" * 64) == "alice"
+    assert labels.of("b" * 64) == "bbbbbbbb…"
+    assert labels.of("") == ""
+
+
+def test_verify_result_reads_ledger_verify_json_and_its_errors() -> None:
+    ok = _verify_result(b'{"ok": true, "batches": 7, "problem": null}', b"", batches=7)
+    assert ok == VerifyResult(state="ok", batches=7)
+    bad = _verify_result(
+        b'{"ok": false, "batches": 7, "problem": "batch 3 hash", "first_bad_batch": 3}',
+        b"",
+        batches=7,
+    )
+    assert (bad.state, bad.problem, bad.first_bad_batch) == ("failed", "batch 3 hash", 3)
+    broken = _verify_result(b"", b"Traceback\nerror: no ledger at /x\n", batches=7)
+    assert (broken.state, broken.problem) == ("error", "error: no ledger at /x")
+
+
+def test_verifier_runs_one_check_per_head_and_paces_new_heads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[str] = []
+    release = threading.Event()
+
+    def fake_run(self: Verifier, head: Head) -> None:
+        calls.append(head.head_hash)
+        release.wait(5)
+        with self._lock:
+            self.result = VerifyResult(state="ok", batches=head.batches)
+            self._done_for, self._running_for = head.head_hash, None
+        self.finished.set()
+
+    monkeypatch.setattr(Verifier, "_run", fake_run)
+    clock = [1_000.0]
+    monkeypatch.setattr(data_module.time, "monotonic", lambda: clock[0])
+    verifier = Verifier(tmp_path)
+    first = Head(batches=3, head_hash="a", epochs=1, refreshed_at_s=0.0)
+    assert verifier.check(first).state == "verifying"
+    verifier.check(first)  # already running: no second check
+    release.set()
+    assert verifier.finished.wait(5)
+    assert verifier.check(first).state == "ok"  # done for this head: nothing new
+    second = Head(batches=4, head_hash="b", epochs=2, refreshed_at_s=0.0)
+    verifier.check(second)  # the head moved, but within the interval: not yet
+    assert calls == ["a"]
+    clock[0] += data_module.VERIFY_INTERVAL_S
+    verifier.check(second)
+    assert verifier.finished.wait(5)
+    assert calls == ["a", "b"]
+
+
+def test_verifier_runs_ledger_verify_on_the_home(demo_home: Path) -> None:
+    verifier = Verifier(demo_home)
+    head = Head(batches=0, head_hash="any", epochs=0, refreshed_at_s=0.0)
+    verifier.check(head)
+    assert verifier.finished.wait(300)
+    result = verifier.result
+    assert (result.state, result.problem) == ("ok", None)
+    assert result.batches >= 3
