@@ -163,6 +163,15 @@ def _with_position(table: pa.Table, batch_no: int) -> pa.Table:
     return rows.append_column("row_no", pa.array(range(rows.num_rows), pa.int64()))
 
 
+def _without_epoch_payloads(rows: pa.Table) -> pa.Table:
+    """``rows`` with the epoch entries' payloads left out (tens of KB each: the shares and
+    record hashes; ``epoch_payload`` reads one from its batch when a page shows it)."""
+    index = rows.schema.get_field_index("payload")
+    is_epoch = pc.equal(rows.column("kind"), str(Kind.EPOCH))
+    empty = pa.nulls(rows.num_rows, pa.string())
+    return rows.set_column(index, "payload", pc.if_else(is_epoch, empty, rows.column("payload")))
+
+
 class ExplorerData:
     """The DuckDB read model of one home's ledger (thread-safe; see the module invariants)."""
 
@@ -248,6 +257,7 @@ class ExplorerData:
         )
         rows = pa.concat_tables(tables)
         uids = self._uids_of(rows)
+        rows = _without_epoch_payloads(rows)
         cursor = self.db.cursor()
         cursor.register("new_rows", rows)
         cursor.execute("INSERT INTO tx SELECT * FROM new_rows")
@@ -345,6 +355,11 @@ class ExplorerData:
     def records(self) -> list[CommitRecord]:
         """The commit log's records of the batches read (a copy)."""
         return list(self._records)
+
+    def stored_payload(self, *, batch_no: int, row_no: int) -> str:
+        """The payload of one committed row, read from its batch file (checked against the log)."""
+        table = self.ledger.read_table(self.record(batch_no))
+        return str(table.column("payload")[row_no].as_py() or "")
 
     def record(self, batch_no: int) -> CommitRecord:
         return self._records[batch_no - 1]

@@ -157,6 +157,8 @@ def tx_page(data: ExplorerData, tx_id: str, labels: Labels) -> dict[str, Any]:
         raise NotFound(f"no transaction {tx_id!r} in this ledger")
     row = rows[0]
     row["amount_rao"] = int(row["amount_rao"])
+    if row["payload"] is None:  # an epoch entry: its payload stays in the batch file
+        row["payload"] = data.stored_payload(batch_no=row["batch_no"], row_no=row["row_no"])
     with contextlib.suppress(ValueError):  # a payload that is not JSON is shown as stored
         row["payload"] = json.loads(row["payload"]) if row["payload"] else {}
     for key in ("coldkey", "hotkey", "dest"):
