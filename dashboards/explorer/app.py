@@ -69,6 +69,7 @@ class Explorer:
             mlflow_ui_url=config.mlflow_ui_url,
             mlflow_tracking_uri=config.mlflow_tracking_uri,
         )
+        self.links.warm_up(sorted(self.data.state().subnets))
         self.labels = Labels(account_labels(Path(config.home) / "wallets"))
         self.states = StatesAsOf()
         self.explained = ExplainCache()

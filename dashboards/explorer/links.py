@@ -81,10 +81,20 @@ class EpochLinks:
             url = f"{self.prefect_ui_url}/runs/flow-run/{quote(run.flow_run_id, safe='')}"
             links.append(Link(label=f"Prefect flow run · epoch {epoch}", url=url, kind="prefect"))
         if self.mlflow_ui_url:
-            experiment, run_id = quote(run.experiment_id, safe=""), quote(run.run_id, safe="")
-            url = f"{self.mlflow_ui_url}/#/experiments/{experiment}/runs/{run_id}"
+            from taoflow.tasks.track_series import ui_path
+
+            path = ui_path(
+                experiment_id=quote(run.experiment_id, safe=""), run_id=quote(run.run_id, safe="")
+            )
+            url = f"{self.mlflow_ui_url}{path}"
             links.append(Link(label=f"MLflow run · epoch {epoch}", url=url, kind="mlflow"))
         return links
+
+    def warm_up(self, subnets: list[str]) -> None:
+        """Start the background lookup of every subnet now (the first page then has links)."""
+        if self.enabled:
+            for subnet in subnets:
+                self._maybe_look_up(subnet)
 
     def _maybe_look_up(self, subnet: str) -> None:
         now_s = time.monotonic()
