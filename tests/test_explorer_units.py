@@ -110,3 +110,33 @@ def test_verifier_runs_ledger_verify_on_the_home(demo_home: Path) -> None:
     result = verifier.result
     assert (result.state, result.problem) == ("ok", None)
     assert result.batches >= 3
+
+
+def test_epoch_links_name_each_epochs_prefect_flow_run_and_mlflow_run(demo_home: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from taoflow.dashboards.explorer.links import EpochLinks
+
+    uri = f"sqlite:///{demo_home / 'mlflow.db'}"
+    links = EpochLinks(
+        prefect_ui_url="http://127.0.0.1:4200/",
+        mlflow_ui_url="http://127.0.0.1:5000",
+        mlflow_tracking_uri=uri,
+    )
+    links.look_up_now("digits")
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("subnet-digits")
+    assert experiment is not None
+    for epoch in (0, 1):
+        (run,) = client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.`taoflow.epoch` = '{epoch}'"
+        )
+        flow_run_id = run.data.tags["taoflow.prefect_flow_run_id"]
+        prefect, mlflow = links.for_epoch("digits", epoch)
+        assert prefect.url == f"http://127.0.0.1:4200/runs/flow-run/{flow_run_id}"
+        assert mlflow.url.startswith(
+            f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+        )
+    assert links.for_epoch("digits", 99) == []
+    no_ui = EpochLinks(prefect_ui_url=None, mlflow_ui_url=None, mlflow_tracking_uri=uri)
+    assert not no_ui.enabled and no_ui.for_epoch("digits", 0) == []
