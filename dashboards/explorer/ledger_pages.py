@@ -54,6 +54,8 @@ class LedgerQuery:
     page_size: int = PAGE_SIZE_DEFAULT
     as_of_epoch: int | None = None
     subnet: str = ""
+    batches_before: int | None = None
+    """Show the ``BATCHES_SHOWN`` batches right before this one (default: the newest)."""
 
 
 class StatesAsOf:
@@ -124,7 +126,8 @@ def ledger_page(
         row["amount_rao"] = int(row["amount_rao"])
         for key in ("coldkey", "hotkey", "dest"):
             row[f"{key}_label"] = labels.of(row[key])
-    records = data.records()[max(0, bound - BATCHES_SHOWN) : bound]
+    newest = bound if query.batches_before is None else min(bound, query.batches_before - 1)
+    records = data.records()[max(0, newest - BATCHES_SHOWN) : max(0, newest)]
     state = data.state() if as_of is None else states.get(data, as_of)
     return {
         "query": {**query.__dict__},
@@ -141,6 +144,9 @@ def ledger_page(
             }
             for r in reversed(records)
         ],
+        "older_batches_before": (
+            records[0].batch_no if records and records[0].batch_no > 1 else None
+        ),
         "balances": _balances(state, labels),
         "kinds": list(KINDS),
     }

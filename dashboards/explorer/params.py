@@ -102,7 +102,10 @@ def _account(request: Request, labels: Labels) -> str:
 
 
 def ledger_query(request: Request, *, labels: Labels) -> LedgerQuery:
-    only(request, ("q", "account", "kind", "page", "page_size", "as_of_epoch", "subnet"))
+    only(
+        request,
+        ("q", "account", "kind", "page", "page_size", "as_of_epoch", "subnet", "batches_before"),
+    )
     kind = _text(request, "kind")
     if kind and kind not in KINDS:
         raise BadParameter(f"kind must be one of {', '.join(KINDS)}, not {kind[:32]!r}")
@@ -120,4 +123,5 @@ def ledger_query(request: Request, *, labels: Labels) -> LedgerQuery:
         page_size=page_size or PAGE_SIZE_DEFAULT,
         as_of_epoch=as_of_epoch,
         subnet=subnet,
+        batches_before=_int(request, "batches_before", low=1, high=EPOCH_MAX),
     )
