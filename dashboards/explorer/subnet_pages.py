@@ -253,6 +253,9 @@ def neuron_page(
     uid = state.uid_of(subnet=subnet, hotkey=hotkey)
     if uid is None and not recorded:
         raise NotFound(f"hotkey {hotkey[:16]}… has never been a neuron of subnet {subnet!r}")
+    damaged = {p.epoch: p.problem for p in data.problems if p.subnet == subnet}
+    if epoch is not None and epoch in damaged:
+        raise NotFound(f"epoch {epoch} of {subnet!r}: {damaged[epoch]}")
     if epoch is not None and epoch not in recorded:
         raise NotFound(f"hotkey {hotkey[:16]}… has no record in epoch {epoch} of {subnet!r}")
     chosen = epoch if epoch is not None else (max(recorded) if recorded else None)
