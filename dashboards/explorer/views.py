@@ -175,7 +175,7 @@ def _neuron_charts(page: dict[str, Any]) -> dict[str, Markup]:
             "incentive", ("incentive", "dividends", "validator_trust"), "percent", "share"
         ),
         "emission": chart("emission", ("emission_rao",), "tao", "τ per epoch"),
-        "stake": chart("stake", ("stake_rao",), "tao", "stake at the epoch"),
+        "stake": chart("stake", ("stake_rao",), "tao", "stake the epoch counted"),
     }
 
 
