@@ -107,18 +107,32 @@ def _top_series(data: ExplorerData, subnet: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    """``value`` under ``prefix``, nested settings (dataclasses, mappings, (name, value) pairs)
+    spelled out one per key: ``yuma.kappa_u16``, ``emission_split_ppm.owner``."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if (
+        isinstance(value, tuple)
+        and value
+        and all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) for v in value)
+    ):
+        value = dict(value)
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flat(f"{prefix}.{key}", inner, out)
+    elif isinstance(value, tuple):
+        out[prefix] = list(value)
+    else:
+        out[prefix] = value
+
+
 def _hyperparameters(data: ExplorerData, subnet: str) -> dict[str, Any]:
     config = data.state().subnets[subnet].config
     out: dict[str, Any] = {}
     for f in dataclasses.fields(config):
-        if f.name == "raw":
-            continue
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            for key, inner in dataclasses.asdict(value).items():
-                out[f"{f.name}.{key}"] = inner
-        else:
-            out[f.name] = value
+        if f.name != "raw":
+            _flat(f.name, getattr(config, f.name), out)
     return out
 
 
