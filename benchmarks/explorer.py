@@ -154,7 +154,9 @@ class Served:
     """The app under uvicorn on 127.0.0.1 (a free port) in a daemon thread."""
 
     def __init__(self, app: FastAPI) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP named: asyncio sets TCP_NODELAY on accepted connections only for a socket
+        # whose proto says TCP (with proto 0, Nagle holds each small response ~40 ms).
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind(("127.0.0.1", 0))
         port = self.socket.getsockname()[1]
