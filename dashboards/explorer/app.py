@@ -73,6 +73,7 @@ class Explorer:
         self.labels = Labels(account_labels(Path(config.home) / "wallets"))
         self.states = StatesAsOf()
         self.explained = ExplainCache()
+        import taoflow.tasks.audit.explain  # noqa: F401  (loaded now, not by the first visitor)
 
     def footer(self) -> dict[str, Any]:
         head = self.data.refresh()
@@ -106,6 +107,8 @@ def create_app(config: ExplorerConfig) -> FastAPI:
     views.install_filters(templates.env)
     app = FastAPI(title="taoflow explorer", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.explorer = explorer
+    for name in templates.env.list_templates():  # compiled now, not by the first visitor
+        templates.env.get_template(name)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.middleware("http")

@@ -41,9 +41,9 @@ def tao_display(amount_rao: int) -> str:
 def tao(amount_rao: Any) -> Markup:
     if amount_rao is None:
         return Markup('<span class="tao muted">–</span>')
-    rao = int(amount_rao)
-    return Markup('<span class="tao" data-rao="{}" title="{} τ">{}</span>').format(
-        rao, tao_text(rao), tao_display(rao)
+    rao = int(amount_rao)  # an int: its digits, τ text and display need no escaping
+    return Markup(
+        f'<span class="tao" data-rao="{rao}" title="{tao_text(rao)} τ">{tao_display(rao)}</span>'
     )
 
 
@@ -79,6 +79,13 @@ def jsonable(value: Any) -> Any:
     """Plain JSON: dataclasses as dicts, NaN/inf as null, ints (rao) kept exact."""
     import dataclasses
 
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is list and all(type(v) is int for v in value):
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return jsonable(dataclasses.asdict(value))
     if isinstance(value, dict):
