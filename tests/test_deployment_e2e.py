@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from net_helpers import free_port
 
 from taoflow.ledger.store import Ledger
 
@@ -28,12 +28,6 @@ pytestmark = pytest.mark.integration
 
 START_TIMEOUT_S = 120
 RUN_TIMEOUT_S = 300
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def base_env(home: Path) -> dict[str, str]:

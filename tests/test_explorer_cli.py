@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from ledger_helpers import TAO, mint
+from net_helpers import free_port
 
 from taoflow import services
 from taoflow.cli import explorer as explorer_cli
@@ -35,21 +34,6 @@ START_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 30
 REQUEST_TIMEOUT_S = 10
 POLL_S = 0.2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    """A port someone else is listening on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1)
-        yield int(sock.getsockname()[1])
 
 
 def network_home(tmp_path: Path) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from ledger_helpers import TAO, mint
+from net_helpers import free_port
 
 from taoflow import services
 from taoflow.ledger.store import Ledger
@@ -39,21 +39,6 @@ from taoflow.settings import HOME_ENV, NoNetwork, Settings
 
 CLI_TIMEOUT_S = 120
 CHILD_TIMEOUT_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    """A port someone else is listening on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1)
-        yield int(sock.getsockname()[1])
 
 
 class _Healthy(http.server.BaseHTTPRequestHandler):
