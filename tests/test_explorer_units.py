@@ -140,3 +140,17 @@ def test_epoch_links_name_each_epochs_prefect_flow_run_and_mlflow_run(demo_home:
     assert links.for_epoch("digits", 99) == []
     no_ui = EpochLinks(prefect_ui_url=None, mlflow_ui_url=None, mlflow_tracking_uri=uri)
     assert not no_ui.enabled and no_ui.for_epoch("digits", 0) == []
+
+
+def test_after_a_full_pass_the_verifier_replays_rules_from_the_newest_snapshot(
+    tmp_path: Path,
+) -> None:
+    verifier = Verifier(tmp_path)
+    assert "--from-snapshot" not in verifier._command()
+    assert verifier._command()[-4:] == ["verify", "--home", str(tmp_path), "--json"]
+    verifier._full_pass = True
+    assert verifier._command()[-1] == "--from-snapshot"
+    from_snapshot = _verify_result(
+        b'{"ok": true, "batches": 9, "rules_from_batch": 8}', b"", batches=9
+    )
+    assert from_snapshot.rules_from_batch == 8

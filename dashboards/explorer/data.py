@@ -43,8 +43,9 @@ REFRESH_INTERVAL_S: Final = 1.0
 LOAD_BATCHES_PER_STEP: Final = 256
 """Batches read into one Arrow table before it is appended to DuckDB (bounds memory)."""
 GENESIS_HASH: Final = "0" * 64
-VERIFY_INTERVAL_S: Final = 60.0
-"""At most one full verification starts per this many seconds (when the head moved)."""
+VERIFY_INTERVAL_S: Final = 600.0
+"""At most one verification starts per this many seconds (when the head moved): on a
+5,000-epoch ledger one takes a core for one to two minutes (every signature is checked)."""
 VERIFY_TIMEOUT_S: Final = 3_600.0
 VERIFY_NICE: Final = 10
 READ_THREADS: Final = 4
@@ -377,16 +378,20 @@ class VerifyResult:
     batches: int
     problem: str | None = None
     first_bad_batch: int | None = None
+    rules_from_batch: int = 1
+    """The first batch whose rules were replayed (1: from genesis; later: after the newest
+    verified snapshot, hashes and signatures still checked for every batch)."""
 
 
 class Verifier:
     """Re-verifies the ledger in a separate, lower-priority process whenever the head moved.
 
     The check is ``taoflow ledger verify --json`` itself (every hash and signature, the rules
-    replayed from genesis), run as a child process so that it never competes with page requests
-    for this process's interpreter; at most one runs at a time, at most one starts per
-    ``VERIFY_INTERVAL_S``, each bounded by ``VERIFY_TIMEOUT_S``. The page shows the last
-    finished result and whether a newer one runs.
+    replayed from genesis; once that passed, later checks replay the rules from the newest
+    verified snapshot: ``--from-snapshot``), run as a child process so that it never competes
+    with page requests for this process's interpreter; at most one runs at a time, at most one
+    starts per ``VERIFY_INTERVAL_S``, each bounded by ``VERIFY_TIMEOUT_S``. The page shows the
+    last finished result and whether a newer one runs.
     """
 
     def __init__(self, home: Path) -> None:
@@ -395,6 +400,7 @@ class Verifier:
         self._running_for: str | None = None
         self._done_for: str | None = None
         self._started_at_s = -VERIFY_INTERVAL_S
+        self._full_pass = False
         self._lock = threading.Lock()
         self.finished = threading.Event()
 
@@ -416,16 +422,11 @@ class Verifier:
         return self.result
 
     def _command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "taoflow.cli",
-            "ledger",
-            "verify",
-            "--home",
-            str(self.home),
-            "--json",
-        ]
+        command = [sys.executable, "-m", "taoflow.cli", "ledger", "verify"]
+        command += ["--home", str(self.home), "--json"]
+        if self._full_pass:
+            command.append("--from-snapshot")
+        return command
 
     def _run(self, head: Head) -> None:
         try:
@@ -443,6 +444,9 @@ class Verifier:
             self.result = result
             self._done_for = head.head_hash
             self._running_for = None
+            self._full_pass = self._full_pass or (
+                result.state == "ok" and result.rules_from_batch <= 1
+            )
         self.finished.set()
 
     @property
@@ -465,4 +469,5 @@ def _verify_result(stdout: bytes, stderr: bytes, *, batches: int) -> VerifyResul
         batches=int(body.get("batches", 0)),
         problem=body.get("problem"),
         first_bad_batch=body.get("first_bad_batch"),
+        rules_from_batch=int(body.get("rules_from_batch", 1)),
     )
