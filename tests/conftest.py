@@ -19,17 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from demo_helpers import demo_env
 
 DEMO_EPOCHS = 2
 """Epochs the shared demo network starts with (modules may add more: never assume a count)."""
 DEMO_TIMEOUT_S = 600
-
-
-def demo_env(home: Path) -> dict[str, str]:
-    """The environment of a user running ``taoflow`` on ``home`` (no inherited Prefect/MLflow)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-    env["TAOFLOW_HOME"] = str(home)
-    return env
 
 
 @pytest.fixture(scope="session")

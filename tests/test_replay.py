@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pytest
 from cli_helpers import cli, ledger_files
-from conftest import demo_env
+from demo_helpers import demo_env
 
 from taoflow.ledger.store import Ledger
 from taoflow.ledger.store.records import RECORDS_DIR
