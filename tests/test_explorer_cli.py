@@ -197,7 +197,7 @@ def test_loopback_serves_without_a_warning_and_without_links_by_default(
             port=port,
             prefect_ui_url=None,
             mlflow_ui_url=None,
-            mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+            mlflow_tracking_uri=None,  # never the home's SQLite store: opening it can write
         )
     ]
 

@@ -12,7 +12,9 @@ Invariants:
   host this machine cannot bind is one line naming ``--host``; exit 1 either way.
 - The links to the Prefect and MLflow UIs come from ``--prefect-url`` / ``--mlflow-url`` when
   given (``http``/``https`` URLs only: they end up in ``href`` attributes), else from the home's
-  running ``taoflow up`` (its ``services.json``), else there are none.
+  running ``taoflow up`` (its ``services.json``), else there are none. Runs are looked up
+  through that MLflow server (or ``--mlflow-uri``), never the home's SQLite store, which
+  opening can create or migrate.
 - Ctrl-C stops the server and the command exits 0.
 """
 
@@ -97,9 +99,13 @@ def explorer(
         port=port,
         prefect_ui_url=_ui_url("--prefect-url", prefect_url),
         mlflow_ui_url=_ui_url("--mlflow-url", mlflow_url),
-        mlflow_tracking_uri=settings.mlflow_tracking_uri,
+        mlflow_tracking_uri=settings.mlflow_uri,
     )
     launch = _with_recorded_uis(settings, launch)
+    if launch.mlflow_tracking_uri is None:
+        # the run links are looked up through the MLflow server (never the home's SQLite file:
+        # opening it can create or migrate the store, and the explorer writes nothing)
+        launch = replace(launch, mlflow_tracking_uri=launch.mlflow_ui_url)
     _check_address(settings, launch)
     if not is_loopback(host):
         err.print(
