@@ -428,8 +428,12 @@ def test_neuron_explain_equals_the_audit_explain(net: Network, epoch: int | None
     page = net.json(f"/api/subnet/{SUBNET}/neuron/{hotkey}{query}")
     chosen = net.ledger.state().last_epoch[SUBNET] if epoch is None else epoch
     assert page["explain_epoch"] == chosen
-    expected = explain(net.ledger, subnet=SUBNET, hotkey=hotkey, epoch=chosen).to_dict()
+    names = account_labels(net.home / "wallets")  # the page names accounts as the CLI does
+    expected = explain(
+        net.ledger, subnet=SUBNET, hotkey=hotkey, epoch=chosen, labels=names
+    ).to_dict()
     assert page["explain"] == roundtrip(expected)
+    assert page["explain"]["coldkey"]["name"] == MINER.split("/")[0]
     assert page["explain"]["epoch"] == chosen and page["explain"]["ok"] is True
     html = Parsed(net.html(f"/subnet/{SUBNET}/neuron/{hotkey}{query}"))
     assert html.values("id", tag="section").count("explain") == 1

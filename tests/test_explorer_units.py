@@ -154,3 +154,19 @@ def test_after_a_full_pass_the_verifier_replays_rules_from_the_newest_snapshot(
         b'{"ok": true, "batches": 9, "rules_from_batch": 8}', b"", batches=9
     )
     assert from_snapshot.rules_from_batch == 8
+
+
+def test_an_all_zero_series_sits_on_a_zero_to_one_axis() -> None:
+    from taoflow.dashboards.explorer.charts import Series, line_chart
+
+    svg = str(
+        line_chart(
+            "stake",
+            series=[Series(name="stake", xs=[0, 1, 2], ys=[0, 0, 0])],
+            x_label="epoch",
+            y_label="τ",
+            y_format="tao",
+        )
+    )
+    assert 'data-points="3"' in svg
+    assert "-0" not in svg.split("<polyline")[0]  # no negative tick below a zero line

@@ -72,7 +72,7 @@ class Explorer:
         self.links.warm_up(sorted(self.data.state().subnets))
         self.labels = Labels(account_labels(Path(config.home) / "wallets"))
         self.states = StatesAsOf()
-        self.explained = ExplainCache()
+        self.explained = ExplainCache(self.labels)
         import taoflow.tasks.audit.explain  # noqa: F401  (loaded now, not by the first visitor)
 
     def footer(self) -> dict[str, Any]:

@@ -306,6 +306,8 @@ def _y_domain(lo: float, hi: float, *, include_zero: bool) -> list[float]:
         lo = min(lo, 0.0)
     if include_zero or (hi <= 0 and (hi >= lo / 2 or lo == hi)):
         hi = max(hi, 0.0)
+    if lo == hi == 0.0:  # all zero: the line sits on the axis of a 0..1 scale
+        hi = 1.0
     return nice_ticks(lo, hi)
 
 

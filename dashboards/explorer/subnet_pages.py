@@ -207,7 +207,8 @@ class ExplainCache:
     """Explanations already built (an epoch's explanation never changes once committed: the
     key holds the hash of the batch that committed it); at most ``EXPLAINED_CACHED_MAX``."""
 
-    def __init__(self) -> None:
+    def __init__(self, labels: Labels) -> None:
+        self.labels = labels
         self._items: OrderedDict[tuple[str, str, int, str], dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -218,7 +219,7 @@ class ExplainCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        value = _explain(data, subnet, hotkey, epoch)
+        value = _explain(data, subnet, hotkey, epoch, labels=self.labels)
         with self._lock:
             self._items[key] = value
             while len(self._items) > EXPLAINED_CACHED_MAX:
@@ -226,12 +227,17 @@ class ExplainCache:
         return value
 
 
-def _explain(data: ExplorerData, subnet: str, hotkey: str, epoch: int) -> dict[str, Any]:
+def _explain(
+    data: ExplorerData, subnet: str, hotkey: str, epoch: int, *, labels: Labels
+) -> dict[str, Any]:
     from taoflow.tasks.audit.explain import explain
     from taoflow.tasks.audit.history import HistoryError
 
     try:
-        return explain(data.ledger, subnet=subnet, hotkey=hotkey, epoch=epoch).to_dict()
+        explained = explain(
+            data.ledger, subnet=subnet, hotkey=hotkey, epoch=epoch, labels=labels.names
+        )
+        return explained.to_dict()
     except HistoryError as exc:
         return {"error": str(exc).splitlines()[0] if str(exc) else "cannot explain this epoch"}
 
