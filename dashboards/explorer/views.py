@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from taoflow.dashboards.explorer.app import Explorer
 
 HASH_SHOWN_CHARS: Final = 12
+TX_ID_HEAD_CHARS_MAX: Final = 40
 
 
 def tao_display(amount_rao: int) -> str:
@@ -51,8 +52,12 @@ def short(value: Any) -> Markup:
     text = "" if value is None else str(value)
     if len(text) <= HASH_SHOWN_CHARS + 2:
         return Markup('<span class="hash">{}</span>').format(text)
+    shown = text[:HASH_SHOWN_CHARS]
+    if "/" in text:  # a path-like id: keep its readable parts, shorten the hash at its end
+        head, _, tail = text.rpartition("/")
+        shown = f"{head}/{tail[:8]}" if len(head) <= TX_ID_HEAD_CHARS_MAX else shown
     return Markup('<span class="hash" data-full="{}" title="{}">{}…</span>').format(
-        text, text, text[:HASH_SHOWN_CHARS]
+        text, text, shown
     )
 
 
