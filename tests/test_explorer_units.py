@@ -170,3 +170,31 @@ def test_an_all_zero_series_sits_on_a_zero_to_one_axis() -> None:
     )
     assert 'data-points="3"' in svg
     assert "-0" not in svg.split("<polyline")[0]  # no negative tick below a zero line
+
+
+def test_long_histories_are_sampled_at_a_stride_keeping_the_last_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from taoflow.dashboards.explorer import pages, subnet_pages
+    from taoflow.dashboards.explorer.app import ExplorerConfig, create_app
+    from taoflow.tasks.simulate import SimulationSpec, simulate
+
+    home = tmp_path / "home"
+    simulate(home / "ledger", SimulationSpec(subnet="sn", epochs=8, miners=4, validators=2))
+    every_third = lambda count, **_: 3  # noqa: E731  (as if the history were 3× the bound)
+    monkeypatch.setattr(pages, "stride", every_third)
+    monkeypatch.setattr(subnet_pages, "stride", every_third)
+    client = TestClient(create_app(ExplorerConfig(home=home)))
+    subnet = client.get("/api/subnet/sn").json()
+    assert subnet["history"]["emission"]["epoch"] == [0, 3, 6, 7]
+    for series in subnet["history"]["incentive"].values():
+        assert series["epoch"] == [0, 3, 6, 7]
+    miner = next(r["hotkey"] for r in subnet["metagraph"] if r["role"] == "miner")
+    neuron = client.get(f"/api/subnet/sn/neuron/{miner}").json()
+    assert neuron["history"]["epoch"] == [0, 3, 6, 7]
+    assert [r["epoch"] for r in neuron["recent"]] == list(range(7, -1, -1))  # never sampled
+    supply = client.get("/api/network").json()["supply"]["history"]["batch_no"]
+    last = client.get("/api/network").json()["head"]["batches"]
+    assert supply[-1] == last and all(b % 3 == 0 for b in supply[:-1])
