@@ -301,7 +301,7 @@ def closing_lines(summary: DemoSummary) -> list[str]:
     if summary.home is not None:
         lines.append(f"  export TAOFLOW_HOME={shlex.quote(str(summary.home))}")
     lines += [
-        f"  {tf} up               Prefect, MLflow and Dask UIs on this network",
+        f"  {tf} up               the explorer, Prefect, MLflow and Dask UIs on this network",
         f"  {tf} metagraph        the table above at any time (--epoch N, --json)",
         f"  {tf} ledger verify    re-check every batch, signature and money rule",
     ]
