@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from taoflow.dashboards.explorer.data import ExplorerData
-from taoflow.ledger.schema import SYSTEM_KINDS, Kind
 
 HISTORY_POINTS_MAX: Final = 1_000
 """Points per series in a page's JSON history (a stride over longer histories)."""
@@ -32,17 +31,6 @@ TOP_SERIES_MAX: Final = 8
 SUBMISSIONS_SHOWN_MAX: Final = 500
 PROPOSALS_SHOWN_MAX: Final = 500
 NEURON_EPOCHS_SHOWN_MAX: Final = 50
-
-EMISSION_KINDS_SQL: Final = ", ".join(
-    f"'{k}'"
-    for k in (
-        Kind.EMISSION_OWNER,
-        Kind.EMISSION_INCENTIVE,
-        Kind.EMISSION_DIVIDEND,
-        Kind.EMISSION_DELEGATOR,
-    )
-)
-SYSTEM_KINDS_SQL: Final = ", ".join(f"'{k}'" for k in sorted(SYSTEM_KINDS))
 
 
 class NotFound(LookupError):
