@@ -18,6 +18,9 @@ from typing import Any, Final
 
 from taoflow.ledger.schema import RAO_PER_TAO
 from taoflow.ledger.validator_policy import policy_problem
+from taoflow.ledger.yuma_params import InvalidHyperparameter, YumaParams
+
+YUMA_FIELDS: Final = frozenset(f.name for f in fields(YumaParams))
 
 PPM: Final = 1_000_000
 TEMPO_BLOCKS_MAX: Final = 1_000_000
@@ -121,6 +124,17 @@ _TEXT: Final = frozenset(
 _OBJECTS: Final = frozenset({"validator_policy", "yuma"})
 
 
+def _check_yuma(value: Mapping[str, Any]) -> None:
+    """Every key a Yuma hyper-parameter, every value in the range the chain accepts."""
+    unknown = sorted(str(k) for k in set(value) - YUMA_FIELDS)
+    if unknown:
+        raise ValueError(f"subnet setting yuma has unknown field(s) {unknown[:8]}")
+    try:
+        YumaParams(**{str(k): v for k, v in value.items()})
+    except InvalidHyperparameter as error:
+        raise ValueError(f"subnet setting yuma: {error}") from None
+
+
 def _parse(name: str, value: Any) -> Any:
     if name in _INT_BOUNDS:
         low, high = _INT_BOUNDS[name]
@@ -140,6 +154,8 @@ def _parse(name: str, value: Any) -> Any:
             problem = policy_problem(value)
             if problem is not None:
                 raise ValueError(f"subnet setting {problem}")
+        if name == "yuma":
+            _check_yuma(value)
         return dict(value)
     if name == "model_families":
         if not (

@@ -78,6 +78,43 @@ _COMMON_FIELDS: Final = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class GovernanceParams:
+    """The network's governance settings (part of its ``network`` entry)."""
+
+    quorum_ppm: int = QUORUM_PPM_DEFAULT
+    pass_ppm: int = PASS_PPM_DEFAULT
+    deposit_min_rao: int = DEPOSIT_MIN_RAO_DEFAULT
+    voting_blocks_min: int = VOTING_BLOCKS_MIN
+    voting_blocks_max: int = VOTING_BLOCKS_MAX
+
+    def __post_init__(self) -> None:
+        for name in ("quorum_ppm", "pass_ppm"):
+            value = getattr(self, name)
+            if not _is_int(value) or not 0 <= value <= PPM:
+                raise ValueError(f"governance {name} must be an integer in [0, {PPM:,}]")
+        _check_bounds(
+            block=0,
+            deposit_min_rao=self.deposit_min_rao,
+            voting_blocks_min=self.voting_blocks_min,
+            voting_blocks_max=self.voting_blocks_max,
+        )
+
+    @classmethod
+    def from_payload(cls, payload: object) -> GovernanceParams:
+        """Strictly parsed settings (one-line ``ValueError``); missing fields keep defaults."""
+        if not isinstance(payload, Mapping):
+            raise ValueError("network governance must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(name) for name in set(payload) - known)
+        if unknown:
+            raise ValueError(f"unknown governance field(s) {unknown}")
+        return cls(**{str(k): v for k, v in payload.items()})
+
+    def to_payload(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 class ProposalKind(StrEnum):
     SUBNET_PARAMS = "subnet_params"
     NETWORK_PARAMS = "network_params"
@@ -381,6 +418,9 @@ class PowerSnapshot:
     """Delegator coldkey → {validator coldkey: its stake on hotkeys that validator owns}."""
     total_rao: int
     """Σ balances + Σ stakes: every rao that could vote."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PowerSnapshot:
+        return self  # read-only mappings of integers
 
     def power_rao(self, coldkey: str) -> int:
         """What ``coldkey`` casts if it votes: its own power and all its delegations."""

@@ -20,9 +20,10 @@ import hashlib
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
+from taoflow.ledger.governance import GovernanceParams
 from taoflow.ledger.keys import is_account_id
 from taoflow.ledger.schema import RAO_PER_TAO, canonical_json
 
@@ -32,7 +33,7 @@ TX_FEE_DEFAULT_RAO: Final = 100_000
 """0.0001 τ burned per user transaction: negligible for use, a price on spam."""
 TX_FEE_MAX_RAO: Final = RAO_PER_TAO
 NETWORK_NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_FIELDS: Final = frozenset({"name", "writer_key", "salt_hex", "tx_fee_rao"})
+_FIELDS: Final = frozenset({"name", "writer_key", "salt_hex", "tx_fee_rao", "governance"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class NetworkParams:
     """Account id (64 hex) of the key that signs every committed batch."""
     salt_hex: str
     tx_fee_rao: int = TX_FEE_DEFAULT_RAO
+    governance: GovernanceParams = field(default_factory=GovernanceParams)
+    """Quorum, pass threshold, minimum deposit and voting period bounds (``ledger.governance``);
+    written into the payload only when they differ from the defaults, so the id of a network
+    created before governance existed is unchanged."""
 
     def __post_init__(self) -> None:
         problem = _params_problem(self)
@@ -52,7 +57,12 @@ class NetworkParams:
 
     @classmethod
     def create(
-        cls, *, name: str, writer_key: str, tx_fee_rao: int = TX_FEE_DEFAULT_RAO
+        cls,
+        *,
+        name: str,
+        writer_key: str,
+        tx_fee_rao: int = TX_FEE_DEFAULT_RAO,
+        governance: GovernanceParams | None = None,
     ) -> NetworkParams:
         """New parameters with a fresh random salt."""
         return cls(
@@ -60,6 +70,7 @@ class NetworkParams:
             writer_key=writer_key,
             salt_hex=secrets.token_hex(SALT_BYTES),
             tx_fee_rao=tx_fee_rao,
+            governance=governance or GovernanceParams(),
         )
 
     @classmethod
@@ -79,20 +90,27 @@ class NetworkParams:
         fee = payload.get("tx_fee_rao", TX_FEE_DEFAULT_RAO)
         if not isinstance(fee, int) or isinstance(fee, bool):
             raise ValueError("network tx_fee_rao must be an integer")
+        governance = GovernanceParams()
+        if "governance" in payload:
+            governance = GovernanceParams.from_payload(payload["governance"])
         return cls(
             name=payload["name"],
             writer_key=payload["writer_key"],
             salt_hex=payload["salt_hex"],
             tx_fee_rao=fee,
+            governance=governance,
         )
 
     def to_payload(self) -> dict[str, Any]:
-        return {
+        payload: dict[str, Any] = {
             "name": self.name,
             "writer_key": self.writer_key,
             "salt_hex": self.salt_hex,
             "tx_fee_rao": self.tx_fee_rao,
         }
+        if self.governance != GovernanceParams():
+            payload["governance"] = self.governance.to_payload()
+        return payload
 
     @property
     def network_id(self) -> str:

@@ -45,6 +45,8 @@ class Kind(StrEnum):
     SET_TAKE = "set_take"
     PROPOSAL = "proposal"
     VOTE = "vote"
+    PROPOSAL_TALLY = "proposal_tally"
+    PROPOSAL_ACTIVATION = "proposal_activation"
     EPOCH = "epoch"
     EMISSION_OWNER = "emission_owner"
     EMISSION_INCENTIVE = "emission_incentive"
@@ -56,6 +58,8 @@ SYSTEM_KINDS = frozenset(
     {
         Kind.NETWORK,
         Kind.GENESIS_MINT,
+        Kind.PROPOSAL_TALLY,
+        Kind.PROPOSAL_ACTIVATION,
         Kind.EPOCH,
         Kind.EMISSION_OWNER,
         Kind.EMISSION_INCENTIVE,

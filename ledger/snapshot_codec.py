@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from taoflow.ledger.config import SubnetConfig
 from taoflow.ledger.network import NetworkParams
+from taoflow.ledger.proposals import record_from_doc, record_to_doc
 from taoflow.ledger.schema import canonical_json
 from taoflow.ledger.state import LedgerState, Neuron, Subnet
 from taoflow.ledger.submissions import SubmissionCommit
@@ -102,7 +103,9 @@ def _documents(state: LedgerState) -> list[tuple[str, str, str]]:
         )
         for name, s in state.subnets.items()
     ]
-    docs += [("proposal", pid, canonical_json(p)) for pid, p in state.proposals.items()]
+    docs += [
+        ("proposal", pid, canonical_json(record_to_doc(p))) for pid, p in state.proposals.items()
+    ]
     docs += [("epoch_payload", k, canonical_json(p)) for k, p in state.last_epoch_payload.items()]
     docs += [
         ("revealed_weights", f"{subnet}\x00{hotkey}", canonical_json(value))
@@ -182,7 +185,7 @@ def _load_documents(state: LedgerState, table: pa.Table) -> None:
                 config=SubnetConfig.from_payload(doc["config"]),
             ),
         ),
-        "proposal": lambda key, doc: state.proposals.__setitem__(key, doc),
+        "proposal": lambda key, doc: state.proposals.__setitem__(key, record_from_doc(doc)),
         "epoch_payload": lambda key, doc: state.last_epoch_payload.__setitem__(key, doc),
         "revealed_weights": lambda key, doc: state.revealed_weights.__setitem__(
             (key.split("\x00", 1)[0], key.split("\x00", 1)[1]), doc

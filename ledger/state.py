@@ -51,12 +51,13 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from taoflow.ledger.config import SubnetConfig
 from taoflow.ledger.epoch_records import RECORDS_KEY, check_refs
 from taoflow.ledger.errors import SupplyIdentityViolated
+from taoflow.ledger.governance import GovernanceParams, Tally
 from taoflow.ledger.keys import is_account_id
 from taoflow.ledger.names import check_subnet_name
 from taoflow.ledger.network import NetworkParams
@@ -68,6 +69,14 @@ from taoflow.ledger.payouts import (
     plan_epoch,
     subnet_emission_rao,
     tao_text,
+)
+from taoflow.ledger.proposals import (
+    GOVERNANCE_ID_PREFIX,
+    ProposalRecord,
+    ProposalStatus,
+    current_tally,
+    due_records,
+    votes_of,
 )
 from taoflow.ledger.registration import Candidate, RegistrationPolicy, uid_to_prune
 from taoflow.ledger.roles import (
@@ -111,10 +120,11 @@ PAYLOAD_CHARS_MAX = 64 * 1024
 EPOCH_PAYLOAD_CHARS_MAX = 64 * 1024 * 1024
 """Epoch entries carry the consensus state (bonds, permits, outputs), hence the larger bound."""
 FIELD_CHARS_MAX = 128
-PROPOSAL_TEXT_CHARS_MAX = 4_000
-PROPOSAL_OPTIONS_MAX = 16
 AMOUNT_MUST_BE_POSITIVE: Final = "amount must be positive"
-_SPENDS_BALANCE = frozenset({Kind.TRANSFER, Kind.ADD_STAKE, Kind.SUBNET_CREATE, Kind.REGISTER})
+_SPENDS_BALANCE = frozenset(
+    {Kind.TRANSFER, Kind.ADD_STAKE, Kind.SUBNET_CREATE, Kind.REGISTER, Kind.PROPOSAL}
+)
+_RESERVED_PREFIXES: Final = (EPOCH_ID_PREFIX, GOVERNANCE_ID_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -206,8 +216,9 @@ class LedgerState:
     take_raised_block: dict[str, int] = field(default_factory=dict)
     weight_commits: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
     revealed_weights: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    proposals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    proposals: dict[str, ProposalRecord] = field(default_factory=dict)
     votes: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(proposal id, coldkey) → choice index into ``governance.PROPOSAL_OPTIONS``."""
     open_epochs: dict[tuple[str, int], OpenEpoch] = field(default_factory=dict)
     tx_index: TxIndex = field(default_factory=TxIndex)
     """Transaction id → content digest (idempotency: same id, same content; ``ledger.tx_index``)."""
@@ -335,6 +346,29 @@ class LedgerState:
         """What every user transaction burns (0 on a ledger without a network entry)."""
         return 0 if self.network is None else self.network.tx_fee_rao
 
+    @property
+    def governance(self) -> GovernanceParams:
+        """The network's governance settings (the defaults on a ledger without a network)."""
+        return GovernanceParams() if self.network is None else self.network.governance
+
+    def proposal_tally(self, proposal_id: str) -> Tally:
+        """``proposal_id``'s tally: the committed one once tallied, the votes so far before."""
+        record = self.proposals[proposal_id]
+        if record.tally is not None:
+            return record.tally
+        params = self.governance
+        return current_tally(
+            record,
+            votes_of(self.votes, proposal_id),
+            quorum_ppm=params.quorum_ppm,
+            pass_ppm=params.pass_ppm,
+        )
+
+    def governance_entries_due(self) -> list[Tx]:
+        """The tally and activation entries due now (``ledger.proposals``), in commit order; the
+        network commits them as one batch at an epoch boundary."""
+        return gov.due_entries(self, due_records(self.proposals.values(), block=self.block))
+
     def fee_payer(self, tx: Tx) -> str | None:
         """The coldkey that pays ``tx``'s fee (None for system entries or an unowned hotkey)."""
         if tx.kind in SIGNED_BY_HOTKEY:
@@ -398,8 +432,10 @@ class LedgerState:
             return Rejected(tx.tx_id, "transaction id already used with different content")
         if tx.kind in SYSTEM_KINDS and not allow_system:
             return Rejected(tx.tx_id, f"{tx.kind} entries are produced only by the network")
-        if tx.kind not in SYSTEM_KINDS and tx.tx_id.startswith(EPOCH_ID_PREFIX):
-            return Rejected(tx.tx_id, f"ids starting with {EPOCH_ID_PREFIX!r} belong to epochs")
+        if tx.kind not in SYSTEM_KINDS and tx.tx_id.startswith(_RESERVED_PREFIXES):
+            return Rejected(
+                tx.tx_id, f"ids starting with {_RESERVED_PREFIXES} belong to the network"
+            )
         shape = _shape_problem(tx)
         if shape is not None:
             return Rejected(tx.tx_id, shape)
@@ -603,18 +639,6 @@ class LedgerState:
             return "revealed weights do not match the commit"
         return self.weights_problem(subnet=tx.subnet, hotkey=tx.hotkey, uids=uids, weights=weights)
 
-    def _check_vote(self, tx: Tx) -> str | None:
-        payload = tx.payload_dict()
-        proposal = self.proposals.get(str(payload.get("proposal_id")))
-        if proposal is None:
-            return f"unknown proposal {payload.get('proposal_id')!r}"
-        choice = payload.get("choice")
-        if not isinstance(choice, int) or not 0 <= choice < len(proposal["options"]):
-            return f"choice must be an option index below {len(proposal['options'])}"
-        if (str(payload["proposal_id"]), tx.coldkey) in self.votes:
-            return "this coldkey already voted on the proposal"
-        return None
-
     def registration_cost(self, subnet: str) -> int:
         """What registering on ``subnet`` burns right now."""
         if subnet in self.registration_cost_rao:
@@ -797,20 +821,6 @@ class LedgerState:
             "reveal_block": self.block,
         }
 
-    def _check_proposal(self, tx: Tx) -> str | None:
-        return _proposal_problem(tx.payload_dict())
-
-    def _apply_proposal(self, tx: Tx) -> None:
-        self.proposals[tx.tx_id] = {
-            **tx.payload_dict(),
-            "proposer": tx.coldkey,
-            "block": self.block,
-        }
-
-    def _apply_vote(self, tx: Tx) -> None:
-        payload = tx.payload_dict()
-        self.votes[(str(payload["proposal_id"]), tx.coldkey)] = int(payload["choice"])
-
     # -- epochs and emissions --
 
     def _check_epoch(self, tx: Tx) -> str | None:
@@ -863,6 +873,9 @@ class LedgerState:
         )
         self.uid_emission_rao[tx.subnet] = {}
         self.last_epoch_payload[tx.subnet] = tx.payload_dict()
+        for proposal_id, record in self.proposals.items():  # an epoch boundary after a tally
+            if record.status is ProposalStatus.PASSED and not record.boundary_after_tally:
+                self.proposals[proposal_id] = replace(record, boundary_after_tally=True)
         if plan.entries:
             self.open_epochs[(tx.subnet, tx.epoch)] = OpenEpoch(
                 due={entry.key: entry for entry in plan.entries},
@@ -921,6 +934,8 @@ class LedgerState:
             self._add_stake(coldkey=tx.coldkey, hotkey=tx.hotkey, amount_rao=amount)
 
 
+from taoflow.ledger import governance_rules as gov  # noqa: E402  (its rules take a LedgerState)
+
 Check = Callable[[LedgerState, Tx], str | None]
 Change = Callable[[LedgerState, Tx], None]
 _RULES: Final[dict[Kind, tuple[Check, Change]]] = {
@@ -935,8 +950,10 @@ _RULES: Final[dict[Kind, tuple[Check, Change]]] = {
     Kind.SET_TAKE: (LedgerState._check_take, LedgerState._apply_take),
     Kind.WEIGHTS_COMMIT: (LedgerState._check_weights_commit, LedgerState._apply_weights_commit),
     Kind.WEIGHTS_REVEAL: (LedgerState._check_reveal, LedgerState._apply_reveal),
-    Kind.PROPOSAL: (LedgerState._check_proposal, LedgerState._apply_proposal),
-    Kind.VOTE: (LedgerState._check_vote, LedgerState._apply_vote),
+    Kind.PROPOSAL: (gov.check_proposal, gov.apply_proposal),
+    Kind.VOTE: (gov.check_vote, gov.apply_vote),
+    Kind.PROPOSAL_TALLY: (gov.check_tally, gov.apply_tally),
+    Kind.PROPOSAL_ACTIVATION: (gov.check_activation, gov.apply_activation),
     Kind.EPOCH: (LedgerState._check_epoch, LedgerState._apply_epoch),
     Kind.EMISSION_OWNER: (LedgerState._check_emission, LedgerState._apply_emission),
     Kind.EMISSION_INCENTIVE: (LedgerState._check_emission, LedgerState._apply_emission),
@@ -977,17 +994,6 @@ def _is_hex_hash(value: object) -> bool:
         and len(value) == HASH_HEX_CHARS
         and all(c in "0123456789abcdef" for c in value)
     )
-
-
-def _proposal_problem(payload: dict[str, Any]) -> str | None:
-    title, options = payload.get("title"), payload.get("options")
-    if not isinstance(title, str) or not 0 < len(title) <= PROPOSAL_TEXT_CHARS_MAX:
-        return f"proposal title must be 1–{PROPOSAL_TEXT_CHARS_MAX} characters"
-    if not isinstance(options, list) or not 2 <= len(options) <= PROPOSAL_OPTIONS_MAX:
-        return f"proposal needs 2–{PROPOSAL_OPTIONS_MAX} options"
-    if not all(isinstance(o, str) and o for o in options):
-        return "proposal options must be non-empty strings"
-    return None
 
 
 def _shape_problem(tx: Tx) -> str | None:

@@ -19,13 +19,16 @@ _ROWS = "SELECT * FROM ledger_rows WHERE batch_no <= $as_of_batch"
 
 BALANCES_SQL = f"""
 WITH tx AS ({_ROWS}),
--- Δbalance(coldkey): mints, owner cuts and unstakes add; transfers, stakes and burns subtract
+-- Δbalance(coldkey): mints, owner cuts, unstakes and returned deposits add; transfers, stakes,
+-- burns and proposal deposits subtract
 moves AS (
     SELECT coldkey AS coldkey,
            CASE WHEN kind IN ('{Kind.GENESIS_MINT}', '{Kind.EMISSION_OWNER}',
                               '{Kind.REMOVE_STAKE}') THEN amount_rao
+                WHEN kind = '{Kind.PROPOSAL_TALLY}'
+                     AND json_extract_string(payload, '$.deposit') = 'returned' THEN amount_rao
                 WHEN kind IN ('{Kind.TRANSFER}', '{Kind.ADD_STAKE}', '{Kind.REGISTER}',
-                              '{Kind.SUBNET_CREATE}') THEN -amount_rao
+                              '{Kind.SUBNET_CREATE}', '{Kind.PROPOSAL}') THEN -amount_rao
                 ELSE 0 END AS delta_rao
     FROM tx
     UNION ALL
@@ -56,10 +59,13 @@ SELECT
     COALESCE(SUM(amount_rao) FILTER (WHERE kind IN ('{Kind.GENESIS_MINT}',
         '{Kind.EMISSION_OWNER}', '{Kind.EMISSION_INCENTIVE}', '{Kind.EMISSION_DIVIDEND}',
         '{Kind.EMISSION_DELEGATOR}')), 0)::HUGEINT AS issued_rao,
-    -- burned = Σ registration burns
-    COALESCE(SUM(amount_rao) FILTER (WHERE kind = '{Kind.REGISTER}'), 0)::HUGEINT AS burned_rao,
-    -- locked = Σ subnet lock costs
-    COALESCE(SUM(amount_rao) FILTER (WHERE kind = '{Kind.SUBNET_CREATE}'), 0)::HUGEINT
+    -- burned = Σ registration burns + Σ deposits of proposals that missed quorum
+    COALESCE(SUM(amount_rao) FILTER (WHERE kind = '{Kind.REGISTER}'
+        OR (kind = '{Kind.PROPOSAL_TALLY}'
+            AND json_extract_string(payload, '$.deposit') = 'burned')), 0)::HUGEINT AS burned_rao,
+    -- locked = Σ subnet lock costs + Σ proposal deposits − Σ deposits released by tallies
+    COALESCE(SUM(CASE WHEN kind IN ('{Kind.SUBNET_CREATE}', '{Kind.PROPOSAL}') THEN amount_rao
+                      WHEN kind = '{Kind.PROPOSAL_TALLY}' THEN -amount_rao END), 0)::HUGEINT
         AS locked_rao
 FROM tx
 """

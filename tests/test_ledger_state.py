@@ -289,40 +289,6 @@ def test_weights_commit_then_matching_reveal() -> None:
     assert state.revealed_weights[("sn", acct("bob-hot"))]["weights"] == [65535]
 
 
-def test_proposal_and_one_vote_per_coldkey() -> None:
-    state = funded()
-    bad = Tx(
-        "p0",
-        Kind.PROPOSAL,
-        coldkey=acct("alice"),
-        payload=canonical_json({"title": "x", "options": ["only"]}),
-    )
-    assert isinstance(do(state, bad), Rejected)
-    proposal = Tx(
-        "p1",
-        Kind.PROPOSAL,
-        coldkey=acct("alice"),
-        payload=canonical_json({"title": "raise tempo", "options": ["yes", "no"]}),
-    )
-    assert isinstance(do(state, proposal), Applied)
-    vote = {"proposal_id": "p1", "choice": 0}
-    assert isinstance(
-        do(state, Tx("v1", Kind.VOTE, coldkey=acct("bob"), payload=canonical_json(vote))), Applied
-    )
-    again = do(state, Tx("v2", Kind.VOTE, coldkey=acct("bob"), payload=canonical_json(vote)))
-    assert isinstance(again, Rejected) and "already voted" in again.reason
-    off = do(
-        state,
-        Tx(
-            "v3",
-            Kind.VOTE,
-            coldkey=acct("alice"),
-            payload=canonical_json({"proposal_id": "p1", "choice": 2}),
-        ),
-    )
-    assert isinstance(off, Rejected)
-
-
 def test_epoch_paid_once_in_order_and_exactly() -> None:
     state = funded()
     batch = epoch_batch(state, "sn", block=10, incentive=[1])

@@ -101,11 +101,14 @@ INSERT INTO batch_supply
 SELECT batch_no,
     -- issued: genesis mints and every emission
     SUM(amount_rao) FILTER (WHERE kind IN ('{Kind.GENESIS_MINT}', {_EMISSIONS})),
-    -- burned by registrations (each user transaction also burns the network's fee)
-    SUM(amount_rao) FILTER (WHERE kind = '{Kind.REGISTER}'),
+    -- burned by registrations and by proposals that missed quorum (each user transaction
+    -- also burns the network's fee)
+    SUM(amount_rao) FILTER (WHERE kind = '{Kind.REGISTER}' OR (kind = '{Kind.PROPOSAL_TALLY}'
+        AND json_extract_string(payload, '$.deposit') = 'burned')),
     COUNT(*) FILTER (WHERE kind NOT IN ({_SYSTEM})),
-    -- locked: subnet lock costs
-    SUM(amount_rao) FILTER (WHERE kind = '{Kind.SUBNET_CREATE}'),
+    -- locked: subnet lock costs and proposal deposits, less deposits released by tallies
+    SUM(CASE WHEN kind IN ('{Kind.SUBNET_CREATE}', '{Kind.PROPOSAL}') THEN amount_rao
+             WHEN kind = '{Kind.PROPOSAL_TALLY}' THEN -amount_rao ELSE 0 END),
     -- staked: stakes and emissions to stake, less unstakes
     SUM(CASE WHEN kind IN ('{Kind.ADD_STAKE}', '{Kind.EMISSION_INCENTIVE}',
                            '{Kind.EMISSION_DIVIDEND}', '{Kind.EMISSION_DELEGATOR}')

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from taoflow.dashboards.explorer.data import ExplorerData
+from taoflow.ledger.governance import PROPOSAL_OPTIONS
 
 HISTORY_POINTS_MAX: Final = 1_000
 """Points per series in a page's JSON history (a stride over longer histories)."""
@@ -161,27 +162,26 @@ def network(data: ExplorerData, labels: Labels, verify: dict[str, Any]) -> dict[
 
 
 def governance(data: ExplorerData, labels: Labels) -> dict[str, Any]:
-    """Every proposal with its options and one-coldkey-one-vote tally (newest first)."""
+    """Every proposal with its options and one-coldkey-one-vote counts (newest first)."""
     state = data.state()
-    tallies: dict[str, list[int]] = {}
+    counts: dict[str, list[int]] = {}
     for (proposal_id, _), choice in state.votes.items():
-        options = state.proposals.get(proposal_id, {}).get("options", [])
-        counts = tallies.setdefault(proposal_id, [0] * len(options))
-        if 0 <= choice < len(counts):
-            counts[choice] += 1
-    ordered = sorted(state.proposals.items(), key=lambda kv: (-int(kv[1]["block"]), kv[0]))
+        per_choice = counts.setdefault(proposal_id, [0] * len(PROPOSAL_OPTIONS))
+        if 0 <= choice < len(per_choice):
+            per_choice[choice] += 1
+    ordered = sorted(state.proposals.values(), key=lambda p: (-p.opens_block, p.proposal_id))
     return {
         "proposals": [
             {
-                "id": proposal_id,
-                "title": str(p.get("title", "")),
-                "options": [str(o) for o in p.get("options", [])],
-                "votes": tallies.get(proposal_id, [0] * len(p.get("options", []))),
-                "proposer": p.get("proposer", ""),
-                "proposer_label": labels.of(p.get("proposer", "")),
-                "block": int(p["block"]),
+                "id": p.proposal_id,
+                "title": p.title,
+                "options": list(PROPOSAL_OPTIONS),
+                "votes": counts.get(p.proposal_id, [0] * len(PROPOSAL_OPTIONS)),
+                "proposer": p.proposer,
+                "proposer_label": labels.of(p.proposer),
+                "block": p.opens_block,
             }
-            for proposal_id, p in ordered[:PROPOSALS_SHOWN_MAX]
+            for p in ordered[:PROPOSALS_SHOWN_MAX]
         ],
         "total": len(state.proposals),
     }
