@@ -155,6 +155,12 @@ class Settings:
         return self.home / "mlflow-outbox"
 
     @property
+    def governance_backtests_dir(self) -> Path:
+        """Backtest reports attached to governance proposals, one ``<sha256>.parquet`` each
+        (``tasks.governance.backtest``)."""
+        return self.home / "governance" / "backtests"
+
+    @property
     def services_file(self) -> Path:
         """Where a running ``taoflow up`` records its services (see ``taoflow.services``)."""
         return self.home / "services.json"

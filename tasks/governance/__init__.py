@@ -1,0 +1,1 @@
+"""Governance work outside the ledger: backtests attached to parameter-change proposals."""
