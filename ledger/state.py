@@ -124,7 +124,7 @@ AMOUNT_MUST_BE_POSITIVE: Final = "amount must be positive"
 _SPENDS_BALANCE = frozenset(
     {Kind.TRANSFER, Kind.ADD_STAKE, Kind.SUBNET_CREATE, Kind.REGISTER, Kind.PROPOSAL}
 )
-_RESERVED_PREFIXES: Final = (EPOCH_ID_PREFIX, GOVERNANCE_ID_PREFIX)
+_RESERVED_PREFIXES: Final = ((EPOCH_ID_PREFIX, "epochs"), (GOVERNANCE_ID_PREFIX, "governance"))
 
 
 @dataclass(frozen=True)
@@ -432,10 +432,10 @@ class LedgerState:
             return Rejected(tx.tx_id, "transaction id already used with different content")
         if tx.kind in SYSTEM_KINDS and not allow_system:
             return Rejected(tx.tx_id, f"{tx.kind} entries are produced only by the network")
-        if tx.kind not in SYSTEM_KINDS and tx.tx_id.startswith(_RESERVED_PREFIXES):
-            return Rejected(
-                tx.tx_id, f"ids starting with {_RESERVED_PREFIXES} belong to the network"
-            )
+        if tx.kind not in SYSTEM_KINDS:
+            for prefix, owner in _RESERVED_PREFIXES:
+                if tx.tx_id.startswith(prefix):
+                    return Rejected(tx.tx_id, f"ids starting with {prefix!r} belong to {owner}")
         shape = _shape_problem(tx)
         if shape is not None:
             return Rejected(tx.tx_id, shape)

@@ -7,7 +7,8 @@ evaluation seed) are reproducible from the ledger alone. ``gather_context`` read
 from an open ``Ledger``.
 
 Invariants: the epoch number is the subnet's last committed epoch + 1; the current block is the
-subnet's creation block + (epoch + 1) · tempo; neurons are listed by uid; the epoch's emission is
+last epoch's block + tempo (the creation block + tempo for epoch 0; with an unchanged tempo this
+is the creation block + (epoch + 1) · tempo); neurons are listed by uid; the epoch's emission is
 the subnet's share of the scheduled block rewards for its tempo, as the ledger computes it
 (``LedgerState.scheduled_emission_rao``, ``ledger.payouts.subnet_emission_rao``).
 """
@@ -147,7 +148,11 @@ def build_context(
         raise UnknownSubnet(subnet)
     epoch = state.last_epoch.get(subnet, -1) + 1
     tempo = info.config.tempo_blocks
-    block = info.created_block + (epoch + 1) * tempo
+    last_block = state.last_epoch_payload.get(subnet, {}).get("block")
+    if epoch > 0 and isinstance(last_block, int) and not isinstance(last_block, bool):
+        block = last_block + tempo  # a tempo changed by governance applies from here on
+    else:
+        block = info.created_block + (epoch + 1) * tempo
     delay_blocks = SubmissionPolicy.from_config(info.config).evaluation_delay_blocks
     stakers_of: dict[str, list[tuple[str, int]]] = {}
     for (coldkey, hotkey), stake in state.stakes.items():  # one pass, not one per neuron

@@ -152,7 +152,7 @@ def test_proposal_locks_the_deposit_and_snapshots_power() -> None:
             dataclasses.replace(proposal(), amount_rao=0),
             "amount_rao 0 must equal deposit_rao 1,000,000,000",
         ),
-        (proposal("governance/p9"), "belong to the network"),
+        (proposal("governance/p9"), "belong to governance"),
     ],
 )
 def test_bad_proposals_are_one_line_and_change_nothing(tx: Tx, reason: str) -> None:
