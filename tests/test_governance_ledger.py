@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from ledger_helpers import TAO, acct, apply_all, epoch_batch, mint, signed
@@ -19,6 +20,8 @@ from taoflow.ledger.proposals import ProposalStatus
 from taoflow.ledger.schema import Kind, Tx, canonical_json
 from taoflow.ledger.snapshot_codec import state_from_tables, state_to_tables
 from taoflow.ledger.state import Applied, Exists, LedgerState, Rejected
+from taoflow.ledger.store import Ledger
+from taoflow.ledger.views import LedgerViews
 
 KAPPA_U16 = 39_321
 VOTING_BLOCKS = 100
@@ -28,48 +31,51 @@ def do(state: LedgerState, tx: Tx, *, allow_system: bool = False) -> object:
     return state.apply(signed(state, tx), allow_system=allow_system)
 
 
+FUNDS = (("alice", 100), ("bob", 50), ("carol", 40), ("dave", 60))
+CONFIG = {"tempo_blocks": 100, "registration_cost_rao": TAO, "uids_max": 8}
+SETUP = [
+    Tx(
+        "create",
+        Kind.SUBNET_CREATE,
+        subnet="sn",
+        coldkey=acct("alice"),
+        hotkey=acct("alice-hot"),
+        amount_rao=10 * TAO,
+        payload=canonical_json(CONFIG),
+    ),
+    Tx(
+        "reg",
+        Kind.REGISTER,
+        subnet="sn",
+        coldkey=acct("carol"),
+        hotkey=acct("carol-hot"),
+        amount_rao=TAO,
+        payload=canonical_json({"role": "validator"}),
+    ),
+    Tx(
+        "s1",
+        Kind.ADD_STAKE,
+        coldkey=acct("carol"),
+        hotkey=acct("carol-hot"),
+        amount_rao=10 * TAO,
+    ),
+    Tx(
+        "s2",
+        Kind.ADD_STAKE,
+        coldkey=acct("dave"),
+        hotkey=acct("carol-hot"),
+        amount_rao=30 * TAO,
+    ),
+]
+
+
 def network() -> LedgerState:
     """alice owns subnet sn; carol's validator hotkey holds 30 τ of dave's stake and 10 τ of
-    her own; bob holds a free balance; erin holds nothing."""
+    her own; bob holds a free balance; eve holds nothing."""
     state = LedgerState()
-    for i, (name, amount) in enumerate([("alice", 100), ("bob", 50), ("carol", 40), ("dave", 60)]):
+    for i, (name, amount) in enumerate(FUNDS):
         assert isinstance(state.apply(mint(f"m{i}", name, amount * TAO)), Applied)
-    config = {"tempo_blocks": 100, "registration_cost_rao": TAO, "uids_max": 8}
-    steps = [
-        Tx(
-            "create",
-            Kind.SUBNET_CREATE,
-            subnet="sn",
-            coldkey=acct("alice"),
-            hotkey=acct("alice-hot"),
-            amount_rao=10 * TAO,
-            payload=canonical_json(config),
-        ),
-        Tx(
-            "reg",
-            Kind.REGISTER,
-            subnet="sn",
-            coldkey=acct("carol"),
-            hotkey=acct("carol-hot"),
-            amount_rao=TAO,
-            payload=canonical_json({"role": "validator"}),
-        ),
-        Tx(
-            "s1",
-            Kind.ADD_STAKE,
-            coldkey=acct("carol"),
-            hotkey=acct("carol-hot"),
-            amount_rao=10 * TAO,
-        ),
-        Tx(
-            "s2",
-            Kind.ADD_STAKE,
-            coldkey=acct("dave"),
-            hotkey=acct("carol-hot"),
-            amount_rao=30 * TAO,
-        ),
-    ]
-    for tx in steps:
+    for tx in SETUP:
         assert isinstance(do(state, tx), Applied), tx.tx_id
     return state
 
@@ -377,3 +383,35 @@ def test_snapshot_round_trip_keeps_every_proposal_state() -> None:
     assert restored.votes == state.votes
     assert restored.locked == state.locked
     assert state.copy() == state
+
+
+# ---- on disk: the fold, the views and verification agree -------------------------------------
+
+
+def test_committed_governance_replays_and_views_agree(tmp_path: Path) -> None:
+    """Deposits returned and burned, seen the same way by the fold, the SQL views, a reopened
+    ledger and ``verify``; committed through the store's checks (system entries included)."""
+    built = network()  # the same transactions, committed one batch each
+    ledger = Ledger.open(tmp_path / "ledger")
+    setup = [mint(f"m{i}", n, a * TAO) for i, (n, a) in enumerate(FUNDS)] + SETUP
+    for tx in setup:
+        ledger.commit([signed(ledger.state(), tx)])
+    assert ledger.state().balances == built.balances
+    for tx in (proposal(), proposal("p2", title="Nobody cares"), vote("v1", "dave", 0)):
+        ledger.commit([signed(ledger.state(), tx)], allow_system=False)
+    for block in (VOTING_BLOCKS, 2 * VOTING_BLOCKS):
+        ledger.commit(epoch_batch(ledger.state(), "sn", block=block))
+        due = ledger.state().governance_entries_due()
+        assert due  # the tallies, then the activation
+        ledger.commit(due)
+    state = ledger.state()
+    assert state.proposals["p1"].status is ProposalStatus.ACTIVATED
+    assert state.proposals["p2"].status is ProposalStatus.NO_QUORUM
+    views = LedgerViews(ledger.table())
+    assert {r["coldkey"]: r["balance_rao"] for r in views.balances()} == state.balances
+    supply = views.supply()
+    for name, value in state.supply().items():
+        assert supply[name] == value, name
+    reopened = Ledger.open(tmp_path / "ledger")
+    assert reopened.state().proposals == state.proposals
+    assert reopened.verify().ok
