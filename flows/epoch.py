@@ -1,8 +1,11 @@
-"""The epoch flow: gather → evaluate (Dask) → consensus (DuckDB) → emit (ledger) → track (MLflow).
+"""The epoch flow: governance → gather → evaluate (Dask) → consensus (DuckDB) → emit (ledger) →
+track (MLflow).
 
 Invariants: the flow only orders steps; an epoch is paid at most once because the ledger commit
 is idempotent per (subnet, epoch); MLflow comes after the commit and its failure never undoes
-or blocks the commit (it is reported in the result instead).
+or blocks the commit (it is reported in the result instead). Governance runs first: the tallies
+and activations due at this boundary are committed (their own batch) before the epoch is
+gathered, so the epoch sees the parameters in effect at its start.
 
 Output: a flow run is named ``<subnet> · epoch <n>`` (:func:`flow_run_name`, the epoch it will
 commit, read from the ledger when the run starts); each stage logs one concise line through the
@@ -23,6 +26,7 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from taoflow.tasks import shells
+from taoflow.tasks.governance.boundary import GovernanceCommit
 from taoflow.tasks.metagraph import build_metagraph, epoch_tags
 from taoflow.tasks.registry import champion_from_metagraph
 from taoflow.tasks.run_logs import quiet_dask, route_run_logs, run_logger
@@ -52,6 +56,8 @@ class EpochResult:
     flow_run_id: str | None
     stage_compute_s: dict[str, float] = field(default_factory=dict)
     """Seconds each stage task spent in its own stage call (see ``tasks.shells``)."""
+    governance: GovernanceCommit | None = None
+    """What the governance step committed before the epoch (no batch when nothing was due)."""
 
 
 def next_epoch(*, subnet: str, home: str) -> int | None:
@@ -95,6 +101,7 @@ def epoch_flow(
     route_run_logs()
     stage_compute_s = shells.start_stage_timings()
     settings = Settings.load(home, dask_address)
+    governance = shells.governance(settings.ledger_dir, subnet)
     ctx = shells.gather(settings.ledger_dir, subnet)
     # _q(): Prefect would otherwise walk these large inputs (bond matrices…) for every task.
     evaluation = shells.evaluate(
@@ -111,12 +118,11 @@ def epoch_flow(
         _q(evaluation),
         wallets_dir=settings.wallets_dir,
     )
-    mean_scores = evaluation.mean_scores()
     metagraph = build_metagraph(
         ctx,
         outputs=outcome.outputs,
         payouts=payouts,
-        scores=mean_scores,
+        scores=evaluation.mean_scores(),
         errors=evaluation.errors,
     )
     run_id = str(flow_run.id) if flow_run.id else None
@@ -137,9 +143,8 @@ def epoch_flow(
         )
     except Exception as exc:  # MLflow must never undo or block the ledger commit
         mlflow_error = f"{type(exc).__name__}: {exc}"
-    line = tracking_line(
-        run_id=mlflow_run_id, error=mlflow_error, tracking_uri=settings.mlflow_tracking_uri
-    )
+    uri = settings.mlflow_tracking_uri
+    line = tracking_line(run_id=mlflow_run_id, error=mlflow_error, tracking_uri=uri)
     run_logger().log(logging.WARNING if mlflow_error else logging.INFO, line)
     return EpochResult(
         subnet=subnet,
@@ -152,4 +157,5 @@ def epoch_flow(
         mlflow_error=mlflow_error,
         flow_run_id=run_id,
         stage_compute_s=dict(stage_compute_s),
+        governance=governance,
     )

@@ -37,6 +37,7 @@ from taoflow.tasks.emit import Payouts, commit_epoch
 from taoflow.tasks.evaluate.fanout import local_cluster_client
 from taoflow.tasks.evaluate.stage import EvaluationOutcome, evaluate_epoch
 from taoflow.tasks.gather import EpochContext, gather_context
+from taoflow.tasks.governance.boundary import GovernanceCommit, commit_governance_on
 from taoflow.tasks.records import epoch_records
 from taoflow.tasks.registry import ChampionCandidate
 from taoflow.tasks.remote_store import FetchPolicy
@@ -67,6 +68,41 @@ def _timed(stage: str) -> Iterator[None]:
         timings = _STAGE_COMPUTE_S.get()
         if timings is not None:
             timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started_s
+
+
+@task(name="governance", cache_policy=NO_CACHE)
+def governance(ledger_dir: Path, subnet: str) -> GovernanceCommit:
+    """Commit the tallies and activations due at this boundary, before ``subnet``'s epoch is
+    gathered: one log line per committed entry and a markdown artifact (none when nothing was
+    due; an artifact that cannot be published is a warning, the commit stands)."""
+    with _timed("governance"):
+        ledger = Ledger.shared(ledger_dir)
+        commit = commit_governance_on(ledger)
+    logger = run_logger()
+    for entry in commit.entries:
+        logger.info(f"governance: {entry.summary}")
+    if commit.entries:
+        epoch = ledger.state().last_epoch.get(subnet, -1) + 1
+        try:
+            publish_governance_artifact(commit, subnet=subnet, epoch=epoch)
+        except Exception as exc:  # artifacts are a convenience; the entries are committed
+            logging.getLogger("taoflow.governance").warning(
+                "Prefect governance artifact not published: %s", exc
+            )
+    return commit
+
+
+def publish_governance_artifact(commit: GovernanceCommit, *, subnet: str, epoch: int) -> str:
+    """The markdown artifact of a boundary's governance entries; its key."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from taoflow.tasks.governance.boundary import markdown
+    from taoflow.tasks.summary import artifact_key
+
+    key = "governance-" + artifact_key(subnet, f"epoch-{epoch}")
+    title = f"Governance before {subnet} epoch {epoch}"
+    create_markdown_artifact(markdown=markdown(commit, title=title), key=key, description=title)
+    return key
 
 
 @task(name="gather", cache_policy=NO_CACHE)

@@ -23,6 +23,10 @@ Invariants:
   validator ``v`` observes it in epoch ``e`` with noise from ``(NOISE_STREAM, seed, e, v)``,
   clipped to [0, 1]. Continuing a ledger (the next epoch numbers) gives the same epochs as one
   longer run with the same seed.
+- Each epoch is preceded by the governance step (``tasks.governance.boundary``) on the same
+  open ledger, as in the epoch flow: tallies and activations due at the boundary are committed
+  as their own batch first, so a simulated network votes and changes parameters too. Nothing is
+  committed when nothing is due (``SimulationSummary.batches`` then counts epochs only).
 - One ``Ledger`` object stays open for the whole run: its state catches up incrementally
   instead of replaying the history for every epoch. The batch it commits is byte-for-byte the
   one ``tasks.emit.commit_epoch`` would commit for the same context and results, with the same
@@ -67,6 +71,7 @@ from taoflow.ledger.submissions import submission_binding
 from taoflow.tasks.consensus.stage import run_consensus
 from taoflow.tasks.emit import EpochBatch, epoch_batch, plan_from_context
 from taoflow.tasks.gather import EpochContext, gather_context
+from taoflow.tasks.governance.boundary import GovernanceCommit, commit_governance_on
 from taoflow.tasks.records import EpochRecords, epoch_records
 from taoflow.tasks.weights import ValidatorPolicy, scores_to_weights
 
@@ -154,6 +159,8 @@ class EpochReport:
     record_bytes: int
     """Bytes of the epoch's record files on disk."""
     seconds: float
+    governance: GovernanceCommit | None = None
+    """What the governance step committed before this epoch (None when nothing was due)."""
 
 
 @dataclass(frozen=True)
@@ -444,8 +451,10 @@ def cosigners_of(ctx: EpochContext, *, seed: int, validators: int) -> list[Keypa
 
 
 def commit_simulated_epoch(ledger: Ledger, *, seed: int, subnet: str) -> EpochReport:
-    """Gather, propose and commit the next epoch of ``subnet`` on the open ``ledger``."""
+    """Commit governance's due entries, then gather, propose and commit the next epoch of
+    ``subnet`` on the open ``ledger`` (as the epoch flow orders its steps)."""
     started_s = time.perf_counter()
+    governance = commit_governance_on(ledger)
     ctx = gather_context(ledger, subnet=subnet)
     proposal = propose_epoch(ctx, seed=seed)
     plan = plan_from_context(ctx, proposal.shares)
@@ -468,6 +477,7 @@ def commit_simulated_epoch(ledger: Ledger, *, seed: int, subnet: str) -> EpochRe
         batch_bytes=batch_bytes,
         record_bytes=record_bytes(ledger, ctx, batch),
         seconds=time.perf_counter() - started_s,
+        governance=governance if governance.entries else None,
     )
 
 
