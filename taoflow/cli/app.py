@@ -20,6 +20,7 @@ from taoflow.cli.consensus import consensus_app
 from taoflow.cli.epoch import epoch_app, track_app
 from taoflow.cli.explain import explain
 from taoflow.cli.explorer import explorer
+from taoflow.cli.governance import proposal_app, proposals, propose_app, vote
 from taoflow.cli.ledger import ledger_app
 from taoflow.cli.miner import miner_app, submissions, submit
 from taoflow.cli.network import network_app
@@ -44,6 +45,8 @@ for noun, sub_app in (
     ("track", track_app),
     ("network", network_app),
     ("consensus", consensus_app),
+    ("propose", propose_app),
+    ("proposal", proposal_app),
 ):
     app.add_typer(sub_app, name=noun)
 for command in (demo, up, serve, metagraph, register, submit, submissions, transfer, explain):
@@ -52,6 +55,8 @@ app.command("replay")(replay)
 app.command("whatif")(whatif)
 app.command("audit")(audit)
 app.command("explorer")(explorer)
+app.command("vote")(vote)
+app.command("proposals")(proposals)
 
 
 DEBUG_ENV = "TAOFLOW_DEBUG"

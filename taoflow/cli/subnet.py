@@ -122,6 +122,22 @@ def subnet_list(home: HomeOption = None, as_json: JsonOption = False) -> None:
     console.print(table)
 
 
+@subnet_app.command("params")
+def subnet_params(
+    subnet: Annotated[str, typer.Argument(help="Subnet name")],
+    as_of_epoch: Annotated[
+        int | None,
+        typer.Option("--as-of-epoch", min=0, help="The parameters this epoch ran with"),
+    ] = None,
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """SUBNET's hyper-parameters now (or in effect for epoch N) and the proposals that set them."""
+    from taoflow.cli.governance import subnet_params_view
+
+    subnet_params_view(home, subnet=subnet, as_of_epoch=as_of_epoch, as_json=as_json)
+
+
 def register(
     subnet: SubnetOption,
     wallet: WalletOption,
