@@ -40,6 +40,7 @@ BOB_RAO = 5 * RAO_PER_TAO
 KAPPA_U16 = 39_321
 KAPPA = {"yuma": {"kappa_u16": KAPPA_U16}}
 OTHER = {"yuma": {"kappa_u16": 40_000}}
+FLOW_TIMEOUT_S = 300
 ID_RE = re.compile(r"proposal/[0-9a-f]{8}/\d+")
 
 
@@ -239,6 +240,31 @@ def test_the_proposal_runs_the_backtest_flow(
     assert [p["key"] for p in published] == [f"backtest-{sha[:12]}", f"backtest-{sha[:12]}-deltas"]
     (record,) = Ledger.open(home / "ledger").state().proposals.values()
     assert record.backtest_sha256 == sha
+
+
+@pytest.mark.integration
+def test_the_cli_runs_the_real_flow_on_a_temporary_prefect_server(
+    home: Path, base: dict[str, Any]
+) -> None:
+    """As a user runs it: its own process, a temporary Prefect server, the home's MLflow."""
+    import subprocess
+    import sys
+
+    from demo_helpers import demo_env
+
+    shutil.rmtree(home / "governance")
+    env = {**demo_env(home), PASSPHRASE_ENV: PASSPHRASE}
+    command = [sys.executable, "-m", "taoflow.cli", "propose", "subnet-params"]
+    command += ["--subnet", SUBNET, "--set", f"yuma.kappa_u16={KAPPA_U16}", "--title", "K"]
+    command += ["--backtest-epochs", str(BACKTESTED), "--wallet", "alice", "--json"]
+    proc = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=FLOW_TIMEOUT_S, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["backtest_sha256"] == base["shas"]["kappa"]
+    assert re.fullmatch(r"[0-9a-f]{32}", doc["mlflow_run_id"])
+    assert (home / "governance" / "backtests" / f"{doc['backtest_sha256']}.parquet").is_file()
 
 
 def test_network_params_proposal(capsys: pytest.CaptureFixture[str], home: Path) -> None:

@@ -48,6 +48,8 @@ PROPOSER_ID_HEX_CHARS: Final = 8
 VOTING_TEMPOS_DEFAULT: Final = 2
 """Default voting period: this many tempos of the subnet, clamped to the network's bounds."""
 BACKTEST_EPOCHS_DEFAULT: Final = 20
+BACKTEST_EPOCHS_MAX_CLI: Final = 1_000
+"""``tasks.governance.backtest.BACKTEST_EPOCHS_MAX`` (checked before the flow stack loads)."""
 SETTINGS_PER_COMMAND_MAX: Final = 64
 """Most ``--set`` / ``--emission-share`` options one command takes."""
 OBJECT_SETTINGS: Final = frozenset({"yuma", "validator_policy"})
@@ -483,10 +485,6 @@ def _attach_backtest(
     except (BacktestError, BacktestMismatch) as exc:
         raise _fail(str(exc)) from None
     return Attached(sha256=sha, lines=tuple(summary_lines(report)), mlflow_run_id=run_id)
-
-
-BACKTEST_EPOCHS_MAX_CLI: Final = 1_000
-"""``tasks.governance.backtest.BACKTEST_EPOCHS_MAX`` (checked before the flow stack loads)."""
 
 
 def run_backtest_flow(
