@@ -158,6 +158,28 @@ def test_signal_vote_change_vote_and_read_it_back(
     assert "deposit 1.000000000 τ: locked" in shown.out
 
 
+def test_a_delegators_vote_carries_its_stake_and_the_validator_s_share_of_it(
+    capsys: pytest.CaptureFixture[str], home: Path, base: dict[str, Any]
+) -> None:
+    validator_hot = simulation_keypair(SEED, "validator-0/hot").public_hex
+    staked = cli(
+        capsys, home, "stake", "add", "--wallet", "bob", "--hotkey", validator_hot, "--amount", "2"
+    )
+    assert staked.code == 0, staked.err
+    pid = _propose_signal(capsys, home)
+    state = Ledger.open(home / "ledger").state()
+    bob = base["accounts"]["bob"]
+    bob_rao = state.balance(bob) + state.stake(coldkey=bob, hotkey=validator_hot)
+    voted = _json(
+        cli(capsys, home, "vote", "--proposal", pid, "--choice", "for", "--wallet", "bob", "--json")
+    )
+    assert (voted["power_rao"], voted["delegated_in_rao"]) == (bob_rao, 0)
+    assert voted["tally"]["for_rao"] == bob_rao == BOB_RAO - state.tx_fee_rao  # the stake's fee
+    assert state.proposals[pid].power.delegated_rao[bob] == {
+        simulation_keypair(SEED, "validator-0/cold").public_hex: 2 * RAO_PER_TAO
+    }
+
+
 def test_subnet_params_with_a_stored_backtest(
     capsys: pytest.CaptureFixture[str], home: Path, base: dict[str, Any]
 ) -> None:
@@ -179,7 +201,7 @@ def test_subnet_params_with_a_stored_backtest(
     kappa_now = Ledger.open(home / "ledger").state().subnets[SUBNET].config.yuma["kappa_u16"]
     assert kappa_now != KAPPA_U16
     assert shown["changes"] == [
-        {"subnet": SUBNET, "setting": "yuma.kappa_u16", "now": kappa_now, "proposed": KAPPA_U16}
+        {"subnet": SUBNET, "setting": "yuma.kappa_u16", "before": kappa_now, "proposed": KAPPA_U16}
     ]
     assert shown["backtest"]["matches"] is True
     assert shown["backtest"]["summary"] == doc["backtest_summary"]
@@ -280,7 +302,7 @@ def test_network_params_proposal(capsys: pytest.CaptureFixture[str], home: Path)
     assert record.changes == ((SUBNET, (("emission_share", 2), ("tempo_blocks", 50))),)
     assert record.closes_block - record.opens_block == 150
     shown = _json(cli(capsys, home, "proposal", "show", doc["proposal_id"], "--json"))
-    assert {(c["setting"], c["now"], c["proposed"]) for c in shown["changes"]} == {
+    assert {(c["setting"], c["before"], c["proposed"]) for c in shown["changes"]} == {
         ("emission_share", 1, 2),
         ("tempo_blocks", 100, 50),
     }
@@ -432,6 +454,10 @@ def test_a_passed_change_is_in_effect_as_of_its_epoch(
     assert (shown["status"], shown["deposit"]) == ("activated", "returned")
     assert shown["activation"] == f"{SUBNET} from epoch {EPOCHS + 2}"
     assert shown["tally_committed"] is True
+    assert [(c["setting"], c["proposed"]) for c in shown["changes"]] == [
+        ("yuma.kappa_u16", KAPPA_U16)
+    ]
+    assert shown["changes"][0]["before"] == before["params"]["yuma"]["kappa_u16"] != KAPPA_U16
     _one_line(
         cli(capsys, home, "subnet", "params", SUBNET, "--as-of-epoch", "999"),
         f"epoch 999 of subnet '{SUBNET}' is not in the ledger",

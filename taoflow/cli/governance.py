@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from taoflow.ledger.proposals import ProposalRecord
     from taoflow.ledger.schema import Tx
     from taoflow.ledger.state import LedgerState
+    from taoflow.ledger.store import Ledger
 
 USAGE_EXIT_CODE: Final = 2
 PROPOSER_ID_HEX_CHARS: Final = 8
@@ -561,6 +562,11 @@ def vote(
     state = Ledger.open(settings.ledger_dir).state()
     record = state.proposals[proposal]
     power_rao = record.power.power_rao(voter)
+    delegated_in_rao = sum(  # cast with this vote unless the delegator votes itself
+        to.get(voter, 0)
+        for delegator, to in record.power.delegated_rao.items()
+        if (proposal, delegator) not in state.votes
+    )
     result_tally = state.proposal_tally(proposal)
     if as_json:
         _print_json(
@@ -570,13 +576,19 @@ def vote(
                 "proposal_id": proposal,
                 "choice": choice,
                 "power_rao": power_rao,
+                "delegated_in_rao": delegated_in_rao,
                 "tally": result_tally.to_payload(),
             }
         )
         return
+    delegated = (
+        f" and {_tao(delegated_in_rao)} τ delegated by holders who have not voted"
+        if delegated_in_rao
+        else ""
+    )
     console.print(
-        f"[green]voted[/] {choice} on {escape(proposal)} with {_tao(power_rao)} τ of power "
-        f"(batch {result.batch_no})",
+        f"[green]voted[/] {choice} on {escape(proposal)} with {_tao(power_rao)} τ of power"
+        f"{delegated} (batch {result.batch_no})",
         soft_wrap=True,
     )
     console.print(_tally_line(result_tally), soft_wrap=True)
@@ -667,26 +679,38 @@ def proposals(
     console.print(table)
 
 
-def _change_rows(state: LedgerState, record: ProposalRecord) -> list[dict[str, Any]]:
-    """Each setting the proposal changes: its value in the config now, and the proposed one."""
+def _configs_before(ledger: Ledger, state: LedgerState, record: ProposalRecord) -> dict[str, Any]:
+    """Subnet → the config the change applies to: the one in effect now, or, once activated,
+    the one the last epoch before its activation ran with."""
+    configs: dict[str, Any] = {name: info.config for name, info in state.subnets.items()}
+    for subnet, epoch in record.effective_from_epoch:
+        batch = None if epoch < 1 else ledger.batch_of_epoch(subnet, epoch - 1)
+        info = None if batch is None else ledger.state_as_of(batch).subnets.get(subnet)
+        if info is not None:
+            configs[subnet] = info.config
+    return configs
+
+
+def _change_rows(configs: dict[str, Any], record: ProposalRecord) -> list[dict[str, Any]]:
+    """Each setting the proposal changes: its value before the change, and the proposed one."""
     rows: list[dict[str, Any]] = []
     for subnet, values in record.changes:
-        info = state.subnets.get(subnet)
+        config = configs.get(subnet)
         for setting, value in values:
-            now = None if info is None else getattr(info.config, setting, None)
+            before = None if config is None else getattr(config, setting, None)
             if setting in OBJECT_SETTINGS and isinstance(value, dict):
-                current = dict(now or {})
+                current = dict(before or {})
                 for key, proposed in sorted(value.items()):
                     rows.append(_change_row(subnet, f"{setting}.{key}", current.get(key), proposed))
                 continue
-            if isinstance(now, tuple) and setting == "emission_split_ppm":
-                now = dict(now)
-            rows.append(_change_row(subnet, setting, now, value))
+            if isinstance(before, tuple) and setting == "emission_split_ppm":
+                before = dict(before)
+            rows.append(_change_row(subnet, setting, before, value))
     return rows
 
 
-def _change_row(subnet: str, setting: str, now: Any, proposed: Any) -> dict[str, Any]:
-    return {"subnet": subnet, "setting": setting, "now": now, "proposed": proposed}
+def _change_row(subnet: str, setting: str, before: Any, proposed: Any) -> dict[str, Any]:
+    return {"subnet": subnet, "setting": setting, "before": before, "proposed": proposed}
 
 
 @dataclass(frozen=True)
@@ -769,7 +793,9 @@ def _activation_text(record: ProposalRecord) -> str:
     return "—"
 
 
-def _show_doc(settings: Settings, state: LedgerState, record: ProposalRecord) -> dict[str, Any]:
+def _show_doc(
+    settings: Settings, ledger: Ledger, state: LedgerState, record: ProposalRecord
+) -> dict[str, Any]:
     from taoflow.ledger.governance import PROPOSAL_OPTIONS
     from taoflow.ledger.proposals import record_to_doc, votes_of
 
@@ -779,7 +805,7 @@ def _show_doc(settings: Settings, state: LedgerState, record: ProposalRecord) ->
     doc["tally"] = state.proposal_tally(record.proposal_id).to_payload()
     doc["tally_committed"] = record.tally is not None
     doc["deposit"] = _deposit_fate(record)
-    doc["changes"] = _change_rows(state, record)
+    doc["changes"] = _change_rows(_configs_before(ledger, state, record), record)
     doc["activation"] = _activation_text(record)
     doc["votes"] = [
         {
@@ -817,11 +843,12 @@ def proposal_show(
     from taoflow.ledger.store import Ledger
 
     settings = _settings(home, read_only=True)
-    state = Ledger.open(settings.ledger_dir).state()
+    ledger = Ledger.open(settings.ledger_dir)
+    state = ledger.state()
     record = state.proposals.get(proposal_id)
     if record is None:
         raise _fail(f"unknown proposal {proposal_id[:80]!r}")
-    doc = _show_doc(settings, state, record)
+    doc = _show_doc(settings, ledger, state, record)
     if as_json:
         _print_json(doc)
         return
@@ -846,7 +873,7 @@ def _print_show(
     for row in doc["changes"]:
         out(
             f"  {escape(row['subnet'])} {escape(row['setting'])}: "
-            f"{escape(json.dumps(row['now']))} → {escape(json.dumps(row['proposed']))}",
+            f"{escape(json.dumps(row['before']))} → {escape(json.dumps(row['proposed']))}",
             soft_wrap=True,
         )
     committed = "committed tally" if doc["tally_committed"] else "tally so far"
