@@ -1,9 +1,10 @@
 """The ``taoflow`` command: one Typer app over one module per noun.
 
 Each noun module (``taoflow.cli.wallet``, ``subnet``, ``miner``, ``weights``, ``stake``,
-``ledger``, ``epoch``, ``network``, ``consensus``, ``services``, ``explorer``) imports only typer,
-rich and light project modules at import time; torch, prefect, mlflow, dask, duckdb, pyarrow and
-the web stack (fastapi, uvicorn) are imported inside the commands that need them, so
+``ledger``, ``epoch``, ``network``, ``consensus``, ``services``, ``explorer``, ``governance``)
+imports only typer, rich and light project modules at import time; torch, prefect, mlflow, dask,
+duckdb, pyarrow and the web stack (fastapi, uvicorn) are imported inside the commands that need
+them, so
 ``taoflow --help``, argument errors and read-only commands answer at once. Every failure is one
 line on stderr and a non-zero exit.
 """
