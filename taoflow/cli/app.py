@@ -4,9 +4,8 @@ Each noun module (``taoflow.cli.wallet``, ``subnet``, ``miner``, ``weights``, ``
 ``ledger``, ``epoch``, ``network``, ``consensus``, ``services``, ``explorer``, ``governance``)
 imports only typer, rich and light project modules at import time; torch, prefect, mlflow, dask,
 duckdb, pyarrow and the web stack (fastapi, uvicorn) are imported inside the commands that need
-them, so
-``taoflow --help``, argument errors and read-only commands answer at once. Every failure is one
-line on stderr and a non-zero exit.
+them, so ``taoflow --help``, argument errors and read-only commands answer at once. Every
+failure is one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
