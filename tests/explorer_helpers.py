@@ -68,7 +68,31 @@ def transfer(home: Path, *, source: str, dest: str, amount_rao: int) -> str:
     return commit_as(home, source, tx)
 
 
-def propose(home: Path, *, title: str, options: tuple[str, ...]) -> str:
-    """Commit, as the demo owner, a governance proposal with ``title`` and ``options``."""
-    payload = canonical_json({"title": title, "options": list(options)})
-    return commit_as(home, "owner", Tx(new_tx_id(Kind.PROPOSAL), Kind.PROPOSAL, payload=payload))
+def propose(home: Path, *, title: str, text: str = "", wallet: str = "owner") -> str:
+    """Commit, as ``wallet`` (funded in the demo), a ``signal`` proposal titled ``title`` with
+    the network's minimum deposit and shortest voting period; its tx id."""
+    from taoflow.ledger.store import Ledger
+
+    params = Ledger(Settings(home=home).ledger_dir).state().governance
+    payload = canonical_json(
+        {
+            "kind": "signal",
+            "title": title,
+            "text": text,
+            "deposit_rao": params.deposit_min_rao,
+            "voting_blocks": params.voting_blocks_min,
+        }
+    )
+    tx = Tx(
+        new_tx_id(Kind.PROPOSAL),
+        Kind.PROPOSAL,
+        amount_rao=params.deposit_min_rao,
+        payload=payload,
+    )
+    return commit_as(home, wallet, tx)
+
+
+def vote(home: Path, *, wallet: str, proposal_id: str, choice: int) -> str:
+    """Commit ``wallet``'s vote ``choice`` (an index into ``PROPOSAL_OPTIONS``); its tx id."""
+    payload = canonical_json({"proposal_id": proposal_id, "choice": choice})
+    return commit_as(home, wallet, Tx(new_tx_id(Kind.VOTE), Kind.VOTE, payload=payload))

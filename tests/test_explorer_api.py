@@ -26,6 +26,7 @@ from explorer_helpers import (
     ledger_digests,
     propose,
     transfer,
+    vote,
 )
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -37,6 +38,7 @@ from taoflow.dashboards.explorer.app import ExplorerConfig, create_app
 from taoflow.dashboards.explorer.ledger_pages import KINDS, PAGE_SIZE_DEFAULT
 from taoflow.dashboards.explorer.pages import Labels
 from taoflow.dashboards.explorer.subnet_pages import SORT_COLUMNS
+from taoflow.ledger.governance import CHOICE_AGAINST, CHOICE_FOR, PROPOSAL_OPTIONS
 from taoflow.ledger.store import Ledger
 from taoflow.names import account_labels
 from taoflow.queries import metagraph, submission_states
@@ -44,7 +46,9 @@ from taoflow.tasks.audit.explain import explain
 
 XSS_TITLE: Final = "<script>alert(1)</script>"
 XSS_ESCAPED: Final = "&lt;script&gt;alert(1)&lt;/script&gt;"
-XSS_OPTIONS: Final = ("yes", '<b onmouseover="alert(2)">no</b>')
+XSS_TEXT: Final = '<b onmouseover="alert(2)">why</b>'
+VOTERS: Final = (("owner", CHOICE_FOR), ("validator-0", CHOICE_AGAINST))
+"""Who votes on the module's proposal, and how (wallets of the demo network)."""
 HTML: Final = "text/html; charset=utf-8"
 JSON: Final = "application/json"
 MINER: Final = "miner-3/default"
@@ -91,7 +95,9 @@ class Network:
 @pytest.fixture(scope="module")
 def net(demo_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     home = copy_home(demo_home, tmp_path_factory.mktemp("explorer-api") / "home")
-    proposal_tx_id = propose(home, title=XSS_TITLE, options=XSS_OPTIONS)
+    proposal_tx_id = propose(home, title=XSS_TITLE, text=XSS_TEXT)
+    for wallet, choice in VOTERS:
+        vote(home, wallet=wallet, proposal_id=proposal_tx_id, choice=choice)
     before = ledger_digests(home)
     app = create_app(ExplorerConfig(home=home))
     with TestClient(app) as client:
@@ -178,6 +184,7 @@ def page_urls(net: Network) -> list[str]:
         f"/ledger/tx/{epoch_tx}",
         f"/ledger/tx/{net.proposal_tx_id}",
         "/governance",
+        f"/governance/proposal/{net.proposal_tx_id}",
     ]
 
 
@@ -557,16 +564,59 @@ def test_a_script_title_renders_as_text_and_the_json_keeps_it_raw(net: Network) 
     page = net.json("/api/governance")
     (proposal,) = page["proposals"]
     assert (proposal["id"], proposal["title"]) == (net.proposal_tx_id, XSS_TITLE)
-    assert proposal["options"] == list(XSS_OPTIONS) and proposal["votes"] == [0, 0]
+    assert (proposal["kind"], proposal["text"]) == ("signal", XSS_TEXT)
     assert proposal["proposer_label"] == "owner" and page["total"] == 1
-    html = net.html("/governance")
-    assert XSS_ESCAPED in html
-    assert XSS_TITLE not in html and "<b onmouseover" not in html
-    parsed = Parsed(html)
-    assert parsed.values("data-proposal", tag="tr") == [net.proposal_tx_id]
-    assert parsed.script_bodies == [] and "b" not in [t for t, _ in parsed.tags]
+    for url in ("/governance", f"/governance/proposal/{net.proposal_tx_id}"):
+        html = net.html(url)
+        assert XSS_ESCAPED in html, url
+        assert XSS_TITLE not in html and "<b onmouseover" not in html
+        parsed = Parsed(html)
+        assert parsed.script_bodies == [] and "b" not in [t for t, _ in parsed.tags]
+    assert Parsed(net.html("/governance")).values("data-proposal", tag="tr") == [net.proposal_tx_id]
     tx_html = net.html(f"/ledger/tx/{net.proposal_tx_id}")
     assert XSS_TITLE not in tx_html and "<b onmouseover" not in tx_html
+
+
+def test_the_tally_is_the_ledgers_stake_weighted_tally(net: Network) -> None:
+    state = net.ledger.state()
+    record = state.proposals[net.proposal_tx_id]
+    expected = state.proposal_tally(net.proposal_tx_id)
+    params = state.governance
+    (proposal,) = net.json("/api/governance")["proposals"]
+    detail = net.json(f"/api/governance/proposal/{net.proposal_tx_id}")["proposal"]
+    assert detail == proposal
+    tally = proposal["tally"]
+    assert {name: tally[name] for name in expected.to_payload()} == expected.to_payload()
+    assert proposal["options"] == list(PROPOSAL_OPTIONS)
+    assert proposal["votes"] == [expected.for_rao, expected.against_rao, expected.abstain_rao]
+    # the two voters cast their own power (owner for, validator-0 against); nobody abstained
+    owner, validator = net.account("owner"), net.account("validator-0")
+    assert tally["for_rao"] == record.power.power_rao(owner) > 0
+    assert tally["against_rao"] >= record.power.power_rao(validator) > 0
+    assert tally["abstain_rao"] == 0 and tally["voters"] == len(VOTERS)
+    assert tally["turnout_rao"] == tally["for_rao"] + tally["against_rao"]
+    assert tally["total_rao"] == record.power.total_rao
+    assert tally["turnout_share"] == tally["turnout_rao"] / tally["total_rao"]
+    assert (tally["quorum_ppm"], tally["pass_ppm"]) == (params.quorum_ppm, params.pass_ppm)
+    assert tally["final"] is False  # still open: the votes so far
+    assert (proposal["status"], proposal["deposit"]) == ("open", "locked")
+    assert proposal["deposit_rao"] == params.deposit_min_rao
+    assert (proposal["opens_block"], proposal["closes_block"]) == (
+        record.opens_block,
+        record.opens_block + params.voting_blocks_min,
+    )
+    assert proposal["changes"] == [] and proposal["backtest"] is None
+    assert proposal["activation"] == {"state": "none", "effective_from": [], "problem": ""}
+    html = net.html("/governance")
+    for part in ("for", "against"):
+        assert f'<rect class="{part}"' in html
+    assert f'data-rao="{tally["for_rao"]}"' in html and f'data-rao="{tally["against_rao"]}"' in html
+
+
+def test_an_unknown_proposal_is_a_404(net: Network) -> None:
+    response = net.client.get("/api/governance/proposal/proposal/none")
+    assert response.status_code == 404
+    assert response.json() == {"error": "no proposal 'proposal/none' in the ledger"}
 
 
 # ---- a transaction committed while the explorer runs ---------------------------------------

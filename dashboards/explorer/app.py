@@ -25,9 +25,10 @@ from fastapi.templating import Jinja2Templates
 
 from taoflow.dashboards.explorer import params, views
 from taoflow.dashboards.explorer.data import ExplorerData, Verifier
+from taoflow.dashboards.explorer.governance_pages import Backtests, governance, proposal_page
 from taoflow.dashboards.explorer.ledger_pages import StatesAsOf, ledger_page, tx_page
 from taoflow.dashboards.explorer.links import EpochLinks
-from taoflow.dashboards.explorer.pages import Labels, NotFound, governance, network
+from taoflow.dashboards.explorer.pages import Labels, NotFound, network
 from taoflow.dashboards.explorer.subnet_pages import ExplainCache, neuron_page, subnet_page
 from taoflow.ledger.errors import LedgerError
 
@@ -60,9 +61,11 @@ class Explorer:
 
     def __init__(self, config: ExplorerConfig) -> None:
         from taoflow.names import account_labels
+        from taoflow.settings import Settings
 
         self.config = config
         self.data = ExplorerData(config.home)
+        self.backtests = Backtests(Settings(home=Path(config.home)).governance_backtests_dir)
         self.verifier = Verifier(self.data.home)
         self.links = EpochLinks(
             prefect_ui_url=config.prefect_ui_url,
@@ -215,8 +218,27 @@ def _routes(app: FastAPI, explorer: Explorer, templates: Jinja2Templates) -> Non
     def governance_route(request: Request) -> Response:
         params.only(request, ())
         explorer.data.refresh()
-        page = governance(explorer.data, explorer.labels)
+        page = governance(explorer.data, explorer.labels, explorer.backtests)
+        for proposal in page["proposals"]:
+            _backtest_links(explorer, proposal)
         return _respond(request, templates, explorer, template="governance.html", page=page)
+
+    @get("/governance/proposal/{proposal_id:path}", "/api/governance/proposal/{proposal_id:path}")
+    def proposal_route(request: Request, proposal_id: str) -> Response:
+        params.only(request, ())
+        params.check_tx_id(proposal_id)
+        explorer.data.refresh()
+        page = proposal_page(explorer.data, proposal_id, explorer.labels, explorer.backtests)
+        _backtest_links(explorer, page["proposal"])
+        return _respond(request, templates, explorer, template="proposal.html", page=page)
+
+
+def _backtest_links(explorer: Explorer, proposal: dict[str, Any]) -> None:
+    """The MLflow link of ``proposal``'s backtest run, when the background lookup found one."""
+    backtest = proposal.get("backtest")
+    if backtest and proposal["changes"]:
+        subnet = proposal["changes"][0]["subnet"]
+        backtest["links"] = explorer.links.for_backtest(subnet, backtest["sha256"])
 
 
 def serve(config: ExplorerConfig, *, host: str, port: int) -> None:

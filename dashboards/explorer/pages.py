@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from taoflow.dashboards.explorer.data import ExplorerData
-from taoflow.ledger.governance import PROPOSAL_OPTIONS
 
 HISTORY_POINTS_MAX: Final = 1_000
 """Points per series in a page's JSON history (a stride over longer histories)."""
 TOP_SERIES_MAX: Final = 8
 """Hotkeys drawn one line each on a subnet's incentive / dividends charts."""
 SUBMISSIONS_SHOWN_MAX: Final = 500
-PROPOSALS_SHOWN_MAX: Final = 500
 NEURON_EPOCHS_SHOWN_MAX: Final = 50
 
 
@@ -155,33 +153,4 @@ def network(data: ExplorerData, labels: Labels, verify: dict[str, Any]) -> dict[
         "subnets": subnets(data, labels),
         "verify": verify,
         "problems": [dataclasses.asdict(p) for p in data.problems],
-    }
-
-
-# ---- governance ----------------------------------------------------------------------------
-
-
-def governance(data: ExplorerData, labels: Labels) -> dict[str, Any]:
-    """Every proposal with its options and one-coldkey-one-vote counts (newest first)."""
-    state = data.state()
-    counts: dict[str, list[int]] = {}
-    for (proposal_id, _), choice in state.votes.items():
-        per_choice = counts.setdefault(proposal_id, [0] * len(PROPOSAL_OPTIONS))
-        if 0 <= choice < len(per_choice):
-            per_choice[choice] += 1
-    ordered = sorted(state.proposals.values(), key=lambda p: (-p.opens_block, p.proposal_id))
-    return {
-        "proposals": [
-            {
-                "id": p.proposal_id,
-                "title": p.title,
-                "options": list(PROPOSAL_OPTIONS),
-                "votes": counts.get(p.proposal_id, [0] * len(PROPOSAL_OPTIONS)),
-                "proposer": p.proposer,
-                "proposer_label": labels.of(p.proposer),
-                "block": p.opens_block,
-            }
-            for p in ordered[:PROPOSALS_SHOWN_MAX]
-        ],
-        "total": len(state.proposals),
     }

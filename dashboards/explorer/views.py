@@ -75,8 +75,41 @@ def percent(value: Any) -> str:
     return f"{100 * float(value):.2f}%"
 
 
+TALLY_BAR_WIDTH: Final = 1000
+"""The tally bar's SVG user units across (it scales to its box)."""
+TALLY_PARTS: Final = ("for", "against", "abstain")
+
+
+def tally_bar(tally: Any) -> Markup:
+    """A stacked SVG bar of a tally view (``governance_pages.tally_view``): for, against and
+    abstain as shares of the total voting power, a mark at the quorum. Numbers only: nothing
+    from the ledger's text reaches the markup; no inline style (CSP)."""
+    x = 0.0
+    rects = []
+    for part in TALLY_PARTS:
+        width = TALLY_BAR_WIDTH * min(1.0, max(0.0, float(tally[f"{part}_share"])))
+        if width > 0:
+            rects.append(
+                f'<rect class="{part}" x="{x:.2f}" y="0" width="{width:.2f}" height="16"></rect>'
+            )
+        x += width
+    quorum_x = TALLY_BAR_WIDTH * min(1.0, max(0.0, float(tally["quorum_share"])))
+    title = (
+        f"for {percent(tally['for_share'])}, against {percent(tally['against_share'])}, "
+        f"abstain {percent(tally['abstain_share'])} of all voting power; quorum at "
+        f"{percent(tally['quorum_share'])}"
+    )
+    return Markup(
+        f'<svg class="tally-bar" viewBox="0 0 {TALLY_BAR_WIDTH} 16" preserveAspectRatio="none" '
+        f'role="img" aria-label="{title}"><title>{title}</title>'
+        f'<rect class="power" x="0" y="0" width="{TALLY_BAR_WIDTH}" height="16"></rect>'
+        f'{"".join(rects)}<line class="quorum" x1="{quorum_x:.2f}" x2="{quorum_x:.2f}" y1="0" '
+        'y2="16"></line></svg>'
+    )
+
+
 def install_filters(env: jinja2.Environment) -> None:
-    env.filters.update(tao=tao, short=short, number=number, percent=percent)
+    env.filters.update(tao=tao, short=short, number=number, percent=percent, tally_bar=tally_bar)
     env.globals["escape"] = escape
 
 

@@ -41,7 +41,6 @@ PREFECT_UI_URL = "http://127.0.0.1:4200"
 MLFLOW_UI_URL = "http://127.0.0.1:5000"
 XSS_TITLE = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 """A proposal title that runs script if any page renders it as markup."""
-XSS_OPTIONS = ("yes", "no")
 
 
 @dataclass(frozen=True)
@@ -75,19 +74,29 @@ def unavailable(reason: str) -> NoReturn:
 
 
 def add_hostile_proposal(home: Path) -> str:
-    """Commit, as the demo owner, a proposal whose title is ``XSS_TITLE``; its tx id."""
+    """Commit, as the demo owner (funded), a ``signal`` proposal whose title is ``XSS_TITLE``,
+    with the network's minimum deposit and shortest voting period; its tx id."""
     from taoflow.actions import commit_signed, new_tx_id
     from taoflow.ledger.schema import Kind, Tx, canonical_json
+    from taoflow.ledger.store import Ledger
     from taoflow.settings import Settings
     from taoflow.wallet import DEMO_PASSPHRASE, unlock_coldkey
 
     settings = Settings(home=home)
+    params = Ledger(settings.ledger_dir).state().governance
     owner = unlock_coldkey(settings.wallets_dir, name="owner", passphrase=DEMO_PASSPHRASE)
+    payload = {
+        "kind": "signal",
+        "title": XSS_TITLE,
+        "deposit_rao": params.deposit_min_rao,
+        "voting_blocks": params.voting_blocks_min,
+    }
     tx = Tx(
         new_tx_id(Kind.PROPOSAL),
         Kind.PROPOSAL,
         coldkey=owner.public_hex,
-        payload=canonical_json({"title": XSS_TITLE, "options": list(XSS_OPTIONS)}),
+        amount_rao=params.deposit_min_rao,
+        payload=canonical_json(payload),
     )
     commit_signed(settings, tx, owner)
     return tx.tx_id

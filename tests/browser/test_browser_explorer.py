@@ -527,6 +527,12 @@ def test_hostile_proposal_title_renders_as_text(page: Page, explorer: Explorer) 
     row = page.locator(f'table#proposals tr[data-proposal="{explorer.proposal_tx_id}"]')
     assert row.count() == 1
     assert row.locator("td.title").inner_text() == XSS_TITLE
+    assert row.locator("svg.tally-bar").count() == 1  # the stake-weighted tally, drawn
+    assert row.locator("[data-status]").get_attribute("data-status") == "open"
+    assert_no_injected_markup(page)
+    visit(page, explorer, f"/governance/proposal/{quote(explorer.proposal_tx_id, safe='/')}")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("table#proposal td.title").inner_text() == XSS_TITLE
     assert_no_injected_markup(page)
     visit(page, explorer, f"/ledger/tx/{quote(explorer.proposal_tx_id, safe='/')}")
     page.wait_for_load_state("networkidle")
