@@ -111,13 +111,13 @@ def check_vote(state: LedgerState, tx: Tx) -> str | None:
         return f"voting on {proposal_id!r} closed at block {record.closes_block:,}"
     if not _has_power(record, tx.coldkey):
         return (
-            f"{tx.coldkey[:16]}… had no voting power when {proposal_id!r} opened at block "
+            f"{tx.coldkey!r} had no voting power when {proposal_id!r} opened at block "
             f"{record.opens_block:,} (no balance, stake or delegation then)"
         )
     earlier = state.votes.get((record.proposal_id, tx.coldkey))
     if earlier == choice:
         return (
-            f"{tx.coldkey[:16]}… already voted {PROPOSAL_OPTIONS[choice]!r} on {proposal_id!r}; "
+            f"{tx.coldkey!r} already voted {PROPOSAL_OPTIONS[choice]!r} on {proposal_id!r}; "
             "a vote can only be changed to another choice"
         )
     return None

@@ -75,11 +75,17 @@ def epoch_run(
                     "emission_rao": result.emission_rao,
                     "mlflow_run_id": result.mlflow_run_id,
                     "flow_run_id": result.flow_run_id,
+                    "governance": [
+                        {"proposal_id": e.proposal_id, "kind": e.kind, "summary": e.summary}
+                        for e in (result.governance.entries if result.governance else ())
+                    ],
                     "metagraph": rows,
                 }
             )
             return
         labels = account_labels(settings.wallets_dir)
+        for entry in result.governance.entries if result.governance else ():
+            console.print(f"governance: {entry.summary}", soft_wrap=True, markup=False)
         console.print(epoch_table(rows, result=result, labels=labels))
 
 

@@ -58,6 +58,7 @@ OBJECT_SETTINGS: Final = frozenset({"yuma", "validator_policy"})
 MLFLOW_HEALTH_TIMEOUT_S: Final = 1.0
 MLFLOW_RUNS_MAX: Final = 1
 PPM: Final = 1_000_000
+TITLE_COLUMN_MIN_CHARS: Final = 16
 
 propose_app = typer.Typer(
     no_args_is_help=True, help="Propose a change of parameters (or a signal) for TAO holders"
@@ -462,14 +463,13 @@ def _attach_backtest(
         check_backtest_for,
         load_backtest,
         overrides_of_change,
-        summary_lines,
     )
 
     try:
         if sha256 is not None:
             report = load_backtest(settings.governance_backtests_dir, sha256)
             check_backtest_for(report, subnet=subnet, values=changes)
-            return Attached(sha256=report.sha256, lines=tuple(summary_lines(report)))
+            return Attached(sha256=report.sha256, lines=_lines(settings, report))
         if overrides_of_change(changes) is None:
             return None
     except (BacktestError, BacktestMismatch) as exc:
@@ -485,7 +485,7 @@ def _attach_backtest(
         report = load_backtest(settings.governance_backtests_dir, sha)
     except (BacktestError, BacktestMismatch) as exc:
         raise _fail(str(exc)) from None
-    return Attached(sha256=sha, lines=tuple(summary_lines(report)), mlflow_run_id=run_id)
+    return Attached(sha256=sha, lines=_lines(settings, report), mlflow_run_id=run_id)
 
 
 def run_backtest_flow(
@@ -660,7 +660,10 @@ def proposals(
     table = Table(title=f"proposals (block {state.block:,})", header_style="bold cyan")
     columns = ("id", "kind", "title", "status", "closes", "for τ", "against τ", "abstain τ")
     for column in (*columns, "turnout", "quorum", "passing", "deposit τ"):
-        table.add_column(column, overflow="fold", no_wrap=column != "title")
+        if column == "title":
+            table.add_column(column, overflow="fold", min_width=TITLE_COLUMN_MIN_CHARS)
+        else:
+            table.add_column(column, overflow="fold", no_wrap=True)
     for r in rows:
         table.add_row(
             escape(r["proposal_id"]),
@@ -728,7 +731,6 @@ def _backtest_view(settings: Settings, sha256: str) -> BacktestView:
         BacktestError,
         BacktestMismatch,
         load_backtest,
-        summary_lines,
     )
 
     try:
@@ -737,9 +739,15 @@ def _backtest_view(settings: Settings, sha256: str) -> BacktestView:
         return BacktestView(sha256, False, str(exc), (), None)
     except BacktestError as exc:
         return BacktestView(sha256, None, str(exc), (), None)
-    return BacktestView(
-        sha256, True, "", tuple(summary_lines(report)), _mlflow_run(settings, sha256)
-    )
+    return BacktestView(sha256, True, "", _lines(settings, report), _mlflow_run(settings, sha256))
+
+
+def _lines(settings: Settings, report: Any) -> tuple[str, ...]:
+    """The backtest's summary lines with hotkeys by local wallet names where known."""
+    from taoflow.names import account_labels
+    from taoflow.tasks.governance.backtest import summary_lines
+
+    return tuple(summary_lines(report, labels=account_labels(settings.wallets_dir)))
 
 
 def _mlflow_run(settings: Settings, sha256: str) -> str | None:

@@ -572,14 +572,17 @@ def _cut(text: str, limit: int = CHANGE_SHOWN_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _mover(hotkey: str | None, amount_rao: int, *, sign: str) -> str:
+def _mover(hotkey: str | None, amount_rao: int, *, sign: str, labels: Mapping[str, str]) -> str:
     if hotkey is None:
         return "none"
-    return f"{hotkey[:HOTKEY_SHOWN_CHARS]}… {sign}{tao_text(amount_rao)} τ"
+    name = labels.get(hotkey) or f"{hotkey[:HOTKEY_SHOWN_CHARS]}…"
+    return f"{name} {sign}{tao_text(amount_rao)} τ"
 
 
-def summary_lines(backtest: Backtest) -> list[str]:
-    """Short lines for ``taoflow proposal show`` and the explorer."""
+def summary_lines(backtest: Backtest, *, labels: Mapping[str, str] | None = None) -> list[str]:
+    """Short lines for ``taoflow proposal show`` and the explorer (hotkeys by their ``labels``
+    — e.g. local wallet names — where given, else a short id)."""
+    names: Mapping[str, str] = labels or {}
     s = backtest.summary
     lines = [
         f"backtest {backtest.sha256[:SHA_SHOWN_CHARS]}: {backtest.subnet} epochs "
@@ -590,8 +593,8 @@ def summary_lines(backtest: Backtest) -> list[str]:
         f"incentive Gini (mean): {s.gini_before:.4f} → {s.gini_after:.4f}",
         f"validator-trust spread (mean): {s.trust_spread_before:.4f} → {s.trust_spread_after:.4f}",
         f"hotkeys changed: {s.hotkeys_changed}; largest gain "
-        f"{_mover(s.largest_gain_hotkey, s.largest_gain_rao, sign='+')}; largest loss "
-        f"{_mover(s.largest_loss_hotkey, s.largest_loss_rao, sign='-')}",
+        f"{_mover(s.largest_gain_hotkey, s.largest_gain_rao, sign='+', labels=names)}; "
+        f"largest loss {_mover(s.largest_loss_hotkey, s.largest_loss_rao, sign='-', labels=names)}",
     ]
     if s.baseline_owner_rao != s.whatif_owner_rao:
         lines.insert(

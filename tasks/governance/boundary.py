@@ -70,10 +70,11 @@ def describe(tx: Tx) -> GovernanceEntry:
         outcome = "passed" if payload["passed"] else "not passed"
         if not payload["quorum_met"]:
             outcome = "no quorum"
+        turnout_pct = 100 * payload["turnout_rao"] / max(payload["total_rao"], 1)
         summary = (
-            f"{proposal_id}: {outcome} (for {payload['for_rao']:,} rao, against "
-            f"{payload['against_rao']:,}, abstain {payload['abstain_rao']:,}; turnout "
-            f"{payload['turnout_rao']:,} of {payload['total_rao']:,}); deposit {payload['deposit']}"
+            f"{proposal_id}: {outcome} (for {tao_text(payload['for_rao'])} τ, against "
+            f"{tao_text(payload['against_rao'])} τ, abstain {tao_text(payload['abstain_rao'])} τ;"
+            f" turnout {turnout_pct:.2f}%); deposit {payload['deposit']}"
         )
         numbers = Tally(**{name: payload[name] for name in Tally.__dataclass_fields__})
         return GovernanceEntry(
