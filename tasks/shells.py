@@ -29,6 +29,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from taoflow.ledger.errors import BatchRejected
 from taoflow.ledger.payouts import EpochShares
 from taoflow.ledger.store import CommitResult, Ledger
 from taoflow.tasks.consensus.stage import ConsensusOutcome, run_consensus
@@ -74,11 +75,20 @@ def _timed(stage: str) -> Iterator[None]:
 def governance(ledger_dir: Path, subnet: str) -> GovernanceCommit:
     """Commit the tallies and activations due at this boundary, before ``subnet``'s epoch is
     gathered: one log line per committed entry and a markdown artifact (none when nothing was
-    due; an artifact that cannot be published is a warning, the commit stands)."""
+    due; an artifact that cannot be published is a warning, the commit stands).
+
+    No proposal can stall an epoch: if the ledger refuses the entries it computed itself (a
+    defect, never a participant's doing), the refusal is logged as an error and the epoch runs
+    with the parameters in effect; the entries stay due at the next boundary.
+    """
+    logger = run_logger()
     with _timed("governance"):
         ledger = Ledger.shared(ledger_dir)
-        commit = commit_governance_on(ledger)
-    logger = run_logger()
+        try:
+            commit = commit_governance_on(ledger)
+        except BatchRejected as exc:
+            logger.error(f"governance entries not committed, the epoch goes on: {exc}")
+            return GovernanceCommit(batch_no=None, batch_hash=None, entries=(), problem=str(exc))
     for entry in commit.entries:
         logger.info(f"governance: {entry.summary}")
     if commit.entries:

@@ -60,6 +60,8 @@ class GovernanceCommit:
     batch_no: int | None
     batch_hash: str | None
     entries: tuple[GovernanceEntry, ...]
+    problem: str = ""
+    """Why the due entries were not committed (the epoch then runs on; see ``shells``)."""
 
 
 def describe(tx: Tx) -> GovernanceEntry:
