@@ -30,11 +30,9 @@ from taoflow.ledger.proposals import (
     ProposalRecord,
     ProposalStatus,
     activated_configs,
-    current_tally,
     expected_activation_payload,
     expected_tally_payload,
     tally_mismatch,
-    votes_of,
 )
 from taoflow.ledger.registration import RegistrationPolicy
 from taoflow.ledger.schema import Kind, Tx, canonical_json
@@ -150,14 +148,7 @@ def _record_of(state: LedgerState, tx: Tx) -> ProposalRecord | str:
 
 
 def _expected_tally(state: LedgerState, record: ProposalRecord) -> dict[str, Any]:
-    params = state.governance
-    result = current_tally(
-        record,
-        votes_of(state.votes, record.proposal_id),
-        quorum_ppm=params.quorum_ppm,
-        pass_ppm=params.pass_ppm,
-    )
-    return expected_tally_payload(record, result)
+    return expected_tally_payload(record, state.proposal_tally(record.proposal_id))
 
 
 def check_tally(state: LedgerState, tx: Tx) -> str | None:
@@ -182,13 +173,7 @@ def check_tally(state: LedgerState, tx: Tx) -> str | None:
 
 def apply_tally(state: LedgerState, tx: Tx) -> None:
     record = state.proposals[str(tx.payload_dict()["proposal_id"])]
-    params = state.governance
-    result = current_tally(
-        record,
-        votes_of(state.votes, record.proposal_id),
-        quorum_ppm=params.quorum_ppm,
-        pass_ppm=params.pass_ppm,
-    )
+    result = state.proposal_tally(record.proposal_id)  # the votes so far: it is still open
     state.locked.pop(record.deposit_lock_key)
     if result.quorum_met:
         state._credit(record.proposer, record.deposit_rao)
