@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_helpers import demo_env
+from explorer_helpers import copy_home, propose, vote
 
 from taoflow.ledger.governance import CHOICE_FOR
 from taoflow.ledger.payouts import tao_text
@@ -27,7 +31,13 @@ from taoflow.tasks.governance.boundary import (
     commit_governance_on,
     markdown,
 )
-from taoflow.tasks.simulate import EpochReport, SimulationSpec, simulate, simulation_keypair
+from taoflow.tasks.simulate import (
+    EpochReport,
+    SimulationSpec,
+    commit_simulated_epoch,
+    simulate,
+    simulation_keypair,
+)
 
 SUBNET = "digits"
 SEED = 5
@@ -40,6 +50,29 @@ VOTING_BLOCKS = 150
 NEW_KAPPA_U16 = 39_321
 PROPOSAL_ID = "proposal/kappa"
 EPOCHS_AFTER = 5
+RUN_TIMEOUT_S = 600
+READ_ARTIFACT = """
+import asyncio, json, sys
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter, ArtifactFilterKey, LogFilter, LogFilterFlowRunId)
+from prefect.client.schemas.sorting import LogSort
+
+async def main(key):
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        out = []
+        for artifact in found:
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[artifact.flow_run_id])),
+                sort=LogSort.TIMESTAMP_ASC)
+            out.append({"type": artifact.type, "data": artifact.data,
+                        "logs": [log.message for log in logs]})
+        print(json.dumps(out))
+asyncio.run(main(sys.argv[1]))
+"""
+"""Prints the artifacts with the given key and their flow runs' log lines, as JSON."""
 
 
 def spec(epochs: int) -> SimulationSpec:
@@ -187,4 +220,55 @@ def test_markdown_lists_the_tally_and_the_activation(voted: dict[str, Any]) -> N
     first = reports[0].epoch
     assert markdown(activation, title="t").splitlines()[-1] == (
         f"- proposal/kappa: in effect for digits from epoch {first + 3}"
+    )
+
+
+@pytest.mark.integration
+def test_the_epoch_flow_commits_the_tally_before_the_epoch_and_publishes_it(
+    demo_home: Path, tmp_path: Path
+) -> None:
+    home = copy_home(demo_home, tmp_path / "home")
+    proposal_id = propose(home, title="Keep the demo running")
+    for wallet in ("owner", "validator-0"):  # over the quorum together
+        vote(home, wallet=wallet, proposal_id=proposal_id, choice=CHOICE_FOR)
+    # one epoch boundary passes the closing block without the flow (synthetic scores, same
+    # ledger rules): the tally is then due at the start of the next epoch flow run
+    ledger = Ledger.open(home / "ledger")
+    commit_simulated_epoch(ledger, seed=0, subnet="digits")
+    (due,) = ledger.state().governance_entries_due()
+    epoch = ledger.state().last_epoch["digits"] + 1
+    env = {**demo_env(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    run = subprocess.run(
+        [sys.executable, "-m", "taoflow.cli", "epoch", "run", "--subnet", "digits", "--json"],
+        env={**env, "TAOFLOW_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = Ledger.open(home / "ledger").table().select(["batch_no", "tx_id", "kind"]).to_pylist()
+    (tally,) = [r for r in rows if r["kind"] == Kind.PROPOSAL_TALLY]
+    (epoch_row,) = [r for r in rows if r["tx_id"] == f"epoch/digits/{epoch}"]
+    assert tally["tx_id"] == due.tx_id == f"governance/{proposal_id}/tally"
+    assert epoch_row["batch_no"] == tally["batch_no"] + 1  # governance first, then the epoch
+    assert [r["kind"] for r in rows if r["batch_no"] == tally["batch_no"]] == [Kind.PROPOSAL_TALLY]
+    read = subprocess.run(
+        [sys.executable, "-c", READ_ARTIFACT, f"governance-digits-epoch-{epoch}"],
+        env={**env, "PREFECT_HOME": str(home / "prefect")},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=True,
+    )
+    (artifact,) = json.loads(read.stdout.strip().splitlines()[-1])
+    numbers = Ledger.open(home / "ledger").state().proposal_tally(proposal_id)
+    assert artifact["type"] == "markdown"
+    assert artifact["data"].startswith(f"# Governance before digits epoch {epoch}\n")
+    assert f"| {proposal_id} | {tao_text(numbers.for_rao)} | " in artifact["data"]
+    lines = [line for line in artifact["logs"] if line.startswith(("governance:", "gather:"))]
+    assert [line.split(":")[0] for line in lines] == ["governance", "gather"]
+    assert numbers.passed
+    assert lines[0].startswith(
+        f"governance: {proposal_id}: passed (for {tao_text(numbers.for_rao)} τ"
     )
