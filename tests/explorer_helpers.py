@@ -92,6 +92,32 @@ def propose(home: Path, *, title: str, text: str = "", wallet: str = "owner") ->
     return commit_as(home, wallet, tx)
 
 
+def propose_change(
+    home: Path, *, title: str, changes: dict[str, object], backtest_sha256: str
+) -> str:
+    """Commit, as the demo owner, a ``subnet_params`` proposal of ``changes`` to the demo's
+    subnet naming the backtest report ``backtest_sha256``; its tx id."""
+    from taoflow.ledger.store import Ledger
+
+    params = Ledger(Settings(home=home).ledger_dir).state().governance
+    payload = {
+        "kind": "subnet_params",
+        "title": title,
+        "deposit_rao": params.deposit_min_rao,
+        "voting_blocks": params.voting_blocks_min,
+        "subnet": SUBNET,
+        "changes": changes,
+        "backtest_sha256": backtest_sha256,
+    }
+    tx = Tx(
+        new_tx_id(Kind.PROPOSAL),
+        Kind.PROPOSAL,
+        amount_rao=params.deposit_min_rao,
+        payload=canonical_json(payload),
+    )
+    return commit_as(home, "owner", tx)
+
+
 def vote(home: Path, *, wallet: str, proposal_id: str, choice: int) -> str:
     """Commit ``wallet``'s vote ``choice`` (an index into ``PROPOSAL_OPTIONS``); its tx id."""
     payload = canonical_json({"proposal_id": proposal_id, "choice": choice})

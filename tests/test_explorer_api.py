@@ -25,6 +25,7 @@ from explorer_helpers import (
     copy_home,
     ledger_digests,
     propose,
+    propose_change,
     transfer,
     vote,
 )
@@ -644,6 +645,77 @@ def test_a_new_transfer_shows_up_after_a_refresh(demo_home: Path, tmp_path: Path
         state["balances_rao"],
     )
     assert supply["history_matches_state"] is True
+
+
+def test_a_backtest_is_checked_against_its_hash_and_its_change(
+    demo_home: Path, tmp_path: Path
+) -> None:
+    from taoflow.settings import Settings
+    from taoflow.tasks.governance.backtest import run_backtest, store_backtest, summary_lines
+
+    home = copy_home(demo_home, tmp_path / "home")
+    change = {"yuma": {"kappa_u16": 39_321}}
+    backtest = run_backtest(Ledger(home / "ledger"), subnet=SUBNET, values=change, epochs=2)
+    report = store_backtest(Settings(home=home).governance_backtests_dir, backtest)
+    sha = backtest.sha256
+    honest = propose_change(home, title="Lower kappa", changes=change, backtest_sha256=sha)
+    other = {"yuma": {"kappa_u16": 30_000}}
+    misnamed = propose_change(home, title="Other kappa", changes=other, backtest_sha256=sha)
+    app = create_app(ExplorerConfig(home=home))
+    client = TestClient(app)
+    before = ledger_digests(home), report.read_bytes()
+
+    def backtest_of(proposal_id: str) -> Any:
+        return client.get(f"/api/governance/proposal/{proposal_id}").json()["proposal"]["backtest"]
+
+    found = backtest_of(honest)
+    assert (found["sha256"], found["sha_short"]) == (sha, sha[:12])
+    assert (found["stored"], found["matches"], found["describes_change"]) == (True, True, True)
+    assert found["summary_lines"] == summary_lines(backtest) and found["problem"] == ""
+    assert found["links"] == []  # no tracking store configured
+    html = client.get(f"/governance/proposal/{honest}").text
+    assert f'data-full="{sha}"' in html and "matches" in html
+    wrong = backtest_of(misnamed)
+    assert (wrong["matches"], wrong["describes_change"]) == (True, False)
+    assert wrong["problem"].startswith(f"backtest report {sha[:12]} describes the change ")
+    assert (ledger_digests(home), report.read_bytes()) == before  # the explorer wrote nothing
+    report.chmod(0o644)
+    report.write_bytes(report.read_bytes() + b"tampered")
+    changed = backtest_of(honest)
+    assert (changed["stored"], changed["matches"], changed["summary_lines"]) == (True, False, [])
+    assert changed["problem"] == (
+        f"backtest report {sha[:12]} does not match its hash: the file was changed"
+    )
+    report.unlink()
+    gone = backtest_of(honest)
+    assert (gone["stored"], gone["matches"]) == (False, False)
+    assert gone["problem"].startswith(f"no backtest report {sha[:12]} in ")
+
+
+def test_a_backtest_links_to_its_mlflow_run_once_looked_up(tmp_path: Path) -> None:
+    from taoflow.dashboards.explorer.links import EpochLinks
+    from taoflow.tasks.track import create_subnet_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sha = "ab" * 32
+    tags = {"taoflow.kind": "backtest", "taoflow.backtest_sha256": sha}
+    client, run_id = create_subnet_run(
+        tracking_uri=uri,
+        artifacts_dir=tmp_path / "mlruns",
+        subnet=SUBNET,
+        run_name="backtest",
+        tags=tags,
+    )
+    experiment_id = client.get_run(run_id).info.experiment_id
+    links = EpochLinks(
+        prefect_ui_url=None, mlflow_ui_url="http://127.0.0.1:5000", mlflow_tracking_uri=uri
+    )
+    links.look_up_now(SUBNET)
+    (link,) = links.for_backtest(SUBNET, sha)
+    assert (link.kind, link.label) == ("mlflow", f"MLflow run · backtest {sha[:12]}")
+    assert link.url.startswith(f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}")
+    assert links.for_backtest(SUBNET, "cd" * 32) == []
+    assert links.for_epoch(SUBNET, 0) == []  # a backtest run is no epoch's run
 
 
 # ---- bad parameters and unknown things ----------------------------------------------------
