@@ -26,7 +26,7 @@ Invariants:
 - Each epoch is preceded by the governance step (``tasks.governance.boundary``) on the same
   open ledger, as in the epoch flow: tallies and activations due at the boundary are committed
   as their own batch first, so a simulated network votes and changes parameters too. Nothing is
-  committed when nothing is due (``SimulationSummary.batches`` then counts epochs only).
+  committed when nothing is due (no extra batch).
 - One ``Ledger`` object stays open for the whole run: its state catches up incrementally
   instead of replaying the history for every epoch. The batch it commits is byte-for-byte the
   one ``tasks.emit.commit_epoch`` would commit for the same context and results, with the same
