@@ -585,6 +585,7 @@ def test_the_tally_is_the_ledgers_stake_weighted_tally(net: Network) -> None:
     params = state.governance
     (proposal,) = net.json("/api/governance")["proposals"]
     detail = net.json(f"/api/governance/proposal/{net.proposal_tx_id}")["proposal"]
+    voters = detail.pop("voters")
     assert detail == proposal
     tally = proposal["tally"]
     assert {name: tally[name] for name in expected.to_payload()} == expected.to_payload()
@@ -595,6 +596,14 @@ def test_the_tally_is_the_ledgers_stake_weighted_tally(net: Network) -> None:
     assert tally["for_rao"] == record.power.power_rao(owner) > 0
     assert tally["against_rao"] >= record.power.power_rao(validator) > 0
     assert tally["abstain_rao"] == 0 and tally["voters"] == len(VOTERS)
+    assert sorted((v["label"], v["choice"], v["power_rao"]) for v in voters) == sorted(
+        [
+            ("owner", "for", record.power.power_rao(owner)),
+            ("validator-0", "against", record.power.power_rao(validator)),
+        ]
+    )
+    detail_html = net.html(f"/governance/proposal/{net.proposal_tx_id}")
+    assert Parsed(detail_html).values("data-voter", tag="tr") == [v["coldkey"] for v in voters]
     assert tally["turnout_rao"] == tally["for_rao"] + tally["against_rao"]
     assert tally["total_rao"] == record.power.total_rao
     assert tally["turnout_share"] == tally["turnout_rao"] / tally["total_rao"]

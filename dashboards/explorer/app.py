@@ -65,7 +65,10 @@ class Explorer:
 
         self.config = config
         self.data = ExplorerData(config.home)
-        self.backtests = Backtests(Settings(home=Path(config.home)).governance_backtests_dir)
+        self.labels = Labels(account_labels(Path(config.home) / "wallets"))
+        self.backtests = Backtests(
+            Settings(home=Path(config.home)).governance_backtests_dir, labels=self.labels.names
+        )
         self.verifier = Verifier(self.data.home)
         self.links = EpochLinks(
             prefect_ui_url=config.prefect_ui_url,
@@ -73,7 +76,6 @@ class Explorer:
             mlflow_tracking_uri=config.mlflow_tracking_uri,
         )
         self.links.warm_up(sorted(self.data.state().subnets))
-        self.labels = Labels(account_labels(Path(config.home) / "wallets"))
         self.states = StatesAsOf()
         self.explained = ExplainCache(self.labels)
         import taoflow.tasks.audit.explain  # noqa: F401  (loaded now, not by the first visitor)

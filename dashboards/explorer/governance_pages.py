@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -31,6 +32,7 @@ from taoflow.ledger.state import LedgerState
 PROPOSALS_SHOWN_MAX: Final = 500
 CHANGES_SHOWN_MAX: Final = 64
 BACKTEST_LINES_MAX: Final = 20
+VOTERS_SHOWN_MAX: Final = 500
 BACKTESTS_CACHED_MAX: Final = 1_024
 PPM: Final = 1_000_000
 SHA_SHOWN_CHARS: Final = 12
@@ -70,8 +72,10 @@ def _cut(text: str, limit: int = VALUE_CHARS_MAX) -> str:
 class Backtests:
     """Read-only, cached views of the reports under a home's backtest folder."""
 
-    def __init__(self, backtests_dir: Path) -> None:
+    def __init__(self, backtests_dir: Path, *, labels: Mapping[str, str] | None = None) -> None:
         self.backtests_dir = backtests_dir
+        self.labels: Mapping[str, str] = labels or {}
+        """Account → the name a local wallet gives it (hotkeys in the summary lines)."""
         self._views: dict[tuple[str, str, int, int], BacktestView] = {}
         self._lock = threading.Lock()
 
@@ -116,7 +120,7 @@ class Backtests:
         except (BacktestError, BacktestMismatch, ValueError, OSError) as exc:
             problem = str(exc).splitlines()[0] if str(exc) else "unreadable report"
             return BacktestView(sha256, short, stored, False, None, problem, ())
-        lines = tuple(summary_lines(backtest)[:BACKTEST_LINES_MAX])
+        lines = tuple(summary_lines(backtest, labels=self.labels)[:BACKTEST_LINES_MAX])
         if change is None:
             return BacktestView(sha256, short, True, True, None, "", lines)
         try:
@@ -161,12 +165,35 @@ def _activation(record: ProposalRecord) -> dict[str, Any]:
 
 
 def _changes(record: ProposalRecord) -> list[dict[str, str]]:
+    """One row per setting the proposal sets; an object setting's keys as ``yuma.kappa_u16``."""
     rows = [
         {"subnet": subnet, "setting": setting, "value": _cut(json.dumps(value, sort_keys=True))}
         for subnet, values in record.changes
-        for setting, value in values
+        for name, raw in values
+        for setting, value in (
+            sorted((f"{name}.{key}", v) for key, v in raw.items())
+            if isinstance(raw, dict)
+            else [(name, raw)]
+        )
     ]
     return rows[:CHANGES_SHOWN_MAX]
+
+
+def voters(record: ProposalRecord, state: LedgerState, *, labels: Labels) -> list[dict[str, Any]]:
+    """Who voted what, with the power each cast itself (its own and its delegations), largest
+    first; at most ``VOTERS_SHOWN_MAX``."""
+    rows = [
+        {
+            "coldkey": coldkey,
+            "label": labels.of(coldkey),
+            "choice": PROPOSAL_OPTIONS[choice],
+            "power_rao": record.power.power_rao(coldkey),
+        }
+        for (proposal_id, coldkey), choice in state.votes.items()
+        if proposal_id == record.proposal_id
+    ]
+    rows.sort(key=lambda row: (-int(row["power_rao"]), str(row["coldkey"])))
+    return rows[:VOTERS_SHOWN_MAX]
 
 
 def _backtest_change(record: ProposalRecord) -> tuple[str, dict[str, Any]] | None:
@@ -248,6 +275,7 @@ def proposal_page(
     record = state.proposals.get(proposal_id)
     if record is None:
         raise NotFound(f"no proposal {proposal_id!r} in the ledger")
-    voters = voters_of(state).get(proposal_id, 0)
-    view = proposal_view(record, state, labels=labels, backtests=backtests, voters=voters)
+    count = voters_of(state).get(proposal_id, 0)
+    view = proposal_view(record, state, labels=labels, backtests=backtests, voters=count)
+    view["voters"] = voters(record, state, labels=labels)
     return {"block": state.block, "proposal": view}
