@@ -33,6 +33,7 @@ from taoflow.ledger.proposals import (
     expected_activation_payload,
     expected_tally_payload,
     tally_mismatch,
+    votes_of,
 )
 from taoflow.ledger.registration import RegistrationPolicy
 from taoflow.ledger.schema import Kind, Tx, canonical_json
@@ -179,7 +180,8 @@ def apply_tally(state: LedgerState, tx: Tx) -> None:
         state._credit(record.proposer, record.deposit_rao)
     else:
         state.burned_rao += record.deposit_rao
-    state.proposals[record.proposal_id] = record.tallied(result)
+    voters = votes_of(state.votes, record.proposal_id)
+    state.proposals[record.proposal_id] = record.tallied(result, voters=voters)
 
 
 # ---- activation ------------------------------------------------------------------------------

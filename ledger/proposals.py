@@ -16,6 +16,8 @@ state alone so that anyone can recompute them:
 Invariants:
 - Records are immutable; the state replaces a record when its status moves
   ``open → passed | rejected | no_quorum`` and ``passed → activated | activation_failed``.
+  A tallied record keeps the power of its voters only (the tally holds the totals), so the
+  state grows with votes, not with proposals × accounts.
 - ``expected_tally_payload`` and ``expected_activation_payload`` are pure functions of the record
   and the votes / configs given; the ledger accepts a tally or an activation entry only when its
   payload equals them exactly, so a tally forged by hand is refused.
@@ -120,7 +122,19 @@ class ProposalRecord:
             power=power,
         )
 
-    def tallied(self, result: Tally) -> ProposalRecord:
+    def tallied(self, result: Tally, *, voters: Iterable[str]) -> ProposalRecord:
+        """The record once tallied: the status the result gives, and a power snapshot cut down
+        to the ``voters`` (their own power and their delegations): once the votes are counted
+        (the tally keeps the totals), nobody else's power is read again, so a closed proposal
+        costs the state its voters, not every account of the network."""
+        kept = frozenset(voters)
+        power = PowerSnapshot(
+            own_rao=MappingProxyType({c: v for c, v in self.power.own_rao.items() if c in kept}),
+            delegated_rao=MappingProxyType(
+                {c: to for c, to in self.power.delegated_rao.items() if c in kept}
+            ),
+            total_rao=self.power.total_rao,
+        )
         if not result.quorum_met:
             status = ProposalStatus.NO_QUORUM
         elif result.passed and self.changes:
@@ -129,7 +143,7 @@ class ProposalRecord:
             status = ProposalStatus.ACTIVATED  # a signal that passed has nothing to apply
         else:
             status = ProposalStatus.REJECTED
-        return replace(self, status=status, tally=result)
+        return replace(self, status=status, tally=result, power=power)
 
 
 def governance_tx_id(proposal_id: str, step: str) -> str:

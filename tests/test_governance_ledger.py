@@ -415,3 +415,18 @@ def test_committed_governance_replays_and_views_agree(tmp_path: Path) -> None:
     reopened = Ledger.open(tmp_path / "ledger")
     assert reopened.state().proposals == state.proposals
     assert reopened.verify().ok
+
+
+def test_a_tallied_proposal_keeps_only_its_voters_power() -> None:
+    state = voted_network()
+    record = state.proposals["p1"]
+    assert acct("alice") in record.power.own_rao  # every holder while it is open
+    epoch(state, block=VOTING_BLOCKS)
+    boundary(state)
+    tallied = state.proposals["p1"]
+    voters = {acct("carol"), acct("dave"), acct("bob")}
+    assert set(tallied.power.own_rao) == voters
+    assert set(tallied.power.delegated_rao) == {acct("dave")}
+    assert tallied.power.total_rao == record.power.total_rao
+    assert all(tallied.power.power_rao(c) == record.power.power_rao(c) for c in voters)
+    assert state_from_tables(state_to_tables(state)).proposals == state.proposals
