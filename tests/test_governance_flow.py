@@ -211,12 +211,16 @@ def test_markdown_lists_the_tally_and_the_activation(voted: dict[str, Any]) -> N
         tao_text(numbers.for_rao),
         tao_text(numbers.against_rao),
         tao_text(numbers.abstain_rao),
-        f"{tao_text(numbers.turnout_rao)} τ of {tao_text(numbers.total_rao)} τ ({percent})",
+        percent,
         "10 % met",
         "50 %",
         "yes",
         f"{tao_text(RAO_PER_TAO)} τ returned",
     ]
+    assert (
+        f"- {PROPOSAL_ID}: {tao_text(numbers.turnout_rao)} τ cast of "
+        f"{tao_text(numbers.total_rao)} τ of voting power at its opening block"
+    ) in text.splitlines()
     first = reports[0].epoch
     assert markdown(activation, title="t").splitlines()[-1] == (
         f"- proposal/kappa: in effect for digits from epoch {first + 3}"

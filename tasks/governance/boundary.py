@@ -147,14 +147,21 @@ def _ppm_text(ppm: int) -> str:
 def _tally_row(entry: GovernanceEntry) -> str:
     t = entry.tally
     assert t is not None  # tally entries always carry their numbers
-    turnout = f"{tao_text(t.turnout_rao)} τ of {tao_text(t.total_rao)} τ"
-    if t.total_rao:
-        turnout += f" ({100 * t.turnout_rao / t.total_rao:.2f} %)"
+    turnout = f"{100 * t.turnout_rao / t.total_rao:.2f} %" if t.total_rao else "–"
     quorum = f"{_ppm_text(t.quorum_ppm)} {'met' if t.quorum_met else 'missed'}"
     return (
         f"| {_md(entry.proposal_id)} | {tao_text(t.for_rao)} | {tao_text(t.against_rao)} | "
         f"{tao_text(t.abstain_rao)} | {turnout} | {quorum} | {_ppm_text(t.pass_ppm)} | "
         f"{'yes' if t.passed else 'no'} | {tao_text(entry.deposit_rao)} τ {entry.deposit} |"
+    )
+
+
+def _power_line(entry: GovernanceEntry) -> str:
+    t = entry.tally
+    assert t is not None
+    return (
+        f"- {_md(entry.proposal_id)}: {tao_text(t.turnout_rao)} τ cast of "
+        f"{tao_text(t.total_rao)} τ of voting power at its opening block"
     )
 
 
@@ -173,6 +180,8 @@ def markdown(commit: GovernanceCommit, *, title: str) -> str:
             "| deposit |",
             "|---|---:|---:|---:|---|---|---|---|---|",
             *(_tally_row(e) for e in tallies),
+            "",
+            *(_power_line(e) for e in tallies),
             "",
         ]
     if activations:
