@@ -680,7 +680,9 @@ def test_a_backtest_is_checked_against_its_hash_and_its_change(
     found = backtest_of(honest)
     assert (found["sha256"], found["sha_short"]) == (sha, sha[:12])
     assert (found["stored"], found["matches"], found["describes_change"]) == (True, True, True)
-    assert found["summary_lines"] == summary_lines(backtest) and found["problem"] == ""
+    names = app.state.explorer.labels.names  # hotkeys by the home's wallet names
+    assert found["summary_lines"] == summary_lines(backtest, labels=names)
+    assert found["problem"] == ""
     assert found["links"] == []  # no tracking store configured
     html = client.get(f"/governance/proposal/{honest}").text
     assert f'data-full="{sha}"' in html and "matches" in html

@@ -306,6 +306,10 @@ def test_summary_lines(kappa: Backtest) -> None:
     assert lines[3] == f"incentive Gini (mean): {s.gini_before:.4f} → {s.gini_after:.4f}"
     assert lines[5].startswith(f"hotkeys changed: {s.hotkeys_changed}; largest gain ")
     assert len(lines) == 6  # same owner cut, nothing unsimulated
+    assert s.largest_gain_hotkey is not None and s.largest_loss_hotkey is not None
+    names = {s.largest_gain_hotkey: "winner/default", s.largest_loss_hotkey: "loser/default"}
+    named = summary_lines(kappa, labels=names)[5]
+    assert "largest gain winner/default +" in named and "largest loss loser/default -" in named
 
 
 def test_the_flow_stores_tracks_and_publishes(
