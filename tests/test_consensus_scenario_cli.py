@@ -60,7 +60,8 @@ def test_cli_writes_json_and_rejects_bad_documents(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     result = runner.invoke(app, ["consensus", "run", str(EXAMPLE), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert len(json.loads(out.read_text())["epochs"]) == 2
+    assert result.output == ""  # --out writes the file quietly
+    assert json.loads(out.read_text()) == run_scenario(json.loads(EXAMPLE.read_text()))
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"epochs": [{"current_block": 1}]}))
     result = runner.invoke(app, ["consensus", "run", str(bad)])
@@ -76,3 +77,21 @@ def test_invalid_hyperparameter_is_named() -> None:
         assert "kappa" in str(exc)
     else:
         raise AssertionError("an out-of-range kappa must be rejected")
+
+
+def test_cli_formats(tmp_path: Path) -> None:
+    runner = CliRunner()
+    expected = run_scenario(json.loads(EXAMPLE.read_text()))
+    for flags in (["--format", "json"], ["--json"]):
+        result = runner.invoke(app, ["consensus", "run", str(EXAMPLE), *flags])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout) == expected
+    table = runner.invoke(app, ["consensus", "run", str(EXAMPLE), "--format", "table"])
+    assert table.exit_code == 0 and "Incentive" in table.stdout
+    bad = runner.invoke(app, ["consensus", "run", str(EXAMPLE), "--format", "yaml"])
+    assert bad.exit_code == 2
+    unwritable = runner.invoke(
+        app, ["consensus", "run", str(EXAMPLE), "--out", str(tmp_path / "no" / "out.json")]
+    )
+    assert unwritable.exit_code == 1 and "cannot write" in unwritable.output
+    assert len(unwritable.output.strip().splitlines()) == 1

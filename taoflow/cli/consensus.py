@@ -1,21 +1,29 @@
-"""``taoflow consensus run``: multi-epoch Yuma scenarios through the DuckDB implementation."""
+"""``taoflow consensus run``: multi-epoch Yuma scenarios through the DuckDB implementation.
+
+Output: ``--format table`` (default) prints one row per (epoch, uid); ``--format json`` (or
+``--json``) prints the whole result; ``--out FILE`` writes the JSON result to FILE and prints
+nothing (a refusal is still one line on stderr). A bad ``--format`` is a usage error (exit 2).
+"""
 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from taoflow.cli.common import (
-    JsonOption,
-    console,
-    err,
-)
+from taoflow.cli.common import JsonOption, console
 from taoflow.cli.common import fail as _fail
 from taoflow.cli.common import print_json as _print_json
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
 
 consensus_app = typer.Typer(no_args_is_help=True, help="Run Yuma consensus on scenarios")
 
@@ -26,8 +34,12 @@ def consensus_run(
         Path, typer.Argument(help="Scenario JSON (see tasks/consensus/scenario.md)")
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write every epoch's outputs here")
+        Path | None,
+        typer.Option("--out", help="Write every epoch's outputs (JSON) here, print nothing"),
     ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="table or json (on stdout)")
+    ] = OutputFormat.TABLE,
     as_json: JsonOption = False,
 ) -> None:
     """Run a multi-epoch consensus scenario through the DuckDB implementation."""
@@ -44,9 +56,12 @@ def consensus_run(
     except InvalidScenario as exc:
         raise _fail(f"{scenario}: {exc}") from None
     if out is not None:
-        out.write_text(json.dumps(result, indent=1, sort_keys=True))
-        err.print(f"wrote {len(result['epochs'])} epochs to {out}")
-    if as_json:
+        try:
+            out.write_text(json.dumps(result, indent=1, sort_keys=True))
+        except OSError as exc:
+            raise _fail(f"cannot write {out}: {exc.strerror or exc}") from None
+        return
+    if as_json or output_format is OutputFormat.JSON:
         _print_json(result)
         return
     table = Table(title=f"consensus — {scenario.name}", header_style="bold cyan")
