@@ -148,7 +148,7 @@ class SubnetChange:
     def apply_to(self, config: SubnetConfig) -> SubnetConfig:
         """``config`` with these values merged in and re-validated (``ValueError`` if out of
         bounds), for activation on whatever config is in effect by then."""
-        return _merged_config(config, dict(self.values), subnet=self.subnet)
+        return merged_config(config, dict(self.values), subnet=self.subnet)
 
 
 @dataclass(frozen=True)
@@ -352,7 +352,7 @@ def _known_subnet(value: object, subnets: Mapping[str, SubnetConfig]) -> str:
 
 
 def _change(subnet: str, before: SubnetConfig, values: Mapping[str, Any]) -> SubnetChange:
-    after = _merged_config(before, values, subnet=subnet)
+    after = merged_config(before, values, subnet=subnet)
     for name in sorted(values):
         if getattr(after, name) == getattr(before, name):
             raise ValueError(f"subnet {subnet!r} setting {name} is unchanged by the proposal")
@@ -364,7 +364,7 @@ def _change(subnet: str, before: SubnetConfig, values: Mapping[str, Any]) -> Sub
     )
 
 
-def _merged_config(config: SubnetConfig, values: Mapping[str, Any], *, subnet: str) -> SubnetConfig:
+def merged_config(config: SubnetConfig, values: Mapping[str, Any], *, subnet: str) -> SubnetConfig:
     """``config`` with ``values`` set (object settings merged key by key), fully re-validated."""
     merged = config_payload(config)
     for name, value in values.items():

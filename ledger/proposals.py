@@ -35,12 +35,12 @@ from typing import Any, Final
 
 from taoflow.ledger.config import SubnetConfig
 from taoflow.ledger.governance import (
-    PROPOSAL_OPTIONS,
     PowerSnapshot,
     ProposalKind,
     ProposalSpec,
     Tally,
     deposit_outcome,
+    merged_config,
     tally,
 )
 
@@ -189,17 +189,12 @@ def activated_configs(
 ) -> dict[str, SubnetConfig] | str:
     """The configs of ``record``'s subnets with its change applied to ``configs`` (those in
     effect now), or the one-line reason it cannot be applied any more."""
-    from taoflow.ledger.governance import SubnetChange
-
     after: dict[str, SubnetConfig] = {}
     for subnet, values in record.changes:
         if subnet not in configs:
             return f"subnet {subnet!r} no longer exists"
-        change = SubnetChange(
-            subnet=subnet, values=values, before=configs[subnet], after=configs[subnet]
-        )
         try:
-            after[subnet] = change.apply_to(configs[subnet])
+            after[subnet] = merged_config(configs[subnet], dict(values), subnet=subnet)
         except ValueError as error:
             return str(error)
     shares = {name: config.emission_share for name, config in configs.items()}
@@ -297,7 +292,3 @@ def record_from_doc(doc: Mapping[str, Any]) -> ProposalRecord:
         effective_from_epoch=tuple((s, int(e)) for s, e in doc["effective_from_epoch"]),
         activation_problem=doc["activation_problem"],
     )
-
-
-def options_text(choice: int) -> str:
-    return PROPOSAL_OPTIONS[choice]

@@ -205,10 +205,27 @@ def _check_proposal(settings: Settings, state: LedgerState, tx: Tx) -> None:
         raise _fail(named(settings, reason))
 
 
+def _submit(
+    settings: Settings,
+    *,
+    wallet: str,
+    payload: dict[str, Any],
+    attached: Attached | None,
+    as_json: bool,
+) -> None:
+    """Sign, commit and report the proposal (every ``propose`` command ends here)."""
+    proposal_id, batch_no = _commit_proposal(
+        settings, wallet=wallet, payload=payload, attached=attached
+    )
+    _report_proposal(
+        settings, proposal_id=proposal_id, batch_no=batch_no, attached=attached, as_json=as_json
+    )
+
+
 def _commit_proposal(
     settings: Settings, *, wallet: str, payload: dict[str, Any], attached: Attached | None
-) -> tuple[str, int | None, dict[str, Any]]:
-    """Sign and commit the proposal; (proposal id, batch, payload as committed)."""
+) -> tuple[str, int | None]:
+    """Sign and commit the proposal; (proposal id, batch)."""
     from taoflow.actions import ActionError, coldkey, commit_signed
     from taoflow.ledger.store import Ledger
 
@@ -221,7 +238,7 @@ def _commit_proposal(
         result = commit_signed(settings, tx, cold)
     except ActionError as exc:
         raise _fail(str(exc)) from None
-    return tx.tx_id, result.batch_no, payload
+    return tx.tx_id, result.batch_no
 
 
 def _report_proposal(
@@ -349,12 +366,7 @@ def propose_subnet_params(
         epochs=backtest_epochs,
         title=title,
     )
-    proposal_id, batch_no, _ = _commit_proposal(
-        settings, wallet=wallet, payload=payload, attached=attached
-    )
-    _report_proposal(
-        settings, proposal_id=proposal_id, batch_no=batch_no, attached=attached, as_json=as_json
-    )
+    _submit(settings, wallet=wallet, payload=payload, attached=attached, as_json=as_json)
 
 
 @propose_app.command("network-params")
@@ -400,12 +412,7 @@ def propose_network_params(
     if names:
         payload["subnets"] = names
     _, payload = _prepare(settings, wallet=wallet, payload=payload)
-    proposal_id, batch_no, _ = _commit_proposal(
-        settings, wallet=wallet, payload=payload, attached=None
-    )
-    _report_proposal(
-        settings, proposal_id=proposal_id, batch_no=batch_no, attached=None, as_json=as_json
-    )
+    _submit(settings, wallet=wallet, payload=payload, attached=None, as_json=as_json)
 
 
 @propose_app.command("signal")
@@ -434,12 +441,7 @@ def propose_signal(
         tempo_blocks=max(tempos) if tempos else None,
     )
     _, payload = _prepare(settings, wallet=wallet, payload=payload)
-    proposal_id, batch_no, _ = _commit_proposal(
-        settings, wallet=wallet, payload=payload, attached=None
-    )
-    _report_proposal(
-        settings, proposal_id=proposal_id, batch_no=batch_no, attached=None, as_json=as_json
-    )
+    _submit(settings, wallet=wallet, payload=payload, attached=None, as_json=as_json)
 
 
 # ---- backtests -----------------------------------------------------------------------------
