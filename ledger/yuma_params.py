@@ -29,13 +29,6 @@ ALPHA_LOW_MIN_U16 = 1_638
 BONDS_MOVING_AVERAGE_OWNER_MAX_PPM = 975_000
 """Largest bonds moving average a subnet owner may set (α ≥ 0.025)."""
 
-U16_FLOOR_SNAP_LSB = 1e-6
-"""Quantisation tolerance, in u16 LSBs, used where a float proportion x is stored as
-``floor(x·65535)``: both implementations store ``min(65535, floor(x·65535 + U16_FLOOR_SNAP_LSB))``
-so that a value that is mathematically exactly k/65535 (e.g. 1/3 → 21845) lands on k whatever the
-float summation order, instead of on k − 1 for some orders. The chain itself may store k − 1 there
-(spec §9: compare u16 outputs with the chain at ±1 LSB)."""
-
 _I16_MAX = 32_767
 
 

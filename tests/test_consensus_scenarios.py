@@ -129,10 +129,11 @@ def test_stable_miner(epoch_fn: EpochFn) -> None:
     assert outputs.stake_weight.tolist() == approx([1 / 6, 1 / 3, 1 / 2, 0, 0])
     assert outputs.active.tolist() == [True] * 5
     assert outputs.validator_permit.tolist() == [True, True, True, False, False]
-    # Stored: column max-upscale (1/6, 1/3, 1/2) / (1/2) = (1/3, 2/3, 1) → ×65535 = 21845, 43690,
-    # 65535 exactly (65535 = 3·21845).
-    expected = {(0, j): 21_845 for j in (3, 4)}
-    expected |= {(1, j): 43_690 for j in (3, 4)}
+    # Stored: column max-upscale (1/6, 1/3, 1/2) / (1/2) = (1/3, 2/3, 1); ×65535 is exactly 21845,
+    # 43690, 65535, but the chain floors 1/3 and 2/3 to I32F32 first (just below), so it stores
+    # 21844 and 43689 (spec §9; subtensor's test_bonds asserts the same k − 1).
+    expected = {(0, j): 21_844 for j in (3, 4)}
+    expected |= {(1, j): 43_689 for j in (3, 4)}
     expected |= {(2, j): 65_535 for j in (3, 4)}
     assert stored_bonds(state) == expected
     assert state.validator_permit.tolist() == [True, True, True, False, False]
@@ -309,23 +310,38 @@ def test_all_zero_incentive_falls_back_to_stake(
     assert outputs.validator_emission_share.tolist() == approx(expected_validator_share)
 
 
+_B_OLD_0 = Fraction(65_535, 87_379)
+_B_OLD_1 = Fraction(21_844, 87_379)
+
+
+def _chain_u16(proportion: Fraction) -> int:
+    """subtensor's stored u16 of an exact proportion: floor to I32F32, then ×65535, floor."""
+    return math.floor(proportion * 2**32) * 65_535 >> 32
+
+
 def _first_bond_epoch(epoch_fn: EpochFn, params: YumaParams) -> EpochState:
     # Validators 0 (stake 3) and 1 (stake 1) both put everything on miner 3 at block 100.
-    # A = (0.75, 0.25); B column 3 = ΔB = (0.75, 0.25); upscaled (1, 1/3) → (65535, 21845).
+    # A = (0.75, 0.25); B column 3 = ΔB = (0.75, 0.25); upscaled (1, 1/3) → (65535, 21844): the
+    # chain stores 1/3 as 21844, one below 65535/3 (its I32F32 floor, spec §9).
     inputs = make_inputs([3, 1, 0, 0], {0: {3: 1}, 1: {3: 1}})
     _, state = epoch_fn(inputs, params, state_with_permits([True, True, False, False]))
-    assert stored_bonds(state) == {(0, 3): 65_535, (1, 3): 21_845}
+    assert stored_bonds(state) == {(0, 3): 65_535, (1, 3): 21_844}
     return state
 
 
 @pytest.mark.parametrize(
     ("registered_block_3", "expected_dividends"),
     [
-        # Registered at block 100 = lms: not new. B_old column 3 = (65535, 21845)/87380 =
-        # (0.75, 0.25). ΔB column 3 = (0.75·1, 0.25·0.5)/0.875 = (6/7, 1/7).
-        # B = 0.1·ΔB + 0.9·B_old = (0.675 + 0.6/7, 0.225 + 0.1/7) = (213, 67)/280, which sums
-        # to 1; I_3 = 1 so D = B.
-        (100, (Fraction(27, 40) + Fraction(3, 35), Fraction(9, 40) + Fraction(1, 70))),
+        # Registered at block 100 = lms: not new. B_old column 3 = (65535, 21844)/87379.
+        # ΔB column 3 = (0.75·1, 0.25·0.5)/0.875 = (6/7, 1/7).
+        # B = 0.1·ΔB + 0.9·B_old, which sums to 1; I_3 = 1 so D = B.
+        (
+            100,
+            (
+                Fraction(6, 70) + _B_OLD_0 * Fraction(9, 10),
+                Fraction(1, 70) + _B_OLD_1 * Fraction(9, 10),
+            ),
+        ),
         # Re-registered at block 101 = lms + 1: its old bonds are dropped, B column 3 = ΔB.
         (101, (Fraction(6, 7), Fraction(1, 7))),
     ],
@@ -349,9 +365,8 @@ def test_legacy_bond_ema_and_new_registration_mask(
     assert outputs.incentive.tolist() == approx([0, 0, 0, 1])
     dividend_0, dividend_1 = expected_dividends
     assert outputs.dividends.tolist() == approx([float(dividend_0), float(dividend_1), 0, 0])
-    # Stored: column 3 upscaled by its max (validator 0) → 65535 and floor(65535·B_13/B_03),
-    # i.e. floor(65535·67/213) = 20614 and floor(65535/6) = 10922.
-    expected_u16 = math.floor(65_535 * dividend_1 / dividend_0)
+    # Stored: column 3 upscaled by its max (validator 0) → 65535 and the chain's u16 of B_13/B_03.
+    expected_u16 = _chain_u16(dividend_1 / dividend_0)
     assert stored_bonds(next_state) == {(0, 3): 65_535, (1, 3): expected_u16}
 
 
@@ -368,8 +383,10 @@ def test_inactive_validator_keeps_earning_on_old_bonds(epoch_fn: EpochFn) -> Non
     )
     outputs, _ = epoch_fn(inputs, params, state)
     assert outputs.active.tolist() == [True, False, False, False]
-    # ΔB column 3 = (1, 0). B = 0.1·(1, 0) + 0.9·(0.75, 0.25) = (0.775, 0.225); I_3 = 1 → D = B.
-    assert outputs.dividends.tolist() == approx([0.775, 0.225, 0, 0])
+    # ΔB column 3 = (1, 0). B = 0.1·(1, 0) + 0.9·B_old (B_old = (65535, 21844)/87379); I_3 = 1
+    # → D = B.
+    expected = [0.1 + 0.9 * _B_OLD_0, 0.9 * _B_OLD_1]
+    assert outputs.dividends.tolist() == approx([float(d) for d in expected] + [0, 0])
     # Its row still counts for validator trust (W̄ is computed for every permitted row).
     assert outputs.validator_trust.tolist() == approx([1, 1, 0, 0])
 

@@ -6,7 +6,7 @@ commit-reveal mask on or off.
 Each implementation is fed its *own* returned state, so the stored u16 bonds and permits are
 compared through the feedback loop, not just once. Continuous outputs must agree to 1e-9
 absolute; booleans, permits and stored u16 bonds must agree exactly (both implementations quantise
-with the same ``floor(65535·x + U16_FLOOR_SNAP_LSB)`` rule, so no ±1 allowance is needed).
+with the same chain rule (``fixed.proportion_to_u16``), so no ±1 allowance is needed).
 
 The generators deliberately produce the awkward cases of the spec: explicit zero weights, tied
 weights, zero stakes, stakes whose cumulative sum hits κ exactly (e.g. 32767 vs 32768 with

@@ -136,6 +136,7 @@ def _outputs(incentive: list[float], dividends: list[float]) -> EpochOutputs:
     zeros = np.zeros(n)
     return EpochOutputs(
         stake_weight=zeros,
+        active_stake=zeros,
         active=np.ones(n, dtype=bool),
         validator_permit=np.array([True, True] + [False] * (n - 2)),
         validator_trust=np.array([0.5, 1.0] + [0.0] * (n - 2)),

@@ -315,7 +315,8 @@ def test_yuma3_dense_and_sparse_layouts_agree() -> None:
 
 
 def test_yuma3_bonds_are_proportions_stored_by_floor() -> None:
-    """Yuma3 bonds stay in [0, 1] and are stored as floor(65535·b + snap) for permitted rows."""
+    """Yuma3 bonds stay in [0, 1] and are stored as the chain stores them for permitted rows:
+    b floored to I32F32 (with 1e-5 quanta of float slack), then ×65535 and floored."""
     for seed in range(40):
         scenario = _scenario(seed, yuma3=True)
         params = replace(scenario.params, liquid_alpha=True)
@@ -325,7 +326,7 @@ def test_yuma3_bonds_are_proportions_stored_by_floor() -> None:
             bonds = outputs.bonds.column("bond").to_numpy()
             assert np.all((bonds > 0) & (bonds <= 1.0))
             expected = {
-                (v, m): min(65_535, int(np.floor(b * 65_535 + 1e-6)))
+                (v, m): min(65_535, int(np.floor(b * 2**32 + 1e-5)) * 65_535 >> 32)
                 for v, m, b in zip(
                     outputs.bonds.column("validator").to_pylist(),
                     outputs.bonds.column("miner").to_pylist(),

@@ -53,9 +53,9 @@ from taoflow.ledger.schema import Kind
 from taoflow.ledger.store import Ledger
 from taoflow.tasks.audit.history import HistoryError, StoredEpoch, stored_epochs_ahead
 from taoflow.tasks.audit.stats import gini, spread
+from taoflow.tasks.consensus.fixed import fixed_step_margin
 from taoflow.tasks.consensus.params import (
     PPM_ONE,
-    U16_FLOOR_SNAP_LSB,
     U16_MAX,
     InvalidHyperparameter,
     YumaParams,
@@ -79,9 +79,11 @@ SET_ITEMS_MAX: Final = 24
 SHARE_GUARD_QUANTA: Final = 1e-5
 """A share x with |frac(x·SHARE_QUANTUM) − ½| below this many quanta is recomputed in DuckDB
 (the engines differ by ≈1e-7 quanta on 256 × 64 subnets)."""
-BOND_GUARD_LSB: Final = 1e-7
-"""A bond whose 65535·x + snap is within this many LSB of an integer is recomputed in DuckDB
-(below ``U16_FLOOR_SNAP_LSB``, so exact k/65535 proportions never trigger it)."""
+BOND_GUARD_QUANTA: Final = 1e-4
+"""A bond whose x·2^32 (plus the slack of ``fixed.py``) is within this many 2^-32 quanta of an
+integer is recomputed in DuckDB: the engines differ by ~1e-6 quanta, which could move the stored
+u16 only there. (A bond of exactly k/65535 sits min(k, 65535 − k)/65535 quanta away, so only
+k < 7 or k > 65528 is recomputed: time, never correctness.)"""
 FRACTION_FIELDS: Final[Mapping[str, tuple[str, int]]] = {
     "kappa": ("kappa_u16", U16_MAX),
     "bonds_moving_average": ("bonds_moving_average_ppm", PPM_ONE),
@@ -406,9 +408,7 @@ def _near_rounding(outputs: EpochOutputs, *, yuma3: bool) -> bool:
         column_max = np.zeros(int(miner.max()) + 1)
         np.maximum.at(column_max, miner, value)
         value = value / np.where(column_max[miner] > 0, column_max[miner], 1.0)
-    stored = value * U16_MAX + U16_FLOOR_SNAP_LSB
-    step = stored - np.floor(stored)
-    return bool(np.any((step < BOND_GUARD_LSB) | (step > 1.0 - BOND_GUARD_LSB)))
+    return bool(np.any(fixed_step_margin(value) < BOND_GUARD_QUANTA))
 
 
 @dataclass

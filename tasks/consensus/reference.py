@@ -1,8 +1,9 @@
 """Slow, obviously-correct NumPy reference of the Yuma epoch (shared/yuma-spec.md §4).
 
 Written straight from the spec with dense n×n float64 matrices and plain loops, for testing the
-production SQL (``sql.py``) on small random inputs. It shares only the data classes and parameters
-with ``sql.py``, never computational code.
+production SQL (``sql.py``) on small random inputs. It shares only the data classes, parameters
+and the definition of the chain's stored u16 (``fixed.py``) with ``sql.py``, never other
+computational code.
 
 Invariants (the same *specification choices* as ``sql.py``, implemented independently)
 --------------------------------------------------------------------------------------
@@ -10,7 +11,8 @@ Invariants (the same *specification choices* as ``sql.py``, implemented independ
   - the κ test of §4.6 uses ``fractions.Fraction`` stakes a_i = s_i / Σ s over the validators taking
     part, and κ = Fraction(kappa_u16, 65535);
   - top-k permits (§4.3) sort the integer stakes with Python's stable sort.
-* Stored u16 values are ``min(65535, floor(65535·x + U16_FLOOR_SNAP_LSB))`` (see params.py).
+* Stored u16 values are the chain's: x floored to I32F32, then ``floor(x_fixed·65535)``
+  (``fixed.proportion_to_u16``; exact k/65535 stores k − 1).
 * Both bond paths: legacy (§4.9a) and Yuma3 (§4.9b, with or without liquid alpha).
 * Matrices are dense, but which (i, j) the chain's *sparse* code holds as an entry is tracked
   beside each value matrix (boolean ``*_entry`` matrices): explicit zero weights are entries, and
@@ -29,7 +31,8 @@ from fractions import Fraction
 import numpy as np
 import pyarrow as pa
 
-from taoflow.tasks.consensus.params import U16_FLOOR_SNAP_LSB, U16_MAX, YumaParams
+from taoflow.tasks.consensus.fixed import proportion_to_u16
+from taoflow.tasks.consensus.params import U16_MAX, YumaParams
 from taoflow.tasks.consensus.types import (
     BONDS_FLOAT_SCHEMA,
     BONDS_U16_SCHEMA,
@@ -94,7 +97,7 @@ def _weighted_median_column(
 
 
 def _u16_floor(proportion: float) -> int:
-    return min(U16_MAX, math.floor(proportion * U16_MAX + U16_FLOOR_SNAP_LSB))
+    return int(proportion_to_u16(np.array([proportion]))[0])
 
 
 def _liquid_alpha(*, weight: float, bond: float, consensus: float, params: YumaParams) -> float:
@@ -334,6 +337,7 @@ def reference_epoch(
 
     outputs = EpochOutputs(
         stake_weight=stake_weight,
+        active_stake=active_stake,
         active=active,
         validator_permit=np.array(permit_new, dtype=np.bool_),
         validator_trust=validator_trust,

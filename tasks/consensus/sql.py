@@ -38,8 +38,8 @@ Invariants
     n < 10^5) keep their order.
   - Top-k permits (§4.3) rank the integer stakes s_i (ties: the lower uid loses), which orders
     exactly like S = s / Σs without float ties between different stakes.
-* Stored u16 bonds are ``min(65535, floor(65535·x + U16_FLOOR_SNAP_LSB))`` (see params.py), so a
-  proportion that is mathematically k/65535 stores k regardless of float summation order.
+* Stored u16 bonds are the chain's integers: x floored to I32F32, then ``floor(x_fixed·65535)``
+  (``fixed.SQL_U16_OF``), so a proportion that is mathematically k/65535 stores k − 1, as on chain.
 * Sparse matrices follow the chain's sparse code entry by entry, not just value by value: explicit
   zero weights survive masking, normalisation and clipping (``col_clip_sparse`` keeps an entry
   w ≤ C_j, drops a positive one clipped to C_j = 0). Only the Yuma3 liquid-alpha EMA can tell
@@ -70,7 +70,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taoflow.tasks.consensus.params import U16_FLOOR_SNAP_LSB, YumaParams
+from taoflow.tasks.consensus.fixed import SQL_U16_OF
+from taoflow.tasks.consensus.params import YumaParams
 from taoflow.tasks.consensus.types import (
     BONDS_FLOAT_SCHEMA,
     BONDS_U16_SCHEMA,
@@ -373,18 +374,16 @@ B_up AS (
     FROM yuma_B AS B
     JOIN (SELECT miner, max(b) AS b_max FROM yuma_B GROUP BY miner) AS col ON col.miner = B.miner
 ),
--- B_u16_ij = min(65535, floor(65535·B_up_ij + snap)) if permit_new_i, else 0 (not stored) §4.10
+-- B_u16_ij = u16(B_up_ij) if permit_new_i, else 0 (not stored), u16(x) = ⌊⌊x·2^32⌋·65535 / 2^32⌋:
+--   the chain's floor to I32F32, then fixed_proportion_to_u16 (fixed.py)             §2, §4.10
 B_u16 AS (
     SELECT Bu.validator, Bu.miner, Bu.b AS bond,
-        CASE WHEN v.permit_new
-            THEN least(65535, floor(Bu.b_up * 65535 + p.u16_floor_snap_lsb))::INTEGER
-            ELSE 0 END AS bond_u16
+        CASE WHEN v.permit_new THEN {u16_of_b_up}::INTEGER ELSE 0 END AS bond_u16
     FROM B_up AS Bu
     JOIN yuma_neuron AS v ON v.uid = Bu.validator
-    CROSS JOIN yuma_p AS p
 )
 SELECT * FROM B_u16 ORDER BY validator, miner
-"""
+""".format(u16_of_b_up=SQL_U16_OF.format(x="Bu.b_up"))
 
 # ------------------------------------------------------------------------------------------------
 # §4.9b Yuma3 bond path: produces yuma_B (liquid or fixed α, chosen in Python), yuma_D.
@@ -513,18 +512,16 @@ SELECT * FROM D
 
 _YUMA3_BONDS_READBACK = """
 WITH
--- B_u16_ij = min(65535, floor(65535·B_ij + snap)) if permit_new_i, else 0 (no upscale)  §4.9b.5
+-- B_u16_ij = u16(B_ij) if permit_new_i, else 0 (no upscale), u16(x) = ⌊⌊x·2^32⌋·65535 / 2^32⌋:
+--   the chain's floor to I32F32, then fixed_proportion_to_u16 (fixed.py)              §4.9b.5
 B_u16 AS (
     SELECT B.validator, B.miner, B.b AS bond,
-        CASE WHEN v.permit_new
-            THEN least(65535, floor(B.b * 65535 + p.u16_floor_snap_lsb))::INTEGER
-            ELSE 0 END AS bond_u16
+        CASE WHEN v.permit_new THEN {u16_of_b}::INTEGER ELSE 0 END AS bond_u16
     FROM yuma_B AS B
     JOIN yuma_neuron AS v ON v.uid = B.validator
-    CROSS JOIN yuma_p AS p
 )
 SELECT * FROM B_u16 ORDER BY validator, miner
-"""
+""".format(u16_of_b=SQL_U16_OF.format(x="B.b"))
 
 # ------------------------------------------------------------------------------------------------
 # §4.7 validator trust and §4.10 emission shares: the per-uid output vectors.
@@ -551,7 +548,8 @@ fallback AS (
 ),
 -- per-uid outputs; a uid absent from a sparse result has VT = C = I = D = 0
 vectors AS (
-    SELECT v.uid, v.S AS stake_weight, v.active, v.permit_new AS validator_permit,
+    SELECT v.uid, v.S AS stake_weight, v.A AS active_stake, v.active,
+        v.permit_new AS validator_permit,
         coalesce(VT.VT, 0.0) AS validator_trust,
         coalesce(C.C, 0.0) AS consensus,
         coalesce(I.I, 0.0) AS incentive,
@@ -564,8 +562,8 @@ vectors AS (
     LEFT JOIN yuma_I AS I ON I.uid = v.uid
     LEFT JOIN yuma_D AS D ON D.uid = v.uid
 )
-SELECT vectors.uid, stake_weight, active, validator_permit, validator_trust, consensus,
-    incentive, dividends,
+SELECT vectors.uid, stake_weight, active_stake, active, validator_permit, validator_trust,
+    consensus, incentive, dividends,
     -- server_share_j = I_j / E_sum   (0 when E_sum = 0)                                §4.10
     CASE WHEN E_sum > 0 THEN incentive / E_sum ELSE 0.0 END AS server_emission_share,
     -- validator_share_i = D_i / E_sum, or fallback_i when E_sum = 0                    §4.10
@@ -628,7 +626,6 @@ def _epoch_params_table(inputs: EpochInputs, params: YumaParams) -> pa.Table:
         "alpha_high_u16": pa.array([params.alpha_high_u16], pa.int64()),
         "alpha_sigmoid_steepness": pa.array([params.alpha_sigmoid_steepness], pa.int64()),
         "commit_reveal": pa.array([params.commit_reveal], pa.bool_()),
-        "u16_floor_snap_lsb": pa.array([U16_FLOOR_SNAP_LSB], pa.float64()),
     }
     return pa.table(row)
 
@@ -708,6 +705,7 @@ def run_epoch(
     stored = bonds.filter(pc.greater(bonds.column("bond_u16"), 0))  # keeps the sorted order
     outputs = EpochOutputs(
         stake_weight=_column(vectors, "stake_weight"),
+        active_stake=_column(vectors, "active_stake"),
         active=_column(vectors, "active").astype(np.bool_),
         validator_permit=_column(vectors, "validator_permit").astype(np.bool_),
         validator_trust=_column(vectors, "validator_trust"),

@@ -193,7 +193,8 @@ class EpochInputs:
                 f"last_step_block ({last_step}) must be <= current_block ({current_block})"
             )
         object.__setattr__(self, "last_step_block", last_step)
-        tempo = _require_plain_int("tempo_blocks", self.tempo_blocks, minimum=1)
+        # The chain allows tempo 0 (no scheduled epochs; last_tempo = current_block, §4.9).
+        tempo = _require_plain_int("tempo_blocks", self.tempo_blocks, minimum=0)
         object.__setattr__(self, "tempo_blocks", tempo)
         if self.owner_uid is not None:
             owner = _require_plain_int("owner_uid", self.owner_uid, minimum=0)
@@ -260,6 +261,7 @@ class EpochState:
 
 _VECTOR_FIELDS = (
     "stake_weight",
+    "active_stake",
     "active",
     "validator_permit",
     "validator_trust",
@@ -278,10 +280,13 @@ class EpochOutputs:
 
     ``server_emission_share`` and ``validator_emission_share`` are the fractions of the epoch's
     emission each uid receives as a miner / as a validator; together they sum to 1 whenever anything
-    is emitted (spec §4.10, including the all-zero-incentive fallback to stake).
+    is emitted (spec §4.10, including the all-zero-incentive fallback to stake). ``active_stake``
+    is A of spec §4.4: the stake weight of active, permitted validators, normalised (all 0 when
+    none has stake).
     """
 
     stake_weight: np.ndarray
+    active_stake: np.ndarray
     active: np.ndarray
     validator_permit: np.ndarray
     validator_trust: np.ndarray

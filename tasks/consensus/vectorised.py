@@ -40,7 +40,8 @@ Invariants (the specification choices of ``sql.py`` and ``reference.py``)
   quirk"). Only the Yuma3 liquid EMA can tell these sets apart from "value > 0".
 * Yuma3 W_b = W + β(W̄ − W) in that operation order (legacy: (1 − β)·W + β·W̄), as ``sql.py``, so
   branch decisions (W_b ≥ B_old) see the same operands.
-* Stored u16 values are ``min(65535, floor(65535·x + U16_FLOOR_SNAP_LSB))`` (see params.py).
+* Stored u16 values are the chain's: x floored to I32F32, then ``floor(x_fixed·65535)``
+  (``fixed.proportion_to_u16``; exact k/65535 stores k − 1).
 * ``EpochOutputs.bonds`` holds the new float bonds B: column-normalised in the legacy path, absolute
   (in [0, 1]) in the Yuma3 path; entries ≤ 0 are absent.
 """
@@ -54,7 +55,8 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from taoflow.tasks.consensus.params import U16_FLOOR_SNAP_LSB, U16_MAX, YumaParams
+from taoflow.tasks.consensus.fixed import proportion_to_u16
+from taoflow.tasks.consensus.params import U16_MAX, YumaParams
 from taoflow.tasks.consensus.types import (
     BONDS_FLOAT_SCHEMA,
     BONDS_U16_SCHEMA,
@@ -134,9 +136,8 @@ def _normalise(vector: np.ndarray) -> np.ndarray:
 
 
 def _u16_floor(proportion: np.ndarray) -> np.ndarray:
-    """Stored u16 of proportions: min(65535, floor(65535·x + snap))."""
-    stored = np.floor(proportion * U16_MAX + U16_FLOOR_SNAP_LSB)
-    return np.minimum(U16_MAX, stored).astype(np.int64)
+    """Stored u16 of proportions, as the chain stores them (``fixed.proportion_to_u16``)."""
+    return proportion_to_u16(proportion)
 
 
 def _kappa_threshold(params: YumaParams, a_total_rao: int) -> int:
@@ -628,6 +629,7 @@ def numpy_epoch(
 
     outputs = EpochOutputs(
         stake_weight=vectors.stake_weight,
+        active_stake=vectors.active_stake,
         active=vectors.active,
         validator_permit=vectors.permit_new,
         validator_trust=results.validator_trust,
