@@ -158,7 +158,7 @@ def test_valid_inputs_are_frozen_copies() -> None:
         ({"owner_uid": 3}, ValueError, "owner_uid must be < n=3"),
         ({"owner_uid": -1}, ValueError, "owner_uid must be >= 0"),
         ({"last_step_block": 11}, ValueError, "last_step_block .* must be <= current_block"),
-        ({"tempo_blocks": 0}, ValueError, "tempo_blocks must be >= 1"),
+        ({"tempo_blocks": -1}, ValueError, "tempo_blocks must be >= 0"),
         ({"current_block": -1}, ValueError, "current_block must be >= 0"),
         ({"current_block": 10.0}, TypeError, "current_block must be an int"),
         ({"commit_block": np.array([1, 2])}, ValueError, "commit_block must have length n=3"),
