@@ -60,6 +60,17 @@ def proportion_to_u16(proportion: np.ndarray) -> np.ndarray:
     return np.minimum(U16_MAX, (raw * U16_MAX) >> FIXED_FRACTION_BITS)
 
 
+def fixed_share_of_rao(share: np.ndarray, *, amount_rao: int) -> np.ndarray:
+    """The chain's rao amounts ``floor(share_fixed · amount)`` (int64 array): the share floored to
+    I32F32, times an integer amount, floored — how subtensor turns an emission share into rao
+    (e.g. 10 equal stakes of a 10^9 rao epoch get 99,999,999 each, not 10^8: its test_10_graph).
+    Exact: the product is taken in Python integers (amounts up to 2^63 overflow int64 there)."""
+    if amount_rao < 0:
+        raise ValueError(f"amount_rao must be >= 0, got {amount_rao}")
+    raw = fixed_raw(share).astype(object)
+    return np.asarray((raw * amount_rao) >> FIXED_FRACTION_BITS, dtype=np.int64)
+
+
 def fixed_step_margin(proportion: np.ndarray) -> np.ndarray:
     """Distance, in 2^-32 quanta, from x·2^32 + slack to its nearest integer: where it is tiny, a
     last-bit difference between two float implementations could change the stored u16."""
@@ -73,6 +84,7 @@ __all__ = [
     "FIXED_ROUNDING_QUANTA",
     "SQL_U16_OF",
     "fixed_raw",
+    "fixed_share_of_rao",
     "fixed_step_margin",
     "proportion_to_u16",
 ]
