@@ -1,8 +1,9 @@
 """``taoflow consensus run``: multi-epoch Yuma scenarios through the DuckDB implementation.
 
-Output: ``--format table`` (default) prints one row per (epoch, uid); ``--format json`` (or
-``--json``) prints the whole result; ``--out FILE`` writes the JSON result to FILE and prints
-nothing (a refusal is still one line on stderr). A bad ``--format`` is a usage error (exit 2).
+Output: ``--format table`` (default) prints one row per (epoch, uid), with the active stake of a
+v2 scenario and the uid's emission in rao (the exact split); ``--format json`` (or ``--json``)
+prints the whole result; ``--out FILE`` writes the JSON result to FILE and prints nothing (a
+refusal is still one line on stderr). A bad ``--format`` is a usage error (exit 2).
 """
 
 from __future__ import annotations
@@ -65,16 +66,20 @@ def consensus_run(
         _print_json(result)
         return
     table = Table(title=f"consensus — {scenario.name}", header_style="bold cyan")
-    for column in ("epoch", "uid", "permit", "VTrust", "Consensus", "Incentive", "Dividends"):
+    columns = ("epoch", "uid", "permit", "Active", "VTrust", "Consensus", "Incentive", "Dividends")
+    for column in (*columns, "Emission rao"):
         table.add_column(column, justify="right")
     for row in summarise(result):
+        active = row["active_stake"]  # None for a v1 result
         table.add_row(
             str(row["epoch"]),
             str(row["uid"]),
             "✓" if row["permit"] else "",
+            "" if active is None else f"{active:.5f}",
             f"{row['validator_trust']:.5f}",
             f"{row['consensus']:.5f}",
             f"{row['incentive']:.5f}",
             f"{row['dividends']:.5f}",
+            f"{row['emission_rao']:,}",
         )
     console.print(table)
