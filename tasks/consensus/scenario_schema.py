@@ -259,7 +259,9 @@ def _triples(raw: object, where: str, *, budget: Budget, uid_limit: int) -> np.n
             )
         validator, miner, value = entry
         if not (0 <= validator < uid_limit and 0 <= miner < uid_limit):
-            raise InvalidScenario(f"{where}[{k}]: uids must be in [0, {uid_limit}), got {entry}")
+            raise InvalidScenario(
+                f"{where}[{k}]: uids must be in [0, {uid_limit}), got {_shown(entry)}"
+            )
         if not 0 <= value <= U16_MAX:
             raise InvalidScenario(f"{where}[{k}]: u16 must be in [0, {U16_MAX}], got {value}")
     rows = np.array(raw, dtype=np.int64).reshape(-1, 3)
