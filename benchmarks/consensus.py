@@ -1,33 +1,67 @@
-"""Benchmark: the DuckDB Yuma epoch against a vectorised NumPy epoch, in one process.
+"""Benchmark: the DuckDB Yuma epoch against a vectorised NumPy epoch and yuma-simulation.
 
 Usage::
 
-    python benchmarks/consensus.py [--sizes small|all] [--repeat K] [--profile]
+    python benchmarks/consensus.py [--sizes tiny|small|all] [--repeat K] [--profile]
 
 For each size (validators × uids: 256 × 4,096 and 1,024 × 16,384 with dense weight rows,
-4,096 × 65,536 with 1 % of each validator row set) it builds deterministic random inputs, runs
-``tasks.consensus.sql.run_epoch`` (DuckDB, ``SET threads=2``) and ``benchmarks.numpy_yuma``'s
-vectorised NumPy epoch on the same inputs in this process, and prints one markdown table: wall
-time (best of K after a warm-up run, measured in this process), peak memory (measured per
-implementation in a fresh child process, see ``MEMORY_METHOD``), their ratio, whether the
-project's targets are met, and how far the implementations' outputs agree.
+4,096 × 65,536 with 1 % of each validator row set; ``tiny`` = 16 × 256 dense, for tests) it
+builds deterministic random inputs and times, on the same inputs and in this process:
 
-Targets (project requirement): DuckDB at least 3× faster than the vectorised NumPy epoch at
-1,024 × 16,384, and 4,096 × 65,536 at 1 % in under 2 s on 2 cores.
+* ``tasks.consensus.sql.run_epoch`` (DuckDB; threads as ``run_epoch`` sets them);
+* ``benchmarks.numpy_yuma``'s vectorised NumPy float64 epoch;
+* yuma-simulation's ``Yuma3`` (the torch float32 simulator Bittensor subnets use; torch's default
+  thread count), when its epoch code is found: ``$TAOFLOW_YUMA_SIM_DIR/yumas.py`` if that variable
+  is set, else ``<repository root>/../shared/anchors/yuma_simulation/yumas.py``. It is not on the
+  package index; when the file (or torch) is absent one line says so and its column is skipped.
+
+It prints one markdown table per run: best wall time of each implementation, peak memory beside
+each time (measured per implementation in a fresh child process, see ``MEMORY_METHOD``), the
+same-run ratios yuma-sim ÷ DuckDB and NumPy ÷ DuckDB, the targets of issue 15 with met / NOT met,
+and how far the outputs agree (DuckDB vs NumPy: max |ΔI|, max |ΔD|, identical u16 bonds; DuckDB
+vs yuma-sim loosely: Spearman rank correlation of incentive, since the simulator's semantics
+differ, shared/yuma-spec.md §10).
+
+Targets (issue 15, same-run ratios):
+
+* 256 × 4,096 dense: DuckDB not slower than NumPy;
+* 1,024 × 16,384 dense: DuckDB at least 3× faster than yuma-simulation;
+* 4,096 × 65,536 at 1 %: DuckDB under 0.5 s and at least 3× faster than yuma-simulation.
+
+Invariants of the measurement:
+
+* Every implementation gets the same epoch. Input construction is outside the timed region for
+  every implementation alike: the Arrow tables of ``EpochInputs`` / ``EpochState`` for DuckDB and
+  NumPy, and the simulator's dense float32 tensors (W: V × n u16 weights of each validator row,
+  row-normalised by the simulator itself; S: the validators' stakes; B_old: the previous state's
+  u16 bonds / 65535; C_old: the warm-up epoch's consensus) are built before the clock starts.
+* Implementations are interleaved: one warm-up run each, then ``--repeat`` rounds (default 3)
+  that run each implementation once, in turn; the best time of each is reported, so load from
+  other processes hits all of them alike within a round.
+* The simulator is dense (each V × n float32 matrix is 4·V·n bytes, 1 GiB at the large size). It
+  runs at a size only when ``/proc/meminfo``'s MemAvailable covers its estimated peak
+  (``SIM_PEAK_MATRICES`` + ``SIM_INPUT_MATRICES`` matrices) plus ``SIM_MEMORY_HEADROOM_BYTES``;
+  otherwise one line says so and that size's cells read "skipped".
+* Parameters: chain defaults with Yuma3 + liquid alpha and max_validators = V; the simulator gets
+  the closest equivalent (``sim_config``): κ, bond_moving_avg = bma/10^6, liquid alpha on with the
+  same alpha_low / alpha_high, steepness / 100 (the chain stores it ×100), bond_penalty = β (the
+  simulator's Yuma3 ignores it, §10).
 
 Inputs per size (seeded ``numpy.random.Generator``): the first V uids are validators with integer
 stakes (lognormal, 10^12–10^16 rao), the others miners with small or zero stakes; every validator's
 u16 weight row is max-upscaled (largest entry 65,535) and built from a shared per-miner quality
 times per-validator noise, so validators broadly agree and κ-clipping does real work. The sparse
 case weights a common "popular" set of miners plus random others, 1 % of n per row. The measured
-epoch follows one warm-up epoch (computed with the NumPy baseline) that supplies permits and
-u16 bonds, so the bond EMA has an old bond matrix; between the two epochs 0.5 % of the miners
-re-registered (their bond columns reset) and some validators' last weight update predates those
-re-registrations (their weights to them are masked as outdated).
+epoch follows one warm-up epoch (computed with the NumPy baseline) that supplies permits, u16
+bonds and the previous consensus; between the two epochs 0.5 % of the miners re-registered (their
+bond columns reset) and some validators' last weight update predates those re-registrations
+(their weights to them are masked as outdated).
 
-``--profile`` additionally times every SQL statement of ``run_epoch`` one by one (same cursor,
-same registered inputs) at the largest selected size and prints the per-statement table. (The
-statement rewrites once proposed here with ``--proposed`` are now ``run_epoch`` itself.)
+The per-statement profile (``--profile``, and always with ``--sizes all``) runs ``run_epoch``
+itself at the largest selected size through a tracing connection that times every statement the
+epoch executes (named after ``sql.py``'s constants, else after the table it creates), whatever
+sequence the module runs; time spent outside SQL is its own row. If ``run_epoch`` cannot be traced
+the profile is replaced by one line saying why.
 """
 
 from __future__ import annotations
@@ -36,16 +70,19 @@ import argparse
 import contextlib
 import ctypes
 import gc
+import importlib
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import duckdb
 import numpy as np
@@ -57,19 +94,40 @@ if str(_ROOT) not in sys.path:  # run as a script: make the repository root impo
 
 from benchmarks.numpy_yuma import choose_layout, numpy_epoch  # noqa: E402
 from taoflow.tasks.consensus import sql as consensus_sql  # noqa: E402
-from taoflow.tasks.consensus.params import YumaParams  # noqa: E402
+from taoflow.tasks.consensus.params import PPM_ONE, U16_MAX, YumaParams  # noqa: E402
 from taoflow.tasks.consensus.sql import run_epoch  # noqa: E402
 from taoflow.tasks.consensus.types import EpochInputs, EpochOutputs, EpochState  # noqa: E402
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    import torch
+
 EpochResult = tuple[EpochOutputs, EpochState]
 
-DUCKDB_THREADS = 2
-SEED = 20_261_126
-TEMPO_BLOCKS = 360
-SPEEDUP_TARGET = 3.0
-LARGE_SECONDS_TARGET = 2.0
-MIB = 1024 * 1024
+SEED: Final = 20_261_126
+TEMPO_BLOCKS: Final = 360
+MIB: Final = 1024 * 1024
+GIB: Final = 1024 * MIB
+FLOAT32_BYTES: Final = 4
+
+SIM_SPEEDUP_TARGET: Final = 3.0
+"""DuckDB must be at least this many times faster than yuma-simulation (medium and large)."""
+LARGE_SECONDS_TARGET: Final = 0.5
+"""DuckDB's best time at the large size must be under this many seconds."""
+SMALL_NUMPY_RATIO_TARGET: Final = 1.0
+"""At the small size NumPy ÷ DuckDB must be at least this (DuckDB not slower than NumPy)."""
+
+SIM_PEAK_MATRICES: Final = 11.0
+"""Dense V × n float32 matrices alive at the simulator's Yuma3 peak (10.6 measured at
+1,024 × 16,384: sort values and int64 indices, cumulative stakes, clipped weights, liquid alpha's
+buy/sell differences and sigmoid, bonds)."""
+SIM_INPUT_MATRICES: Final = 2.0
+"""Dense inputs held beside it: W and B_old."""
+SIM_MEMORY_HEADROOM_BYTES: Final = 2 * GIB
+"""MemAvailable must exceed the simulator's estimate by this much (the machine is shared)."""
+
+YUMA_SIM_ENV: Final = "TAOFLOW_YUMA_SIM_DIR"
+YUMA_SIM_DEFAULT_DIR: Final = _ROOT.parent / "shared" / "anchors" / "yuma_simulation"
+_YUMA_SIM_PACKAGE: Final = "_taoflow_bench_yuma_simulation"
 
 
 @dataclass(frozen=True)
@@ -87,20 +145,24 @@ class Size:
         return f"{self.validators:,} × {self.uids:,} {kind}"
 
 
+TINY = Size("tiny", 16, 256, 1.0)
 SMALL = Size("small", 256, 4_096, 1.0)
 MEDIUM = Size("medium", 1_024, 16_384, 1.0)
 LARGE = Size("large", 4_096, 65_536, 0.01)
-SIZES = {"small": (SMALL,), "all": (SMALL, MEDIUM, LARGE)}
+SIZES = {"tiny": (TINY,), "small": (SMALL,), "all": (SMALL, MEDIUM, LARGE)}
+_SIZE_BY_NAME = {size.name: size for group in SIZES.values() for size in group}
 
 
 @dataclass(frozen=True)
 class Case:
-    """The measured epoch of one size: inputs, previous-epoch state and parameters."""
+    """The measured epoch of one size: inputs, previous-epoch state, parameters, and the
+    warm-up epoch's consensus (the simulator's C_old)."""
 
     size: Size
     inputs: EpochInputs
     state: EpochState
     params: YumaParams
+    previous_consensus: np.ndarray
 
 
 # ------------------------------------------------------------------------------------------------
@@ -151,7 +213,12 @@ def _sparse_weights(rng: np.random.Generator, size: Size, quality: np.ndarray) -
     return _weights_table(validator, miner, weight_u16)
 
 
-def build_case(size: Size, params_for: Callable[[Size], YumaParams]) -> Case:
+def params_for(size: Size) -> YumaParams:
+    """Chain defaults with Yuma3 + liquid alpha and one permit per validator."""
+    return YumaParams(yuma3=True, liquid_alpha=True, max_validators=size.validators)
+
+
+def build_case(size: Size) -> Case:
     """Deterministic inputs of ``size`` plus the state left by one warm-up epoch."""
     rng = np.random.default_rng([SEED, size.validators, size.uids])
     v, n = size.validators, size.uids
@@ -184,7 +251,7 @@ def build_case(size: Size, params_for: Callable[[Size], YumaParams]) -> Case:
     )
     permits = np.zeros(n, dtype=np.bool_)
     permits[:v] = True
-    _, state = numpy_epoch(
+    warm_outputs, state = numpy_epoch(
         warm_inputs, params, EpochState(bonds=_empty_bonds(), validator_permit=permits)
     )
 
@@ -206,7 +273,13 @@ def build_case(size: Size, params_for: Callable[[Size], YumaParams]) -> Case:
         last_step_block=b0,
         tempo_blocks=TEMPO_BLOCKS,
     )
-    return Case(size=size, inputs=inputs, state=state, params=params)
+    return Case(
+        size=size,
+        inputs=inputs,
+        state=state,
+        params=params,
+        previous_consensus=np.asarray(warm_outputs.consensus),
+    )
 
 
 def _empty_bonds() -> pa.Table:
@@ -215,24 +288,185 @@ def _empty_bonds() -> pa.Table:
 
 
 # ------------------------------------------------------------------------------------------------
+# The yuma-simulation anchor
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Anchor:
+    """The simulator's ``yumas`` module (None when it cannot run) and the line that says so."""
+
+    yumas: types.ModuleType | None
+    line: str
+
+
+def yuma_sim_dir() -> Path:
+    """``$TAOFLOW_YUMA_SIM_DIR`` when set, else ``<repository root>/../shared/anchors/…``."""
+    configured = os.environ.get(YUMA_SIM_ENV)
+    return Path(configured) if configured else YUMA_SIM_DEFAULT_DIR
+
+
+def load_anchor() -> Anchor:
+    """Import ``yumas.py`` from :func:`yuma_sim_dir` as a package module (it imports
+    ``.simulation_utils``), under a private name so an installed copy cannot be picked up."""
+    directory = yuma_sim_dir()
+    source = directory / "yumas.py"
+    if not source.is_file():
+        return Anchor(None, f"yuma-simulation anchor not found at {source}: its column is skipped")
+    try:
+        import torch
+    except ImportError:
+        return Anchor(
+            None,
+            f"yuma-simulation needs torch, which is not installed: its column is "
+            f"skipped ({source})",
+        )
+    for name in [m for m in sys.modules if m.partition(".")[0] == _YUMA_SIM_PACKAGE]:
+        del sys.modules[name]
+    package = types.ModuleType(_YUMA_SIM_PACKAGE)
+    package.__path__ = [str(directory)]
+    sys.modules[_YUMA_SIM_PACKAGE] = package
+    try:
+        yumas = importlib.import_module(f"{_YUMA_SIM_PACKAGE}.yumas")
+        yumas.Yuma3  # noqa: B018 (the one entry point the benchmark calls)
+    except (ImportError, SyntaxError, AttributeError) as error:
+        return Anchor(
+            None,
+            f"yuma-simulation anchor at {source} does not load ({error}): its column is skipped",
+        )
+    return Anchor(
+        yumas,
+        f"yuma-simulation: Yuma3 from {source}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads (torch's default here), float32, dense",
+    )
+
+
+@dataclass(frozen=True)
+class SimInputs:
+    """The simulator's dense float32 tensors for one case (see the module docstring)."""
+
+    weights: torch.Tensor  # V × n, u16 weight values of each validator row
+    stake: torch.Tensor  # V
+    bonds_old: torch.Tensor  # V × n, u16 / 65535
+    consensus_old: torch.Tensor  # n
+
+
+@dataclass(frozen=True)
+class SimOutcome:
+    """What the benchmark keeps of one simulator epoch (the dense matrices are freed)."""
+
+    incentive: np.ndarray
+
+
+def _dense_rows(table: pa.Table, value: str, shape: tuple[int, int]) -> np.ndarray:
+    validator = table.column("validator").to_numpy()
+    keep = validator < shape[0]
+    dense = np.zeros(shape, dtype=np.float32)
+    dense[validator[keep], table.column("miner").to_numpy()[keep]] = table.column(value).to_numpy()[
+        keep
+    ]
+    return dense
+
+
+def build_sim_inputs(case: Case) -> SimInputs:
+    """Dense tensors of the measured epoch, built outside any timed region."""
+    import torch
+
+    shape = (case.size.validators, case.size.uids)
+    bonds = _dense_rows(case.state.bonds, "bond_u16", shape)
+    bonds /= np.float32(U16_MAX)
+    return SimInputs(
+        weights=torch.from_numpy(_dense_rows(case.inputs.weights, "weight_u16", shape)),
+        stake=torch.from_numpy(case.inputs.stake_rao[: shape[0]].astype(np.float32)),
+        bonds_old=torch.from_numpy(bonds),
+        consensus_old=torch.from_numpy(case.previous_consensus.astype(np.float32)),
+    )
+
+
+def sim_config(yumas: types.ModuleType, params: YumaParams) -> Any:
+    """The simulator's ``YumaConfig`` closest to ``params`` (liquid alpha in CURRENT mode)."""
+    return yumas.YumaConfig(
+        simulation=yumas.SimulationHyperparameters(
+            kappa=params.kappa, bond_penalty=params.bonds_penalty
+        ),
+        yuma_params=yumas.YumaParams(
+            bond_moving_avg=params.bonds_moving_average_ppm / PPM_ONE,
+            liquid_alpha=params.liquid_alpha,
+            alpha_low=params.alpha_low,
+            alpha_high=params.alpha_high,
+            alpha_sigmoid_steepness=params.alpha_sigmoid_steepness / 100,
+        ),
+    )
+
+
+def sim_call(yumas: types.ModuleType, case: Case, sim: SimInputs) -> Callable[[], SimOutcome]:
+    """A zero-argument call running the simulator's Yuma3 epoch on prepared tensors."""
+    config = sim_config(yumas, case.params)
+
+    def run() -> SimOutcome:
+        result = yumas.Yuma3(
+            sim.weights,
+            sim.stake,
+            num_servers=case.size.uids,
+            num_validators=case.size.validators,
+            use_full_matrices=False,
+            B_old=sim.bonds_old,
+            C_old=sim.consensus_old,
+            config=config,
+        )
+        return SimOutcome(incentive=result["server_incentive"].numpy())
+
+    return run
+
+
+def mem_available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where it cannot be read)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def sim_memory_needed_bytes(size: Size) -> int:
+    matrix_bytes = size.validators * size.uids * FLOAT32_BYTES
+    estimate = (SIM_PEAK_MATRICES + SIM_INPUT_MATRICES) * matrix_bytes
+    return int(estimate) + SIM_MEMORY_HEADROOM_BYTES
+
+
+def sim_memory_refusal(size: Size) -> str | None:
+    """One line why the simulator must not run at ``size`` now, or None when it fits."""
+    needed = sim_memory_needed_bytes(size)
+    available = mem_available_bytes()
+    if available is None or available >= needed:
+        return None
+    return (
+        f"yuma-simulation skipped at {size.label}: it is dense and needs ~{needed / GIB:.1f} GiB "
+        f"({SIM_PEAK_MATRICES + SIM_INPUT_MATRICES:g} float32 V × n matrices of "
+        f"{size.validators * size.uids * FLOAT32_BYTES / GIB:.2f} GiB + "
+        f"{SIM_MEMORY_HEADROOM_BYTES / GIB:g} GiB headroom); MemAvailable is "
+        f"{available / GIB:.1f} GiB"
+    )
+
+
+# ------------------------------------------------------------------------------------------------
 # Implementations under test
 # ------------------------------------------------------------------------------------------------
-IMPLEMENTATIONS = ("numpy", "duckdb")
-LABELS = {"duckdb": "DuckDB run_epoch", "numpy": "NumPy"}
-LABEL_SHORT = {"duckdb": "DuckDB", "numpy": "NumPy"}
-
-
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection limited to the benchmark's thread count."""
-    connection = duckdb.connect()
-    connection.execute(f"SET threads={DUCKDB_THREADS}")
-    return connection
+EPOCH_IMPLEMENTATIONS: Final = ("duckdb", "numpy")
+SIM: Final = "yuma-sim"
+LABELS: Final = {
+    "duckdb": "DuckDB (run_epoch)",
+    "numpy": "NumPy (benchmarks/numpy_yuma.py)",
+    SIM: "yuma-simulation Yuma3 (torch float32)",
+}
+LABEL_SHORT: Final = {"duckdb": "DuckDB", "numpy": "NumPy", SIM: "yuma-sim"}
 
 
 def epoch_call(
     name: str, case: Case, connection: duckdb.DuckDBPyConnection
-) -> Callable[[], EpochResult]:
-    """A zero-argument call running implementation ``name`` on ``case``."""
+) -> Callable[[], object]:
+    """A zero-argument call running implementation ``name`` (DuckDB or NumPy) on ``case``."""
 
     def duck() -> EpochResult:
         return run_epoch(case.inputs, case.params, case.state, connection=connection)
@@ -243,46 +477,34 @@ def epoch_call(
     return {"duckdb": duck, "numpy": baseline}[name]
 
 
-def duckdb_supports_yuma3() -> bool:
-    """Whether ``run_epoch`` implements the Yuma3 bond path (else the benchmark uses legacy)."""
-    inputs = EpochInputs(
-        stake_rao=np.array([1, 1], dtype=np.int64),
-        weights=_weights_table(np.array([0]), np.array([1]), np.array([65_535])),
-        last_update_block=np.array([10, 10], dtype=np.int64),
-        registered_block=np.array([0, 0], dtype=np.int64),
-        current_block=10,
-        owner_uid=None,
-        last_step_block=0,
-        tempo_blocks=5,
-    )
-    state = EpochState(bonds=_empty_bonds(), validator_permit=np.array([True, False]))
-    try:
-        run_epoch(inputs, YumaParams(yuma3=True, liquid_alpha=True), state)
-    except NotImplementedError:
-        return False
-    return True
+def _duckdb_threads_text() -> str:
+    threads = getattr(consensus_sql, "CONSENSUS_THREADS", None)
+    if threads is None:
+        return "threads as run_epoch sets them"
+    return f"threads={threads}, as run_epoch sets them (CONSENSUS_THREADS)"
 
 
 # ------------------------------------------------------------------------------------------------
 # Measurement
 # ------------------------------------------------------------------------------------------------
-MEMORY_METHOD = (
+MEMORY_METHOD: Final = (
     "peak RSS of the epoch call above the RSS just before it, in a fresh child process per "
-    "implementation and size (inputs rebuilt there from the seed, DuckDB connection opened, "
-    "gc + malloc_trim, "
+    "implementation and size (inputs rebuilt there from the seed, the simulator's dense tensors "
+    "built, DuckDB connection opened, gc + malloc_trim, "
     "then the kernel high-water mark reset via /proc/self/clear_refs and VmHWM read after the "
     "call; VmRSS sampled every 1 ms where clear_refs is not writable). A fresh process keeps "
-    "allocator memory retained by earlier runs from hiding the peak; DuckDB's allocations are "
-    "included (tracemalloc cannot see them)"
+    "allocator memory retained by earlier runs from hiding the peak; DuckDB's and torch's "
+    "allocations are included (tracemalloc cannot see them)"
 )
+RSS_SAMPLE_INTERVAL_S: Final = 0.001
 
 
-def _status_kib(field: str) -> int:
+def _status_kib(field_name: str) -> int:
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith(field + ":"):
+            if line.startswith(field_name + ":"):
                 return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    raise RuntimeError(f"{field_name} not in /proc/self/status")
 
 
 def _release_free_memory() -> None:
@@ -315,7 +537,7 @@ def peak_rss_mib(call: Callable[[], object]) -> float:
             nonlocal peak
             while not done.is_set():
                 peak = max(peak, _status_kib("VmRSS"))
-                time.sleep(0.001)
+                time.sleep(RSS_SAMPLE_INTERVAL_S)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -328,22 +550,22 @@ def peak_rss_mib(call: Callable[[], object]) -> float:
     return max(0, peak - before) * 1024 / MIB
 
 
-def params_for(size: Size) -> YumaParams:
-    """Yuma3 + liquid alpha where the DuckDB implementation supports it, else legacy."""
-    yuma3 = duckdb_supports_yuma3()
-    return YumaParams(yuma3=yuma3, liquid_alpha=yuma3, max_validators=size.validators)
-
-
 def memory_child(size_name: str, name: str) -> int:
     """``--memory-child``: print the peak-RSS MiB of one epoch call on the rebuilt case.
 
     The case is rebuilt from its size (inputs are deterministic from the seed), so nothing is
     serialised between the processes.
     """
-    sizes = {size.name: size for size in SIZES["all"]}
-    case = build_case(sizes[size_name], params_for)
-    connection = connect()
-    print(f"{peak_rss_mib(epoch_call(name, case, connection)):.1f}")
+    case = build_case(_SIZE_BY_NAME[size_name])
+    connection = duckdb.connect()
+    if name == SIM:
+        anchor = load_anchor()
+        if anchor.yumas is None:
+            raise SystemExit(anchor.line)
+        call: Callable[[], object] = sim_call(anchor.yumas, case, build_sim_inputs(case))
+    else:
+        call = epoch_call(name, case, connection)
+    print(f"{peak_rss_mib(call):.1f}")
     connection.close()
     return 0
 
@@ -362,18 +584,15 @@ def measure_memory(case: Case, names: tuple[str, ...]) -> dict[str, float]:
     return peaks
 
 
-@dataclass(frozen=True)
-class Measurement:
-    best_s: float
-    peak_mib: float
-    result: EpochResult
-
-
 def measure_times(
-    calls: dict[str, Callable[[], EpochResult]], repeat: int
-) -> dict[str, tuple[float, EpochResult]]:
-    """One warm-up run per implementation, then ``repeat`` rounds alternating them; best time."""
-    results = {name: call() for name, call in calls.items()}
+    calls: dict[str, Callable[[], object]], repeat: int
+) -> dict[str, tuple[float, object]]:
+    """One warm-up run per implementation, then ``repeat`` rounds running each once, in turn;
+    the best time of each, with its warm-up result."""
+    results: dict[str, object] = {}
+    for name, call in calls.items():
+        results[name] = call()
+        _release_free_memory()
     best = dict.fromkeys(calls, float("inf"))
     for _ in range(repeat):
         for name, call in calls.items():
@@ -384,17 +603,8 @@ def measure_times(
     return {name: (best[name], results[name]) for name in calls}
 
 
-def validation_seconds(result: EpochResult) -> float:
-    """Seconds that EpochState's own input validation takes on ``result``'s stored bonds (a cost
-    inside every implementation's time, since all of them return an EpochState)."""
-    state = result[1]
-    start = time.perf_counter()
-    EpochState(bonds=state.bonds, validator_permit=state.validator_permit)
-    return time.perf_counter() - start
-
-
 # ------------------------------------------------------------------------------------------------
-# Report
+# Agreement and targets
 # ------------------------------------------------------------------------------------------------
 def _max_abs_diff(left: np.ndarray, right: np.ndarray) -> float:
     return float(np.max(np.abs(left - right))) if left.size else 0.0
@@ -409,61 +619,105 @@ def agreement(left: EpochResult, right: EpochResult) -> str:
     return f"{incentive:.1e} / {dividends:.1e} / {'yes' if bonds_equal else 'NO'}"
 
 
-def target_verdict(size: Size, duck_s: float, numpy_s: float) -> str:
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing the mean of their positions (as Spearman's ρ needs)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], ordered.size]
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def spearman_rho(left: np.ndarray, right: np.ndarray) -> float:
+    """Spearman rank correlation (NaN when either side is constant)."""
+    left_ranks = average_ranks(np.asarray(left, dtype=np.float64))
+    right_ranks = average_ranks(np.asarray(right, dtype=np.float64))
+    if np.ptp(left_ranks) == 0 or np.ptp(right_ranks) == 0:
+        return float("nan")
+    return float(np.corrcoef(left_ranks, right_ranks)[0, 1])
+
+
+def _verdict(text: str, met: bool) -> str:
+    return f"{text}: {'met' if met else 'NOT met'}"
+
+
+def target_verdicts(size: Size, best_s: dict[str, float]) -> str:
+    """The issue's targets at ``size`` (only the three named sizes have any)."""
+    duck_s = best_s["duckdb"]
+    sim_s = best_s.get(SIM)
+    sim_text = f"≥ {SIM_SPEEDUP_TARGET:g}× yuma-sim"
+    if sim_s is None:
+        sim_verdict = f"{sim_text}: not measured"
+    else:
+        sim_verdict = _verdict(sim_text, sim_s / duck_s >= SIM_SPEEDUP_TARGET)
+    if size == SMALL:
+        met = best_s["numpy"] / duck_s >= SMALL_NUMPY_RATIO_TARGET
+        return _verdict("not slower than NumPy", met)
     if size == MEDIUM:
-        met = numpy_s / duck_s >= SPEEDUP_TARGET
-        return f"≥ {SPEEDUP_TARGET:g}× NumPy: {'met' if met else 'NOT met'}"
+        return sim_verdict
     if size == LARGE:
-        met = duck_s < LARGE_SECONDS_TARGET
-        return f"< {LARGE_SECONDS_TARGET:g} s: {'met' if met else 'NOT met'}"
+        seconds = _verdict(f"< {LARGE_SECONDS_TARGET:g} s", duck_s < LARGE_SECONDS_TARGET)
+        return f"{seconds}; {sim_verdict}"
     return "—"
 
 
+# ------------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Row:
+    """One size's measurements; ``SIM`` is absent from the dicts when the simulator was skipped."""
+
     case: Case
     layout: str
-    measured: dict[str, Measurement]
-    validation_s: float
+    best_s: dict[str, float]
+    peak_mib: dict[str, float]
+    results: dict[str, object]
 
-    def cells(self, names: tuple[str, ...]) -> list[str]:
+    def cells(self) -> list[str]:
         size = self.case.size
-        numpy_m = self.measured["numpy"]
-        cells = [size.label, f"{self.case.inputs.weights.num_rows:,}"]
-        for name in names:
-            m = self.measured[name]
-            if name == "numpy":
-                cells.append(f"{m.best_s:.3f} ({self.layout})")
-            else:
-                cells += [
-                    f"{m.best_s:.3f}",
-                    f"{numpy_m.best_s / m.best_s:.2f}×",
-                    target_verdict(size, m.best_s, numpy_m.best_s),
-                ]
-        cells += [f"{self.measured[name].peak_mib:,.0f}" for name in names]
-        cells.append(f"{self.validation_s:.3f}")
-        cells += [
-            agreement(self.measured[name].result, numpy_m.result)
-            for name in names
-            if name != "numpy"
+        duck_s = self.best_s["duckdb"]
+        sim_s = self.best_s.get(SIM)
+        duck = cast(EpochResult, self.results["duckdb"])
+        numpy_result = cast(EpochResult, self.results["numpy"])
+        sim = cast(SimOutcome | None, self.results.get(SIM))
+        rho = spearman_rho(duck[0].incentive, sim.incentive) if sim is not None else None
+        return [
+            size.label,
+            f"{self.case.inputs.weights.num_rows:,}",
+            f"{duck_s:.3f}",
+            f"{self.best_s['numpy']:.3f} ({self.layout})",
+            "skipped" if sim_s is None else f"{sim_s:.3f}",
+            *(_mib_cell(self.peak_mib.get(name)) for name in (*EPOCH_IMPLEMENTATIONS, SIM)),
+            "—" if sim_s is None else f"{sim_s / duck_s:.2f}×",
+            f"{self.best_s['numpy'] / duck_s:.2f}×",
+            target_verdicts(size, self.best_s),
+            agreement(duck, numpy_result),
+            "—" if rho is None else ("n/a (constant)" if np.isnan(rho) else f"{rho:.4f}"),
         ]
-        return cells
 
 
-def header(names: tuple[str, ...]) -> list[str]:
-    cells = ["size (V × n)", "weights nnz"]
-    for name in names:
-        if name == "numpy":
-            cells.append("NumPy s (layout)")
-        else:
-            short = LABEL_SHORT[name]
-            cells += [f"{short} s", f"NumPy/{short}", f"{short} target"]
-    cells += [f"{LABEL_SHORT[n]} peak MiB" for n in names]
-    cells.append("EpochState check s")
-    cells += [
-        f"{LABEL_SHORT[n]} vs NumPy: max|ΔI| / max|ΔD| / u16 equal" for n in names if n != "numpy"
-    ]
-    return cells
+def _mib_cell(peak: float | None) -> str:
+    return "skipped" if peak is None else f"{peak:,.0f}"
+
+
+HEADER: Final = (
+    "size (V × n)",
+    "weights nnz",
+    "DuckDB s",
+    "NumPy s (layout)",
+    "yuma-sim s",
+    "DuckDB peak MiB",
+    "NumPy peak MiB",
+    "yuma-sim peak MiB",
+    "yuma-sim ÷ DuckDB",
+    "NumPy ÷ DuckDB",
+    "DuckDB target (issue 15)",
+    "DuckDB vs NumPy: max|ΔI| / max|ΔD| / u16 equal",
+    "DuckDB vs yuma-sim: Spearman ρ(I)",
+)
 
 
 def markdown_table(head: list[str], rows: list[list[str]]) -> str:
@@ -477,9 +731,42 @@ def markdown_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# Per-statement profile of the DuckDB epoch
+# Per-statement profile of the DuckDB epoch: run_epoch through a tracing connection
 # ------------------------------------------------------------------------------------------------
+_CREATED_TABLE = re.compile(
+    r"CREATE\s+(?:OR\s+REPLACE\s+)?TEMP(?:ORARY)?\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)",
+    re.IGNORECASE,
+)
+_TERMINAL_METHODS: Final = frozenset(
+    {
+        "to_arrow_table",
+        "arrow",
+        "fetch_arrow_table",
+        "fetchall",
+        "fetchone",
+        "fetchnumpy",
+        "df",
+        "fetchdf",
+        "to_df",
+        "pl",
+        "execute",
+    }
+)
+STATEMENT_LABEL_CHARS: Final = 48
+
+
+@dataclass
+class StatementTime:
+    """One statement of a traced epoch (mutable: a lazy relation adds its fetch time later)."""
+
+    name: str
+    seconds: float
+    rows_out: int | None
+    counting_s: float = 0.0  # the tracer's own row count after a CREATE, not the epoch's time
+
+
 def _sql_names() -> dict[str, str]:
+    """sql.py's statement constants by text (whatever names the module uses)."""
     return {
         value: name
         for name, value in vars(consensus_sql).items()
@@ -487,63 +774,131 @@ def _sql_names() -> dict[str, str]:
     }
 
 
-def current_statements(params: YumaParams, liquid: bool) -> list[tuple[str, str]]:
-    """run_epoch's statements in order (the bond block ``liquid`` selects), named after sql.py's
-    constants."""
-    names = _sql_names()
-    statements = [
-        *consensus_sql._BEFORE_BONDS,
-        *consensus_sql._bond_path(params, liquid).statements,
-    ]
-    return [(names.get(statement, "?"), statement) for statement in statements]
+def statement_name(query: str, names: dict[str, str]) -> str:
+    """The constant holding ``query``, else the table it creates, else its first line."""
+    if query in names:
+        return names[query]
+    created = _CREATED_TABLE.search(query)
+    if created:
+        return f"create {created.group(1)}"
+    first = next((line.strip() for line in query.splitlines() if line.strip()), "?")
+    return first[:STATEMENT_LABEL_CHARS]
 
 
-def current_readbacks(params: YumaParams, liquid: bool) -> tuple[tuple[str, str], ...]:
-    """run_epoch's read-back queries: the output vectors, then the sorted bonds + u16 bonds."""
-    readback = consensus_sql._bond_path(params, liquid).readback
-    return (
-        ("read: output vectors", consensus_sql._OUTPUT_VECTORS),
-        (f"read: {_sql_names().get(readback, 'bonds')}", readback),
+class _TracingRelation:
+    """A DuckDB relation whose fetch methods add their time to the statement's entry."""
+
+    def __init__(self, relation: Any, entry: StatementTime) -> None:
+        self._relation = relation
+        self._entry = entry
+
+    def __getattr__(self, attribute: str) -> Any:
+        value = getattr(self._relation, attribute)
+        if attribute not in _TERMINAL_METHODS or not callable(value):
+            return value
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            result = value(*args, **kwargs)
+            self._entry.seconds += time.perf_counter() - start
+            rows = getattr(result, "num_rows", None)
+            self._entry.rows_out = rows if isinstance(rows, int) else self._entry.rows_out
+            return result
+
+        return timed
+
+
+class _TracingCursor:
+    """A cursor that times ``execute`` and ``sql`` (and the fetch of lazy relations)."""
+
+    def __init__(self, cursor: Any, log: list[StatementTime], names: dict[str, str]) -> None:
+        self._cursor = cursor
+        self._log = log
+        self._names = names
+
+    def _count_created(self, query: str, entry: StatementTime) -> None:
+        created = _CREATED_TABLE.search(query)
+        if not created:
+            return
+        start = time.perf_counter()
+        rows = self._cursor.execute(f"SELECT count(*) FROM {created.group(1)}").fetchall()
+        entry.rows_out = int(rows[0][0])  # fetchall: DuckDB refuses work on an unfinished result
+        entry.counting_s = time.perf_counter() - start
+
+    def execute(self, query: str, *args: Any, **kwargs: Any) -> _TracingCursor:
+        start = time.perf_counter()
+        self._cursor.execute(query, *args, **kwargs)
+        entry = StatementTime(statement_name(query, self._names), time.perf_counter() - start, None)
+        self._log.append(entry)
+        self._count_created(query, entry)
+        return self
+
+    def sql(self, query: str, *args: Any, **kwargs: Any) -> _TracingRelation:
+        start = time.perf_counter()
+        relation = self._cursor.sql(query, *args, **kwargs)
+        entry = StatementTime(statement_name(query, self._names), time.perf_counter() - start, None)
+        self._log.append(entry)
+        return _TracingRelation(relation, entry)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._cursor, attribute)
+
+
+class _TracingConnection:
+    """Hands run_epoch tracing cursors over a real connection."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, log: list[StatementTime]) -> None:
+        self._connection = connection
+        self._log = log
+        self._names = _sql_names()
+
+    def cursor(self) -> _TracingCursor:
+        return _TracingCursor(self._connection.cursor(), self._log, self._names)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._connection, attribute)
+
+
+def traced_epoch(
+    case: Case, connection: duckdb.DuckDBPyConnection
+) -> tuple[float, list[StatementTime]]:
+    """Total seconds of one run_epoch call and the statements it executed, in order."""
+    log: list[StatementTime] = []
+    tracer = cast(duckdb.DuckDBPyConnection, _TracingConnection(connection, log))
+    start = time.perf_counter()
+    run_epoch(case.inputs, case.params, case.state, connection=tracer)
+    return time.perf_counter() - start, log
+
+
+OUTSIDE_SQL: Final = "outside SQL (registration, Arrow → NumPy, EpochOutputs/EpochState)"
+
+
+def profile_statements(case: Case, connection: duckdb.DuckDBPyConnection, repeat: int) -> str:
+    """Best-of-``repeat`` seconds of each statement run_epoch executes (after one warm-up run),
+    in execution order, with its share of the epoch; or one line why it could not be traced."""
+    try:
+        runs = [traced_epoch(case, connection) for _ in range(repeat + 1)][1:]
+    except (TypeError, AttributeError, duckdb.Error) as error:
+        return f"per-statement profile unavailable: run_epoch could not be traced ({error})"
+    first = [entry.name for entry in runs[0][1]]
+    if any([entry.name for entry in log] != first for _, log in runs):
+        return "per-statement profile unavailable: run_epoch ran different statements per run"
+    best = [min(log[index].seconds for _, log in runs) for index in range(len(first))]
+    outside = min(
+        total - sum(entry.seconds + entry.counting_s for entry in log) for total, log in runs
     )
-
-
-def profile_statements(
-    case: Case,
-    connection: duckdb.DuckDBPyConnection,
-    repeat: int,
-    statements: list[tuple[str, str]],
-    readbacks: tuple[tuple[str, str], ...],
-) -> str:
-    """Best-of-``repeat`` seconds of each statement, run in order on one cursor with the
-    inputs registered as run_epoch registers them (plus one warm-up round)."""
-    best: dict[str, float] = {}
-    rows_out: dict[str, int] = {}
-    state = case.state.for_uids(case.inputs.n_uids)
-    for _ in range(repeat + 1):
-        cursor = connection.cursor()
-        try:
-            consensus_sql._register_inputs(cursor, case.inputs, case.params, state)
-            for name, statement in statements:
-                start = time.perf_counter()
-                cursor.execute(statement)
-                best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
-                table_name = statement.split("TEMP TABLE", 1)[1].split()[0]
-                count = cursor.execute(f"SELECT count(*) FROM {table_name}").fetchall()
-                rows_out[name] = int(count[0][0])
-            for name, query in readbacks:
-                start = time.perf_counter()
-                table = cursor.sql(query).to_arrow_table()
-                best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
-                rows_out[name] = table.num_rows
-        finally:
-            cursor.close()
-    total = sum(best.values())
+    total_s = sum(best) + max(0.0, outside)
     rows = [
-        [name, f"{seconds:.3f}", f"{seconds / total:.0%}", f"{rows_out[name]:,}"]
-        for name, seconds in sorted(best.items(), key=lambda item: -item[1])
+        [name, f"{seconds:.3f}", f"{seconds / total_s:.0%}", _rows_cell(runs[0][1][index])]
+        for index, (name, seconds) in enumerate(zip(first, best, strict=True))
     ]
-    rows.append(["total", f"{total:.3f}", "100%", ""])
+    rows.append([OUTSIDE_SQL, f"{max(0.0, outside):.3f}", f"{max(0.0, outside) / total_s:.0%}", ""])
+    rows.append(["total", f"{total_s:.3f}", "100%", ""])
     return markdown_table(["statement", "best s", "share", "rows out"], rows)
+
+
+def _rows_cell(entry: StatementTime) -> str:
+    return "" if entry.rows_out is None else f"{entry.rows_out:,}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -557,48 +912,77 @@ def _load_average() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
 
 
-def _print_preamble(names: tuple[str, ...], yuma3: bool, repeat: int) -> None:
-    connection = connect()
-    threads = connection.execute("SELECT current_setting('threads')").fetchall()[0][0]
-    connection.close()
+def _print_preamble(anchor: Anchor, repeat: int) -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print("# Yuma epoch: DuckDB SQL (run_epoch) vs vectorised NumPy (benchmarks/numpy_yuma.py)")
+    print("# Yuma epoch: DuckDB SQL (run_epoch) vs vectorised NumPy vs yuma-simulation")
     print()
     print(
-        f"- machine: {platform.machine()}, {cores} usable cores; "
-        f"Python {platform.python_version()}, DuckDB {duckdb.__version__} (threads={threads}), "
+        f"- machine: {platform.machine()}, {cores} usable cores; Python "
+        f"{platform.python_version()}, DuckDB {duckdb.__version__} ({_duckdb_threads_text()}), "
         f"NumPy {np.__version__}"
     )
-    if yuma3:
-        print("- bond path: Yuma3 + liquid alpha (YumaParams(yuma3=True, liquid_alpha=True))")
-    else:
-        print(
-            "- bond path: LEGACY — run_epoch does not implement Yuma3 yet, so both run the legacy "
-            "path; the required Yuma3 + liquid alpha comparison is NOT measured"
-        )
+    print(f"- {anchor.line}")
     print(
-        "- params: chain defaults (κ = 32767/65535, β = 1, bma = 900 000 ppm, liquid alpha "
-        "0.7–0.9, steepness 10) with max_validators = V; one warm-up epoch supplies permits and "
-        "u16 bonds"
+        "- epoch: Yuma3 + liquid alpha, chain defaults (κ = 32767/65535, β = 1, bma = 900 000 "
+        "ppm, liquid alpha 0.7–0.9, steepness 1000 = 10 in the simulator) with max_validators = "
+        "V; one warm-up epoch supplies permits, u16 bonds and the previous consensus"
     )
-    print(f"- implementations: {', '.join(LABELS[name] for name in names)}")
     print(
-        f"- wall time: best of {repeat} after one warm-up run each, implementations alternated, "
-        "same inputs every run, a fresh DuckDB cursor per run (temp tables dropped, nothing "
-        "cached); every time includes building EpochOutputs/EpochState, whose own validation "
-        "(duplicate check, O(N) on sorted bonds) is shown separately as 'EpochState check s'"
+        f"- wall time: best of {repeat} after one warm-up run each, implementations interleaved "
+        "(each runs once per round), same inputs every run, input construction (Arrow tables; "
+        "the simulator's dense float32 tensors) outside the timed region for all alike; DuckDB "
+        "uses a fresh cursor per run (temp tables dropped, nothing cached)"
     )
     print(f"- peak memory: {MEMORY_METHOD}")
     print(f"- load average before: {_load_average()} (other processes share these cores)")
     print()
 
 
+def measure_size(
+    size: Size, anchor: Anchor, connection: duckdb.DuckDBPyConnection, repeat: int
+) -> tuple[Row, Case]:
+    """Build one size's case and measure every implementation that can run on it."""
+    start = time.perf_counter()
+    case = build_case(size)
+    print(
+        f"{size.label}: built in {time.perf_counter() - start:.1f} s; measuring …",
+        file=sys.stderr,
+        flush=True,
+    )
+    names: tuple[str, ...] = EPOCH_IMPLEMENTATIONS
+    refusal = sim_memory_refusal(size) if anchor.yumas is not None else None
+    if refusal is not None:
+        print(f"- {refusal}")
+    elif anchor.yumas is not None:
+        names = (*EPOCH_IMPLEMENTATIONS, SIM)
+    peaks = measure_memory(case, names)
+    calls = {name: epoch_call(name, case, connection) for name in EPOCH_IMPLEMENTATIONS}
+    if SIM in names and anchor.yumas is not None:
+        refusal = sim_memory_refusal(size)  # the machine is shared: look again before timing
+        if refusal is None:
+            calls[SIM] = sim_call(anchor.yumas, case, build_sim_inputs(case))
+        else:
+            print(f"- {refusal}")
+            del peaks[SIM]
+    timed = measure_times(calls, repeat)
+    row = Row(
+        case=case,
+        layout=choose_layout(case.inputs, case.state),
+        best_s={name: seconds for name, (seconds, _) in timed.items()},
+        peak_mib=peaks,
+        results={name: result for name, (_, result) in timed.items()},
+    )
+    return row, case
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", choices=sorted(SIZES), default="all")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs after the warm-up")
+    parser.add_argument("--repeat", type=int, default=3, help="timed rounds after the warm-up")
     parser.add_argument(
-        "--profile", action="store_true", help="also time each SQL statement at the largest size"
+        "--profile",
+        action="store_true",
+        help="also time each SQL statement at the largest size (always on with --sizes all)",
     )
     parser.add_argument("--memory-child", nargs=2, metavar=("SIZE", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -607,59 +991,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
 
-    yuma3 = duckdb_supports_yuma3()
-    names = IMPLEMENTATIONS
-    _print_preamble(names, yuma3, args.repeat)
-    connection = connect()
+    anchor = load_anchor()
+    _print_preamble(anchor, args.repeat)
+    connection = duckdb.connect()
     rows: list[Row] = []
-    profiles: list[tuple[str, str]] = []
-    for size in SIZES[args.sizes]:
-        start = time.perf_counter()
-        case = build_case(size, params_for)
-        print(
-            f"{size.label}: built in {time.perf_counter() - start:.1f} s; measuring …",
-            file=sys.stderr,
-            flush=True,
-        )
-        peaks = measure_memory(case, names)
-        timed = measure_times(
-            {name: epoch_call(name, case, connection) for name in names}, args.repeat
-        )
-        measured = {
-            name: Measurement(best_s=timed[name][0], peak_mib=peaks[name], result=timed[name][1])
-            for name in names
-        }
-        rows.append(
-            Row(
-                case=case,
-                layout=choose_layout(case.inputs, case.state),
-                measured=measured,
-                validation_s=validation_seconds(measured["numpy"].result),
-            )
-        )
-        if args.profile and size == SIZES[args.sizes][-1]:
-            liquid = case.params.yuma3 and case.params.liquid_alpha
-            liquid = liquid and bool(np.any(measured["duckdb"].result[0].consensus != 0))
-            profiles.append(
-                (
-                    "run_epoch",
-                    profile_statements(
-                        case,
-                        connection,
-                        args.repeat,
-                        current_statements(case.params, liquid),
-                        current_readbacks(case.params, liquid),
-                    ),
-                )
-            )
-    print(markdown_table(header(names), [row.cells(names) for row in rows]))
+    profile = ""
+    sizes = SIZES[args.sizes]
+    for size in sizes:
+        row, case = measure_size(size, anchor, connection, args.repeat)
+        rows.append(row)
+        if (args.profile or args.sizes == "all") and size == sizes[-1]:
+            profile = profile_statements(case, connection, args.repeat)
+    print()
+    print(markdown_table(list(HEADER), [row.cells() for row in rows]))
     print()
     print(f"- load average after: {_load_average()}")
-    for title, table in profiles:
+    if profile:
         print()
-        print(f"## {title}: seconds per statement at {rows[-1].case.size.label}")
+        print(f"## run_epoch: seconds per statement at {rows[-1].case.size.label}")
         print()
-        print(table)
+        print(profile)
     connection.close()
     return 0
 
