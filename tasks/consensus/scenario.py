@@ -29,7 +29,12 @@ import numpy as np
 import pyarrow as pa
 
 from taoflow.ledger.emission import split_subnet_emission
-from taoflow.tasks.consensus.fixed import FIXED_FRACTION_BITS, fixed_raw, proportion_to_u16
+from taoflow.tasks.consensus.fixed import (
+    FIXED_FRACTION_BITS,
+    fixed_raw,
+    fixed_share_of_rao,
+    proportion_to_u16,
+)
 from taoflow.tasks.consensus.scenario_schema import (
     ENTRIES_MAX,
     EPOCHS_MAX,
@@ -109,9 +114,10 @@ def chain_emission(outputs: EpochOutputs, *, epoch_emission_rao: int) -> ChainEm
     combined = [i + d for i, d in zip(incentive, dividends, strict=True)]
     total_raw = sum(combined)
     if total_raw == 0:
-        active = _raw(outputs.active_stake)
-        fallback = active if any(active) else _raw(outputs.stake_weight)
-        to_validators = tuple(_fixed_times_rao(raw, epoch_emission_rao) for raw in fallback)
+        fallback = outputs.active_stake if any(_raw(outputs.active_stake)) else outputs.stake_weight
+        to_validators = tuple(
+            int(rao) for rao in fixed_share_of_rao(fallback, amount_rao=epoch_emission_rao)
+        )
         return ChainEmission(
             epoch_emission_rao=epoch_emission_rao,
             server_emission_rao=(0,) * len(incentive),
