@@ -469,4 +469,4 @@ def test_sql_leaves_callers_connection_clean(connection: duckdb.DuckDBPyConnecti
     table = outputs.to_table()
     assert table.column_names[0] == "uid"
     assert table.column("uid").to_pylist() == [0, 1, 2, 3, 4]
-    assert table.num_columns == 10
+    assert table.num_columns == 11  # uid + 10 per-uid vectors (active_stake included)
