@@ -766,12 +766,19 @@ class StatementTime:
 
 
 def _sql_names() -> dict[str, str]:
-    """sql.py's statement constants by text (whatever names the module uses)."""
-    return {
-        value: name
-        for name, value in vars(consensus_sql).items()
-        if name.startswith("_") and name.isupper() and isinstance(value, str)
-    }
+    """Statement constants (``_UPPER_CASE`` strings) by text, from sql.py and any other loaded
+    module of ``taoflow.tasks.consensus`` (sql.py's names win), whatever names they use."""
+    modules = [
+        module
+        for name, module in sorted(sys.modules.items())
+        if name.startswith("taoflow.tasks.consensus.") and module is not consensus_sql
+    ]
+    names: dict[str, str] = {}
+    for module in [*modules, consensus_sql]:
+        for name, value in list(vars(module).items()):
+            if name.startswith("_") and name.isupper() and isinstance(value, str):
+                names[value] = name
+    return names
 
 
 def statement_name(query: str, names: dict[str, str]) -> str:
@@ -844,19 +851,11 @@ class _TracingCursor:
         return getattr(self._cursor, attribute)
 
 
-class _TracingConnection:
-    """Hands run_epoch tracing cursors over a real connection."""
-
-    def __init__(self, connection: duckdb.DuckDBPyConnection, log: list[StatementTime]) -> None:
-        self._connection = connection
-        self._log = log
-        self._names = _sql_names()
+class _TracingConnection(_TracingCursor):
+    """A real connection whose cursors (and its own ``execute`` / ``sql``) are traced."""
 
     def cursor(self) -> _TracingCursor:
-        return _TracingCursor(self._connection.cursor(), self._log, self._names)
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self._connection, attribute)
+        return _TracingCursor(self._cursor.cursor(), self._log, self._names)
 
 
 def traced_epoch(
@@ -864,7 +863,7 @@ def traced_epoch(
 ) -> tuple[float, list[StatementTime]]:
     """Total seconds of one run_epoch call and the statements it executed, in order."""
     log: list[StatementTime] = []
-    tracer = cast(duckdb.DuckDBPyConnection, _TracingConnection(connection, log))
+    tracer = cast(duckdb.DuckDBPyConnection, _TracingConnection(connection, log, _sql_names()))
     start = time.perf_counter()
     run_epoch(case.inputs, case.params, case.state, connection=tracer)
     return time.perf_counter() - start, log
@@ -881,6 +880,10 @@ def profile_statements(case: Case, connection: duckdb.DuckDBPyConnection, repeat
     except (TypeError, AttributeError, duckdb.Error) as error:
         return f"per-statement profile unavailable: run_epoch could not be traced ({error})"
     first = [entry.name for entry in runs[0][1]]
+    if not first:
+        return (
+            "per-statement profile unavailable: run_epoch ran no statement through its connection"
+        )
     if any([entry.name for entry in log] != first for _, log in runs):
         return "per-statement profile unavailable: run_epoch ran different statements per run"
     best = [min(log[index].seconds for _, log in runs) for index in range(len(first))]

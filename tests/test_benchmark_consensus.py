@@ -120,3 +120,25 @@ def test_statement_names_fall_back_to_the_created_table() -> None:
     created = "\n-- comment\nCREATE OR REPLACE TEMP TABLE yuma_X AS SELECT 2"
     assert bench.statement_name(created, names) == "create yuma_X"
     assert bench.statement_name("\n  SET threads = 1\n", names) == "SET threads = 1"
+
+
+def test_profile_says_why_when_run_epoch_cannot_be_traced(monkeypatch: pytest.MonkeyPatch) -> None:
+    case = bench.build_case(bench.TINY)
+    connection = bench.duckdb.connect()
+
+    def untraced(*args: object, connection: object) -> None:
+        del args, connection  # runs no statement through the connection it is given
+
+    def refuses(*args: object, connection: object) -> None:
+        raise TypeError("connection must be a DuckDBPyConnection")
+
+    monkeypatch.setattr(bench, "run_epoch", untraced)
+    assert bench.profile_statements(case, connection, 1) == (
+        "per-statement profile unavailable: run_epoch ran no statement through its connection"
+    )
+    monkeypatch.setattr(bench, "run_epoch", refuses)
+    assert bench.profile_statements(case, connection, 1) == (
+        "per-statement profile unavailable: run_epoch could not be traced "
+        "(connection must be a DuckDBPyConnection)"
+    )
+    connection.close()
