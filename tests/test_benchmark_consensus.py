@@ -9,6 +9,7 @@ the exact verdict texts.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -142,3 +143,20 @@ def test_profile_says_why_when_run_epoch_cannot_be_traced(monkeypatch: pytest.Mo
         "(connection must be a DuckDBPyConnection)"
     )
     connection.close()
+
+
+def test_failed_simulator_memory_run_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fake_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        if command[-1] == bench.SIM:
+            return subprocess.CompletedProcess(command, -9, stdout="", stderr="Killed\n")
+        return subprocess.CompletedProcess(command, 0, stdout="12.5\n", stderr="")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    case = bench.build_case(bench.TINY)
+    peaks = bench.measure_memory(case, ("duckdb", "numpy", bench.SIM))
+    assert peaks == {"duckdb": 12.5, "numpy": 12.5}
+    assert capsys.readouterr().out == (
+        f"- yuma-simulation skipped at {TINY_LABEL}: its memory run exited with -9 (Killed)\n"
+    )
