@@ -66,7 +66,7 @@ def consensus_run(
         _print_json(result)
         return
     table = Table(title=f"consensus — {scenario.name}", header_style="bold cyan")
-    columns = ("epoch", "uid", "permit", "Active", "VTrust", "Consensus", "Incentive", "Dividends")
+    columns = ("Epoch", "UID", "Permit", "Active", "VTrust", "Consensus", "Incentive", "Dividends")
     for column in (*columns, "Emission rao"):
         table.add_column(column, justify="right")
     for row in summarise(result):
