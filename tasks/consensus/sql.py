@@ -48,14 +48,21 @@ Invariants
 * The bond path is one isolated block, chosen by ``_bond_path``: the legacy path (``yuma3=False``,
   §4.9a) or Yuma3 (``yuma3=True``, §4.9b), whose liquid / fixed-α choice (``_LIQUID_IS_ON``) is
   made in Python before its one bond statement runs, so the other branch is never planned. Each
-  path produces ``yuma_B`` (float bonds) and ``yuma_D`` (normalised dividends), and one sorted
-  read-back returns the float bonds with their u16 storage value (0 for validators without a new
-  permit); nothing outside the block reads its intermediate tables.
+  path produces ``yuma_B`` (float bonds) and ``yuma_D`` (normalised dividends), and one read-back
+  returns the float bonds with their u16 storage value (0 for validators without a new permit);
+  nothing outside the block reads its intermediate tables.
+* No statement sorts the bonds: rows leave in yuma_W's order, i.e. the weights' order, and
+  ``_sorted_bonds`` confirms (validator, miner) order in one O(N) pass, sorting only when the
+  input was not sorted (EpochState keeps bonds sorted).
 * Yuma3 comparisons that pick a branch (W_b ≥ B_old in liquid alpha, β ∈ {0, 1} short-cuts) see
   bit-identical operands in every implementation: W is one division of integers, B_old = u/65535,
   W̄ = min(W, C) and W_b = W + β(W̄ − W) is evaluated in exactly that operation order.
-* Commit-reveal masking (§4.5.5) is applied when ``commit_reveal`` is on; mechanisms (§5) are not
-  modelled here.
+* The four weight masks of §4.5.2–5 (forbid, outdated, commit-reveal) reduce to one per-validator
+  integer, ``weight_limit_block``: W_ij survives iff reg_j ≤ limit_i (−1 for a forbidden
+  validator), plus the diagonal rule; commit-reveal masking (§4.5.5) enters that limit when
+  ``commit_reveal`` is on. Mechanisms (§5) are not modelled here.
+* yuma_W holds (validator, miner, w) only; per-validator values (a_i, A_i) are joined from
+  yuma_neuron where a statement needs them (a small build side), not copied into every entry.
 * A connection passed in is only used through a private ``cursor()``: registered inputs and temp
   tables live in that cursor and disappear when the epoch returns.
 """
@@ -163,8 +170,17 @@ A AS (
             ELSE active_stake.a_rao::DOUBLE / total.a_total_rao::DOUBLE END AS A
     FROM active_stake
     CROSS JOIN (SELECT sum(a_rao)::HUGEINT AS a_total_rao FROM active_stake) AS total
+),
+-- limit_i: W_ij survives the forbid, outdated and commit-reveal masks iff reg_j ≤ limit_i, with
+--   limit_i = −1 if forbid_i, else min(last_update_i − 1, commit_block_i if CR)     §4.5.2–5
+weight_limit AS (
+    SELECT A.*,
+        CASE WHEN NOT A.permit_eff THEN -1
+            WHEN p.commit_reveal THEN least(A.last_update_block - 1, A.commit_block)
+            ELSE A.last_update_block - 1 END AS weight_limit_block
+    FROM A CROSS JOIN yuma_p AS p
 )
-SELECT * FROM A
+SELECT * FROM weight_limit
 """
 
 # ------------------------------------------------------------------------------------------------
@@ -173,28 +189,24 @@ SELECT * FROM A
 _WEIGHTS = """
 CREATE OR REPLACE TEMP TABLE yuma_W AS
 WITH
--- W_masked_ij = W_raw_ij unless forbid_i ∨ (i = j ∧ i ≠ owner) ∨ last_update_i ≤ reg_j
---   ∨ (commit_reveal ∧ commit_block_i < reg_j); j ≥ n has no yuma_neuron row         §4.5.1–5
+-- W_masked_ij = W_raw_ij unless reg_j > limit_i ∨ (i = j ∧ i ≠ owner); j ≥ n has no
+--   yuma_neuron row (dropped by the inner join)                                   §4.5.1–5
 W_masked AS MATERIALIZED (
-    SELECT w.validator, w.miner, w.weight_u16, vi.a_rao, vi.A
+    SELECT w.validator, w.miner, w.weight_u16
     FROM weights_in AS w
     JOIN yuma_neuron AS vi ON vi.uid = w.validator
     JOIN yuma_neuron AS mj ON mj.uid = w.miner
-    CROSS JOIN yuma_p AS p
-    WHERE vi.permit_eff
+    WHERE mj.registered_block <= vi.weight_limit_block
         AND (w.validator <> w.miner OR vi.is_owner)
-        AND NOT (vi.last_update_block <= mj.registered_block)
-        AND NOT (p.commit_reveal AND vi.commit_block < mj.registered_block)
 ),
--- Σ_k W_masked_ik per validator (one hash aggregate)                                    §4.5.6
+-- Σ_k W_masked_ik per validator (integer)                                               §4.5.6
 row_sum AS (
     SELECT validator, sum(weight_u16) AS row_sum_u16 FROM W_masked GROUP BY validator
 ),
 -- W_ij = W_masked_ij / Σ_k W_masked_ik   (a row with Σ = 0 stays all-zero)               §4.5.6
 W AS (
     SELECT m.validator, m.miner,
-        CASE WHEN r.row_sum_u16 > 0 THEN m.weight_u16 / r.row_sum_u16::DOUBLE ELSE 0.0 END AS w,
-        m.a_rao, m.A
+        CASE WHEN r.row_sum_u16 > 0 THEN m.weight_u16 / r.row_sum_u16::DOUBLE ELSE 0.0 END AS w
     FROM W_masked AS m JOIN row_sum AS r ON r.validator = m.validator
 )
 SELECT * FROM W
@@ -214,7 +226,9 @@ thr AS (
 ),
 -- scores W_ij > 0 of validators with a_i > 0 (missing entries are level 0, always a candidate) §4.6
 W_staked AS MATERIALIZED (
-    SELECT miner, w, a_rao FROM yuma_W WHERE a_rao > 0 AND w > 0
+    SELECT W.miner, W.w, v.a_rao
+    FROM yuma_W AS W JOIN yuma_neuron AS v ON v.uid = W.validator
+    WHERE v.a_rao > 0 AND W.w > 0
 ),
 -- s_j = 2^(6 − ⌈log2 max_i W_ij⌉) for miners whose whole column reaches thr (others: C_j = 0)
 scale AS (
@@ -273,8 +287,10 @@ CREATE OR REPLACE TEMP TABLE yuma_I AS
 WITH
 -- R_j = Σ_i A_i · W̄_ij,  W̄_ij = min(W_ij, C_j) on the fly (C_j = 0 entries add 0)   §4.7–4.8
 R AS (
-    SELECT W.miner AS uid, sum(W.A * least(W.w, C.C)) AS R
-    FROM yuma_W AS W JOIN yuma_C AS C ON C.miner = W.miner
+    SELECT W.miner AS uid, sum(v.A * least(W.w, C.C)) AS R
+    FROM yuma_W AS W
+    JOIN yuma_C AS C ON C.miner = W.miner
+    JOIN yuma_neuron AS v ON v.uid = W.validator
     GROUP BY W.miner
 ),
 -- I_j = R_j / Σ_k R_k   (all 0 when Σ R = 0)                                            §4.8
@@ -295,10 +311,11 @@ WITH
 --   (= W + β(W̄ − W), exact at β ∈ {0, 1})                                              §4.9
 W_b AS (
     SELECT * FROM (
-        SELECT W.validator, W.miner, W.A,
+        SELECT W.validator, W.miner, v.A,
             (1.0 - p.beta) * W.w + p.beta * least(W.w, coalesce(C.C, 0.0)) AS w
         FROM yuma_W AS W
         LEFT JOIN yuma_C AS C ON C.miner = W.miner
+        JOIN yuma_neuron AS v ON v.uid = W.validator
         CROSS JOIN yuma_p AS p
     )
     WHERE w > 0
@@ -382,7 +399,7 @@ B_u16 AS (
     FROM B_up AS Bu
     JOIN yuma_neuron AS v ON v.uid = Bu.validator
 )
-SELECT * FROM B_u16 ORDER BY validator, miner
+SELECT * FROM B_u16
 """.format(u16_of_b_up=SQL_U16_OF.format(x="Bu.b_up"))
 
 # ------------------------------------------------------------------------------------------------
@@ -520,7 +537,7 @@ B_u16 AS (
     FROM yuma_B AS B
     JOIN yuma_neuron AS v ON v.uid = B.validator
 )
-SELECT * FROM B_u16 ORDER BY validator, miner
+SELECT * FROM B_u16
 """.format(u16_of_b=SQL_U16_OF.format(x="B.b"))
 
 # ------------------------------------------------------------------------------------------------
@@ -574,7 +591,13 @@ ORDER BY vectors.uid
 """
 
 
-_BEFORE_BONDS: tuple[str, ...] = (_SCALARS, _NEURON_VECTORS, _WEIGHTS, _CONSENSUS, _INCENTIVE)
+_BEFORE_BONDS: tuple[str, ...] = (
+    _SCALARS,
+    _NEURON_VECTORS,
+    _WEIGHTS,
+    _CONSENSUS,
+    _INCENTIVE,
+)
 """Statements up to and including I: everything the bond path reads."""
 
 
@@ -653,6 +676,22 @@ def _register_inputs(
     cursor.register("bonds_in", state.bonds)
 
 
+def _sorted_bonds(bonds: pa.Table) -> pa.Table:
+    """``bonds`` in (validator, miner) order, as EpochState keeps them.
+
+    The bond statements emit rows in yuma_W's order, which is the weights' order, so with weights
+    sorted by (validator, miner) the rows arrive sorted and one O(N) pass confirms it (key =
+    validator·2^32 + miner, strictly increasing); only otherwise is the table sorted.
+    """
+    if bonds.num_rows < 2:
+        return bonds
+    validator = bonds.column("validator").to_numpy().astype(np.int64)
+    key = (validator << 32) | bonds.column("miner").to_numpy()
+    if bool(np.all(key[1:] > key[:-1])):
+        return bonds
+    return bonds.sort_by([("validator", "ascending"), ("miner", "ascending")])
+
+
 def _column(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy(zero_copy_only=False)
 
@@ -694,7 +733,7 @@ def run_epoch(
         for statement in bond_path.statements:
             cursor.execute(statement)
         vectors = cursor.sql(_OUTPUT_VECTORS).to_arrow_table()
-        bonds = cursor.sql(bond_path.readback).to_arrow_table()
+        bonds = _sorted_bonds(cursor.sql(bond_path.readback).to_arrow_table())
     finally:
         cursor.close()  # drops the registered inputs and every yuma_* temp table
         if owns_connection:
