@@ -446,10 +446,13 @@ WITH
 {_YUMA3_BOND_INPUTS},
 -- (W_b_ij, B_old_ij, C_j) over the W_b entries only: the sparse liquid EMA emits nothing else,
 -- so a bond without a W_b entry is dropped to 0 (chain's mat_ema_alpha_sparse)    §4.9 quirk
+--   (the liquid-alpha scalars ride along from the one yuma_p row)
 liquid_entries AS (
-    SELECT Wb.validator, Wb.miner, Wb.w_b, coalesce(Bo.b, 0.0) AS b_old, Wb.c
+    SELECT Wb.validator, Wb.miner, Wb.w_b, coalesce(Bo.b, 0.0) AS b_old, Wb.c,
+        p.steepness, p.alpha_low, p.alpha_high
     FROM W_b AS Wb
     LEFT JOIN B_old AS Bo ON Bo.validator = Wb.validator AND Bo.miner = Wb.miner
+    CROSS JOIN yuma_p AS p
 ),
 -- d_ij = clamp(W_b − C_j, 0, 1) if W_b_ij ≥ B_old_ij else clamp(B_old − W_b, 0, 1)     §4.9b
 liquid_d AS (
@@ -462,18 +465,15 @@ liquid_d AS (
 ),
 -- σ_ij = 1 / (1 + exp(clamp(−steepness·(d_ij − 0.5), −20, 20)))                          §4.9b
 liquid_sigma AS (
-    SELECT ld.*,
-        1.0 / (1.0 + exp(least(greatest(-p.steepness * (ld.d - 0.5), -20.0), 20.0))) AS sigma
-    FROM liquid_d AS ld CROSS JOIN yuma_p AS p
+    SELECT *, 1.0 / (1.0 + exp(least(greatest(-steepness * (d - 0.5), -20.0), 20.0))) AS sigma
+    FROM liquid_d
 ),
 -- α_ij = clamp(alpha_low + σ_ij·(alpha_high − alpha_low), alpha_low, alpha_high)         §4.9b
 liquid_alpha_ij AS (
-    SELECT ls.*,
-        least(
-            greatest(p.alpha_low + ls.sigma * (p.alpha_high - p.alpha_low), p.alpha_low),
-            p.alpha_high
-        ) AS alpha
-    FROM liquid_sigma AS ls CROSS JOIN yuma_p AS p
+    SELECT *,
+        least(greatest(alpha_low + sigma * (alpha_high - alpha_low), alpha_low), alpha_high)
+            AS alpha
+    FROM liquid_sigma
 ),
 -- B_ij = min(1, (1 − α_ij)·B_old_ij + max(0, α_ij·W_b_ij)), entries > 0 kept            §4.9b.2
 B AS (
