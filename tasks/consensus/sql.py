@@ -62,7 +62,8 @@ Invariants
   validator), plus the diagonal rule; commit-reveal masking (§4.5.5) enters that limit when
   ``commit_reveal`` is on. Mechanisms (§5) are not modelled here.
 * yuma_W holds (validator, miner, w) only; per-validator values (a_i, A_i) are joined from
-  yuma_neuron where a statement needs them (a small build side), not copied into every entry.
+  yuma_V, the permitted validators only (the only rows W can have), where a statement needs them:
+  a build side of at most a few thousand rows, not copied into every entry.
 * A connection passed in is only used through a private ``cursor()``: registered inputs and temp
   tables live in that cursor and disappear when the epoch returns.
 """
@@ -183,6 +184,13 @@ weight_limit AS (
 SELECT * FROM weight_limit
 """
 
+_VALIDATOR_VECTORS = """
+CREATE OR REPLACE TEMP TABLE yuma_V AS
+-- the validators whose rows of W can be non-empty: permit_eff_i (a forbidden row is masked);
+--   a small build side for every join of a W entry with its validator's a_i, A_i      §4.5.2
+SELECT uid, a_rao, A FROM yuma_neuron WHERE permit_eff
+"""
+
 # ------------------------------------------------------------------------------------------------
 # §4.5 weights W (sparse), carrying the validator's stake a_i (rao) and A_i.
 # ------------------------------------------------------------------------------------------------
@@ -227,7 +235,7 @@ thr AS (
 -- scores W_ij > 0 of validators with a_i > 0 (missing entries are level 0, always a candidate) §4.6
 W_staked AS MATERIALIZED (
     SELECT W.miner, W.w, v.a_rao
-    FROM yuma_W AS W JOIN yuma_neuron AS v ON v.uid = W.validator
+    FROM yuma_W AS W JOIN yuma_V AS v ON v.uid = W.validator
     WHERE v.a_rao > 0 AND W.w > 0
 ),
 -- s_j = 2^(6 − ⌈log2 max_i W_ij⌉) for miners whose whole column reaches thr (others: C_j = 0)
@@ -290,7 +298,7 @@ R AS (
     SELECT W.miner AS uid, sum(v.A * least(W.w, C.C)) AS R
     FROM yuma_W AS W
     JOIN yuma_C AS C ON C.miner = W.miner
-    JOIN yuma_neuron AS v ON v.uid = W.validator
+    JOIN yuma_V AS v ON v.uid = W.validator
     GROUP BY W.miner
 ),
 -- I_j = R_j / Σ_k R_k   (all 0 when Σ R = 0)                                            §4.8
@@ -315,7 +323,7 @@ W_b AS (
             (1.0 - p.beta) * W.w + p.beta * least(W.w, coalesce(C.C, 0.0)) AS w
         FROM yuma_W AS W
         LEFT JOIN yuma_C AS C ON C.miner = W.miner
-        JOIN yuma_neuron AS v ON v.uid = W.validator
+        JOIN yuma_V AS v ON v.uid = W.validator
         CROSS JOIN yuma_p AS p
     )
     WHERE w > 0
@@ -594,6 +602,7 @@ ORDER BY vectors.uid
 _BEFORE_BONDS: tuple[str, ...] = (
     _SCALARS,
     _NEURON_VECTORS,
+    _VALIDATOR_VECTORS,
     _WEIGHTS,
     _CONSENSUS,
     _INCENTIVE,
