@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from typer.testing import CliRunner
 
 from taoflow.cli import app
@@ -95,3 +96,30 @@ def test_cli_formats(tmp_path: Path) -> None:
     )
     assert unwritable.exit_code == 1 and "cannot write" in unwritable.output
     assert len(unwritable.output.strip().splitlines()) == 1
+
+
+def test_json_keeps_each_vector_on_one_line_and_reads_back_unchanged(tmp_path: Path) -> None:
+    runner = CliRunner()
+    shown = runner.invoke(app, ["consensus", "run", str(EXAMPLE), "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output) == run_scenario(json.loads(EXAMPLE.read_text()))
+    n_uids = len(json.loads(EXAMPLE.read_text())["epochs"][0]["stake_rao"])
+    incentive_lines = [line for line in shown.output.splitlines() if '"incentive":' in line]
+    assert incentive_lines and all(
+        line.rstrip(",").count(",") == n_uids - 1 for line in incentive_lines
+    )
+
+
+def test_a_scenario_file_over_the_size_cap_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taoflow.cli import consensus as consensus_cli
+
+    monkeypatch.setattr(consensus_cli, "SCENARIO_BYTES_MAX", 1024)
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"epochs": [], "description": "x" * 2048}))
+    result = CliRunner().invoke(app, ["consensus", "run", str(big)])
+    assert result.exit_code == 1
+    size = big.stat().st_size
+    expected = f"error: {big}: {size:,} bytes, over the 1,024-byte limit of a scenario file"
+    assert result.output.strip().splitlines() == [expected]

@@ -9,6 +9,7 @@ refusal is still one line on stderr). A bad ``--format`` is a usage error (exit 
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +19,6 @@ from rich.table import Table
 
 from taoflow.cli.common import JsonOption, console
 from taoflow.cli.common import fail as _fail
-from taoflow.cli.common import print_json as _print_json
 
 
 class OutputFormat(StrEnum):
@@ -27,6 +27,23 @@ class OutputFormat(StrEnum):
 
 
 consensus_app = typer.Typer(no_args_is_help=True, help="Run Yuma consensus on scenarios")
+
+
+SCENARIO_BYTES_MAX = 512 * 2**20
+"""Largest scenario file read (its values are bounded again by the schema)."""
+_SCALAR_LIST = re.compile(r"\[([^\[\]{}\"]*)\]")
+"""A JSON list of numbers, booleans or nulls (no strings, nothing nested)."""
+
+
+def scenario_json(result: object) -> str:
+    """The result as indented JSON with each list of scalars on one line (a per-uid vector or a
+    ``[validator, miner, u16]`` entry reads as one row)."""
+    text = json.dumps(result, indent=1, sort_keys=True)
+    return _SCALAR_LIST.sub(_one_line, text)
+
+
+def _one_line(match: re.Match[str]) -> str:
+    return "[" + ", ".join(item.strip() for item in match.group(1).split(",")) + "]"
 
 
 @consensus_app.command("run")
@@ -47,6 +64,10 @@ def consensus_run(
     from taoflow.tasks.consensus.scenario import InvalidScenario, run_scenario, summarise
 
     try:
+        size_bytes = scenario.stat().st_size
+        if size_bytes > SCENARIO_BYTES_MAX:
+            limit = f"{SCENARIO_BYTES_MAX:,}-byte limit of a scenario file"
+            raise _fail(f"{scenario}: {size_bytes:,} bytes, over the {limit}")
         document = json.loads(scenario.read_text())
     except (OSError, ValueError) as exc:
         raise _fail(f"cannot read {scenario}: {exc}") from None
@@ -58,12 +79,12 @@ def consensus_run(
         raise _fail(f"{scenario}: {exc}") from None
     if out is not None:
         try:
-            out.write_text(json.dumps(result, indent=1, sort_keys=True))
+            out.write_text(scenario_json(result))
         except OSError as exc:
             raise _fail(f"cannot write {out}: {exc.strerror or exc}") from None
         return
     if as_json or output_format is OutputFormat.JSON:
-        _print_json(result)
+        typer.echo(scenario_json(result))
         return
     table = Table(title=f"consensus — {scenario.name}", header_style="bold cyan")
     columns = ("Epoch", "UID", "Permit", "Active", "VTrust", "Consensus", "Incentive", "Dividends")
