@@ -374,7 +374,7 @@ def _settings(max_examples: int) -> Callable[[Callable[..., None]], Callable[...
     )
 
 
-@_settings(120)
+@_settings(90)
 @given(scenario=scenarios(bond_path="legacy", n_epochs=LEGACY_EPOCHS))
 def test_sql_matches_reference_over_three_epochs(
     scenario: Scenario, connection: duckdb.DuckDBPyConnection
@@ -382,7 +382,7 @@ def test_sql_matches_reference_over_three_epochs(
     _run_both(scenario, connection)
 
 
-@_settings(80)
+@_settings(60)
 @given(scenario=scenarios(bond_path="yuma3", n_epochs=YUMA3_EPOCHS))
 def test_yuma3_sql_matches_reference_over_four_epochs(
     scenario: Scenario, connection: duckdb.DuckDBPyConnection
@@ -390,7 +390,7 @@ def test_yuma3_sql_matches_reference_over_four_epochs(
     _run_both(scenario, connection)
 
 
-@_settings(110)
+@_settings(80)
 @given(scenario=scenarios(bond_path="yuma3_liquid", n_epochs=YUMA3_EPOCHS))
 def test_yuma3_liquid_alpha_sql_matches_reference_over_four_epochs(
     scenario: Scenario, connection: duckdb.DuckDBPyConnection
