@@ -98,7 +98,7 @@ def test_cli_formats(tmp_path: Path) -> None:
     assert len(unwritable.output.strip().splitlines()) == 1
 
 
-def test_json_keeps_each_vector_on_one_line_and_reads_back_unchanged(tmp_path: Path) -> None:
+def test_json_keeps_each_vector_on_one_line_and_reads_back_unchanged() -> None:
     runner = CliRunner()
     shown = runner.invoke(app, ["consensus", "run", str(EXAMPLE), "--format", "json"])
     assert shown.exit_code == 0, shown.output
